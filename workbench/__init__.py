@@ -1,0 +1,8 @@
+"""workbench: a Jupyter-first interactive workbench for neutron reflectometry machine learning."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("workbench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

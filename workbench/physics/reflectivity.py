@@ -59,17 +59,21 @@ def plan_for(probe: Probe, arrays: StackArrays) -> list[tuple[np.ndarray, Resolu
         return [(np.arange(arrays.batch), plan)]
     thickness = _numpy(arrays.thickness)
     total = float(np.max(np.sum(thickness[:, 1:-1], axis=1))) if thickness.shape[1] > 2 else 0.0
-    quantized = math.ceil(max(total, 1.0) / _THICKNESS_QUANTUM) * _THICKNESS_QUANTUM
+    # |r|² also carries harmonics of the film thickness from multiple reflections: resolve 2D
+    quantized = math.ceil(2.0 * max(total, 1.0) / _THICKNESS_QUANTUM) * _THICKNESS_QUANTUM
     sld, isld = _numpy(arrays.sld), _numpy(arrays.isld)
-    edges = []
-    for b in range(arrays.batch):
-        # an absorbing substrate has no sharp edge; the regular grid handles it
-        edge = critical_edge(sld[b, 0], sld[b, -1]) if isld[b, 0] == 0 else None
-        edges.append(None if edge is None else round(edge, 12))
-    groups: dict[float | None, list[int]] = {}
-    for b, e in enumerate(edges):
-        groups.setdefault(e, []).append(b)
-    return [(np.asarray(idx), _cached_plan(probe, quantized, e)) for e, idx in groups.items()]
+    contrast = sld[:, 0] - sld[:, -1]
+    # an absorbing substrate has no sharp edge: the regular grid handles it (NaN = no edge)
+    has_edge = (contrast > 0) & (isld[:, 0] == 0)
+    edges = np.where(has_edge, np.round(np.sqrt(16e-6 * np.pi * np.abs(contrast)), 12), np.nan)
+    unique, inverse = np.unique(edges, return_inverse=True, equal_nan=True)
+    if unique.size == 1:
+        return [(np.arange(arrays.batch), _cached_plan(probe, quantized, _edge(unique[0])))]
+    return [(np.flatnonzero(inverse == g), _cached_plan(probe, quantized, _edge(e))) for g, e in enumerate(unique)]
+
+
+def _edge(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def _cached_plan(probe: Probe, thickness: float, edge: float | None) -> ResolutionPlan:
@@ -119,7 +123,10 @@ def reflectivity(
         out = np.empty((a.batch, probe.q.size))
         sc = np.broadcast_to(_numpy(scale), (a.batch,))
         bg = np.broadcast_to(_numpy(background), (a.batch,))
-        for idx, plan in plan_for(probe, a):
+        groups = plan_for(probe, a)
+        if len(groups) == 1:
+            return reflectivity_fast(groups[0][1], a.sld, a.isld, a.thickness, a.roughness, sc, bg, out=out)
+        for idx, plan in groups:
             sub = a[idx]
             out[idx] = reflectivity_fast(plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx])
         return out

@@ -1,0 +1,51 @@
+"""Shared test fixtures: seeded random stacks and the location of the reference data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.physics import StackArrays
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the repository (or $WORKBENCH_SHARED_DATA)."""
+    return Path(os.environ.get("WORKBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The reference data folder: a failure under CI=true when missing, else a skip."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"reference data folder {path} is missing (required under CI=true)")
+        pytest.skip(f"reference data folder {path} is missing")
+    return path
+
+
+def random_stacks(
+    rng: np.random.Generator,
+    batch: int,
+    layers: int,
+    *,
+    absorbing: bool = False,
+    sharp: bool = False,
+    thick: float | None = None,
+) -> StackArrays:
+    """Seeded random stacks (substrate first, ambient last) spanning realistic neutron SLDs."""
+    sld = rng.uniform(-0.56, 6.4, (batch, layers))
+    isld = rng.uniform(0.0, 0.5, (batch, layers)) if absorbing else np.zeros((batch, layers))
+    thickness = rng.uniform(5.0, 300.0, (batch, layers))
+    thickness[:, 0] = thickness[:, -1] = 0.0
+    roughness = rng.uniform(0.0, 25.0, (batch, layers - 1))
+    if sharp:
+        roughness[:, ::2] = 0.0
+    if thick is not None:
+        thickness[:, 1] = thick
+    return StackArrays(sld, isld, thickness, roughness)

@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
-    """``../shared/data`` beside the repository (or $WORKBENCH_SHARED_DATA)."""
-    return Path(os.environ.get("WORKBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """``../shared/data`` beside the repository, or ``$WORKBENCH_EXAMPLE_DATA``."""
+    return Path(os.environ.get("WORKBENCH_EXAMPLE_DATA") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture

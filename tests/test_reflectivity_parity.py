@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_stacks
+
 from workbench.physics import FilmStack, Probe, StackArrays, reflectivity
 from workbench.physics.refl1d_engine import reflectivity_refl1d
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from converged_smearing import converged_smear
+
 from workbench.physics import FilmStack, Probe, critical_edge, reflectivity
 from workbench.physics.refl1d_engine import reflectivity_refl1d
 

@@ -9,7 +9,7 @@ files, REF_L's "dQ [FWHM]") or 1σ (refl1d, ORSO).  Internally everything is 1σ
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 

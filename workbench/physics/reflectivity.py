@@ -18,7 +18,7 @@ import torch
 from .kernel_fast import reflectivity_fast
 from .kernel_torch import reflectivity_unsmeared
 from .probe import Probe
-from .resolution import ResolutionPlan, build_plan, critical_edge
+from .resolution import ResolutionPlan, build_plan
 from .stack import FilmStack, StackArrays, StackError
 
 Engine = Literal["fast", "torch", "refl1d"]

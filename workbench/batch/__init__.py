@@ -1,0 +1,1 @@
+"""Headless runs: the command line, papermill notebooks, sweeps (imports the core)."""

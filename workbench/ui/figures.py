@@ -35,7 +35,15 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
     fig.update_xaxes(**Z_AXIS, row=1, col=2)
     fig.update_yaxes(**SLD_AXIS, row=1, col=2)
     names = " / ".join(layer.name for layer in stack.layers)
-    fig.update_layout(title=title or f"{names}  ({probe!r})", template="plotly_white", height=480, legend=dict(x=0.38, y=0.98))
+    subtitle = f"{probe.q.size} Q points {probe.q[0]:.4g}–{probe.q[-1]:.4g} Å⁻¹" + (
+        f", dQ/Q = {probe.dq_over_q:g} {'FWHM' if probe.dq_is_fwhm else '1σ'}" if probe.constant_dq_over_q else ", pointwise dQ"
+    )
+    fig.update_layout(
+        title=dict(text=f"{title or names}<br><sup>{subtitle}</sup>"),
+        template="plotly_white",
+        height=480,
+        legend=dict(x=0.38, y=0.98),
+    )
     return fig
 
 

@@ -42,8 +42,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,11 +53,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-import numba  # noqa: E402
-import torch  # noqa: E402
+import numba
+import torch
 
-from workbench.physics import FilmStack, Probe, StackArrays, critical_edge, reflectivity  # noqa: E402
-from workbench.physics.refl1d_engine import reflectivity_refl1d  # noqa: E402
+from workbench.physics import FilmStack, Probe, StackArrays, critical_edge, reflectivity
+from workbench.physics.refl1d_engine import reflectivity_refl1d
 
 TARGET_UNSMEARED = 150_000.0  # curves/s, fast path, float64, 2 cores (from the issue)
 TARGET_SMEARED = 100_000.0
@@ -169,7 +171,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     assert smeared.dq_is_fwhm and smeared.dq_over_q is not None
     probes = {"unsmeared": smeared.unsmeared(), "smeared": smeared}
     batch = sample_stacks(stack, args.n, args.seed)
-    small = lambda k: batch[: min(k, args.n)]  # noqa: E731 — the first k stacks of the same batch
+
+    def small(k: int) -> StackArrays:
+        """The first ``k`` stacks of the same batch."""
+        return batch[: min(k, args.n)]
+
     ref_set, conv_set = small(args.n_refl1d), small(args.n_converged)
     edge = critical_edge(float(batch.sld[0, 0]), float(batch.sld[0, -1]))
     kernels = refnx_kernels()
@@ -185,11 +191,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {row:<36s} {kind:<9s} N={n:<6d} best {t * 1e3:9.1f} ms  {n / t:12,.0f} curves/s", flush=True)
         return result
 
-    print("timing (best of %d after one warm-up call)" % args.repeats, flush=True)
+    print(f"timing (best of {args.repeats} after one warm-up call)", flush=True)
     for kind, probe in probes.items():
         row = ROWS[0]
         sizes[row] = args.n
-        timed(row, kind, lambda: engine_fast(batch, probe), args.n)
+        timed(row, kind, partial(engine_fast, batch, probe), args.n)
         curves[row][kind] = engine_fast(ref_set, probe)
         if kind == "smeared":
             curves[row]["converged_set"] = engine_fast(conv_set, probe)
@@ -197,14 +203,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row = ROWS[1]
         tb = small(args.n_torch)
         sizes[row] = tb.batch
-        timed(row, kind, lambda: engine_torch(tb, probe), tb.batch)
+        timed(row, kind, partial(engine_torch, tb, probe), tb.batch)
         curves[row][kind] = engine_torch(ref_set, probe)
         if kind == "smeared":
             curves[row]["converged_set"] = engine_torch(conv_set, probe)
 
         row = ROWS[2]
         sizes[row] = ref_set.batch
-        curves[row][kind] = timed(row, kind, lambda: engine_refl1d(ref_set, probe), ref_set.batch)
+        curves[row][kind] = timed(row, kind, partial(engine_refl1d, ref_set, probe), ref_set.batch)
         if kind == "smeared":
             curves[row]["converged_set"] = curves[row][kind][: conv_set.batch]
 
@@ -215,18 +221,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             vb = small(args.n_refnx)
             vlayers = to_refnx_layers(vb)
             sizes[row] = vb.batch
-            timed(row, kind, lambda: engine_refnx_vectorised(kernels, vlayers, probe, threads), vb.batch)
+            timed(row, kind, partial(engine_refnx_vectorised, kernels, vlayers, probe, threads), vb.batch)
             rlayers = to_refnx_layers(ref_set)
-            t, loop = best_of(lambda: engine_refnx_loop(kernels, rlayers, probe, threads), repeats=args.repeats)
+            t, loop = best_of(partial(engine_refnx_loop, kernels, rlayers, probe, threads), repeats=args.repeats)
             extra["refnx C abeles per curve, unsmeared curves/s"] = ref_set.batch / t
-            print(f"  {'refnx C abeles, per-curve loop':<36s} {kind:<9s} N={ref_set.batch:<6d} "
-                  f"best {t * 1e3:9.1f} ms  {ref_set.batch / t:12,.0f} curves/s", flush=True)
+            print(
+                f"  {'refnx C abeles, per-curve loop':<36s} {kind:<9s} N={ref_set.batch:<6d} "
+                f"best {t * 1e3:9.1f} ms  {ref_set.batch / t:12,.0f} curves/s",
+                flush=True,
+            )
             curves[row][kind] = engine_refnx_vectorised(kernels, rlayers, probe, threads)
             extra["refnx C abeles vs abeles_vectorised, max rel"] = max_rel(loop, curves[row][kind])
         else:
             rlayers = to_refnx_layers(ref_set)
             curves[row][kind] = timed(
-                row, kind, lambda: engine_refnx_loop(kernels, rlayers, probe, threads), ref_set.batch
+                row, kind, partial(engine_refnx_loop, kernels, rlayers, probe, threads), ref_set.batch
             )
             curves[row]["converged_set"] = curves[row][kind][: conv_set.batch]
 
@@ -255,8 +264,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     fast = speed[ROWS[0]]
     targets = {
-        "unsmeared": {"target": TARGET_UNSMEARED, "measured": fast["unsmeared"], "met": fast["unsmeared"] >= TARGET_UNSMEARED},
-        "smeared": {"target": TARGET_SMEARED, "measured": fast["smeared"], "met": fast["smeared"] >= TARGET_SMEARED},
+        kind: {"target": target, "measured": fast[kind], "met": fast[kind] >= target}
+        for kind, target in (("unsmeared", TARGET_UNSMEARED), ("smeared", TARGET_SMEARED))
     }
     return {
         "config": {
@@ -277,8 +286,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
             "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],
         },
-        "platform": {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-                     "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor()},
+        "platform": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "numba": numba.__version__,
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+        },
         "curves_per_s": speed,
         "max_rel_error": errors,
         "extra": extra,
@@ -299,11 +314,15 @@ def _fmt_err(v: float | None) -> str:
 def print_report(res: dict[str, Any]) -> None:
     cfg, thr = res["config"], res["threads"]
     print()
-    print(f"R(Q) of pyreflect's default stack, {cfg['n_q']} Q points, float64; "
-          f"smeared: dQ/Q = {cfg['dq_over_q_fwhm']} FWHM")
+    print(
+        f"R(Q) of pyreflect's default stack, {cfg['n_q']} Q points, float64; "
+        f"smeared: dQ/Q = {cfg['dq_over_q_fwhm']} FWHM"
+    )
     print(f"threads: numba {thr['numba']}, torch {thr['torch']}, refnx {thr['refnx']} (cpu_count {thr['cpu_count']})")
     before, after = thr["load_average_1min_before_after"]
-    print(f"1-min load average before/after: {before:.2f} / {after:.2f} (other processes on these cores slow every row)")
+    print(
+        f"1-min load average before/after: {before:.2f} / {after:.2f} (other processes on these cores slow every row)"
+    )
     print("batch sizes: " + ", ".join(f"{k} {v}" for k, v in cfg["batch_sizes"].items()))
     header = ("engine", "unsmeared c/s", "smeared c/s", "vs refl1d", "vs refnx", "vs converged")
     widths = (36, 14, 14, 10, 10, 13)
@@ -315,22 +334,33 @@ def print_report(res: dict[str, Any]) -> None:
         if row == ROWS[3] and not res["refnx_available"]:
             print(f"{row:<36s}  skipped: refnx is not installed")
             continue
-        cells = (_fmt_speed(s["unsmeared"]), _fmt_speed(s["smeared"]), _fmt_err(e["vs_refl1d"]),
-                 _fmt_err(e["vs_refnx"]), _fmt_err(e["vs_converged_smeared"]))
+        cells = (
+            _fmt_speed(s["unsmeared"]),
+            _fmt_speed(s["smeared"]),
+            _fmt_err(e["vs_refl1d"]),
+            _fmt_err(e["vs_refnx"]),
+            _fmt_err(e["vs_converged_smeared"]),
+        )
         print(row.ljust(widths[0]) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths[1:])))
-    print(f"errors: max |R/R_ref - 1|; vs refl1d / vs refnx unsmeared on {cfg['n_accuracy_unsmeared']} stacks, "
-          f"vs converged smeared on {cfg['n_accuracy_converged']} stacks")
+    print(
+        f"errors: max |R/R_ref - 1|; vs refl1d / vs refnx unsmeared on {cfg['n_accuracy_unsmeared']} stacks, "
+        f"vs converged smeared on {cfg['n_accuracy_converged']} stacks"
+    )
     print("refnx row: unsmeared = abeles_vectorised (batched), smeared = refnx.reflect.reflectivity(dq=%) per curve")
     for k, v in res["extra"].items():
         print(f"  {k}: {v:,.4g}")
     sm = {row: res["max_rel_error"][row]["smeared_vs_refl1d"] for row in ROWS}
-    print("smeared vs refl1d's own smearing (max rel): "
-          + ", ".join(f"{k} {_fmt_err(v)}" for k, v in sm.items() if v is not None))
+    print(
+        "smeared vs refl1d's own smearing (max rel): "
+        + ", ".join(f"{k} {_fmt_err(v)}" for k, v in sm.items() if v is not None)
+    )
     print()
     for kind, t in res["targets"].items():
         verdict = "MET" if t["met"] else "NOT MET"
-        print(f"target fast path {kind:<9s} >= {t['target']:>9,.0f} curves/s (float64, 2 cores): "
-              f"{t['measured']:,.0f} -> {verdict}")
+        print(
+            f"target fast path {kind:<9s} >= {t['target']:>9,.0f} curves/s (float64, 2 cores): "
+            f"{t['measured']:,.0f} -> {verdict}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

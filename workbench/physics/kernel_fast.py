@@ -228,8 +228,8 @@ def _smear(rcalc, start, counts, weights, scale, background, out):
         out[i] = scale * acc + background
 
 
-@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scale, background, identity, out):
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True, nogil=True)
+def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scale, background, q_factor, identity, out):
     n_batch, n_layers = sld.shape
     m = calc_q.shape[0]
     n_out, taps = weights.shape
@@ -248,7 +248,14 @@ def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scal
         dr = np.empty(m)
         di = np.empty(m)
         rcalc = np.empty(m)
+        shifted = np.empty(m)
         for b in range(blk * BLOCK, min((blk + 1) * BLOCK, n_batch)):
+            kz2b = kz2
+            if q_factor[b] != 1.0:
+                f2 = q_factor[b] * q_factor[b]
+                for q in range(m):
+                    shifted[q] = kz2[q] * f2
+                kz2b = shifted
             amb = sld[b, n_layers - 1]
             absorbing = False
             for j in range(n_layers):
@@ -271,9 +278,9 @@ def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scal
                     inv_r[j] = dv_r / den
                     inv_i[j] = -dv_i / den
             if absorbing:
-                _complex_segment(kz2, v, vi, thickness[b], sigma2, inv_r, inv_i, kprev_r, kprev_i, nr, ni, dr, di)
+                _complex_segment(kz2b, v, vi, thickness[b], sigma2, inv_r, inv_i, kprev_r, kprev_i, nr, ni, dr, di)
             else:
-                _lossless(kz2, v, thickness[b], sigma2, inv_r, kprev_r, nr, ni, dr, di)
+                _lossless(kz2b, v, thickness[b], sigma2, inv_r, kprev_r, nr, ni, dr, di)
             sc = scale[b]
             bg = background[b]
             if identity:
@@ -285,11 +292,15 @@ def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scal
                 _smear(rcalc, start, counts, weights, sc, bg, out[b])
 
 
-def reflectivity_fast(plan, sld, isld, thickness, roughness, scale=1.0, background=0.0, out=None) -> np.ndarray:
+def reflectivity_fast(
+    plan, sld, isld, thickness, roughness, scale=1.0, background=0.0, q_factor=1.0, out=None
+) -> np.ndarray:
     """R(Q) for a batch of stacks on ``plan``'s Q points, float64, shape (B, nQ).
 
     ``sld``, ``isld``, ``thickness`` (B, L) and ``roughness`` (B, L − 1) are float arrays,
-    substrate first; ``scale`` and ``background`` are scalars or (B,) arrays.
+    substrate first; ``scale``, ``background`` and ``q_factor`` are scalars or (B,) arrays.
+    ``q_factor`` evaluates curve b at Q·q_factor[b] (a misaligned angle); with a constant dQ/Q
+    the resolution plan scales with it exactly.
     """
     sld = np.ascontiguousarray(sld, dtype=np.float64)
     isld = np.ascontiguousarray(isld, dtype=np.float64)
@@ -298,10 +309,11 @@ def reflectivity_fast(plan, sld, isld, thickness, roughness, scale=1.0, backgrou
     n = sld.shape[0]
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,)).copy()
     background = np.broadcast_to(np.asarray(background, dtype=np.float64), (n,)).copy()
+    q_factor = np.broadcast_to(np.asarray(q_factor, dtype=np.float64), (n,)).copy()
     if out is None:
         out = np.empty((n, plan.q.size))
     _batch(
         plan.calc_q, sld, isld, thickness, roughness, plan.start, plan.counts, plan.weights, scale, background,
-        plan.identity, out,
+        q_factor, plan.identity, out,
     )
     return out

@@ -94,13 +94,15 @@ def reflectivity(
     engine: Engine = "fast",
     scale=None,
     background=None,
+    q_factor=None,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device | None = None,
 ):
     """R(Q) on the probe's Q points for one stack or a batch, shape (B, nQ).
 
     R = scale · (G ∗ |r|²)(Q) + background, with G the probe's Gaussian resolution.  ``scale``
-    and ``background`` default to the probe's and may be per-stack arrays.  Returns numpy for
+    and ``background`` default to the probe's and may be per-stack arrays.  ``q_factor`` (fast
+    engine only) evaluates stack b at Q·q_factor[b], a misaligned sample.  Returns numpy for
     the "fast" and "refl1d" engines and a torch tensor (differentiable) for "torch".
     """
     if engine not in ENGINES:
@@ -110,6 +112,8 @@ def reflectivity(
     scale = probe.scale if scale is None else scale
     background = probe.background if background is None else background
 
+    if q_factor is not None and engine != "fast":
+        raise ValueError("q_factor is supported by the fast engine only")
     if engine == "refl1d":
         from .refl1d_engine import reflectivity_refl1d
 
@@ -123,12 +127,13 @@ def reflectivity(
         out = np.empty((a.batch, probe.q.size))
         sc = np.broadcast_to(_numpy(scale), (a.batch,))
         bg = np.broadcast_to(_numpy(background), (a.batch,))
+        qf = np.broadcast_to(_numpy(1.0 if q_factor is None else q_factor), (a.batch,))
         groups = plan_for(probe, a)
         if len(groups) == 1:
-            return reflectivity_fast(groups[0][1], a.sld, a.isld, a.thickness, a.roughness, sc, bg, out=out)
+            return reflectivity_fast(groups[0][1], a.sld, a.isld, a.thickness, a.roughness, sc, bg, qf, out=out)
         for idx, plan in groups:
             sub = a[idx]
-            out[idx] = reflectivity_fast(plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx])
+            out[idx] = reflectivity_fast(plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx], qf[idx])
         return out
 
     return reflectivity_torch(arrays, probe, scale=scale, background=background, dtype=dtype, device=device)

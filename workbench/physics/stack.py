@@ -97,6 +97,22 @@ class FilmStack(BaseModel):
             if (b.i, b.par) in seen:
                 raise StackError(f"bound for layer {b.i} ({self.layers[b.i].name!r}) {b.par} is given twice")
             seen.add((b.i, b.par))
+            last = len(self.layers) - 1
+            if b.par == "thickness" and b.i in (0, last):
+                raise StackError(
+                    f"bound for layer {b.i} ({self.layers[b.i].name!r}) thickness: the substrate and the ambient are "
+                    "semi-infinite, their thickness has no effect; bound an inner layer's thickness"
+                )
+            if b.par == "roughness" and b.i == last:
+                raise StackError(
+                    f"bound for layer {b.i} ({self.layers[b.i].name!r}) roughness: the ambient has no interface above it; "
+                    "the roughness of layer i is the interface between layers i and i + 1"
+                )
+            if b.par == "isld" and b.i == last:
+                raise StackError(
+                    f"bound for layer {b.i} ({self.layers[b.i].name!r}) isld: absorption in the incident medium is "
+                    "ignored (refl1d's convention); bound another layer's isld"
+                )
             if b.par in ("isld", "thickness", "roughness") and b.lo < 0:
                 raise StackError(
                     f"bound for layer {b.i} ({self.layers[b.i].name!r}) {b.par}: lo must be ≥ 0, got {b.lo}"

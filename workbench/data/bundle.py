@@ -1,0 +1,240 @@
+"""Data-set bundles on disk: pyreflect's ``nr_train.npy``/``sld_train.npy`` plus what pyreflect loses.
+
+A bundle is a folder:
+
+* ``nr_train.npy``  (N, 2, nQ): rows Q, R — pyreflect's name and layout;
+* ``sld_train.npy`` (N, 2, nZ): rows z, ρ, substrate side first — pyreflect's name and layout;
+* ``params.npy``    (N, P): the sampled parameters, named in ``dataset.json``;
+* ``dr_train.npy``  (N, nQ): 1σ errors of R, only when counting noise was simulated;
+* ``dataset.json``: generator config, film stack and bounds, probe, seed, versions, counts and a
+  content hash.
+
+Large arrays are streamed: a file gets its final ``.npy`` header first and rows are written at
+their offsets (in any order, by any worker), into a temporary name that is renamed only when
+complete, so an interrupted generation never leaves a bundle that looks whole.  The content
+hash is SHA-256 over per-block digests (blocks of ``sampling.BLOCK`` curves, in order), so it
+does not depend on how the work was chunked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .sampling import BLOCK
+
+NR_FILE = "nr_train.npy"
+SLD_FILE = "sld_train.npy"
+PARAMS_FILE = "params.npy"
+DR_FILE = "dr_train.npy"
+META_FILE = "dataset.json"
+FORMAT = "workbench-dataset/1"
+
+
+class DatasetError(ValueError):
+    """A data set on disk is missing, malformed or inconsistent; the message says which file and why."""
+
+
+# --------------------------------------------------------------------------- writing
+class NpyStreamWriter:
+    """An ``.npy`` file of known final shape, filled row-block by row-block at any offset."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.partial = self.path.with_name(f".{self.path.name}.partial")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        with open(self.partial, "wb") as fh:
+            np.lib.format.write_array_header_2_0(fh, header)
+            self.offset = fh.tell()
+            fh.truncate(self.offset + self.row_bytes * self.shape[0])
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def write_rows(self, start: int, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[1:] or start < 0 or start + rows.shape[0] > self.shape[0]:
+            raise ValueError(f"{self.path.name}: rows {start}..{start + rows.shape[0]} of shape {rows.shape} do not fit {self.shape}")
+        fd = os.open(self.partial, os.O_WRONLY)
+        try:
+            os.pwrite(fd, memoryview(rows).cast("B"), self.offset + start * self.row_bytes)
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        with open(self.partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.partial, self.path)
+
+    def abandon(self) -> None:
+        self.partial.unlink(missing_ok=True)
+
+
+def block_digests(arrays: Iterable[np.ndarray], start: int) -> list[tuple[int, str]]:
+    """(block index, digest) of every block of curves in a chunk starting at ``start`` (a block multiple)."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    n = arrays[0].shape[0]
+    out = []
+    for a0 in range(0, n, BLOCK):
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(memoryview(a[a0 : a0 + BLOCK]).cast("B"))
+        out.append(((start + a0) // BLOCK, h.hexdigest()))
+    return out
+
+
+def combine_digests(digests: dict[int, str]) -> str:
+    h = hashlib.sha256()
+    for block in sorted(digests):
+        h.update(bytes.fromhex(digests[block]))
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class Dataset:
+    """A loaded data set: arrays (memory-mapped from disk for large sets) and its description."""
+
+    nr: np.ndarray
+    sld: np.ndarray
+    params: np.ndarray | None = None
+    dr: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.nr.shape[0])
+
+    @property
+    def q(self) -> np.ndarray:
+        return np.asarray(self.nr[0, 0], dtype=np.float64)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return list(self.meta.get("parameter_names", []))
+
+    @property
+    def content_hash(self) -> str | None:
+        return self.meta.get("content_hash")
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except ValueError as exc:
+        raise DatasetError(f"{path}: not a readable .npy array ({exc})") from exc
+
+
+def _check_curves(path: Path, a: np.ndarray, what: str) -> None:
+    if a.ndim != 3 or a.shape[1] != 2:
+        raise DatasetError(f"{path}: {what} must have shape (N, 2, points) with rows ({'Q, R' if what == 'NR' else 'z, SLD'}), got {a.shape}")
+    if a.dtype not in (np.float32, np.float64):
+        raise DatasetError(f"{path}: {what} must be float32 or float64, got {a.dtype}")
+    if a.shape[0] == 0 or a.shape[2] < 2:
+        raise DatasetError(f"{path}: {what} is empty (shape {a.shape})")
+    _check_finite(path, a, what)
+
+
+def _check_finite(path: Path, a: np.ndarray, what: str, chunk: int = 65536) -> None:
+    for s in range(0, a.shape[0], chunk):
+        block = np.asarray(a[s : s + chunk])
+        bad = ~np.isfinite(block)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            idx[0] += s
+            raise DatasetError(f"{path}: {what} has a non-finite value at index {tuple(int(i) for i in idx)}")
+
+
+def load_dataset(path: str | os.PathLike, *, mmap: bool = True, verify_hash: bool = False) -> Dataset:
+    """Load a bundle folder (ours or a plain pyreflect pair) and validate it; errors say what is wrong."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder (a data set is a folder with {NR_FILE} and {SLD_FILE})")
+    meta: dict[str, Any] = {}
+    if (folder / META_FILE).exists():
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{folder / META_FILE}: invalid JSON ({exc})") from exc
+    nr = _load_npy(folder / NR_FILE, mmap)
+    sld = _load_npy(folder / SLD_FILE, mmap)
+    _check_curves(folder / NR_FILE, nr, "NR")
+    _check_curves(folder / SLD_FILE, sld, "SLD")
+    if nr.shape[0] != sld.shape[0]:
+        raise DatasetError(f"{folder}: {NR_FILE} has {nr.shape[0]} curves but {SLD_FILE} has {sld.shape[0]}")
+    q = np.asarray(nr[0, 0])
+    if np.any(np.diff(q) <= 0) or q[0] <= 0:
+        raise DatasetError(f"{folder / NR_FILE}: row 0 (Q) of curve 0 must be positive and increasing")
+    params = dr = None
+    if (folder / PARAMS_FILE).exists():
+        params = _load_npy(folder / PARAMS_FILE, mmap)
+        if params.ndim != 2 or params.shape[0] != nr.shape[0]:
+            raise DatasetError(f"{folder / PARAMS_FILE}: expected shape ({nr.shape[0]}, P), got {params.shape}")
+        names = meta.get("parameter_names")
+        if names is not None and len(names) != params.shape[1]:
+            raise DatasetError(f"{folder / META_FILE}: {len(names)} parameter names for {params.shape[1]} columns in {PARAMS_FILE}")
+    if (folder / DR_FILE).exists():
+        dr = _load_npy(folder / DR_FILE, mmap)
+        if dr.shape != (nr.shape[0], nr.shape[2]):
+            raise DatasetError(f"{folder / DR_FILE}: expected shape {(nr.shape[0], nr.shape[2])}, got {dr.shape}")
+    counts = meta.get("counts", {})
+    if counts and counts.get("curves") != nr.shape[0]:
+        raise DatasetError(f"{folder / META_FILE}: says {counts.get('curves')} curves but {NR_FILE} has {nr.shape[0]}")
+    data = Dataset(nr=nr, sld=sld, params=params, dr=dr, meta=meta, path=folder)
+    if verify_hash:
+        expected = meta.get("content_hash")
+        actual = dataset_hash(data)
+        if expected is not None and expected != actual:
+            raise DatasetError(f"{folder}: content hash mismatch (dataset.json {expected[:12]}…, files {actual[:12]}…): the files were changed")
+    return data
+
+
+def dataset_hash(data: Dataset) -> str:
+    """Content hash of the arrays (same definition as at generation time)."""
+    digests: dict[int, str] = {}
+    arrays = [a for a in (data.nr, data.sld, data.params, data.dr) if a is not None]
+    for s in range(0, data.n, 64 * BLOCK):
+        chunk = [np.asarray(a[s : s + 64 * BLOCK]) for a in arrays]
+        digests.update(block_digests(chunk, s))
+    return combine_digests(digests)
+
+
+def import_pyreflect(nr_path: str | os.PathLike, sld_path: str | os.PathLike) -> Dataset:
+    """Load a plain pyreflect pair of ``.npy`` files (any names) as a data set."""
+    nr = _load_npy(Path(nr_path), mmap=True)
+    sld = _load_npy(Path(sld_path), mmap=True)
+    _check_curves(Path(nr_path), nr, "NR")
+    _check_curves(Path(sld_path), sld, "SLD")
+    if nr.shape[0] != sld.shape[0]:
+        raise DatasetError(f"{nr_path} has {nr.shape[0]} curves but {sld_path} has {sld.shape[0]}")
+    meta = {"format": "pyreflect", "source": {"nr": str(nr_path), "sld": str(sld_path)}}
+    return Dataset(nr=nr, sld=sld, meta=meta, path=Path(nr_path).parent)

@@ -40,3 +40,38 @@ def test_bad_input_exits_with_a_clear_message(tmp_path):
     assert result.returncode == 2
     assert "qMax must be greater than qMin" in result.stderr
     assert out.read_text() == "previous report"  # nothing already saved is lost
+
+
+def test_generate_writes_a_bundle_from_a_yaml_config(tmp_path):
+    from workbench.data.bundle import load_dataset
+    from workbench.physics import FilmStack
+
+    stack = FilmStack.default()
+    config = tmp_path / "gen.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump({
+        "num_curves": 1500, "seed": 7, "sampling": "uniform", "sld_points": 200,
+        "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()[:4]},
+    }))
+    out = tmp_path / "ds"
+    result = subprocess.run([WORKBENCH, "generate", "--config", str(config), "--out", str(out), "--seed", "8"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ds = load_dataset(out, verify_hash=True)
+    assert ds.n == 1500 and ds.sld.shape == (1500, 2, 200) and len(ds.parameter_names) == 4
+    assert ds.meta["seed"] == 8 and ds.meta["generator"]["sampling"] == "uniform"  # flags override the file
+    again = subprocess.run([WORKBENCH, "generate", "--out", str(out), "--num-curves", "10"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds a data set" in again.stderr and "--overwrite" in again.stderr
+
+
+def test_generate_reports_bad_settings_by_name(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("num_curves: many\n")
+    result = subprocess.run([WORKBENCH, "generate", "--config", str(bad), "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "num_curves" in result.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = subprocess.run([WORKBENCH, "generate", "--config", str(broken), "--out", str(tmp_path / "y")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "broken.json: not valid JSON" in result.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())

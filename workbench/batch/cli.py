@@ -46,6 +46,83 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_config_file(path: str | os.PathLike) -> dict:
+    """A YAML or JSON mapping from a file; errors name the file."""
+    import json
+
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read ({exc.strerror})") from exc
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    return data
+
+
+def _stack_from(settings: dict):
+    from ..physics import FilmStack
+
+    stack = settings.pop("stack", None)
+    if stack is None:
+        return FilmStack.default()
+    if not isinstance(stack, dict) or "layer_desc" not in stack:
+        raise ValueError("'stack' must be a mapping with 'layer_desc' (and 'layer_bound'), pyreflect's format")
+    return FilmStack.from_pyreflect(stack["layer_desc"], stack.get("layer_bound"))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import signal
+
+    from pydantic import ValidationError
+
+    from ..data.generate import GeneratorConfig, generate_to_disk
+    from ..events import Cancelled, Reporter, Timing, tqdm_listener
+
+    settings = load_config_file(args.config) if args.config else {}
+    stack = _stack_from(settings)
+    for key in ("num_curves", "seed", "sampling", "sld_points", "chunk_size"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.noise:
+        settings.setdefault("realism", {})["counting_noise"] = True
+    try:
+        config = GeneratorConfig(**settings)
+    except ValidationError as exc:
+        raise ValueError(_validation_message(exc)) from None
+    reporter = Reporter([tqdm_listener("generate", "generating", "curves")])
+    reporter.listeners.append(
+        lambda e: print(f"{e.items} curves in {e.seconds:.1f} s ({e.rate:,.0f} curves/s)") if isinstance(e, Timing) else None
+    )
+    previous = signal.signal(signal.SIGINT, lambda *_: reporter.stop.stop("interrupted (Ctrl-C)"))
+    try:
+        out = generate_to_disk(stack, config, args.out, reporter=reporter, overwrite=args.overwrite, dask=args.dask)
+    except Cancelled as exc:
+        print(f"workbench generate: cancelled: {exc}; nothing was written to {args.out}", file=sys.stderr)
+        return 130
+    except FileExistsError as exc:
+        raise ValueError(str(exc).replace("pass overwrite=True", "pass --overwrite")) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"wrote data set {out}")
+    return 0
+
+
+def _validation_message(exc) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "settings"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
@@ -61,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--num-q", type=int, default=DEFAULT_NUM_Q, help="number of Q points (default: %(default)s)")
     start.add_argument("--q-resolution", type=float, default=DEFAULT_DQ_OVER_Q_FWHM, help="dQ/Q, FWHM (default: %(default)s)")
     start.set_defaults(func=cmd_start)
+
+    gen = sub.add_parser("generate", help="generate a synthetic NR/SLD data set (pyreflect's layout) into a folder")
+    gen.add_argument("--out", required=True, help="folder to write (must not hold a data set unless --overwrite)")
+    gen.add_argument("--config", help="YAML or JSON file with generator settings and optionally 'stack'")
+    gen.add_argument("--num-curves", type=int, help="numCurves")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--sampling", choices=["lhs", "uniform"])
+    gen.add_argument("--sld-points", type=int, help="sldOutputPoints")
+    gen.add_argument("--chunk-size", type=int, help="curves per chunk (memory vs. overhead)")
+    gen.add_argument("--noise", action="store_true", help="add Poisson counting noise (REF_L-like dR/R)")
+    gen.add_argument("--dask", help="'local' for a 2-worker LocalCluster, or a scheduler address tcp://host:port")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out")
+    gen.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -72,10 +72,12 @@ class Normalizer:
 
     def fit(self, x: np.ndarray, chunk: int = 65536) -> "Normalizer":
         """Fit on ``x`` — pass only the training rows.  Streams through memory-mapped arrays."""
-        if x.shape[0] == 0:
+        n = len(x)
+        if n == 0:
             raise ValueError("cannot fit a normaliser on zero samples")
+        ndim = np.asarray(x[0:1]).ndim
         # (N, rows, points): per row, or per (row, point); (N, features): one global value, or per feature
-        axes = (0,) if self.per_point else ((0, 1) if x.ndim == 2 else (0, 2))
+        axes = (0,) if self.per_point else ((0, 1) if ndim == 2 else (0, 2))
         if self.method == "none":
             self.stats = {}
             return self
@@ -83,7 +85,7 @@ class Normalizer:
         total = np.zeros(1)
         sq = np.zeros(1)
         count = 0
-        for s in range(0, x.shape[0], chunk):
+        for s in range(0, n, chunk):
             block = np.asarray(x[s : s + chunk], dtype=np.float64)
             b_lo, b_hi = block.min(axis=axes), block.max(axis=axes)
             lo = b_lo if lo is None else np.minimum(lo, b_lo)

@@ -1,0 +1,91 @@
+"""Predictions from a model bundle: on data-set curves or on measured files, de-normalised."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.measured import Measurement, resample
+from ..data.preprocess import Normalizer, log_reflectivity
+from ..physics import Probe
+from ..store.model_bundle import ModelBundle
+from .metrics import nr_metrics
+from .profile_nr import reflectivity_of_profile
+
+
+def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
+    """Normalised network input from R (N, nQ) on the model's Q grid."""
+    pre = bundle.normalization["preprocess"]
+    x = log_reflectivity(np.asarray(r, dtype=np.float64), pre["clip_min"]) if pre["apply_log_transform"] else np.asarray(r)
+    return torch.as_tensor(Normalizer.from_dict(bundle.normalization["x"]).transform(x))
+
+
+@torch.no_grad()
+def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
+    """Physical predictions for R curves (N, nQ) or NR arrays (N, 2, nQ).
+
+    NR → SLD models give profiles (N, 2, nZ) (rows z from the profile start, ρ in 1e-6 Å⁻²);
+    NR → parameter models give the free parameters (N, P) inside their bounds.
+    """
+    r = np.asarray(r)
+    if r.ndim == 3:
+        r = r[:, 1, :]
+    if r.ndim == 1:
+        r = r[None, :]
+    n_q = len(bundle.config["data"]["q"])
+    if r.shape[1] != n_q:
+        raise ValueError(f"the model expects curves on its {n_q}-point Q grid, got {r.shape[1]} points; resample first")
+    device = next(bundle.model.parameters()).device
+    out = bundle.model(model_inputs(bundle, r).to(device)).cpu().numpy()
+    y = bundle.normalization["y"]
+    if y.get("method") == "bounds":
+        b = np.asarray(y["bounds"])
+        return b[:, 0] + out * (b[:, 1] - b[:, 0])
+    return Normalizer.from_dict(y).inverse(out)
+
+
+@dataclass
+class MeasuredPrediction:
+    q: np.ndarray                  # the measurement's Q
+    r: np.ndarray                  # measured R
+    dr: np.ndarray | None
+    profile: np.ndarray | None     # (2, nZ) for SLD models
+    parameters: np.ndarray | None  # (P,) for parameter models
+    computed: np.ndarray           # R computed from the prediction at the measured Q, with its resolution
+    outside: np.ndarray            # model Q points the measurement does not cover
+    metrics: dict[str, float]
+    warning: str | None
+
+
+def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> MeasuredPrediction:
+    """Predict from a measured curve: resample onto the model's Q grid (warning where it is not covered)."""
+    m = measurement.merge_duplicate_q() if measurement.has_duplicate_q else measurement
+    q_model = np.asarray(bundle.config["data"]["q"])
+    rs = resample(m, q_model)
+    warning = None
+    r_in = rs.r.copy()
+    if rs.outside.any():
+        inside = ~rs.outside
+        r_in[rs.outside] = np.interp(q_model[rs.outside], q_model[inside], rs.r[inside])
+        warning = (
+            f"the measurement covers Q {m.q[0]:.4g}–{m.q[-1]:.4g} Å⁻¹ but the model was trained on "
+            f"{q_model[0]:.4g}–{q_model[-1]:.4g} Å⁻¹: {int(rs.outside.sum())} of {q_model.size} model points were filled "
+            "with the nearest measured values"
+        )
+        warnings.warn(warning, stacklevel=2)
+    pred = predict(bundle, r_in[None, :])[0]
+    probe = m.probe()
+    if bundle.task == "nr_sld":
+        computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
+        profile, params = pred, None
+    else:
+        from ..training.nr_workflow import stacks_from_parameters
+        from ..physics import reflectivity
+
+        stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
+        computed = reflectivity(stack, probe)[0]
+        profile, params = None, pred
+    return MeasuredPrediction(m.q, m.r, m.dr, profile, params, computed, rs.outside, nr_metrics(m.r, computed, m.dr), warning)

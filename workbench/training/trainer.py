@@ -1,0 +1,335 @@
+"""One training engine for every model: events, stop / pause / resume, checkpoints.
+
+The trainer sees a model, a loss (``Task``) and two arrays, inputs ``x`` and targets ``y``, with
+index arrays for the train/validation/test split.  Listeners get batch progress, one ``epoch``
+record per epoch (train loss as it was during the epoch, train loss re-measured in eval mode so
+that dropout does not make validation look better than training, validation loss, learning
+rate, seconds), log lines and warnings.
+
+* stop: the run ends after the current batch; no checkpoint is written.
+* pause: a checkpoint is written at once (mid-epoch, with the batch reached) and the run ends;
+  :meth:`Trainer.resume` continues exactly there, on the same split, with the same shuffling.
+* periodic checkpoints every ``checkpoint_every`` epochs; every write is atomic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ..events import Cancelled, Reporter
+from .checkpoint import load_checkpoint, save_checkpoint
+
+STAGE = "train"
+
+
+class TrainConfig(BaseModel):
+    """Training settings (pyreflect's names in the descriptions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="learningRate")
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    batch_size: int = Field(32, ge=1, le=65536, description="batchSize")
+    epochs: int = Field(10, ge=1, le=100000)
+    schedule: Literal["none", "cosine", "step", "plateau"] = "none"
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs; best weights are restored")
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    checkpoint_every: int = Field(5, ge=1, description="epochs between periodic checkpoints")
+    progress_every: int = Field(10, ge=1, description="batches between progress events")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but no CUDA device is visible; use 'auto' or 'cpu'")
+    return device
+
+
+class Task:
+    """The loss of a model on a batch.  Subclasses add regularisers (a VAE's KL term, ...)."""
+
+    name = "mse"
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(model(x), y)
+
+    def eval_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss(model, x, y)
+
+
+@dataclass
+class TrainResult:
+    status: Literal["completed", "early-stopped", "stopped", "paused"]
+    epochs_done: int
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    best_val_loss: float | None
+    checkpoint: Path | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches completed in the current epoch
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int | None = None
+    stale: int = 0
+
+
+class Trainer:
+    """Train ``model`` on (x[split['train']], y[split['train']]) with validation on split['val']."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: np.ndarray,
+        y: np.ndarray,
+        split: dict[str, np.ndarray],
+        config: TrainConfig,
+        *,
+        task: Task | None = None,
+        reporter: Reporter | None = None,
+        checkpoint_path: str | Path | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
+        if len(split.get("train", [])) == 0:
+            raise ValueError("the training split is empty")
+        if len(x) != len(y):
+            raise ValueError(f"inputs have {len(x)} samples but targets have {len(y)}")
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.x, self.y = x, y
+        self.split = {k: np.asarray(v, dtype=np.int64) for k, v in split.items()}
+        self.task = task or Task()
+        self.reporter = reporter or Reporter()
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.context = dict(context or {})
+        self._pause = threading.Event()
+        self.state = _State()
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        torch.manual_seed(config.seed)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = self._make_scheduler()
+
+    # ------------------------------------------------------------ controls
+    def stop(self, reason: str = "stopped by user") -> None:
+        self.reporter.stop.stop(reason)
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    # ------------------------------------------------------------ setup
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c, params = self.config, self.model.parameters()
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _make_scheduler(self):
+        c = self.config
+        if c.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
+        if c.schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, c.epochs // 3), gamma=0.3)
+        if c.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=2)
+        return None
+
+    def _batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        order = np.argsort(idx)  # memory-mapped arrays read fastest in index order
+        xb = torch.as_tensor(np.asarray(self.x[idx[order]], dtype=np.float32))
+        yb = torch.as_tensor(np.asarray(self.y[idx[order]], dtype=np.float32))
+        inverse = torch.as_tensor(np.argsort(order))
+        return xb[inverse].to(self.device), yb[inverse].to(self.device)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, 11, epoch]))
+        return rng.permutation(self.split["train"])
+
+    @torch.no_grad()
+    def evaluate(self, indices: np.ndarray, batch_size: int = 512) -> float:
+        """Mean loss over ``indices`` in eval mode."""
+        if len(indices) == 0:
+            return float("nan")
+        was_training = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        for s in range(0, len(indices), batch_size):
+            xb, yb = self._batch(indices[s : s + batch_size])
+            total += float(self.task.eval_loss(self.model, xb, yb)) * len(xb)
+            count += len(xb)
+        self.model.train(was_training)
+        return total / count
+
+    # ------------------------------------------------------------ training
+    def fit(self) -> TrainResult:
+        c, st = self.config, self.state
+        t_start = time.perf_counter()
+        train_idx = self.split["train"]
+        n_batches = max(1, math.ceil(len(train_idx) / c.batch_size))
+        probe = np.random.default_rng(c.seed).choice(train_idx, size=min(len(train_idx), max(len(self.split.get("val", [])), 256)), replace=False)
+        self.reporter.log(STAGE, f"training {type(self.model).__name__} on {len(train_idx)} samples, {n_batches} batches/epoch, device {self.device}")
+        status: str = "completed"
+        try:
+            while st.epoch < c.epochs:
+                epoch = st.epoch
+                t0 = time.perf_counter()
+                self.model.train()
+                order = self._epoch_order(epoch)
+                running, seen = 0.0, 0
+                for b in range(st.batch, n_batches):
+                    self.reporter.check_stop()
+                    if self._pause.is_set():
+                        return self._paused(t_start)
+                    xb, yb = self._batch(order[b * c.batch_size : (b + 1) * c.batch_size])
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss = self.task.loss(self.model, xb, yb)
+                    if not torch.isfinite(loss):
+                        self.reporter.warn(STAGE, f"non-finite loss at epoch {epoch + 1}, batch {b + 1}; batch skipped")
+                        continue
+                    loss.backward()
+                    self.optimizer.step()
+                    running += float(loss.detach()) * len(xb)
+                    seen += len(xb)
+                    st.batch = b + 1
+                    if (b + 1) % c.progress_every == 0 or b + 1 == n_batches:
+                        self.reporter.progress(STAGE, epoch * n_batches + b + 1, c.epochs * n_batches, "batches")
+                record = {
+                    "epoch": epoch + 1,
+                    "train_loss": running / max(seen, 1),
+                    "train_loss_eval": self.evaluate(probe),
+                    "val_loss": self.evaluate(self.split.get("val", np.array([], dtype=np.int64))),
+                    "lr": float(self.optimizer.param_groups[0]["lr"]),
+                    "seconds": time.perf_counter() - t0,
+                }
+                st.history.append(record)
+                st.epoch, st.batch = epoch + 1, 0
+                self.reporter.record(STAGE, "epoch", **record)
+                self.reporter.timing(STAGE, f"epoch {epoch + 1}", record["seconds"], seen)
+                if self._after_epoch(record):
+                    status = "early-stopped"
+                    break
+                if self.checkpoint_path and st.epoch % c.checkpoint_every == 0 and st.epoch < c.epochs:
+                    self.save(self.checkpoint_path)
+        except Cancelled as exc:
+            self.reporter.log(STAGE, f"stopped: {exc}")
+            return TrainResult("stopped", st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start)
+        if self.best_weights is not None and c.early_stopping is not None:
+            self.model.load_state_dict(self.best_weights)
+            self.reporter.log(STAGE, f"restored the best weights (epoch {st.best_epoch}, validation loss {st.best_val:.4g})")
+        return TrainResult(status, st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start)
+
+    def _best(self) -> float | None:
+        return None if math.isinf(self.state.best_val) else self.state.best_val
+
+    def _after_epoch(self, record: dict[str, float]) -> bool:
+        """Scheduler, best weights, early stopping; True when training should end."""
+        st, c = self.state, self.config
+        val = record["val_loss"] if not math.isnan(record["val_loss"]) else record["train_loss_eval"]
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(val)
+            else:
+                self.scheduler.step()
+        if val < st.best_val:
+            st.best_val, st.best_epoch, st.stale = val, st.epoch, 0
+            self.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        else:
+            st.stale += 1
+        if c.early_stopping is not None and st.stale >= c.early_stopping:
+            self.reporter.log(STAGE, f"early stopping: no improvement for {st.stale} epochs")
+            return True
+        return False
+
+    def _paused(self, t_start: float) -> TrainResult:
+        self._pause.clear()
+        path = self.checkpoint_path
+        if path is None:
+            self.reporter.warn(STAGE, "paused without a checkpoint path: nothing was saved, the run cannot be resumed")
+        else:
+            self.save(path)
+            self.reporter.log(STAGE, f"paused at epoch {self.state.epoch + 1}, batch {self.state.batch}; checkpoint {path}")
+        st = self.state
+        return TrainResult("paused", st.epoch, st.history, st.best_epoch, self._best(), path, time.perf_counter() - t_start)
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path) -> Path:
+        st = self.state
+        meta = {
+            "model_config": getattr(self.model, "config", {}),
+            "train_config": self.config.model_dump(mode="json"),
+            "epoch": st.epoch,
+            "batch": st.batch,
+            "history": st.history,
+            "best_val": None if math.isinf(st.best_val) else st.best_val,
+            "best_epoch": st.best_epoch,
+            "stale": st.stale,
+            "context": self.context,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        }
+        extra = {f"split_{k}": torch.as_tensor(v) for k, v in self.split.items()}
+        extra["torch_rng"] = torch.get_rng_state()
+        return save_checkpoint(path, self.model, self.optimizer, meta, best_state=self.best_weights, extra_tensors=extra)
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        task: Task | None = None,
+        reporter: Reporter | None = None,
+        model_factory: Callable[[dict[str, Any]], nn.Module] | None = None,
+        epochs: int | None = None,
+        device: str | None = None,
+    ) -> "Trainer":
+        """A trainer restored from a checkpoint, ready to continue with :meth:`fit`."""
+        from ..models import build_model
+
+        groups, meta, optim_state = load_checkpoint(path)
+        model = (model_factory or build_model)(meta["model_config"])
+        model.load_state_dict(groups["model"])
+        split = {k[len("split_"):]: v.numpy() for k, v in groups["extra"].items() if k.startswith("split_")}
+        config = TrainConfig(**meta["train_config"])
+        updates = {}
+        if epochs is not None:
+            updates["epochs"] = epochs
+        if device is not None:
+            updates["device"] = device
+        if updates:
+            config = config.model_copy(update=updates)
+        trainer = cls(model, x, y, split, config, task=task, reporter=reporter, checkpoint_path=path, context=meta.get("context"))
+        if optim_state is not None:
+            trainer.optimizer.load_state_dict(optim_state)
+        if trainer.scheduler is not None and meta.get("scheduler"):
+            trainer.scheduler.load_state_dict(meta["scheduler"])
+        st = trainer.state
+        st.epoch, st.batch, st.history = meta["epoch"], meta["batch"], list(meta["history"])
+        st.best_val = meta["best_val"] if meta["best_val"] is not None else math.inf
+        st.best_epoch, st.stale = meta["best_epoch"], meta["stale"]
+        trainer.best_weights = groups["best"] or None
+        if "torch_rng" in groups["extra"]:
+            torch.set_rng_state(groups["extra"]["torch_rng"])
+        return trainer

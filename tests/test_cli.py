@@ -75,3 +75,25 @@ def test_generate_reports_bad_settings_by_name(tmp_path):
     result = subprocess.run([WORKBENCH, "generate", "--config", str(broken), "--out", str(tmp_path / "y")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "broken.json: not valid JSON" in result.stderr
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_train_then_predict_a_measured_file(tmp_path, shared_data):
+    data = tmp_path / "ds"
+    assert subprocess.run([WORKBENCH, "generate", "--out", str(data), "--num-curves", "400", "--sld-points", "100"],
+                          capture_output=True, timeout=300).returncode == 0
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"batch_size": 32, "model": {"width": 8, "stages": 3, "latent": 32}}))
+    model = tmp_path / "model"
+    result = subprocess.run([WORKBENCH, "train", "--data", str(data), "--out", str(model), "--config", str(config), "--epochs", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1: train" in result.stdout and "sld_r2" in result.stdout and (model / "model.safetensors").exists()
+    out = tmp_path / "prediction.json"
+    measured = shared_data / "real/ornl-ref-l-212592/REFL_212592_reduced.txt"
+    result = subprocess.run([WORKBENCH, "predict", "--model", str(model), "--input", str(measured), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "model points were filled" in result.stderr  # REF_L reaches beyond the model's Q range
+    summary = json.loads(out.read_text())
+    assert len(summary["profile"]["sld"]) == 100 and len(summary["computed"]["r"]) == 350
+    assert np.isfinite(summary["metrics"]["chi2_per_point"])

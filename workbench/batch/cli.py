@@ -115,6 +115,101 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from pydantic import ValidationError
+
+    from ..events import Record, Reporter, tqdm_listener
+    from ..training import TrainConfig
+    from ..training.nr_workflow import resume_nr_training, train_nr_model
+
+    settings = load_config_file(args.config) if args.config else {}
+    model = dict(settings.pop("model", {}) or {})
+    for key in ("layers", "dropout", "kernel_size"):
+        if getattr(args, key) is not None:
+            model[key] = getattr(args, key)
+    if args.model:
+        model["kind"] = args.model
+    for key in ("epochs", "batch_size", "learning_rate", "optimizer", "device", "seed", "weight_decay", "early_stopping"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    try:
+        train = TrainConfig(**settings)
+    except ValidationError as exc:
+        raise ValueError(_validation_message(exc)) from None
+    reporter = Reporter([tqdm_listener("train", "training", "batches")])
+    reporter.listeners.append(
+        lambda e: print(
+            f"epoch {e.data['epoch']}: train {e.data['train_loss']:.4g} (eval mode {e.data['train_loss_eval']:.4g}), "
+            f"validation {e.data['val_loss']:.4g}, {e.data['seconds']:.1f} s"
+        ) if isinstance(e, Record) and e.name == "epoch" else None
+    )
+    checkpoint = args.checkpoint or (str(Path(args.out).with_suffix(".checkpoint.safetensors")))
+
+    def on_interrupt(*_):  # first Ctrl-C pauses (checkpoint), a second one stops
+        if reporter.pause.is_set():
+            reporter.stop.stop("interrupted twice (Ctrl-C)")
+        reporter.pause.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        if args.resume:
+            out = resume_nr_training(args.resume, args.data, bundle_dir=args.out, reporter=reporter, epochs=args.epochs)
+        else:
+            out = train_nr_model(args.data, target=args.target, model=model, train=train, bundle_dir=args.out,
+                                 checkpoint_path=checkpoint, reporter=reporter, name=Path(args.out).name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    status = out.result.status
+    if status == "paused":
+        print(f"paused; resume with: workbench train --data {args.data} --out {args.out} --resume {out.result.checkpoint}")
+        return 0
+    if status == "stopped":
+        print("stopped; nothing was saved", file=sys.stderr)
+        return 130
+    print(f"{status} after {out.result.epochs_done} epochs; test metrics:")
+    for key, value in out.metrics.items():
+        print(f"  {key}: {value}")
+    print(f"wrote model bundle {out.bundle}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+
+    import numpy as np
+
+    from ..analysis.predict import predict, predict_measurement
+    from ..data.measured import load_measurement
+    from ..store.model_bundle import load_model_bundle
+
+    bundle = load_model_bundle(args.model)
+    out = Path(args.out)
+    if str(args.input).endswith(".npy") and args.index is None:
+        curves = np.load(args.input, allow_pickle=False)
+        pred = predict(bundle, curves)
+        np.save(out.with_suffix(".npy"), pred)
+        print(f"predicted {len(pred)} curves → {out.with_suffix('.npy')}")
+        return 0
+    m = load_measurement(args.input, dq_convention=args.dq_convention, index=args.index or 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = predict_measurement(bundle, m)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    summary = {"model": str(args.model), "input": str(args.input), "metrics": result.metrics, "warning": result.warning}
+    if result.profile is not None:
+        summary["profile"] = {"z": result.profile[0].tolist(), "sld": result.profile[1].tolist()}
+    if result.parameters is not None:
+        summary["parameters"] = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
+    summary["computed"] = {"q": result.q.tolist(), "r": result.computed.tolist()}
+    _write_atomic(out, json.dumps(summary, indent=2))
+    print(f"χ²/N {result.metrics.get('chi2_per_point', float('nan')):.3g}, log-R RMSE {result.metrics['log_r_rmse']:.3g} → {out}")
+    return 0
+
+
 def _validation_message(exc) -> str:
     parts = []
     for err in exc.errors():
@@ -151,6 +246,35 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dask", help="'local' for a 2-worker LocalCluster, or a scheduler address tcp://host:port")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out")
     gen.set_defaults(func=cmd_generate)
+
+    tr = sub.add_parser("train", help="train an NR → SLD or NR → parameter model on a data set; Ctrl-C pauses")
+    tr.add_argument("--data", required=True, help="data-set folder (workbench generate, or a pyreflect pair)")
+    tr.add_argument("--out", required=True, help="model bundle folder to write")
+    tr.add_argument("--config", help="YAML or JSON with training settings (and 'model': {...})")
+    tr.add_argument("--target", choices=["sld", "params"], default="sld")
+    tr.add_argument("--model", choices=["compact", "parity_cnn", "param"], help="architecture (default: compact / param)")
+    tr.add_argument("--layers", type=int, help="parity CNN: number of conv blocks")
+    tr.add_argument("--dropout", type=float)
+    tr.add_argument("--kernel-size", type=int, help="parity CNN: kernelSize")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--learning-rate", type=float)
+    tr.add_argument("--weight-decay", type=float)
+    tr.add_argument("--early-stopping", type=int, help="patience in epochs")
+    tr.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    tr.add_argument("--device", help="auto, cpu, cuda, cuda:1")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--checkpoint", help="checkpoint file (default: next to --out)")
+    tr.add_argument("--resume", help="continue a paused run from this checkpoint")
+    tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="predict an SLD profile or layer parameters for a measured curve")
+    pr.add_argument("--model", required=True, help="model bundle folder")
+    pr.add_argument("--input", required=True, help="measured file (.txt/.dat/.ort/.npy) or an NR array .npy")
+    pr.add_argument("--out", required=True, help="JSON file with the prediction and the computed curve")
+    pr.add_argument("--dq-convention", choices=["fwhm", "sigma"], help="for text files that do not say")
+    pr.add_argument("--index", type=int, help="curve index in a multi-curve .npy (single-curve prediction)")
+    pr.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -6,7 +6,9 @@ pyreflect's χ workflow, done right:
   matching the decoder's sigmoid; χ: z-score per parameter) are fitted on the **training rows only**;
 * metrics are reported in physical units on the held-out test split (MAE and R² per χ);
 * a prediction outside the χ range seen in training, or made from a profile whose SLD values lie
-  outside the training profiles' range, is flagged — never reported silently.
+  outside the training profiles' range, or that the autoencoder reconstructs far worse than the
+  held-out validation profiles (a profile unlike anything it was trained on), is flagged — never
+  reported silently.
 
 Everything the prediction needs besides the weights (normalisers, ranges, names) is plain JSON
 (:meth:`ChiResult.parts`), and travels in the checkpoint's context so a paused run can resume.
@@ -33,6 +35,7 @@ CHI_NAMES = ("chi_AB", "chi_substrate", "chi_air")
 SCFT_Z_START = -19.78863157894737
 SCFT_Z_STEP = 19.78863157894737
 PROFILE_TOLERANCE = 0.05  # fraction of the training SLD span a profile may exceed it by unflagged
+RECON_FACTOR = 3.0  # a profile reconstructed worse than this × the validation 99th percentile is unlike the training set
 
 
 # ------------------------------------------------------------------ data
@@ -89,16 +92,21 @@ class ChiFlags:
     ``chi``: (N, n_chi) True where the predicted χ lies outside the training range of that χ.
     ``profile``: (N,) True where the input profile leaves the training SLD range by more than the
     tolerance; ``profile_excess``: (N,) how far outside it goes, in 1e-6 Å⁻² (0 when inside).
+    ``unlike_training``: (N,) True where the reconstruction RMSE ``recon_rmse`` (1e-6 Å⁻²) exceeds
+    the limit set on the validation split: the profile is off the manifold the model learned, so
+    even an in-range χ is an extrapolation.
     """
 
     chi: np.ndarray
     profile: np.ndarray
     profile_excess: np.ndarray
+    unlike_training: np.ndarray
+    recon_rmse: np.ndarray
 
     @property
     def any(self) -> np.ndarray:
         """(N,) True where anything about the sample is flagged."""
-        return self.profile | self.chi.any(axis=1)
+        return self.profile | self.unlike_training | self.chi.any(axis=1)
 
 
 @dataclass
@@ -113,6 +121,7 @@ class ChiResult:
     metrics: dict[str, Any]
     chi_range: dict[str, tuple[float, float]]
     profile_range: tuple[float, float]
+    recon_limit: float | None = None
     chi_names: tuple[str, ...] = CHI_NAMES
     train: TrainResult | None = field(default=None, repr=False)
 
@@ -124,6 +133,7 @@ class ChiResult:
             "chi_norm": self.chi_norm,
             "chi_range": {k: list(v) for k, v in self.chi_range.items()},
             "profile_range": list(self.profile_range),
+            "recon_limit": self.recon_limit,
             "chi_names": list(self.chi_names),
             "metrics": self.metrics,
         }
@@ -227,6 +237,9 @@ def _finish(trainer: Trainer, fit: TrainResult, profiles: np.ndarray, chi: np.nd
         history=fit.history, metrics={}, chi_range={k: (v[0], v[1]) for k, v in ctx["chi_range"].items()},
         profile_range=(ctx["profile_range"][0], ctx["profile_range"][1]), chi_names=tuple(ctx["chi_names"]), train=fit,
     )
+    held_out = trainer.split["val"] if len(trainer.split["val"]) else trainer.split["train"]
+    _, flags = predict_chi(result, profiles[held_out])
+    result.recon_limit = RECON_FACTOR * float(np.quantile(flags.recon_rmse, 0.99))
     result.metrics = chi_metrics(result, profiles[trainer.split["test"]], chi[trainer.split["test"]])
     result.metrics.update(status=fit.status, epochs=fit.epochs_done, seconds=fit.seconds)
     return result
@@ -236,7 +249,7 @@ def _finish(trainer: Trainer, fit: TrainResult, profiles: np.ndarray, chi: np.nd
 def _parts(source: ChiResult | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, ChiResult):
         return {**source.parts(), "model": source.model}
-    missing = {"model", "profile_norm", "chi_norm", "chi_range", "profile_range"} - set(source)
+    missing = {"model", "profile_norm", "chi_norm", "chi_range", "profile_range"} - set(source)  # recon_limit optional
     if missing:
         raise ValueError(f"prediction needs {', '.join(sorted(missing))} besides what was given")
     return dict(source)
@@ -250,7 +263,7 @@ def predict_chi(
     tolerance: float = PROFILE_TOLERANCE,
     batch_size: int = 1024,
 ) -> tuple[np.ndarray, ChiFlags]:
-    """χ (N, n) in physical units for SLD profiles (N, P) or one profile (P,), with range flags.
+    """χ (N, n) in physical units for SLD profiles (N, P) or one profile (P,), with flags.
 
     ``source`` is a :class:`ChiResult` or a mapping with ``model`` and the JSON parts of
     :meth:`ChiResult.parts`.  ``tolerance`` is the fraction of the training SLD span a profile may
@@ -270,15 +283,25 @@ def predict_chi(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = [model(xs[s : s + batch_size].to(device)).cpu().numpy() for s in range(0, len(xs), batch_size)]
+    out, rec = [], []
+    for s in range(0, len(xs), batch_size):
+        xb = xs[s : s + batch_size].to(device)
+        mu, _ = model.encode(xb)
+        out.append(model.chi_from_code(mu).cpu().numpy())
+        rec.append(model.decode(mu).cpu().numpy())
     model.train(was_training)
     pred = c_norm.inverse(np.concatenate(out, axis=0))
+    recon_rmse = np.sqrt(((p_norm.inverse(np.concatenate(rec, axis=0)) - x) ** 2).mean(axis=1))
+    limit = parts.get("recon_limit")
     names = list(parts.get("chi_names", CHI_NAMES))
     lo = np.array([parts["chi_range"][n][0] for n in names])
     hi = np.array([parts["chi_range"][n][1] for n in names])
     p_lo, p_hi = parts["profile_range"]
     excess = np.maximum(np.maximum(p_lo - x.min(axis=1), x.max(axis=1) - p_hi), 0.0)
-    flags = ChiFlags(chi=(pred < lo) | (pred > hi), profile=excess > tolerance * (p_hi - p_lo), profile_excess=excess)
+    flags = ChiFlags(
+        chi=(pred < lo) | (pred > hi), profile=excess > tolerance * (p_hi - p_lo), profile_excess=excess,
+        unlike_training=recon_rmse > limit if limit is not None else np.zeros(len(x), dtype=bool), recon_rmse=recon_rmse,
+    )
     return pred, flags
 
 

@@ -97,3 +97,19 @@ def test_train_then_predict_a_measured_file(tmp_path, shared_data):
     summary = json.loads(out.read_text())
     assert len(summary["profile"]["sld"]) == 100 and len(summary["computed"]["r"]) == 350
     assert np.isfinite(summary["metrics"]["chi2_per_point"])
+
+
+def test_chi_workflow_from_the_command_line(tmp_path, shared_data):
+    model = tmp_path / "chi"
+    folder = shared_data / "chi-scft"
+    result = subprocess.run([WORKBENCH, "train", "--target", "chi", "--data", str(folder), "--out", str(model), "--epochs", "3"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "chi_AB" in result.stdout and (model / "model.safetensors").exists()
+    out = tmp_path / "chi.json"
+    result = subprocess.run([WORKBENCH, "predict", "--model", str(model), "--input", str(folder / "experiment.txt"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    prediction = json.loads(out.read_text())["predictions"][0]
+    assert set(prediction["chi"]) == {"chi_AB", "chi_substrate", "chi_air"}
+    assert prediction["unlike_training_profiles"] and "FLAGGED" in result.stdout  # the measured profile is unlike any SCFT one

@@ -152,6 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             reporter.stop.stop("interrupted twice (Ctrl-C)")
         reporter.pause.set()
 
+    if args.target == "chi":
+        return _train_chi(args, model, train, reporter)
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         if args.resume:
@@ -175,6 +177,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_chi(args, model: dict, train, reporter) -> int:
+    """SLD → χ on a folder with train_data.npy / train_pars.npy (pyreflect's χ workflow)."""
+    from ..store.model_bundle import save_model_bundle
+    from ..training.chi_workflow import load_chi_scft, train_chi
+
+    _, profiles, chi, _, _ = load_chi_scft(args.data)
+    model.pop("kind", None)
+    result = train_chi(profiles, chi, model_config=model or None, train_config=train, seed=train.seed, reporter=reporter)
+    parts = result.parts()
+    folder = save_model_bundle(args.out, result.model, task="chi", normalization=parts, metrics=parts["metrics"],
+                               history=result.history, train=train.model_dump(mode="json"), name=Path(args.out).name,
+                               overwrite=True)
+    print("test metrics (physical units):")
+    for key, value in parts["metrics"].items():
+        print(f"  {key}: {value}")
+    print(f"wrote model bundle {folder}")
+    return 0
+
+
+def _predict_chi(bundle, args) -> int:
+    import json
+
+    import numpy as np
+
+    from ..training.chi_workflow import load_chi_experiment, predict_chi
+
+    z_grid = None
+    data = Path(args.input)
+    if data.suffix == ".npy":
+        profiles = np.atleast_2d(np.load(data, allow_pickle=False))
+    else:
+        table = np.loadtxt(data)
+        z_grid = table[:, 0]
+        _, sld = load_chi_experiment(data, z_grid)
+        profiles = sld[None, :]
+    chi, flags = predict_chi({**bundle.normalization, "model": bundle.model}, profiles)
+    names = bundle.normalization.get("chi_names", ["chi_AB", "chi_substrate", "chi_air"])
+    rows = []
+    for i in range(len(chi)):
+        rows.append({
+            "chi": dict(zip(names, map(float, chi[i]))),
+            "outside_training_range": [n for n, f in zip(names, flags.chi[i]) if f],
+            "profile_outside_training_values": bool(flags.profile[i]),
+            "unlike_training_profiles": bool(flags.unlike_training[i]),
+        })
+        flagged = rows[-1]["outside_training_range"] or rows[-1]["unlike_training_profiles"] or rows[-1]["profile_outside_training_values"]
+        print(", ".join(f"{k} = {v:.4g}" for k, v in rows[-1]["chi"].items()) + ("   ⚠ FLAGGED: do not report" if flagged else ""))
+    _write_atomic(Path(args.out), json.dumps({"model": str(args.model), "input": str(args.input), "predictions": rows}, indent=2))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
     import warnings
@@ -186,6 +239,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..store.model_bundle import load_model_bundle
 
     bundle = load_model_bundle(args.model)
+    if bundle.task == "chi":
+        return _predict_chi(bundle, args)
     out = Path(args.out)
     if str(args.input).endswith(".npy") and args.index is None:
         curves = np.load(args.input, allow_pickle=False)
@@ -251,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, help="data-set folder (workbench generate, or a pyreflect pair)")
     tr.add_argument("--out", required=True, help="model bundle folder to write")
     tr.add_argument("--config", help="YAML or JSON with training settings (and 'model': {...})")
-    tr.add_argument("--target", choices=["sld", "params"], default="sld")
+    tr.add_argument("--target", choices=["sld", "params", "chi"], default="sld",
+                    help="sld: NR → SLD profile; params: NR → layer parameters; chi: SLD → χ (data: train_data.npy/train_pars.npy)")
     tr.add_argument("--model", choices=["compact", "parity_cnn", "param"], help="architecture (default: compact / param)")
     tr.add_argument("--layers", type=int, help="parity CNN: number of conv blocks")
     tr.add_argument("--dropout", type=float)

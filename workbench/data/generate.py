@@ -57,7 +57,7 @@ class GeneratorConfig(BaseModel):
     )
     fixed_z_grid: bool = Field(False, description="one z grid for every profile (covers the widest stack)")
     realism: Realism = Field(default_factory=Realism)
-    chunk_size: int = Field(32 * BLOCK, ge=BLOCK, le=4_000_000, description="curves per chunk (rounded to blocks)")
+    chunk_size: int = Field(16 * BLOCK, ge=BLOCK, le=4_000_000, description="curves per chunk (rounded to blocks)")
 
     def probe(self) -> Probe:
         return Probe.from_grid(self.q_min, self.q_max, self.num_q, self.q_resolution)
@@ -95,12 +95,50 @@ def shared_z_range(stack: FilmStack) -> tuple[float, float]:
     return left, right
 
 
-def compute_chunk(stack: FilmStack, config: GeneratorConfig, values: np.ndarray, arrays: StackArrays, start: int) -> dict[str, np.ndarray]:
-    """NR, SLD, parameters (and dR) of curves [start, start + len(values)); deterministic."""
+def output_shapes(stack: FilmStack, config: GeneratorConfig, n: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shapes and dtypes of the arrays of ``n`` curves."""
+    dtype = np.dtype(config.dtype)
+    n_q = config.probe().q.size
+    shapes = {
+        "nr": ((n, 2, n_q), dtype),
+        "sld": ((n, 2, config.sld_points), dtype),
+        "params": ((n, len(stack.bounds) + len(config.realism.extra_parameter_names())), np.dtype(np.float64)),
+    }
+    if config.realism.counting_noise:
+        shapes["dr"] = ((n, n_q), dtype)
+    return shapes
+
+
+def allocate(shapes: dict[str, tuple[tuple[int, ...], np.dtype]], align: int = 4096) -> dict[str, np.ndarray]:
+    """Page-aligned arrays (O_DIRECT writes need aligned memory); reused across chunks."""
+    out = {}
+    for key, (shape, dtype) in shapes.items():
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        raw = np.empty(nbytes + align, dtype=np.uint8)
+        offset = (-raw.ctypes.data) % align
+        out[key] = raw[offset : offset + nbytes].view(dtype).reshape(shape)
+    return out
+
+
+def compute_chunk(
+    stack: FilmStack,
+    config: GeneratorConfig,
+    values: np.ndarray,
+    arrays: StackArrays,
+    start: int,
+    out: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """NR, SLD, parameters (and dR) of curves [start, start + len(values)); deterministic.
+
+    With ``out`` (arrays of at least len(values) rows) the results are written into it: no new
+    memory per chunk, which matters where fresh pages are expensive (VMs that return memory).
+    """
     n = values.shape[0]
+    if out is None:
+        out = allocate(output_shapes(stack, config, n))
+    out = {k: v[:n] for k, v in out.items()}
     probe = config.probe()
     q = probe.q
-    dtype = np.dtype(config.dtype)
     realism = config.realism
     blocks = range(start // BLOCK, (start + n + BLOCK - 1) // BLOCK)
     rngs = [block_rng(config.seed, STREAM_NOISE, b) for b in blocks]
@@ -109,24 +147,24 @@ def compute_chunk(stack: FilmStack, config: GeneratorConfig, values: np.ndarray,
     if realism.active:
         draws = [realism.draw_instrument(rng, min(BLOCK, start + n - b * BLOCK)) for rng, b in zip(rngs, blocks)]
         extras = {k: np.concatenate([d[k] for d in draws]) for k in draws[0]}
-    r = reflectivity(
-        arrays,
-        probe,
+    nr = out["nr"]
+    nr[:, 0, :] = q
+    kwargs = dict(
         engine="fast",
         scale=extras.get("probe.scale"),
         background=extras.get("probe.background"),
         q_factor=extras.get("probe.q_factor") if realism.q_shift > 0 else None,
     )
-    dr = None
     if realism.counting_noise:
-        dr = np.empty_like(r)
-        for i, (rng, b) in enumerate(zip(rngs, blocks)):
+        r = reflectivity(arrays, probe, **kwargs)
+        dr = out["dr"]
+        for rng, b in zip(rngs, blocks):
             a, z = b * BLOCK - start, min((b + 1) * BLOCK - start, n)
-            r[a:z], dr[a:z] = realism.count(rng, q, r[a:z])
-
-    nr = np.empty((n, 2, q.size), dtype=dtype)
-    nr[:, 0, :] = q
-    nr[:, 1, :] = r
+            noisy, err = realism.count(rng, q, r[a:z])
+            nr[a:z, 1, :] = noisy
+            dr[a:z] = err
+    else:
+        reflectivity(arrays, probe, out=nr[:, 1, :], **kwargs)
 
     n_z = config.sld_points
     if config.fixed_z_grid:
@@ -137,18 +175,14 @@ def compute_chunk(stack: FilmStack, config: GeneratorConfig, values: np.ndarray,
         z_left, z_right = profile_range_numpy(arrays.thickness, arrays.roughness)
         span = z_right - z_left
     step = span / (n_z - 1)
-    rho = sld_profiles_fast(arrays.sld, arrays.thickness, arrays.roughness, z_left, step, n_z, dtype=dtype)
-    sld = np.empty((n, 2, n_z), dtype=dtype)
-    sld[:, 0, :] = step[:, None] * np.arange(n_z)[None, :]  # pyreflect: each z axis starts at 0
-    sld[:, 1, :] = rho
+    sld = out["sld"]
+    sld_profiles_fast(arrays.sld, arrays.thickness, arrays.roughness, z_left, step, n_z, out=sld[:, 1, :])
+    np.multiply(step[:, None], np.arange(n_z)[None, :], out=sld[:, 0, :], casting="unsafe")  # z from 0 (pyreflect)
 
-    table = values
-    extra_names = realism.extra_parameter_names()
-    if extra_names:
-        table = np.concatenate([values, np.stack([extras[k] for k in extra_names], axis=1)], axis=1)
-    out = {"nr": nr, "sld": sld, "params": table}
-    if dr is not None:
-        out["dr"] = dr.astype(dtype)
+    table = out["params"]
+    table[:, : values.shape[1]] = values
+    for j, name in enumerate(realism.extra_parameter_names()):
+        table[:, values.shape[1] + j] = extras[name]
     return out
 
 
@@ -168,16 +202,15 @@ def generate(stack: FilmStack, config: GeneratorConfig, *, reporter: Reporter | 
         )
     sampler = ParameterSampler(stack, config.num_curves, config.seed, config.sampling, config.consistent_roughness)
     names = sampler.names + config.realism.extra_parameter_names()
-    parts: list[dict[str, np.ndarray]] = []
+    full = {k: np.empty(shape, dtype) for k, (shape, dtype) in output_shapes(stack, config, config.num_curves).items()}
     t0 = time.perf_counter()
     for a, b in _chunks(config.num_curves, config.chunk):
         reporter.check_stop()
         values, arrays = sampler.sample(a, b)
-        parts.append(compute_chunk(stack, config, values, arrays, a))
+        compute_chunk(stack, config, values, arrays, a, out={k: v[a:b] for k, v in full.items()})
         reporter.progress(STAGE, b, config.num_curves, "curves")
     reporter.timing(STAGE, "generate", time.perf_counter() - t0, config.num_curves)
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return GeneratedData(cat["nr"], cat["sld"], cat["params"], names, cat.get("dr"))
+    return GeneratedData(full["nr"], full["sld"], full["params"], names, full.get("dr"))
 
 
 def _versions() -> dict[str, str]:
@@ -194,14 +227,10 @@ def _versions() -> dict[str, str]:
 
 def _write_chunk(paths: dict[str, tuple[str, int, int]], start: int, data: dict[str, np.ndarray]) -> list[tuple[int, str]]:
     """Write a chunk's rows into the partial files (header offset and row size given) and hash it."""
+    digests = B.block_digests([data[k] for k in ("nr", "sld", "params", "dr") if k in data], start)
     for key, (path, offset, row_bytes) in paths.items():
-        rows = np.ascontiguousarray(data[key])
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.pwrite(fd, memoryview(rows).cast("B"), offset + start * row_bytes)
-        finally:
-            os.close(fd)
-    return B.block_digests([data[k] for k in ("nr", "sld", "params", "dr") if k in data], start)
+        B.pwrite_rows(path, offset + start * row_bytes, np.ascontiguousarray(data[key]))
+    return digests
 
 
 def _dask_task(stack_json: str, config_json: str, values: np.ndarray, start: int, paths) -> list[tuple[int, str]]:
@@ -282,22 +311,28 @@ def generate_to_disk(
 
 
 def _run_local(stack, config, sampler, chunks, paths, digests, reporter) -> None:
-    """Compute chunks here (numba uses every core) while one thread writes the previous chunk."""
-    done = 0
+    """Compute chunks here (numba uses every core) while one thread hashes and writes the previous.
+
+    Three sets of page-aligned buffers rotate between computing and writing, so memory stays
+    bounded and no fresh pages are touched after the first chunks.
+    """
+    shapes = output_shapes(stack, config, min(config.chunk, config.num_curves))
+    free = [allocate(shapes) for _ in range(3)]
     with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-writer") as pool:
-        pending: list[cf.Future] = []
+        pending: list[tuple[cf.Future, dict]] = []
         for a, b in chunks:
             reporter.check_stop()
             values, arrays = sampler.sample(a, b)
-            data = compute_chunk(stack, config, values, arrays, a)
-            while len(pending) >= 2:  # bound memory: at most two chunks in flight
-                f = pending.pop(0)
-                digests.update(f.result())
-            pending.append(pool.submit(_write_chunk, paths, a, data))
-            done = b
-            reporter.progress(STAGE, done, config.num_curves, "curves")
-        for f in pending:
-            digests.update(f.result())
+            if not free:
+                future, buffers = pending.pop(0)
+                digests.update(future.result())
+                free.append(buffers)
+            buffers = free.pop()
+            data = compute_chunk(stack, config, values, arrays, a, out=buffers)
+            pending.append((pool.submit(_write_chunk, paths, a, data), buffers))
+            reporter.progress(STAGE, b, config.num_curves, "curves")
+        for future, _ in pending:
+            digests.update(future.result())
 
 
 def _client(dask: Any):

@@ -10,7 +10,8 @@ shaped by χ as well as by reconstruction.  Inference uses the deterministic cod
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from ..training.trainer import Task
 def _dense(sizes: Sequence[int]) -> list[nn.Module]:
     """Linear + ReLU for each consecutive pair of ``sizes``."""
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return layers
 

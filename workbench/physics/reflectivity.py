@@ -95,6 +95,7 @@ def reflectivity(
     scale=None,
     background=None,
     q_factor=None,
+    out: np.ndarray | None = None,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device | None = None,
 ):
@@ -102,7 +103,8 @@ def reflectivity(
 
     R = scale · (G ∗ |r|²)(Q) + background, with G the probe's Gaussian resolution.  ``scale``
     and ``background`` default to the probe's and may be per-stack arrays.  ``q_factor`` (fast
-    engine only) evaluates stack b at Q·q_factor[b], a misaligned sample.  Returns numpy for
+    engine only) evaluates stack b at Q·q_factor[b], a misaligned sample; ``out`` (fast engine) is
+    a (B, nQ) float array, possibly a strided float32 view, to write into.  Returns numpy for
     the "fast" and "refl1d" engines and a torch tensor (differentiable) for "torch".
     """
     if engine not in ENGINES:
@@ -112,8 +114,8 @@ def reflectivity(
     scale = probe.scale if scale is None else scale
     background = probe.background if background is None else background
 
-    if q_factor is not None and engine != "fast":
-        raise ValueError("q_factor is supported by the fast engine only")
+    if (q_factor is not None or out is not None) and engine != "fast":
+        raise ValueError("q_factor and out are supported by the fast engine only")
     if engine == "refl1d":
         from .refl1d_engine import reflectivity_refl1d
 
@@ -124,7 +126,10 @@ def reflectivity(
 
     if engine == "fast":
         a = arrays.map(_numpy)
-        out = np.empty((a.batch, probe.q.size))
+        if out is None:
+            out = np.empty((a.batch, probe.q.size))
+        elif out.shape != (a.batch, probe.q.size):
+            raise ValueError(f"out must have shape {(a.batch, probe.q.size)}, got {out.shape}")
         sc = np.broadcast_to(_numpy(scale), (a.batch,))
         bg = np.broadcast_to(_numpy(background), (a.batch,))
         qf = np.broadcast_to(_numpy(1.0 if q_factor is None else q_factor), (a.batch,))

@@ -103,7 +103,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     previous = signal.signal(signal.SIGINT, lambda *_: reporter.stop.stop("interrupted (Ctrl-C)"))
     try:
-        out = generate_to_disk(stack, config, args.out, reporter=reporter, overwrite=args.overwrite, dask=args.dask)
+        out = generate_to_disk(stack, config, args.out, reporter=reporter, overwrite=args.overwrite, dask=args.dask, progress=False)
     except Cancelled as exc:
         print(f"workbench generate: cancelled: {exc}; nothing was written to {args.out}", file=sys.stderr)
         return 130
@@ -159,8 +159,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             out = resume_nr_training(args.resume, args.data, bundle_dir=args.out, reporter=reporter, epochs=args.epochs)
         else:
+            preprocess = None
+            if args.validation_split is not None:
+                from ..data.preprocess import PreprocessConfig
+
+                v = args.validation_split
+                if not 0 < v < 0.5:
+                    raise ValueError(f"--validation-split must be between 0 and 0.5, got {v}")
+                preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=train.seed)
             out = train_nr_model(args.data, target=args.target, model=model, train=train, bundle_dir=args.out,
-                                 checkpoint_path=checkpoint, reporter=reporter, name=Path(args.out).name)
+                                 checkpoint_path=checkpoint, reporter=reporter, name=Path(args.out).name,
+                                 preprocess=preprocess)
     finally:
         signal.signal(signal.SIGINT, previous)
     status = out.result.status
@@ -318,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--weight-decay", type=float)
     tr.add_argument("--early-stopping", type=int, help="patience in epochs")
     tr.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    tr.add_argument("--validation-split", type=float, help="validationSplit: fraction held out for validation (0.1); as much again for test")
     tr.add_argument("--device", help="auto, cpu, cuda, cuda:1")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--checkpoint", help="checkpoint file (default: next to --out)")

@@ -190,9 +190,23 @@ def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
 
-def generate(stack: FilmStack, config: GeneratorConfig, *, reporter: Reporter | None = None) -> GeneratedData:
-    """Generate a data set in memory (for small N; use :func:`generate_to_disk` for large ones)."""
+def _with_progress(reporter: Reporter | None, progress: bool) -> Reporter:
     reporter = reporter or Reporter()
+    if progress:
+        from ..events import tqdm_listener
+
+        reporter.listeners.append(tqdm_listener(STAGE, "generating", "curves"))
+    return reporter
+
+
+def generate(
+    stack: FilmStack, config: GeneratorConfig, *, reporter: Reporter | None = None, progress: bool = False
+) -> GeneratedData:
+    """Generate a data set in memory (for small N; use :func:`generate_to_disk` for large ones).
+
+    ``progress`` shows a ``tqdm.auto`` bar (a widget in notebooks, text in terminals).
+    """
+    reporter = _with_progress(reporter, progress)
     probe = config.probe()
     itemsize = np.dtype(config.dtype).itemsize
     size = config.num_curves * 2 * (probe.q.size + config.sld_points) * itemsize
@@ -248,14 +262,16 @@ def generate_to_disk(
     reporter: Reporter | None = None,
     overwrite: bool = False,
     dask: Any = None,
+    progress: bool = True,
 ) -> Path:
     """Generate and stream a data-set bundle into ``out_dir``; returns the folder.
 
     ``dask``: None (this process, numba threads), ``"local"`` (a 2-worker ``LocalCluster``), a
     scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.  Workers write their
     rows straight into the files, so they need the same file system (as on a facility cluster).
+    ``progress`` shows a ``tqdm.auto`` bar; ``reporter.stop`` cancels (nothing half-written stays).
     """
-    reporter = reporter or Reporter()
+    reporter = _with_progress(reporter, progress)
     out = Path(out_dir)
     if (out / B.META_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a data set; choose another folder or pass overwrite=True")

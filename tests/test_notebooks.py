@@ -1,0 +1,31 @@
+"""Shipped notebooks run headless through papermill with small parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import papermill
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        nb = json.loads(path.read_text())
+        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), path.name
+        assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"]), f"{path.name} has no parameters cell"
+
+
+def test_quickstart_runs_with_papermill(tmp_path):
+    summary = tmp_path / "summary.json"
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "quickstart.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        parameters={"num_curves": 64, "seed": 3, "out_dir": str(tmp_path / "run"), "summary_path": str(summary)},
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    data = json.loads(summary.read_text())
+    assert data["curves"] == 64 and data["nr_shape"] == [64, 2, 308] and data["sld_shape"] == [64, 2, 900]
+    assert data["max_rel_error_vs_refl1d"] < 1e-10

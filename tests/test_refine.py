@@ -27,13 +27,13 @@ Q = np.geomspace(0.008, 0.25, 300)
 
 def _value(stack: FilmStack, name: str) -> float:
     layer, par = name.split(".")
-    return stack.get([l.name for l in stack.layers].index(layer), par)
+    return stack.get([layer.name for layer in stack.layers].index(layer), par)
 
 
 def _start_and_bounds() -> tuple[FilmStack, dict]:
     """Every thickness 15 % off, every SLD 0.5 off, every roughness 3 Å off."""
     start, bounds = TRUTH, {}
-    names = [l.name for l in TRUTH.layers]
+    names = [layer.name for layer in TRUTH.layers]
     for name in FREE:
         layer, par = name.split(".")
         v = _value(TRUTH, name)

@@ -85,10 +85,10 @@ def _resolve(stack: FilmStack, name: str) -> tuple[int, str]:
     layer, _, par = name.rpartition(".")
     if par not in PARAMETER_FIELDS:
         raise RefineError(f"unknown parameter {name!r}: expected '<layer name>.<{'|'.join(PARAMETER_FIELDS)}>' or one of {PROBE_PARAMETERS}")
-    for i, l in enumerate(stack.layers):
-        if l.name == layer or str(i) == layer:
+    for i, candidate in enumerate(stack.layers):
+        if candidate.name == layer or str(i) == layer:
             return i, par
-    raise RefineError(f"unknown layer {layer!r} in {name!r}; layers are {[l.name for l in stack.layers]}")
+    raise RefineError(f"unknown layer {layer!r} in {name!r}; layers are {[layer.name for layer in stack.layers]}")
 
 
 def build_problem(

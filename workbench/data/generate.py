@@ -30,6 +30,7 @@ from ..physics.kernel_profile import profile_range_numpy, sld_profiles_fast
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN, Probe
 from ..physics.reflectivity import reflectivity
 from ..physics.stack import FilmStack, StackArrays
+from ..versions import package_versions
 from . import bundle as B
 from .realism import Realism
 from .sampling import BLOCK, STREAM_NOISE, ParameterSampler, apply_parameters, block_rng
@@ -227,18 +228,6 @@ def generate(
     return GeneratedData(full["nr"], full["sld"], full["params"], names, full.get("dr"))
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("workbench", "refl1d", "numpy", "numba"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 def _write_chunk(paths: dict[str, tuple[str, int, int]], start: int, data: dict[str, np.ndarray]) -> list[tuple[int, str]]:
     """Write a chunk's rows into the partial files (header offset and row size given) and hash it."""
     digests = B.block_digests([data[k] for k in ("nr", "sld", "params", "dr") if k in data], start)
@@ -318,7 +307,7 @@ def generate_to_disk(
         "layout": {"nr": "(N, 2, nQ): rows Q [1/Å], R", "sld": "(N, 2, nZ): rows z [Å, from the profile start], SLD [1e-6/Å²]"},
         "z_origin": "each profile's refl1d range starts at z = 0" if not config.fixed_z_grid
         else {"shared_grid_left": shared_z_range(stack)[0], "shared_grid_right": shared_z_range(stack)[1]},
-        "versions": _versions(),
+        "versions": package_versions(("workbench", "refl1d", "numpy", "numba")),
         "generation_seconds": round(seconds, 3),
         "content_hash": B.combine_digests(digests),
     }

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..models import build_model, count_parameters
+from ..versions import package_versions
 
 FORMAT = "workbench-model/1"
 FILES = ("model.safetensors", "config.json", "normalization.json", "metrics.json", "history.json", "README.md")
@@ -54,18 +55,6 @@ class ModelBundle:
     @property
     def name(self) -> str:
         return self.config.get("name") or (self.path.name if self.path else "model")
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("workbench", "torch", "refl1d", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
 
 
 def _card(config: dict[str, Any], metrics: dict[str, Any], n_params: int) -> str:
@@ -116,7 +105,7 @@ def save_model_bundle(
         "model": dict(getattr(model, "config", {})),
         "data": data or {},
         "train": train or {},
-        "versions": _versions(),
+        "versions": package_versions(("workbench", "torch", "refl1d", "numpy")),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if "kind" not in config["model"]:

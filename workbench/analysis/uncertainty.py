@@ -1,0 +1,183 @@
+"""Posterior uncertainty bands by bumps DREAM on the refl1d model of a fitted stack.
+
+The sampled problem is the exported refl1d script's own (``export_refl1d.refl1d_model``), so a
+scientist re-running ``model.py`` in refl1d samples the same likelihood.  DREAM draws from
+numpy's global RandomState; the run is wrapped in ``bumps.util.push_seed(seed)`` (which restores
+the caller's RNG state afterwards), so a given seed gives the same chains and the same bands.
+
+From the posterior, ``n_draws`` points (chosen with ``numpy.random.default_rng(seed)``) are turned
+into SLD profiles (``physics.sld_profile``, one common z grid) and into R(Q) at the data Q by the
+workbench's fast engine with the data's resolution (our converged smearing; refl1d's oversampled
+smearing differs from it by far less than the data errors, see tests/test_uncertainty.py).  The
+bands are the 2.5/16/50/84/97.5 percentiles over the draws.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from ..data.measured import Measurement
+from ..events import Reporter
+from ..physics import FilmStack, Probe, StackArrays, reflectivity, sld_profile
+from ..physics.profile import DEFAULT_PROFILE_POINTS, profile_range
+from .export_refl1d import DEFAULT_OVERSAMPLE, refl1d_model, write_text_atomic
+
+STAGE = "uncertainty"
+PERCENTILES = (2.5, 16.0, 50.0, 84.0, 97.5)
+Band = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Bands:
+    """Median and 68 %/95 % central credible bands of the SLD profile and of R(Q), and per-parameter intervals."""
+
+    z: np.ndarray
+    sld_median: np.ndarray
+    sld_68: Band
+    sld_95: Band
+    q: np.ndarray
+    r_median: np.ndarray
+    r_68: Band
+    r_95: Band
+    parameter_table: list[dict[str, float | str]]
+    n_draws: int
+    n_posterior: int = 0  # posterior points DREAM kept (after burn-in, trimming and outlier removal)
+    seconds: float = 0.0
+
+    def to_csv(self, folder: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``sld_bands.csv`` and ``reflectivity_bands.csv`` (atomically); returns their paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        note = f"posterior median and central 68 %/95 % bands from {self.n_draws} DREAM draws"
+        out = []
+        for name, x, header, med, b68, b95 in (
+            ("sld_bands.csv", self.z, "# z in Å (0 = top of the substrate), SLD in 1e-6 Å⁻²; ", self.sld_median,
+             self.sld_68, self.sld_95),
+            ("reflectivity_bands.csv", self.q, "# q in Å⁻¹, R dimensionless (with scale and background); ",
+             self.r_median, self.r_68, self.r_95),
+        ):
+            first = "z" if x is self.z else "q"
+            rows = np.column_stack([x, med, b68[0], b68[1], b95[0], b95[1]])
+            text = header + note + "\n" + f"{first},median,lo68,hi68,lo95,hi95\n"
+            text += "\n".join(",".join(f"{v:.10g}" for v in row) for row in rows) + "\n"
+            write_text_atomic(folder / name, text)
+            out.append(folder / name)
+        return out[0], out[1]
+
+
+class _Progress:
+    """bumps monitor: DREAM generations as workbench progress events."""
+
+    def __init__(self, reporter: Reporter, total: int) -> None:
+        self.reporter, self.total, self.every = reporter, total, max(1, total // 50)
+
+    def config_history(self, history) -> None:
+        history.requires(step=1)
+
+    def __call__(self, history) -> None:
+        step = int(history.step[0])
+        if step % self.every == 0 or step >= self.total:
+            self.reporter.progress(STAGE, min(step, self.total), self.total, "generations")
+
+
+def run_dream(problem, *, samples: int, burn: int, pop: int, seed: int, init: str = "eps",
+              reporter: Reporter | None = None):
+    """Run bumps DREAM on ``problem`` with numpy's global RNG seeded; returns the DREAM state."""
+    from bumps.fitters import DreamFit, FitDriver
+    from bumps.util import push_seed
+
+    reporter = reporter or Reporter()
+    chains = pop * len(problem.getp())
+    total = burn + (samples + chains - 1) // chains
+    driver = FitDriver(DreamFit, problem=problem, monitors=[_Progress(reporter, total)],
+                       abort_test=lambda: reporter.stop.stopped, samples=int(samples), burn=int(burn), pop=int(pop),
+                       init=init)
+    with push_seed(seed):
+        driver.clip()
+        driver.fit()
+    reporter.check_stop()  # DREAM returns early on abort: report it as a cancellation
+    return driver.fitter.state
+
+
+def _draw_arrays(stack: FilmStack, slots: list[tuple[str, int]], points: np.ndarray, scale: float,
+                 background: float) -> tuple[StackArrays, np.ndarray, np.ndarray]:
+    """Stacks (n, L) and per-draw scale and background for posterior ``points`` (n, k) in ``slots`` order."""
+    n = points.shape[0]
+    base = stack.to_arrays()
+    arrays = StackArrays(*(np.repeat(np.asarray(a), n, axis=0) for a in (base.sld, base.isld, base.thickness,
+                                                                           base.roughness)))
+    sc, bg = np.full(n, float(scale)), np.full(n, float(background))
+    for k, (what, i) in enumerate(slots):
+        if what == "probe.scale":
+            sc = points[:, k].copy()
+        elif what == "probe.background":
+            bg = points[:, k].copy()
+        else:
+            getattr(arrays, what)[:, i] = points[:, k]
+    return arrays, sc, bg
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, Band, Band]:
+    lo95, lo68, med, hi68, hi95 = np.percentile(values, PERCENTILES, axis=0)
+    return med, (lo68, hi68), (lo95, hi95)
+
+
+def dream_bands(
+    stack: FilmStack,
+    data: Measurement,
+    free: Mapping[str, tuple[float, float]],
+    *,
+    scale: float = 1.0,
+    background: float = 0.0,
+    samples: int = 20000,
+    burn: int = 100,
+    pop: int = 10,
+    seed: int = 0,
+    z: np.ndarray | None = None,
+    n_draws: int = 500,
+    oversample: int | None = DEFAULT_OVERSAMPLE,
+    init: str = "eps",
+    reporter: Reporter | None = None,
+) -> Bands:
+    """Sample the posterior of ``free`` (name → (lo, hi), uniform priors) around ``stack`` with DREAM; return bands.
+
+    ``samples`` is DREAM's number of posterior draws (generations × pop × #free), ``burn`` the
+    burn-in generations; ``stack``, ``scale`` and ``background`` are the starting point (a fit).
+    """
+    reporter = reporter or Reporter()
+    t0 = time.perf_counter()
+    model = refl1d_model(stack, data, free=free, scale=scale, background=background, oversample=oversample)
+    state = run_dream(model.problem, samples=samples, burn=burn, pop=pop, seed=seed, init=init, reporter=reporter)
+    points = state.draw().points[:, model.order]  # columns in our ``free`` order
+    n_posterior = points.shape[0]
+    if n_posterior > n_draws:
+        pick = np.sort(np.random.default_rng(seed).choice(n_posterior, n_draws, replace=False))
+        points = points[pick]
+
+    inputs = model.inputs
+    arrays, sc, bg = _draw_arrays(stack, inputs.slots, points, scale, background)
+    if z is None:  # one grid spanning refl1d's profile range of every draw
+        left, right = profile_range(torch.as_tensor(arrays.thickness), torch.as_tensor(arrays.roughness))
+        z = np.linspace(float(left.min()), float(right.max()), DEFAULT_PROFILE_POINTS)
+    z = np.asarray(z, dtype=np.float64)
+    _, rho, _ = sld_profile(arrays, z=z)
+    probe = Probe(inputs.q, dq=inputs.dq, dq_is_fwhm=False)
+    curves = reflectivity(arrays, probe, engine="fast", scale=sc, background=bg)
+    sld_median, sld_68, sld_95 = _band(rho)
+    r_median, r_68, r_95 = _band(curves)
+    p_median, p_68, p_95 = _band(points)
+    best = state.best()[0][model.order]
+    table = [{"name": name, "median": float(p_median[k]), "lo68": float(p_68[0][k]), "hi68": float(p_68[1][k]),
+              "lo95": float(p_95[0][k]), "hi95": float(p_95[1][k]), "best": float(best[k])}
+             for k, name in enumerate(model.names)]
+    seconds = time.perf_counter() - t0
+    reporter.timing(STAGE, "dream", seconds, int(samples))
+    return Bands(z, sld_median, sld_68, sld_95, inputs.q, r_median, r_68, r_95, table, points.shape[0], n_posterior,
+                 seconds)

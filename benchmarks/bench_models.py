@@ -70,6 +70,7 @@ from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.data.preprocess import PreprocessConfig
 from workbench.events import Event, Progress, Reporter
 from workbench.models import build_model, count_parameters
+from workbench.models.inference import inference_module
 from workbench.physics import FilmStack
 from workbench.training import nr_workflow
 from workbench.training.nr_workflow import Prepared
@@ -233,10 +234,11 @@ def train_for_budget(
 
 # --------------------------------------------------------------------------- latency
 def latency_ms(model: torch.nn.Module, x: torch.Tensor, calls: int = 200, warmup: int = 10) -> dict[str, Any]:
-    """Single-curve latency of ``model(x[None])`` in eval mode, no grad, one torch thread."""
+    """Single-curve latency in eval mode, no grad, one torch thread, through the module that
+    ``workbench.analysis.predict`` uses (a frozen TorchScript copy, see workbench/models/inference.py)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model.eval()
+    model = inference_module(model.eval(), x[None])
     times: list[float] = []
     try:
         with torch.no_grad():

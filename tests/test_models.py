@@ -81,3 +81,15 @@ def test_registry_round_trips_configs_and_names_bad_ones():
         build_model({"kind": "compact", "depth": 3})
     with pytest.raises(ValueError, match="kernelSize must be a positive odd number"):
         ParityCNN(kernel_size=50)
+
+
+def test_frozen_inference_module_predicts_like_the_model():
+    from workbench.models.inference import inference_module
+
+    torch.manual_seed(0)
+    model = build_model({"kind": "compact", "width": 8, "latent": 32}).eval()
+    x = torch.rand(1, 308)
+    frozen = inference_module(model, x)
+    assert isinstance(frozen, torch.jit.ScriptModule)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(torch.rand(3, 308) * 0 + x), model(x).expand(3, -1, -1), rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ import torch
 
 from ..data.measured import Measurement, resample
 from ..data.preprocess import Normalizer, log_reflectivity
+from ..models.inference import inference_module
 from ..store.model_bundle import ModelBundle
 from .metrics import nr_metrics
 from .profile_nr import reflectivity_of_profile
@@ -38,7 +39,10 @@ def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
     if r.shape[1] != n_q:
         raise ValueError(f"the model expects curves on its {n_q}-point Q grid, got {r.shape[1]} points; resample first")
     device = next(bundle.model.parameters()).device
-    out = bundle.model(model_inputs(bundle, r).to(device)).cpu().numpy()
+    x = model_inputs(bundle, r).to(device)
+    if bundle.inference is None:
+        bundle.inference = inference_module(bundle.model, x[:1])
+    out = bundle.inference(x).cpu().numpy()
     y = bundle.normalization["y"]
     if y.get("method") == "bounds":
         b = np.asarray(y["bounds"])

@@ -47,6 +47,7 @@ class ModelBundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
+    inference: nn.Module | None = field(default=None, repr=False)  # frozen copy for fast CPU prediction
 
     @property
     def task(self) -> str:

@@ -16,7 +16,6 @@ Parameter names map as ``<layer>.sld → material.rho``, ``.isld → material.ir
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..data.measured import Measurement
+from ..fileio import write_text_atomic
 from ..physics import FilmStack
 from .refine import RefineError, RefineResult, build_problem
 
@@ -156,22 +156,6 @@ def refl1d_model(stack: FilmStack, data: Measurement, *, free: Mapping[str, tupl
             obj = getattr(obj, attr)
         parameters.append(obj)
     return Refl1dModel(scope["problem"], scope["experiment"], inputs, parameters)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to a temp file beside ``path``, then ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def data_text(inputs: ModelInputs) -> str:

@@ -97,6 +97,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from workbench.data.generate import GeneratorConfig, generate, generate_to_disk
 from workbench.data.sampling import BLOCK, apply_parameters
 from workbench.physics import FilmStack
+from _report import finish  # noqa: E402 - benchmarks/ is the script directory
 
 TARGET_SPEEDUP = 50.0  # × pyreflect's curves/s
 TARGET_CURVES = 1_000_000  # with SLD profiles ...
@@ -655,13 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    res = run(args)
-    print_report(res)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"\nresults written to {args.json}")
-    return 0
+    return finish(run(args), print_report, args.json)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ from workbench.physics import FilmStack
 from workbench.training import nr_workflow
 from workbench.training.nr_workflow import Prepared
 from workbench.training.trainer import STAGE, TrainConfig, Trainer
+from _report import finish  # noqa: E402 - benchmarks/ is the script directory
 
 PARITY = "parity CNN"
 COMPACT = "compact"
@@ -448,13 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    res = run(args)
-    print_report(res)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"\nresults written to {args.json}")
-    return 0
+    return finish(run(args), print_report, args.json)
 
 
 if __name__ == "__main__":

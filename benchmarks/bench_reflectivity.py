@@ -37,7 +37,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -58,6 +57,7 @@ import torch
 
 from workbench.physics import FilmStack, Probe, StackArrays, critical_edge, reflectivity
 from workbench.physics.refl1d_engine import reflectivity_refl1d
+from _report import finish  # noqa: E402 - benchmarks/ is the script directory
 
 TARGET_UNSMEARED = 150_000.0  # curves/s, fast path, float64, 2 cores (from the issue)
 TARGET_SMEARED = 100_000.0
@@ -376,13 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    res = run(args)
-    print_report(res)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"\nresults written to {args.json}")
-    return 0
+    return finish(run(args), print_report, args.json)
 
 
 if __name__ == "__main__":

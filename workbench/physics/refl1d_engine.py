@@ -44,9 +44,6 @@ def reflectivity_refl1d(
         expt = _experiment(arrays.sld[b], arrays.isld[b], arrays.thickness[b], arrays.roughness[b], probe, oversample)
         _, r = expt.reflectivity(resolution=resolution and probe.smeared)
         out[b] = r
-    if not (resolution and probe.smeared):
-        # refl1d applies scale/background in apply_beam either way; keep it explicit for clarity.
-        pass
     return out
 
 

@@ -162,7 +162,6 @@ def reflectivity_torch(
 
     a = arrays.map(tensor)
     dev = a.sld.device
-    out = torch.empty((a.batch, probe.q.size), dtype=dtype, device=dev)
     rows = []
     for idx, plan in plan_for(probe, a):
         index = torch.as_tensor(idx, device=dev)
@@ -173,6 +172,8 @@ def reflectivity_torch(
     if len(rows) == 1:
         out = rows[0][1]
     else:
+        # scatter each plan's rows back into batch order (differentiable)
+        out = torch.empty((a.batch, probe.q.size), dtype=dtype, device=dev)
         out = out.index_put((torch.cat([i for i, _ in rows]),), torch.cat([r for _, r in rows]))
     sc = tensor(scale)
     bg = tensor(background)

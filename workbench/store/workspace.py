@@ -1,0 +1,72 @@
+"""The workspace: one folder holding data sets, model bundles, run folders and the run registry.
+
+    <root>/datasets/          generated data sets
+    <root>/models/            model bundles
+    <root>/runs/<run id>/     what a run owns: checkpoints, outputs (deleted with the run)
+    <root>/registry.sqlite    runs, epochs, logs, checkpoints, data sets, models (WAL mode)
+    <root>/settings.json      the UI's autosaved stack / probe / settings
+
+The root is ``$WORKBENCH_HOME`` when set, else ``~/.workbench``; a notebook, the CLI
+(``--workspace``) or a sweep may pass another folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+ENV_VAR = "WORKBENCH_HOME"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_root() -> Path:
+    """``$WORKBENCH_HOME`` if set (and not empty), else ``~/.workbench``."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".workbench"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is one path component (letters, digits, ``._-``): it names a folder under ``runs/``."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or run_id in (".", ".."):
+        raise ValueError(f"invalid run id {run_id!r}: expected letters, digits, '.', '_' or '-' (no slashes)")
+    return run_id
+
+
+class Workspace:
+    """A workspace folder; created on first use."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = (Path(root).expanduser() if root is not None else default_root()).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.datasets = self.root / "datasets"
+        self.models = self.root / "models"
+        self.runs = self.root / "runs"
+        self.db_path = self.root / "registry.sqlite"
+        self.settings_path = self.root / "settings.json"
+        for folder in (self.datasets, self.models, self.runs):
+            folder.mkdir(exist_ok=True)
+
+    @classmethod
+    def default(cls) -> Workspace:
+        return cls(None)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from .registry import Registry
+
+        return Registry(self.db_path, workspace_root=self.root)
+
+    def run_dir(self, run_id: str) -> Path:
+        """``runs/<run_id>``, created."""
+        path = self.runs / check_run_id(run_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"

@@ -1,0 +1,174 @@
+"""Generate panel: a synthetic NR/SLD data set from the film stack's bounds, in a worker thread.
+
+numCurves, seed, sampling and the realism options; a progress bar, Cancel, timings, a preview of
+a few generated curves and profiles, and the folder it was written to.  Recorded in the run
+registry as a 'generate' run.  Headless twin: :func:`workbench.data.generate.generate_to_disk`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from ..data.bundle import load_dataset
+from ..data.generate import GeneratorConfig, generate_to_disk
+from ..data.realism import Realism
+from ..events import Log, Progress, Timing, Warning_
+from .common import Status, panel_guard, safe_name
+from .context import AppContext
+from .figures import profile_template, reflectivity_template
+from .jobs import Job
+
+
+class GeneratePanel(W.VBox):
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        lim = ctx.limits
+        saved = ctx.panel_settings("generate")
+        style = {"description_width": "12em"}
+        wide = W.Layout(width="24em")
+        self.num_curves = W.BoundedIntText(value=min(int(saved.get("num_curves", 1000)), lim.max_curves), min=1,
+                                           max=lim.max_curves, description="numCurves", style=style, layout=wide)
+        self.seed = W.BoundedIntText(value=int(saved.get("seed", 0)), min=0, max=2**31 - 1, description="seed",
+                                     style=style, layout=wide)
+        self.sampling = W.Dropdown(options=[("Latin hypercube (pyreflect)", "lhs"), ("uniform", "uniform")],
+                                   value=saved.get("sampling", "lhs"), description="sampling", style=style, layout=wide)
+        self.noise = W.Checkbox(value=bool(saved.get("noise", False)), description="Poisson counting noise (REF_L-like)")
+        self.scale_error = W.BoundedFloatText(value=float(saved.get("scale_error", 0.0)), min=0, max=0.5, step=0.01,
+                                              description="scale error (1σ)", style=style, layout=wide)
+        self.consistent = W.Checkbox(value=bool(saved.get("consistent", False)),
+                                     description="roughness ≤ 0.5 × thinner neighbour")
+        self.fixed_z = W.Checkbox(value=bool(saved.get("fixed_z", False)), description="one z grid for every profile")
+        self.name = W.Text(value="", placeholder="folder name (default: dataset-<time>)", description="name",
+                           style=style, layout=wide)
+        self.start = W.Button(description="Generate", icon="play", button_style="primary")
+        self.cancel = W.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", layout=W.Layout(width="30em"))
+        self.timings = W.HTML()
+        self.output = W.HTML()
+        self.status = Status()
+        self.rq = go.FigureWidget(reflectivity_template((), "Generated curves"))
+        self.sld = go.FigureWidget(profile_template((), "Generated profiles"))
+        self.job: Job | None = None
+        self.dataset = None
+        self.start.on_click(self._start)
+        self.cancel.on_click(self._cancel)
+        for w in (self.num_curves, self.seed, self.sampling, self.noise, self.scale_error, self.consistent, self.fixed_z):
+            w.observe(self._remember, "value")
+        form = W.VBox([self.num_curves, self.seed, self.sampling, self.noise, self.scale_error, self.consistent,
+                       self.fixed_z, self.name])
+        super().__init__([
+            W.HTML("<b>Generate</b> a synthetic data set from the film stack's bounds and the probe"),
+            form, W.HBox([self.start, self.cancel]), self.progress, self.status, self.timings, self.output,
+            W.HBox([self.rq, self.sld]),
+        ])
+        self.add_class("wb-generate-panel")
+
+    def _remember(self, _=None) -> None:
+        self.ctx.update_settings("generate", num_curves=self.num_curves.value, seed=self.seed.value,
+                                 sampling=self.sampling.value, noise=self.noise.value, scale_error=self.scale_error.value,
+                                 consistent=self.consistent.value, fixed_z=self.fixed_z.value)
+
+    def config(self) -> GeneratorConfig:
+        """The generator settings from the widgets and the probe panel (clamped to the limits)."""
+        p = self.ctx.model.probe_settings
+        n = int(min(max(self.num_curves.value, 1), self.ctx.limits.max_curves))
+        return GeneratorConfig(
+            num_curves=n, seed=int(self.seed.value), sampling=self.sampling.value, q_min=p.q_min, q_max=p.q_max,
+            num_q=p.num_q, q_resolution=p.q_resolution, consistent_roughness=0.5 if self.consistent.value else None,
+            fixed_z_grid=bool(self.fixed_z.value),
+            realism=Realism(counting_noise=bool(self.noise.value), scale_error=float(self.scale_error.value)),
+        )
+
+    @panel_guard
+    def _start(self, _=None) -> None:
+        if self.job is not None and self.job.running:
+            self.status.warn("a generation is already running")
+            return
+        stack = self.ctx.model.stack
+        if not stack.free_parameters:
+            raise ValueError("the film stack has no parameter with a range (min < max): tick 'vary' on at least one")
+        config = self.config()
+        name = safe_name(self.name.value, f"dataset-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = self.ctx.workspace.datasets / name
+        if (out / "dataset.json").exists():
+            raise ValueError(f"a data set named {name!r} already exists in the workspace; choose another name")
+        registry = self.ctx.registry()
+
+        def work(reporter):
+            from ..store.recorded import recorded_run
+
+            params = {"generator": config.model_dump(mode="json"), "stack": {"layer_desc": stack.to_layer_desc(),
+                                                                              "layer_bound": stack.to_layer_bound()}}
+            if registry is None:
+                return generate_to_disk(stack, config, out, reporter=reporter, progress=False)
+            with recorded_run(registry, "generate", name=name, params=params, reporter=reporter) as run:
+                folder = generate_to_disk(stack, config, out, reporter=reporter, progress=False)
+                ds = load_dataset(folder)
+                registry.register_dataset(ds.content_hash, folder, config.model_dump(mode="json"))
+                registry.update_run(run.id, dataset_hash=ds.content_hash)
+                run.metrics.update(curves=ds.n, seconds=ds.meta.get("generation_seconds"), path=str(folder))
+            return folder
+
+        self.progress.max, self.progress.value = config.num_curves, 0
+        self.progress.bar_style = ""
+        self.timings.value = ""
+        self.output.value = ""
+        self.status.info(f"generating {config.num_curves} curves…")
+        self.start.disabled, self.cancel.disabled = True, False
+        self.job = Job(work, on_events=self._events, on_done=self._done, on_error=self._failed,
+                       max_rate=self.ctx.limits.max_updates_per_second, name="workbench-generate").start()
+
+    def _cancel(self, _=None) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop("cancelled from the Generate panel")
+            self.status.warn("cancelling…")
+
+    def _events(self, events) -> None:
+        for e in events:
+            if isinstance(e, Progress):
+                self.progress.max, self.progress.value = max(e.total, 1), e.done
+            elif isinstance(e, Timing):
+                self.timings.value = f"<small>{e.what}: {e.items} curves in {e.seconds:.2f} s ({e.rate:,.0f} curves/s)</small>"
+            elif isinstance(e, Warning_):
+                self.status.warn(e.message)
+            elif isinstance(e, Log):
+                self.status.info(e.message)
+
+    def _finish_buttons(self) -> None:
+        self.start.disabled, self.cancel.disabled = False, True
+
+    def _done(self, folder) -> None:
+        self._finish_buttons()
+        ds = load_dataset(folder)
+        self.dataset = ds
+        self.progress.value = self.progress.max
+        self.progress.bar_style = "success"
+        self.output.value = f"<span class='wb-output'>data set written to <code>{folder}</code> ({ds.n} curves, " \
+                            f"hash {str(ds.content_hash)[:12]})</span>"
+        self.status.ok(f"generated {ds.n} curves in {self.job.seconds:.2f} s")
+        self._preview(ds)
+        self.ctx.publish("dataset", folder)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._finish_buttons()
+        self.progress.bar_style = "danger"
+        if self.job is not None and self.job.cancelled:
+            self.status.warn(f"cancelled: nothing was written ({exc})")
+        else:
+            self.status.error(f"generation failed: {exc}")
+
+    def _preview(self, ds) -> None:
+        k = min(self.ctx.limits.max_preview_curves, ds.n)
+        nr, sld = np.asarray(ds.nr[:k], dtype=float), np.asarray(ds.sld[:k], dtype=float)
+        with self.rq.batch_update():
+            self.rq.data = []
+            for i in range(k):
+                self.rq.add_scatter(x=nr[i, 0], y=nr[i, 1], mode="lines", name=f"curve {i}")
+        with self.sld.batch_update():
+            self.sld.data = []
+            for i in range(k):
+                self.sld.add_scatter(x=sld[i, 0], y=sld[i, 1], mode="lines", name=f"profile {i}")

@@ -2,9 +2,16 @@
 
 χ² = Σ ((R_model − R) / dR)², R_model the torch kernel with the data's own resolution, scale and
 background.  The optimizer is scipy's trust-region-reflective least squares (``trf``), which
-keeps every parameter inside its bounds, fed with exact Jacobians from torch autograd; a network
-prediction is usually close enough that it converges in a few tens of iterations.  1σ
-uncertainties come from the Jacobian at the optimum, cov = (JᵀJ)⁻¹ (optionally scaled by χ²/N).
+keeps every parameter inside its bounds; a network prediction is usually close enough that it
+converges in a few tens of iterations.  Two engines give the model and its Jacobian:
+
+- ``"torch"``: the differentiable kernel, exact forward-mode Jacobians (``torch.func.jacfwd``);
+- ``"fast"``: the numba kernel for the curve and central differences for the Jacobian — the
+  2P + 1 curves of one Jacobian are a single batched call, ~50× cheaper than ``jacfwd`` here, and
+  the difference from the exact Jacobian (~1e-8 relative) is far below what the fit can notice.
+
+Both use the same resolution plan.  1σ uncertainties come from the Jacobian at the optimum,
+cov = (JᵀJ)⁻¹ (optionally scaled by χ²/N).
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ from scipy.optimize import least_squares
 from ..data.measured import Measurement
 from ..events import Reporter
 from ..physics import FilmStack, Probe, ResolutionPlan, build_plan, critical_edge, sld_profile
+from ..physics.kernel_fast import reflectivity_fast
 from ..physics.kernel_torch import reflectivity_unsmeared
 from ..physics.stack import PARAMETER_FIELDS
 
 STAGE = "refine"
 PROBE_PARAMETERS = ("probe.scale", "probe.background")
+ENGINES = ("fast", "torch")
+# central-difference step of the fast engine, relative to max(|x|, 1e-3 · (hi − lo))
+FD_STEP = 1e-6
 
 
 class RefineError(ValueError):
@@ -184,6 +195,32 @@ def model_curve(problem: Problem, x: torch.Tensor) -> torch.Tensor:
     return scale * r[0] + background
 
 
+def model_curves_fast(problem: Problem, xs: np.ndarray) -> np.ndarray:
+    """R(Q) for a batch of parameter vectors ``xs`` (B, P) with the numba kernel, (B, nQ)."""
+    xs = np.atleast_2d(xs)
+    n = xs.shape[0]
+    parts = {f: np.repeat(problem.base[f].numpy()[None], n, axis=0) for f in PARAMETER_FIELDS}
+    scale = np.full(n, problem.probe.scale)
+    background = np.full(n, problem.probe.background)
+    for k, (what, i) in enumerate(problem.slots):
+        if what == "probe.scale":
+            scale = xs[:, k]
+        elif what == "probe.background":
+            background = xs[:, k]
+        else:
+            parts[what][:, i] = xs[:, k]
+    return reflectivity_fast(problem.plan, parts["sld"], parts["isld"], parts["thickness"], parts["roughness"], scale, background)
+
+
+def jacobian_fast(problem: Problem, x: np.ndarray) -> np.ndarray:
+    """dR/dx (nQ, P) by central differences, all 2P curves in one batched kernel call."""
+    h = FD_STEP * np.maximum(np.abs(x), 1e-3 * (problem.hi - problem.lo))
+    steps = np.diag(h)
+    curves = model_curves_fast(problem, np.concatenate([x + steps, x - steps]))
+    p = x.size
+    return ((curves[:p] - curves[p:]) / (2 * h[:, None])).T
+
+
 def _stack_from(problem: Problem, x: np.ndarray) -> tuple[FilmStack, float, float]:
     stack, scale, background = problem.start, problem.probe.scale, problem.probe.background
     for value, (what, i) in zip(x, problem.slots):
@@ -210,10 +247,17 @@ def refine(
     multi_start: int = 0,
     seed: int = 0,
     max_nfev: int = 500,
+    tolerance: float = 1e-9,
     scale_covariance: bool = False,
+    engine: str = "fast",
     reporter: Reporter | None = None,
 ) -> RefineResult:
-    """Fit ``start`` to ``data``; ``multi_start`` extra random starts inside the bounds (seeded)."""
+    """Fit ``start`` to ``data``; ``multi_start`` extra random starts inside the bounds (seeded).
+
+    ``engine`` "fast" (numba curve, finite-difference Jacobian) or "torch" (autograd Jacobian).
+    """
+    if engine not in ENGINES:
+        raise RefineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
     problem = build_problem(data, start, free=free, bounds=bounds, probe=probe, scale=scale, background=background,
@@ -225,16 +269,24 @@ def refine(
     def residuals_t(x: torch.Tensor) -> torch.Tensor:
         return (model_curve(problem, x) - r_data) * inv_dr
 
+    inv_dr_np = 1.0 / problem.dr
+
     def fun(x: np.ndarray) -> np.ndarray:
         reporter.check_stop()
-        with torch.no_grad():
-            res = residuals_t(torch.as_tensor(x)).numpy()
+        if engine == "fast":
+            res = (model_curves_fast(problem, x)[0] - problem.r) * inv_dr_np
+        else:
+            with torch.no_grad():
+                res = residuals_t(torch.as_tensor(x)).numpy()
         if not np.all(np.isfinite(res)):
             raise FloatingPointError(f"non-finite model curve at {dict(zip(problem.names, x))}")
         return res
 
     def jac(x: np.ndarray) -> np.ndarray:
-        j = torch.func.jacfwd(residuals_t)(torch.as_tensor(x)).numpy()
+        if engine == "fast":
+            j = jacobian_fast(problem, x) * inv_dr_np[:, None]
+        else:
+            j = torch.func.jacfwd(residuals_t)(torch.as_tensor(x)).numpy()
         if not np.all(np.isfinite(j)):
             raise FloatingPointError(f"non-finite gradient at {dict(zip(problem.names, x))}")
         return j
@@ -257,7 +309,7 @@ def refine(
             reporter.log(STAGE, f"start {k + 1} of {len(starts)}")
         history_before = len(history)
         res = least_squares(fun, x_start, jac=jac, bounds=(problem.lo, problem.hi), method="trf", x_scale="jac",
-                            max_nfev=max_nfev, callback=callback, ftol=1e-12, xtol=1e-12, gtol=1e-12)
+                            max_nfev=max_nfev, callback=callback, ftol=tolerance, xtol=tolerance, gtol=tolerance)
         if best is None or res.cost < best[0].cost:
             best = (res, history[history_before:])
     res, best_history = best
@@ -269,8 +321,11 @@ def refine(
         cov = cov * chi2 / (n - len(problem.names))
     sigma = np.sqrt(np.clip(np.diag(cov), 0, None))
     stack, sc, bg = _stack_from(problem, res.x)
-    with torch.no_grad():
-        r_fit = model_curve(problem, torch.as_tensor(res.x)).numpy()
+    if engine == "fast":
+        r_fit = model_curves_fast(problem, res.x)[0]
+    else:
+        with torch.no_grad():
+            r_fit = model_curve(problem, torch.as_tensor(res.x)).numpy()
     z, rho, _ = sld_profile(stack)
     seconds = time.perf_counter() - t0
     reporter.timing(STAGE, "refine", seconds, int(res.nfev))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numba
 from numba import njit, prange
 
 from .simd_math import FASTMATH, vexp, vsincos
@@ -309,6 +310,9 @@ def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scal
                 _smear(rcalc, start, counts, weights, sc, bg, out[b])
 
 
+SERIAL_WORK = 32_768  # curves × calculation points below which one thread is faster
+
+
 def reflectivity_fast(
     plan, sld, isld, thickness, roughness, scale=1.0, background=0.0, q_factor=1.0, out=None
 ) -> np.ndarray:
@@ -329,8 +333,16 @@ def reflectivity_fast(
     q_factor = np.broadcast_to(np.asarray(q_factor, dtype=np.float64), (n,)).copy()
     if out is None:
         out = np.empty((n, plan.q.size))
-    _batch(
-        plan.calc_q, sld, isld, thickness, roughness, plan.start, plan.counts, plan.weights, scale, background,
-        q_factor, plan.identity, out,
-    )
+    threads = numba.get_num_threads()
+    # a few curves (a fit's Jacobian, a slider preview) finish in well under a millisecond on one
+    # thread; waking the pool costs more than that, and many ms on a busy machine
+    if n * plan.calc_q.size < SERIAL_WORK:
+        numba.set_num_threads(1)
+    try:
+        _batch(
+            plan.calc_q, sld, isld, thickness, roughness, plan.start, plan.counts, plan.weights, scale, background,
+            q_factor, plan.identity, out,
+        )
+    finally:
+        numba.set_num_threads(threads)
     return out

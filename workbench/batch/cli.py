@@ -331,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dq-convention", choices=["fwhm", "sigma"], help="for text files that do not say")
     pr.add_argument("--index", type=int, help="curve index in a multi-curve .npy (single-curve prediction)")
     pr.set_defaults(func=cmd_predict)
+
+    from .cli_batch import add_batch_commands  # sweep, search, dashboard, notebooks, doctor
+
+    add_batch_commands(sub)
     return parser
 
 

@@ -14,9 +14,9 @@ that bite (see DESIGN.md, "Jupyter facts that bite"):
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 from typing import Literal
 
 PACKAGES = ("workbench", "ipywidgets", "jupyterlab_widgets", "anywidget", "plotly", "voila", "ipykernel", "jupyterlab",

@@ -146,3 +146,14 @@ def test_train_chi_model(tmp_path, shared_data):
     assert list(panel.loss.data[0].x) == [1, 2]
     bundle = load_model_bundle(tmp_path / "ws" / "models" / "chi1")
     assert bundle.task == "chi" and "chi_AB" in bundle.metrics
+    from workbench.ui.predict_panel import PredictPanel
+
+    predict = PredictPanel(ctx)
+    assert predict.model.value.endswith("chi1")
+    assert predict.chi_box.layout.display == "" and predict.nr_box.layout.display == "none"
+    predict.chi_folder.value = str(folder)
+    predict.run.click()
+    assert predict.status.level == "ok", predict.status.text
+    assert [t.name for t in predict.chi.data][:3] == ["chi_AB", "chi_substrate", "chi_air"]
+    assert len(predict.chi.data[0].x) == len(np.load(folder / "train_pars.npy"))
+    assert "experiment.txt" in predict.metrics.value and "R²" in predict.metrics.value

@@ -1,0 +1,108 @@
+"""Predict and Refine panels on a real (tiny) data set and models trained headless beforehand."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.data.generate import GeneratorConfig, generate_to_disk
+from workbench.physics import FilmStack
+from workbench.training.nr_workflow import train_nr_model
+from workbench.training.trainer import TrainConfig
+from workbench.ui.context import AppContext
+from workbench.ui.predict_panel import PredictPanel
+from workbench.ui.refine_panel import RefinePanel
+
+
+def small_stack() -> FilmStack:
+    """The default stack with only three free parameters: a parameter model learns it in one epoch."""
+    s = FilmStack.default()
+    keep = {(3, "thickness"), (3, "sld"), (2, "roughness")}
+    bounds = [b for b in s.to_layer_bound() if (b["i"], b["par"]) in keep]
+    return FilmStack.from_pyreflect(s.to_layer_desc(), bounds)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ws")
+    ctx = AppContext(root, autosave_delay=0)
+    ds = generate_to_disk(small_stack(), GeneratorConfig(num_curves=200, seed=1), ctx.workspace.datasets / "ds",
+                          progress=False)
+    for target, name in (("sld", "sld1"), ("params", "par1")):
+        train_nr_model(ds, target=target, train=TrainConfig(epochs=1, batch_size=32, device="cpu"),
+                       bundle_dir=ctx.workspace.models / name, name=name)
+    return root
+
+
+def test_predict_a_test_sample_with_an_sld_model(workspace):
+    ctx = AppContext(workspace, autosave_delay=0)
+    panel = PredictPanel(ctx)
+    panel.model.value = str(workspace / "models" / "sld1")
+    panel.index.value = 7
+    panel.run.click()
+    assert panel.status.level == "ok", panel.status.text
+    from workbench.data.bundle import load_dataset
+
+    ds = load_dataset(workspace / "datasets" / "ds")
+    np.testing.assert_allclose(np.array(panel.rq.data[0].y), ds.nr[7, 1][ds.nr[7, 1] > 0], rtol=1e-6)
+    assert len(panel.rq.data[1].y) == 308 and np.all(np.array(panel.rq.data[1].y) > 0)
+    np.testing.assert_allclose(np.array(panel.sld.data[0].y), ds.sld[7, 1], rtol=1e-6)
+    assert len(panel.sld.data[1].y) == ds.sld.shape[2]
+    for key in ("sld_mse", "sld_mae", "sld_r2", "log_r_rmse"):
+        assert key in panel.metrics.value
+    assert ctx.current["prediction"].truth_profile is not None
+    panel.index.value = 10**6
+    panel.run.click()
+    assert panel.status.level == "error" and "out of range" in panel.status.text
+
+
+def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_data):
+    ctx = AppContext(workspace, autosave_delay=0)
+    shutil.copy(shared_data / "real" / "ornl-ref-l-212592" / "REFL_212592_reduced.txt", ctx.measured_dir)
+    predict = PredictPanel(ctx)
+    refine = RefinePanel(ctx)
+    predict.model.value = str(workspace / "models" / "par1")
+    predict.source.value = "file"
+    predict.measured.value = str(ctx.measured_dir / "REFL_212592_reduced.txt")
+    predict.run.click()
+    assert predict.status.level == "ok", predict.status.text
+    p = ctx.current["prediction"]
+    assert p.stack is not None and len(predict.rq.data[0].x) > 300
+    assert "chi2_per_point" in predict.metrics.value and "Predicted parameters" in predict.metrics.value
+    # the prediction was published: the refine panel loaded the predicted stack and its free parameters
+    names = [row.pname for row in refine.rows]
+    assert "layer_2.thickness" in names and "probe.scale" in names
+    assert refine.start_stack == p.stack
+    for row in refine.rows:
+        row.free.value = row.pname in ("layer_2.thickness", "layer_2.sld", "probe.scale")
+    refine.max_nfev.value = 30
+    refine.run.click()
+    assert refine.job.join(300)
+    assert refine.status.level == "ok", refine.status.text
+    res = refine.result
+    assert res.chi2 <= res.start_chi2
+    assert len(refine.convergence.data[0].x) >= 1
+    assert "± 1σ" in refine.table.value and "layer_2.thickness" in refine.table.value
+    np.testing.assert_allclose(np.array(refine.rq.data[2].y), res.r_fit)
+    run = ctx.registry().list_runs(kind="refine")[0]
+    assert run.status == "completed" and run.metrics["chi2_per_point"] == pytest.approx(res.chi2_per_point)
+    refine.samples.value = 300
+    refine.burn.value = 20
+    refine.dream.click()
+    assert refine.job.join(600)
+    assert refine.status.level == "ok", refine.status.text
+    assert len(refine.rq.data) == 5 and len(refine.sld.data) == 4  # two band edges each
+    lo, hi = np.array(refine.sld.data[2].y), np.array(refine.sld.data[3].y)
+    assert np.all(lo <= hi + 1e-12)
+    assert "DREAM posterior" in refine.table.value
+
+
+def test_refine_without_a_prediction_says_what_to_do(tmp_path):
+    ctx = AppContext(tmp_path / "ws", autosave_delay=0)
+    panel = RefinePanel(ctx)
+    panel.run.click()
+    assert panel.status.level == "error" and "Predict panel" in panel.status.text

@@ -1,0 +1,246 @@
+"""Predict panel: a model bundle applied to a test sample of a data set or to a measured file.
+
+NR chart: the data (or ground truth) and the curve computed from the prediction; SLD chart:
+ground truth and prediction; metrics (MSE, MAE, R² of the profile, log-R RMSE and χ²/N of the
+curve); for a χ model, predicted against actual χ.  The prediction (data, predicted stack or
+profile) is published for the Refine panel.  Headless twin: :func:`predict_sample` and
+:func:`workbench.analysis.predict.predict_measurement`.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from ..analysis.metrics import nr_metrics, sld_metrics
+from ..analysis.predict import predict, predict_measurement
+from ..analysis.profile_nr import reflectivity_of_profile
+from ..data.bundle import load_dataset
+from ..data.measured import Measurement, load_measurement
+from ..physics import FilmStack, Probe, reflectivity, sld_profile
+from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
+from ..store.model_bundle import ModelBundle, load_model_bundle
+from .common import Status, panel_guard, table_html
+from .context import AppContext
+from .figures import _base, profile_template, reflectivity_template
+from .train_panel import chi_data_allowed
+
+
+@dataclass
+class Prediction:
+    """What a prediction produced; the Refine panel starts from it."""
+
+    measurement: Measurement
+    computed: np.ndarray
+    profile: tuple[np.ndarray, np.ndarray]
+    stack: FilmStack | None = None
+    truth_profile: tuple[np.ndarray, np.ndarray] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, float] | None = None
+    model: str = ""
+    warning: str | None = None
+
+
+def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
+    z, rho, _ = sld_profile(stack, n_points=n_z)
+    return z[0] - z[0, 0], rho[0]  # data sets start each profile at z = 0
+
+
+def predict_sample(bundle: ModelBundle, dataset: str | Path, index: int) -> Prediction:
+    """Prediction for curve ``index`` of a data set, with its ground truth and metrics (headless)."""
+    from ..training.nr_workflow import stacks_from_parameters
+
+    ds = load_dataset(dataset)
+    if not 0 <= index < ds.n:
+        raise ValueError(f"sample index {index} is out of range: the data set has curves 0..{ds.n - 1}")
+    nr = np.asarray(ds.nr[index], dtype=np.float64)
+    truth = np.asarray(ds.sld[index], dtype=np.float64)
+    dq = ds.meta.get("probe", {}).get("dq_over_q", DEFAULT_DQ_OVER_Q_FWHM)
+    probe = Probe(nr[0], dq_over_q=dq, dq_is_fwhm=True)
+    dr = None if ds.dr is None else np.asarray(ds.dr[index], dtype=np.float64)
+    m = Measurement(q=nr[0], r=nr[1], dr=dr, dq_sigma=probe.sigma, source=f"{ds.path.name}[{index}]",
+                    dq_convention_of_file="sigma")
+    pred = predict(bundle, nr[None])[0]
+    stack, params = None, None
+    if bundle.task == "nr_sld":
+        profile = (pred[0], pred[1])
+        computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
+    else:
+        stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
+        computed = np.asarray(reflectivity(stack, probe))[0]
+        profile = _stack_profile(stack, truth.shape[1])
+        names = bundle.config["data"]["parameters"]["names"]
+        params = dict(zip(names, map(float, pred)))
+    metrics = {**sld_metrics(truth[None], np.stack(profile)[None]), **nr_metrics(nr[1], computed, dr)}
+    return Prediction(m, computed, profile, stack, (truth[0], truth[1]), metrics, params, str(bundle.path))
+
+
+def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | None = None) -> Prediction:
+    """Prediction for a measured file (headless); the curve is resampled onto the model's Q grid."""
+    from ..training.nr_workflow import stacks_from_parameters
+
+    m = load_measurement(path, dq_convention=dq_convention)
+    m = m.merge_duplicate_q() if m.has_duplicate_q else m
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = predict_measurement(bundle, m)
+    stack, params = None, None
+    if result.profile is not None:
+        profile = (result.profile[0], result.profile[1])
+    else:
+        stack = stacks_from_parameters(bundle.config, result.parameters[None, :])[0]
+        profile = _stack_profile(stack, int(bundle.config["data"].get("sld_points", 900)))
+        params = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
+    return Prediction(m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning)
+
+
+class PredictPanel(W.VBox):
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        style = {"description_width": "9em"}
+        wide = W.Layout(width="34em")
+        self.model = W.Dropdown(options=[], description="model", style=style, layout=wide)
+        self.source = W.ToggleButtons(options=[("test sample", "sample"), ("measured file", "file")], value="sample")
+        self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=wide)
+        self.index = W.BoundedIntText(value=0, min=0, max=10**9, description="sample index", style=style)
+        self.measured = W.Dropdown(options=[], description="measured file", style=style, layout=wide)
+        self.dq = W.Dropdown(options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")], value="",
+                             description="dQ column", style=style)
+        self.chi_folder = W.Text(value=ctx.panel_settings("train").get("chi_folder", ""), description="χ data folder",
+                                 style=style, layout=wide)
+        self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
+        self.run = W.Button(description="Predict", icon="magic", button_style="primary")
+        self.status = Status()
+        self.metrics = W.HTML()
+        self.rq = go.FigureWidget(reflectivity_template((), "Reflectivity"))
+        self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
+        self.rq.add_scatter(x=[], y=[], mode="lines", name="computed from the prediction")
+        self.sld = go.FigureWidget(profile_template(("ground truth", "prediction"), "SLD profile"))
+        self.chi = go.FigureWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},
+                                         yaxis={"title": "predicted χ"}))
+        self.chi.layout.height = 360
+        self.result: Prediction | None = None
+        self.refresh.on_click(lambda _: self.refresh_lists())
+        self.run.on_click(self._predict)
+        self.source.observe(self._layout, "value")
+        self.model.observe(self._layout, "value")
+        ctx.subscribe("model", lambda path: self.refresh_lists(select_model=path))
+        ctx.subscribe("dataset", lambda path: self.refresh_lists())
+        ctx.subscribe("measurement", lambda path: self.refresh_lists(select_measured=path))
+        self.nr_box = W.HBox([self.rq, self.sld])
+        self.chi_box = W.HBox([self.chi])
+        super().__init__([
+            W.HTML("<b>Predict</b> with a trained model"), W.HBox([self.model, self.refresh]), self.source,
+            self.dataset, self.index, self.measured, self.dq, self.chi_folder, self.run, self.status, self.metrics,
+            self.nr_box, self.chi_box,
+        ])
+        self.add_class("wb-predict-panel")
+        self.refresh_lists()
+
+    def refresh_lists(self, select_model=None, select_measured=None) -> None:
+        def fill(dropdown, paths, select):
+            options = [(p.name, str(p)) for p in paths]
+            dropdown.options = options
+            values = [v for _, v in options]
+            if select is not None and str(select) in values:
+                dropdown.value = str(select)
+            elif dropdown.value is None and values:
+                dropdown.value = values[0]
+
+        fill(self.model, self.ctx.models(), select_model)
+        fill(self.dataset, self.ctx.datasets(), None)
+        fill(self.measured, self.ctx.measurements(), select_measured)
+        if select_measured is not None:
+            self.source.value = "file"
+        self._layout()
+
+    def _task(self) -> str | None:
+        if not self.model.value:
+            return None
+        import json
+
+        try:
+            return json.loads((Path(self.model.value) / "config.json").read_text())["task"]
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _layout(self, _=None) -> None:
+        chi = self._task() == "chi"
+        sample = self.source.value == "sample"
+        show = [(self.source, not chi), (self.dataset, sample and not chi), (self.measured, not sample and not chi),
+                (self.dq, not sample and not chi), (self.chi_folder, chi), (self.nr_box, not chi), (self.chi_box, chi)]
+        for w, visible in show:
+            w.layout.display = "" if visible else "none"
+
+    @panel_guard
+    def _predict(self, _=None) -> None:
+        if not self.model.value:
+            raise ValueError("no model: train one in the Train panel or upload a bundle in the Files panel")
+        bundle = load_model_bundle(self.model.value)
+        if bundle.task == "chi":
+            self._predict_chi(bundle)
+            return
+        if self.source.value == "sample":
+            if not self.dataset.value:
+                raise ValueError("no data set to take a test sample from")
+            result = predict_sample(bundle, self.dataset.value, int(self.index.value))
+        else:
+            if not self.measured.value:
+                raise ValueError("no measured file: upload one in the Files panel")
+            result = predict_file(bundle, self.measured.value, self.dq.value or None)
+        self.show(result)
+        self.ctx.publish("prediction", result)
+
+    def show(self, p: Prediction) -> None:
+        self.result = p
+        m = p.measurement.positive()
+        with self.rq.batch_update():
+            self.rq.data[0].x, self.rq.data[0].y = m.q, m.r
+            self.rq.data[0].name = "ground truth" if p.truth_profile is not None else "data"
+            self.rq.data[1].x, self.rq.data[1].y = p.measurement.q, p.computed
+        with self.sld.batch_update():
+            tz, tr = p.truth_profile if p.truth_profile is not None else ([], [])
+            self.sld.data[0].x, self.sld.data[0].y = tz, tr
+            self.sld.data[1].x, self.sld.data[1].y = p.profile
+        rows = [{"metric": k, "value": float(v)} for k, v in p.metrics.items() if isinstance(v, (int, float))]
+        text = "<b>Metrics</b>" + table_html(rows)
+        if p.parameters:
+            text += "<b>Predicted parameters</b>" + table_html([{"parameter": k, "value": v} for k, v in p.parameters.items()])
+        if p.warning:
+            text = f"<div style='color:#9a6700'>⚠ {html.escape(p.warning)}</div>" + text
+        self.metrics.value = text
+        summary = ", ".join(f"{k} {v:.3g}" for k, v in p.metrics.items() if isinstance(v, float))
+        self.status.ok(f"predicted {p.measurement.source} with {Path(p.model).name}: {summary}")
+
+    def _predict_chi(self, bundle: ModelBundle) -> None:
+        from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
+
+        folder = Path(self.chi_folder.value.strip() or ".").expanduser()
+        if not chi_data_allowed(self.ctx, folder):
+            raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root}")
+        _, profiles, chi, _, exp_sld = load_chi_scft(folder)
+        source = {**bundle.normalization, "model": bundle.model}
+        pred, flags = predict_chi(source, profiles)
+        names = list(bundle.normalization.get("chi_names", CHI_NAMES))
+        with self.chi.batch_update():
+            self.chi.data = []
+            for j, name in enumerate(names):
+                self.chi.add_scatter(x=chi[:, j], y=pred[:, j], mode="markers", name=name, marker={"size": 4})
+            lo, hi = float(min(chi.min(), pred.min())), float(max(chi.max(), pred.max()))
+            self.chi.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = actual",
+                                 line={"dash": "dot", "color": "#888"})
+        metrics = chi_metrics(source, profiles, chi)
+        rows = [{"χ": n, "MAE": metrics[n]["mae"], "RMSE": metrics[n]["rmse"], "R²": metrics[n]["r2"]} for n in names]
+        exp_pred, exp_flags = predict_chi(source, exp_sld)
+        exp_rows = [{"χ": n, "experiment.txt": float(exp_pred[0, j]),
+                     "flag": "outside training range" if exp_flags.chi[0, j] else ""} for j, n in enumerate(names)]
+        self.metrics.value = ("<b>All profiles in the folder</b>" + table_html(rows) + "<b>Experimental profile</b>"
+                              + table_html(exp_rows))
+        self.status.ok(f"χ predicted for {len(profiles)} profiles; {int(flags.any.sum())} flagged")

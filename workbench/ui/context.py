@@ -35,6 +35,7 @@ class AppContext:
         self.model = StackModel(limits=self.limits)
         self.settings: dict[str, dict[str, Any]] = {}
         self.current: dict[str, Any] = {}
+        self.charts: dict[str, Any] = {}  # chart name -> figure, for the Files panel's data downloads
         self.restore_error: str | None = None
         self._subscribers: dict[str, list[Callable[[Any], None]]] = {}
         self._autosave_delay = autosave_delay
@@ -76,7 +77,8 @@ class AppContext:
 
     def measurements(self) -> list[Path]:
         """Measured curves uploaded to the workspace."""
-        return sorted(p for p in self.measured_dir.iterdir() if p.suffix.lower() in (".txt", ".dat", ".ort", ".npy"))
+        return sorted(p for p in self.measured_dir.iterdir()
+                      if p.suffix.lower() in (".txt", ".dat", ".ort", ".npy") and not p.name.startswith("."))
 
     def registry(self):
         """The run registry, or None while it cannot be opened (the dashboard still works)."""

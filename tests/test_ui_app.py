@@ -1,0 +1,155 @@
+"""Files, History and the composite Workbench app; the dashboard notebook under papermill."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+import torch
+
+from workbench.config import Limits
+from workbench.data.generate import GeneratorConfig, generate
+from workbench.physics import FilmStack
+from workbench.ui.app import TABS, Workbench, apply_query_string
+from workbench.ui.context import AppContext
+from workbench.ui.files_panel import FilesPanel
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
+
+
+def link_payload(html: str, filename: str) -> bytes:
+    m = re.search(rf'download="{re.escape(filename)}" href="data:[^;]+;base64,([^"]+)"', html)
+    assert m, html[:300]
+    return base64.b64decode(m.group(1))
+
+
+def test_uploads_are_validated_and_stored(tmp_path, shared_data):
+    ctx = AppContext(tmp_path / "ws", autosave_delay=0, limits=Limits(max_upload_bytes=2 * 2**20))
+    panel = FilesPanel(ctx)
+    text = (shared_data / "real" / "ornl-ref-l-212592" / "REFL_212592_reduced.txt").read_bytes()
+    data = generate(FilmStack.default(), GeneratorConfig(num_curves=8, seed=2))
+    nr, sld = io.BytesIO(), io.BytesIO()
+    np.save(nr, data.nr)
+    np.save(sld, data.sld)
+    lines = panel.handle([("REFL_212592_reduced.txt", text), ("my_nr.npy", nr.getvalue()), ("my_sld.npy", sld.getvalue())])
+    assert panel.status.level == "ok", panel.status.text
+    assert (ctx.measured_dir / "REFL_212592_reduced.txt").is_file()
+    assert ctx.datasets()[0].name == "my_nr" and ctx.current["dataset"] == ctx.datasets()[0]
+    assert any("data set" in line for line in lines)
+    # refused: oversize, bad text, pickled npy, zip with path traversal, unknown type
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../etc/evil", "x")
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    lines = panel.handle([("big.txt", b"0" * (3 * 2**20)), ("bad.dat", b"hello world\n"), ("evil.zip", evil.getvalue()),
+                          ("x.exe", b"MZ"), ("obj.npy", pickled.getvalue())])
+    assert panel.status.level == "error"
+    msg = panel.status.text
+    assert "upload limit" in msg and "bad.dat" in msg and "unsafe path" in msg and "unsupported" in msg and "obj.npy" in msg
+    assert not (ctx.measured_dir / "bad.dat").exists() and not any(p.name.startswith(".") for p in ctx.measured_dir.iterdir())
+
+
+def test_bundle_and_pth_uploads_and_downloads(tmp_path):
+    from workbench.models.parity_cnn import ParityCNN
+    from workbench.store.model_bundle import save_model_bundle
+
+    ctx = AppContext(tmp_path / "ws", autosave_delay=0)
+    panel = FilesPanel(ctx)
+    torch.manual_seed(0)
+    model = ParityCNN(layers=2, kernel_size=3, dropout=0.1, n_q=16, n_z=20)
+    src = save_model_bundle(tmp_path / "b1", model, task="nr_sld", normalization={"x": {}}, name="b1")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in src.iterdir():
+            z.write(f, f"b1/{f.name}")
+    pth = io.BytesIO()
+    torch.save(model.state_dict(), pth)
+    panel.handle([("b1.zip", buf.getvalue()), ("cnn.pth", pth.getvalue()), ("junk.pth", b"not a torch file")])
+    assert (ctx.workspace.models / "b1" / "model.safetensors").is_file()
+    assert (ctx.workspace.root / "weights" / "cnn.pth").is_file()
+    assert "junk.pth" in panel.status.text and panel.status.level == "error"
+    assert "parameters" in panel.uploaded.value
+    panel.refresh_lists()
+    panel.model.value = str(ctx.workspace.models / "b1")
+    panel.zip.click()
+    archive = zipfile.ZipFile(io.BytesIO(link_payload(panel.links.value, "b1.zip")))
+    assert sorted(archive.namelist()) == sorted(f"b1/{f.name}" for f in src.iterdir())
+
+
+def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
+    torch.set_num_threads(1)
+    wb = Workbench(tmp_path / "ws", tab="generate")
+    assert wb.selected_index == TABS.index("generate") and len(wb.children) == len(TABS)
+    wb.files.refresh_lists()
+    wb.files.chart.value = "film stack R(Q)"
+    wb.files.export.click()
+    csv = link_payload(wb.files.links.value, "film-stack-R-Q.csv").decode()
+    assert csv.startswith("trace,x,y") and len(csv.splitlines()) == 309
+    js = json.loads(link_payload(wb.files.links.value, "film-stack-R-Q.json"))
+    np.testing.assert_allclose(js["traces"][0]["y"], np.array(wb.stack.rq.data[0].y))
+    # generate, train and pause: the paused run shows in the History and resumes from there
+    wb.generate.num_curves.value = 120
+    wb.generate.name.value = "d"
+    wb.generate.start.click()
+    assert wb.generate.job.join(300)
+    wb.train.epochs.value = 2
+    wb.train.name.value = "m"
+    wb.train.start.click()
+    deadline = time.time() + 120
+    while not wb.train.history and time.time() < deadline:
+        time.sleep(0.05)
+    wb.train.pause.click()
+    assert wb.train.job.join(300)
+    assert "paused" in wb.train.status.text
+    h = wb.history
+    h.refresh.click()
+    assert len(h.runs.options) == 2
+    paused = next(v for label, v in h.runs.options if "paused" in label)
+    h.runs.value = paused
+    assert not h.resume.disabled and "paused" in h.details.value
+    assert len(h.loss.data[0].x) >= 1
+    h.new_name.value = "first model"
+    h.rename.click()
+    assert wb.ctx.registry().get_run(paused).name == "first model"
+    h.resume.click()
+    assert wb.selected_index == TABS.index("train")
+    assert wb.train.job.join(300)
+    assert "completed" in wb.train.status.text, wb.train.status.text
+    assert wb.ctx.registry().get_run(paused).status == "completed"
+    gen = next(v for label, v in h.runs.options if "generate" in label)
+    h.runs.value = gen
+    h.delete.click()
+    assert h.status.level == "error" and "really delete" in h.status.text
+    h.confirm.value = True
+    h.delete.click()
+    assert len(h.runs.options) == 1
+
+
+def test_query_string_overrides_parameters():
+    params = {"tab": "stack", "epochs": 0, "num_curves": 0, "workspace": "", "flag": False}
+    out = apply_query_string(params, "tab=train&epochs=5&unknown=1&flag=true")
+    assert out == {"tab": "train", "epochs": 5, "num_curves": 0, "workspace": "", "flag": True}
+    with pytest.raises(ValueError, match="epochs"):
+        apply_query_string(params, "epochs=lots")
+
+
+def test_dashboard_notebook_runs_with_papermill_and_the_url_parameters(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.json"
+    monkeypatch.setenv("QUERY_STRING", "tab=train&epochs=7")
+    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"),
+                               parameters={"workspace": str(tmp_path / "ws"), "num_curves": 300,
+                                           "summary_path": str(summary)},
+                               kernel_name="python3", progress_bar=False)
+    data = json.loads(summary.read_text())
+    assert data["tab"] == TABS.index("train") and data["epochs"] == 7 and data["num_curves"] == 300
+    assert data["q_points"] == 308 and data["layers"] == 8
+    assert Path(data["workspace"]) == (tmp_path / "ws").resolve()

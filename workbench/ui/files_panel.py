@@ -1,0 +1,266 @@
+"""Files panel: uploads (validated, size-limited) into the workspace and downloads of bundles and chart data.
+
+Uploads: ``.npy`` data sets (an NR and an SLD array uploaded together: a pyreflect pair) or a
+single NR array (measured curves), measured curves (``.txt``, ``.dat``, ``.ort``), model bundles
+(``.zip``) and pyreflect ``.pth`` weights.  Nothing is unpickled (``allow_pickle=False``,
+``torch.load(weights_only=True)``), archives are checked for unsafe paths and their unpacked size,
+and every file is validated by the loader that will use it before it is kept.  Downloads: a model
+bundle as a zip and each chart's data as CSV or JSON (the charts keep Plotly's own PNG button).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+
+from ..data.bundle import load_dataset
+from ..data.measured import load_measurement
+from ..store.model_bundle import load_model_bundle
+from .common import Status, download_link, panel_guard, safe_name, table_html
+from .context import AppContext
+from .figures import chart_csv, chart_data
+
+ACCEPT = ".npy,.txt,.dat,.ort,.zip,.pth"
+
+
+class UploadError(ValueError):
+    """An uploaded file was refused; the message names the file and the reason."""
+
+
+def _bytes(item: dict[str, Any]) -> bytes:
+    content = item["content"]
+    return content.tobytes() if isinstance(content, memoryview) else bytes(content)
+
+
+def _unique(folder: Path, name: str) -> Path:
+    path = folder / name
+    stem, suffix, k = path.stem, path.suffix, 1
+    while path.exists():
+        path = folder / f"{stem}-{k}{suffix}"
+        k += 1
+    return path
+
+
+def store_measurement(ctx: AppContext, name: str, data: bytes, dq_convention: str | None = None) -> Path:
+    """Validate a measured curve with the loader and keep it in ``<workspace>/measured``."""
+    folder = ctx.measured_dir
+    target = _unique(folder, safe_name(name, "measurement.txt"))
+    tmp = folder / f".upload-{target.name}"  # same suffix: the loader picks the format from it
+    tmp.write_bytes(data)
+    try:
+        load_measurement(tmp, dq_convention=dq_convention)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise UploadError(f"{name}: not a readable measured curve: {exc}") from exc
+    tmp.replace(target)
+    return target
+
+
+def store_dataset(ctx: AppContext, files: dict[str, bytes], name: str) -> Path:
+    """An NR and an SLD array (pyreflect pair) as a data-set folder in the workspace, validated."""
+    arrays = {}
+    for fname, data in files.items():
+        try:
+            arrays[fname] = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:
+            raise UploadError(f"{fname}: not a .npy array without pickles: {exc}") from exc
+    sld = [f for f in arrays if "sld" in f.lower()]
+    nr = [f for f in arrays if f not in sld]
+    if len(sld) != 1 or len(nr) != 1:
+        raise UploadError(f"a data set is two .npy files, the NR array and the SLD array (with 'sld' in its name); got {sorted(arrays)}")
+    folder = _unique(ctx.workspace.datasets, safe_name(name, "uploaded"))
+    folder.mkdir(parents=True)
+    try:
+        np.save(folder / "nr_train.npy", arrays[nr[0]], allow_pickle=False)
+        np.save(folder / "sld_train.npy", arrays[sld[0]], allow_pickle=False)
+        load_dataset(folder)
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UploadError(f"{nr[0]} + {sld[0]}: not a valid data set: {exc}") from exc
+    return folder
+
+
+def store_bundle(ctx: AppContext, name: str, data: bytes, max_bytes: int) -> Path:
+    """A zipped model bundle, checked (paths, unpacked size) and loaded before it is kept."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise UploadError(f"{name}: not a zip archive") from exc
+    members = [i for i in archive.infolist() if not i.is_dir()]
+    if sum(i.file_size for i in members) > max_bytes:
+        raise UploadError(f"{name}: unpacks to more than {max_bytes / 2**20:.0f} MiB")
+    for info in members:
+        p = PurePosixPath(info.filename)
+        if p.is_absolute() or ".." in p.parts or info.filename.startswith("\\"):
+            raise UploadError(f"{name}: unsafe path {info.filename!r} in the archive")
+    with tempfile.TemporaryDirectory(dir=ctx.workspace.models, prefix=".upload-") as tmp:
+        for info in members:
+            target = Path(tmp) / PurePosixPath(info.filename).name  # flatten: a bundle is one folder of files
+            with archive.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        try:
+            bundle = load_model_bundle(tmp)
+        except Exception as exc:
+            raise UploadError(f"{name}: not a workbench model bundle: {exc}") from exc
+        folder = _unique(ctx.workspace.models, safe_name(bundle.name or Path(name).stem, "model"))
+        shutil.copytree(tmp, folder)
+    return folder
+
+
+def store_pth(ctx: AppContext, name: str, data: bytes) -> tuple[Path, int]:
+    """pyreflect CNN weights: loaded with ``weights_only=True`` into the parity model before being kept."""
+    from ..models import count_parameters
+    from ..models.parity_cnn import load_pyreflect_state_dict
+
+    folder = ctx.workspace.root / "weights"
+    folder.mkdir(exist_ok=True)
+    target = _unique(folder, safe_name(name, "weights.pth"))
+    tmp = folder / f".upload-{target.name}"
+    tmp.write_bytes(data)
+    try:
+        model = load_pyreflect_state_dict(tmp)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise UploadError(f"{name}: not pyreflect CNN weights: {exc}") from exc
+    tmp.replace(target)
+    return target, count_parameters(model)
+
+
+def zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                archive.write(path, f"{folder.name}/{path.name}")
+    return buffer.getvalue()
+
+
+class FilesPanel(W.VBox):
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.upload = W.FileUpload(accept=ACCEPT, multiple=True, description="Upload")
+        self.dq = W.Dropdown(options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")], value="",
+                             description="dQ column", style={"description_width": "8em"})
+        self.dataset_name = W.Text(value="", placeholder="name for an uploaded .npy data set", description="data-set name",
+                                   style={"description_width": "8em"})
+        self.status = Status()
+        self.uploaded = W.HTML()
+        self.model = W.Dropdown(options=[], description="model bundle", style={"description_width": "8em"},
+                                layout=W.Layout(width="30em"))
+        self.zip = W.Button(description="Prepare zip", icon="file-archive-o")
+        self.chart = W.Dropdown(options=[], description="chart", style={"description_width": "8em"},
+                                layout=W.Layout(width="30em"))
+        self.export = W.Button(description="Prepare CSV + JSON", icon="table")
+        self.links = W.HTML()
+        self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
+        self.upload.observe(self._uploaded, "value")
+        self.zip.on_click(self._zip)
+        self.export.on_click(self._export)
+        self.refresh.on_click(lambda _: self.refresh_lists())
+        ctx.subscribe("model", lambda _: self.refresh_lists())
+        limit = ctx.limits.max_upload_bytes / 2**20
+        super().__init__([
+            W.HTML(f"<b>Upload</b> ({ACCEPT.replace(',', ' ')}; at most {limit:.0f} MiB each): an NR + SLD .npy pair "
+                   "becomes a data set, a single .npy or a text/ORSO file a measured curve, a .zip a model bundle, "
+                   "a .pth pyreflect weights"),
+            W.HBox([self.upload, self.dq, self.dataset_name]), self.status, self.uploaded,
+            W.HTML("<b>Download</b>"), W.HBox([self.model, self.zip, self.refresh]), W.HBox([self.chart, self.export]),
+            self.links,
+        ])
+        self.add_class("wb-files-panel")
+        self.refresh_lists()
+
+    def refresh_lists(self) -> None:
+        self.model.options = [(p.name, str(p)) for p in self.ctx.models()]
+        charts = getattr(self.ctx, "charts", {})
+        self.chart.options = list(charts)
+
+    # ------------------------------------------------------------------ uploads
+    def _uploaded(self, change) -> None:
+        items = list(change["new"] or ())
+        if not items:
+            return
+        self.handle([(item["name"], _bytes(item)) for item in items])
+
+    @panel_guard
+    def handle(self, files: list[tuple[str, bytes]]) -> list[str]:
+        """Validate and store uploaded files; returns one line per file (also shown in the panel)."""
+        limit = self.ctx.limits.max_upload_bytes
+        done, errors = [], []
+        npys: dict[str, bytes] = {}
+        for name, data in files:
+            suffix = Path(name).suffix.lower()
+            try:
+                if len(data) > limit:
+                    raise UploadError(f"{name}: {len(data) / 2**20:.1f} MiB is above the upload limit of {limit / 2**20:.0f} MiB")
+                if suffix not in ACCEPT.split(","):
+                    raise UploadError(f"{name}: unsupported file type {suffix!r}; accepted: {ACCEPT}")
+                if suffix == ".npy":
+                    npys[name] = data
+                elif suffix in (".txt", ".dat", ".ort"):
+                    path = store_measurement(self.ctx, name, data, self.dq.value or None)
+                    done.append(f"measured curve → {path}")
+                    self.ctx.publish("measurement", path)
+                elif suffix == ".zip":
+                    path = store_bundle(self.ctx, name, data, limit)
+                    done.append(f"model bundle → {path}")
+                    self.ctx.publish("model", path)
+                else:
+                    path, n = store_pth(self.ctx, name, data)
+                    done.append(f"pyreflect weights ({n:,} parameters) → {path}")
+            except UploadError as exc:
+                errors.append(str(exc))
+        if len(npys) == 1:
+            name, data = next(iter(npys.items()))
+            try:
+                path = store_measurement(self.ctx, name, data)
+                done.append(f"measured curve(s) → {path}")
+                self.ctx.publish("measurement", path)
+            except UploadError as exc:
+                errors.append(str(exc))
+        elif npys:
+            try:
+                path = store_dataset(self.ctx, npys, self.dataset_name.value or Path(min(npys)).stem)
+                done.append(f"data set → {path}")
+                self.ctx.publish("dataset", path)
+            except UploadError as exc:
+                errors.append(str(exc))
+        self.uploaded.value = table_html([{"stored": line} for line in done])
+        if errors:
+            self.status.error("; ".join(errors))
+        else:
+            self.status.ok(f"stored {len(done)} upload(s)")
+        self.refresh_lists()
+        return done + errors
+
+    # ------------------------------------------------------------------ downloads
+    @panel_guard
+    def _zip(self, _=None) -> None:
+        if not self.model.value:
+            raise ValueError("no model bundle in the workspace yet")
+        folder = Path(self.model.value)
+        data = zip_folder(folder)
+        if len(data) > self.ctx.limits.max_download_bytes:
+            raise ValueError(f"{folder.name}.zip is {len(data) / 2**20:.0f} MiB, above the download limit; copy it from {folder}")
+        self.links.value = download_link(f"{folder.name}.zip", data, "application/zip")
+        self.status.ok(f"{folder.name}.zip ready ({len(data) / 1024:.0f} KiB)")
+
+    @panel_guard
+    def _export(self, _=None) -> None:
+        charts = getattr(self.ctx, "charts", {})
+        if not self.chart.value or self.chart.value not in charts:
+            raise ValueError("choose a chart")
+        fig = charts[self.chart.value]
+        stem = safe_name(self.chart.value, "chart")
+        csv = chart_csv(fig).encode()
+        js = json.dumps(chart_data(fig), indent=1).encode()
+        self.links.value = download_link(f"{stem}.csv", csv, "text/csv") + download_link(f"{stem}.json", js, "application/json")
+        self.status.ok(f"{stem}: {sum(len(t['x']) for t in chart_data(fig)['traces'])} points")

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -331,3 +331,28 @@ def refine(
     reporter.timing(STAGE, "refine", seconds, int(res.nfev))
     return RefineResult(stack, sc, bg, list(problem.names), res.x.copy(), sigma, cov, chi2, chi2 / n, n, best_history,
                         problem.q, r_fit, (z[0], rho[0]), seconds, bool(res.success), str(res.message), len(starts), start_chi2)
+
+
+def refine_batch(
+    measurements: Sequence[Measurement],
+    starts: Sequence[FilmStack] | FilmStack,
+    *,
+    reporter: Reporter | None = None,
+    **options,
+) -> list[RefineResult]:
+    """Refine many curves (for example every prediction of a test split), one fit after another.
+
+    ``starts`` is one stack per measurement or a single stack for all; ``options`` go to
+    :func:`refine`.  Progress events count finished fits; Stop cancels between (and inside) fits.
+    """
+    reporter = reporter or Reporter()
+    if isinstance(starts, FilmStack):
+        starts = [starts] * len(measurements)
+    if len(starts) != len(measurements):
+        raise RefineError(f"got {len(measurements)} measurements but {len(starts)} starting stacks")
+    inner = Reporter(stop=reporter.stop)  # per-iteration records of every fit would flood listeners
+    results = []
+    for k, (data, start) in enumerate(zip(measurements, starts)):
+        results.append(refine(data, start, reporter=inner, **options))
+        reporter.progress(STAGE, k + 1, len(measurements), unit="fits")
+    return results

@@ -26,7 +26,10 @@ def _candidate_folders() -> list[Path]:
     folders = []
     if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
         folders.append(checkout / "notebooks")
-    prefixes = [sysconfig.get_path("data"), sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None)]
+    # the prefix this copy of the package was installed into: <prefix>/lib/pythonX.Y/site-packages/workbench
+    # (POSIX) or <prefix>/Lib/site-packages/workbench (Windows), whatever sys.prefix is (pip --prefix, --user)
+    installed = [package.parents[3], package.parents[2]] if len(package.parents) > 3 else []
+    prefixes = [*installed, sysconfig.get_path("data"), sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None)]
     for prefix in prefixes:
         if prefix:
             folders.append(Path(prefix) / SHARE)

@@ -198,8 +198,8 @@ def _client(scheduler: Any, workers: int, processes: bool):
     if scheduler:
         return Client(scheduler, timeout="20s"), None
     threads = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
-                           env=threads if processes else None)
+    extra = {"env": threads} if processes else {}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None, **extra)
     return Client(cluster), cluster
 
 

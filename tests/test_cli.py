@@ -15,9 +15,9 @@ from workbench.physics import FilmStack, Probe, reflectivity
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
 
-def test_start_writes_an_interactive_html_of_the_default_stack(tmp_path):
+def test_report_writes_an_interactive_html_of_the_default_stack(tmp_path):
     out = tmp_path / "report.html"
-    result = subprocess.run([WORKBENCH, "start", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([WORKBENCH, "report", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     html = out.read_text()
@@ -36,7 +36,7 @@ def test_start_writes_an_interactive_html_of_the_default_stack(tmp_path):
 def test_bad_input_exits_with_a_clear_message(tmp_path):
     out = tmp_path / "report.html"
     out.write_text("previous report")
-    result = subprocess.run([WORKBENCH, "start", "--q-min", "0.3", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([WORKBENCH, "report", "--q-min", "0.3", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "qMax must be greater than qMin" in result.stderr
     assert out.read_text() == "previous report"  # nothing already saved is lost

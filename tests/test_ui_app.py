@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import ipywidgets as W
 import papermill
 import pytest
 import torch
@@ -89,7 +90,9 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     torch.set_num_threads(1)
     wb = Workbench(tmp_path / "ws", tab="generate")
     assert wb.selected_index == TABS.index("generate") and len(wb.children) == len(TABS)
-    wb.files.refresh_lists()
+    assert isinstance(wb.children[TABS.index("stack")].children[0], W.HTML)  # built when first shown
+    wb.select("stack")
+    assert wb.children[TABS.index("stack")].children[0] is wb.stack
     wb.files.chart.value = "film stack R(Q)"
     wb.files.export.click()
     csv = link_payload(wb.files.links.value, "film-stack-R-Q.csv").decode()

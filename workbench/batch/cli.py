@@ -1,8 +1,8 @@
 """The ``workbench`` command line.
 
-``workbench start`` is what the README's first quick-start command runs.  Until the Voilà
-dashboard exists it is a headless run: it computes the default film stack (pyreflect's example)
-and writes an interactive Plotly HTML of R(Q) and the SLD profile.
+``workbench start`` is what the README's first quick-start command runs: it serves the dashboard
+notebook (``notebooks/workbench.ipynb``) with Voilà on localhost.  ``workbench report`` is the
+headless run: the default film stack (pyreflect's example) as an interactive Plotly HTML file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,37 @@ def _write_atomic(path: Path, text: str) -> None:
     write_text_atomic(path, text)
 
 
+def notebook_path(name: str = "workbench.ipynb") -> Path:
+    """A shipped notebook: the repository's ``notebooks/`` in a checkout, else the installed copy
+    (``<prefix>/share/workbench/notebooks``, the wheel's data files)."""
+    candidates = [Path(__file__).resolve().parents[2] / "notebooks" / name,
+                  Path(sys.prefix) / "share" / "workbench" / "notebooks" / name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ValueError(f"cannot find {name}; looked in {', '.join(str(c.parent) for c in candidates)}")
+
+
 def cmd_start(args: argparse.Namespace) -> int:
+    """Serve the dashboard notebook with Voilà (in this environment's kernel) until Ctrl-C."""
+    import subprocess
+
+    notebook = notebook_path()
+    env = dict(os.environ)
+    if args.workspace:
+        env["WORKBENCH_HOME"] = str(Path(args.workspace).expanduser().resolve())
+    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={args.port}", f"--Voila.ip={args.ip}",
+           "--Voila.root_dir=" + str(notebook.parent)]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    print(f"starting the workbench dashboard: {notebook} on http://{args.ip}:{args.port} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from ..physics import FilmStack, Probe
     from ..ui.figures import stack_figure
 
@@ -280,13 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    start = sub.add_parser("start", help="compute the default film stack and write an interactive HTML report")
-    start.add_argument("--out", default="workbench-default.html", help="HTML file to write (default: %(default)s)")
-    start.add_argument("--q-min", type=float, default=DEFAULT_Q_MIN, help="Å⁻¹ (default: %(default)s)")
-    start.add_argument("--q-max", type=float, default=DEFAULT_Q_MAX, help="Å⁻¹ (default: %(default)s)")
-    start.add_argument("--num-q", type=int, default=DEFAULT_NUM_Q, help="number of Q points (default: %(default)s)")
-    start.add_argument("--q-resolution", type=float, default=DEFAULT_DQ_OVER_Q_FWHM, help="dQ/Q, FWHM (default: %(default)s)")
+    start = sub.add_parser("start", help="start the Voilà dashboard (notebooks/workbench.ipynb) on this machine")
+    start.add_argument("--port", type=int, default=8866, help="port to serve on (default: %(default)s)")
+    start.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    start.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
+    start.add_argument("--no-browser", action="store_true", help="do not open a browser")
     start.set_defaults(func=cmd_start)
+
+    report = sub.add_parser("report", help="compute the default film stack and write an interactive HTML report")
+    report.add_argument("--out", default="workbench-default.html", help="HTML file to write (default: %(default)s)")
+    report.add_argument("--q-min", type=float, default=DEFAULT_Q_MIN, help="Å⁻¹ (default: %(default)s)")
+    report.add_argument("--q-max", type=float, default=DEFAULT_Q_MAX, help="Å⁻¹ (default: %(default)s)")
+    report.add_argument("--num-q", type=int, default=DEFAULT_NUM_Q, help="number of Q points (default: %(default)s)")
+    report.add_argument("--q-resolution", type=float, default=DEFAULT_DQ_OVER_Q_FWHM, help="dQ/Q, FWHM (default: %(default)s)")
+    report.set_defaults(func=cmd_report)
 
     gen = sub.add_parser("generate", help="generate a synthetic NR/SLD data set (pyreflect's layout) into a folder")
     gen.add_argument("--out", required=True, help="folder to write (must not hold a data set unless --overwrite)")

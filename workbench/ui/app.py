@@ -31,33 +31,60 @@ TITLES = ("Film stack", "Probe", "Generate", "Train", "Predict", "Refine", "File
 
 
 class Workbench(W.Tab):
-    """All panels as tabs; ``wb.stack``, ``wb.train``, ... give the panels for scripting and tests."""
+    """All panels as tabs; ``wb.stack``, ``wb.train``, ... give the panels for scripting and tests.
+
+    Panels are built when their tab is first shown (or first accessed): each Plotly FigureWidget
+    carries a ~5 MB front-end bundle, and a page that initialises a dozen at once is slow to load
+    and can time out anywidget's model initialisation in the browser.
+    """
 
     def __init__(self, workspace: Any = None, *, limits: Limits | None = None, tab: str = "stack",
                  settings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.ctx = AppContext(workspace, limits=limits)
         for panel, values in (settings or {}).items():
             self.ctx.panel_settings(panel).update(values)
-        ctx = self.ctx
-        self.stack = StackPanel(ctx)
-        self.probe = ProbePanel(ctx)
-        self.generate = GeneratePanel(ctx)
-        self.train = TrainPanel(ctx)
-        self.predict = PredictPanel(ctx)
-        self.refine = RefinePanel(ctx)
-        ctx.charts.update({
-            "film stack R(Q)": self.stack.rq, "film stack SLD": self.stack.sld, "training loss": self.train.loss,
-            "prediction R(Q)": self.predict.rq, "prediction SLD": self.predict.sld, "prediction chi": self.predict.chi,
-            "refinement convergence": self.refine.convergence, "refinement R(Q)": self.refine.rq,
-            "refinement SLD": self.refine.sld, "generated curves": self.generate.rq,
-            "generated profiles": self.generate.sld,
-        })
-        self.files = FilesPanel(ctx)
-        self.history = HistoryPanel(ctx, resume=self._resume)
-        panels = [getattr(self, name) for name in TABS]
-        super().__init__(children=panels, titles=TITLES)
+        self._panels: dict[str, W.Widget] = {}
+        self._slots = [W.VBox([W.HTML("<i>loading…</i>")]) for _ in TABS]
+        super().__init__(children=self._slots, titles=TITLES)
         self.add_class("wb-app")
+        self.observe(self._shown, "selected_index")
         self.select(tab)
+        self.panel(TABS[self.selected_index or 0])
+
+    def _shown(self, change) -> None:
+        if change["new"] is not None:
+            self.panel(TABS[change["new"]])
+
+    def panel(self, name: str) -> W.Widget:
+        """The panel of a tab, built on first use."""
+        if name in self._panels:
+            return self._panels[name]
+        ctx = self.ctx
+        builders = {"stack": StackPanel, "probe": ProbePanel, "generate": GeneratePanel, "train": TrainPanel,
+                    "predict": PredictPanel, "refine": RefinePanel, "files": FilesPanel,
+                    "history": lambda c: HistoryPanel(c, resume=self._resume)}
+        panel = builders[name](ctx)
+        self._panels[name] = panel
+        charts = {"stack": {"film stack R(Q)": "rq", "film stack SLD": "sld"}, "train": {"training loss": "loss"},
+                  "predict": {"prediction R(Q)": "rq", "prediction SLD": "sld", "prediction chi": "chi"},
+                  "refine": {"refinement convergence": "convergence", "refinement R(Q)": "rq", "refinement SLD": "sld"},
+                  "generate": {"generated curves": "rq", "generated profiles": "sld"}}.get(name, {})
+        ctx.charts.update({label: getattr(panel, attr) for label, attr in charts.items()})
+        if name == "refine" and ctx.current.get("prediction") is not None:
+            panel._load()
+        if "files" in self._panels:
+            self._panels["files"].refresh_lists()
+        self._slots[TABS.index(name)].children = [panel]
+        return panel
+
+    stack = property(lambda self: self.panel("stack"))
+    probe = property(lambda self: self.panel("probe"))
+    generate = property(lambda self: self.panel("generate"))
+    train = property(lambda self: self.panel("train"))
+    predict = property(lambda self: self.panel("predict"))
+    refine = property(lambda self: self.panel("refine"))
+    files = property(lambda self: self.panel("files"))
+    history = property(lambda self: self.panel("history"))
 
     def select(self, tab: str) -> None:
         """Show a tab by its short name ('stack', 'train', ...); unknown names fall back to the first."""

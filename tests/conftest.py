@@ -18,6 +18,18 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("WORKBENCH_EXAMPLE_DATA") or REPO.parent / "shared" / "data")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_workspace_home(tmp_path_factory):
+    """Runs that tests record (CLI subprocesses included) go to a temporary workspace, never ~/.workbench."""
+    previous = os.environ.get("WORKBENCH_HOME")
+    os.environ["WORKBENCH_HOME"] = str(tmp_path_factory.mktemp("workbench-home"))
+    yield
+    if previous is None:
+        os.environ.pop("WORKBENCH_HOME", None)
+    else:
+        os.environ["WORKBENCH_HOME"] = previous
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The reference data folder: a failure under CI=true when missing, else a skip."""

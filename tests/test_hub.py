@@ -214,3 +214,32 @@ def test_checkpoints_go_to_the_hub_and_a_paused_run_resumes_from_there(trained, 
     assert load_model_bundle(bundle_dir).history[-1]["epoch"] == 4
     assert any("resuming from checkpoint" in line["message"] for line in reg.logs(run.id))
     _assert_token_nowhere(ws.root, tmp_path / "hf-home")
+
+
+@pytest.mark.slow
+def test_hub_push_and_pull_from_the_command_line(trained, hub, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    wb = str(Path(sys.executable).with_name("workbench"))
+    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}  # HF_ENDPOINT, HF_TOKEN, HF_HOME from the fixture
+
+    def run(*args):
+        return subprocess.run([wb, "hub", *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    pushed = run("push", trained["bundle"], "--repo", "lab/cli", "--model-id", "cli-model", "--dataset", trained["data"])
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed" in pushed.stdout and "model:lab/cli:models/cli-model@" in pushed.stdout
+    assert "models/cli-model/sld_train.npy" in hub.files("lab/cli")
+    pulled = run("pull", "--repo", "lab/cli", "--model-id", "cli-model", "--out", tmp_path / "pulled")
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == (trained["bundle"] / "model.safetensors").read_bytes()
+    missing = run("pull", "--repo", "lab/cli", "--model-id", "nope")
+    assert missing.returncode == 1 and "has no model bundle models/nope/" in missing.stderr
+
+    hub.state.fail["commit"] = 99
+    failed = run("push", trained["bundle"], "--repo", "lab/cli", "--model-id", "again")
+    assert failed.returncode == 1 and "the local copy is kept" in failed.stderr and "retrying in" in failed.stderr
+    _assert_token_nowhere(tmp_path, tmp_path / "hf-home")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from workbench.events import Cancelled, Record, Reporter
+from workbench.store.jobs import resume_run
 from workbench.store.recorded import recorded_run
 from workbench.store.registry import Registry
 from workbench.store.workspace import Workspace
@@ -244,3 +249,66 @@ def test_several_writer_processes_lose_nothing(tmp_path):
     assert sorted({m["version"] for m in models}) == list(range(1, RUNS + 1))
     assert reg.integrity_check() == "ok"
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# ---------------------------------------------------------------------------- the command line
+WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+
+
+def _wb(*args, env, timeout=300):
+    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+@pytest.mark.slow
+def test_cli_records_generate_and_train_and_manages_runs(tmp_path):
+    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    config = tmp_path / "gen.json"
+    config.write_text(json.dumps({"num_curves": 96, "num_q": 60, "sld_points": 40, "seed": 3}))
+    data = tmp_path / "ds"
+    gen = _wb("generate", "--config", config, "--out", data, env=env)
+    assert gen.returncode == 0, gen.stderr
+    train_cfg = tmp_path / "train.json"
+    train_cfg.write_text(json.dumps({"batch_size": 16, "device": "cpu", "model": {"width": 4, "stages": 2, "latent": 8}}))
+
+    # a long training run paused with Ctrl-C after its first epoch, then resumed from the history
+    model = tmp_path / "model"
+    proc = subprocess.Popen([WORKBENCH, "train", "--data", str(data), "--out", str(model), "--config", str(train_cfg),
+                             "--epochs", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch 1:"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "paused" in out and "workbench runs resume" in out
+
+    listed = json.loads(_wb("runs", "list", "--json", env=env).stdout)
+    assert [r["kind"] for r in listed] == ["train", "generate"]
+    train_run, gen_run = listed
+    assert gen_run["status"] == "completed" and gen_run["dataset_hash"] == json.loads((data / "dataset.json").read_text())["content_hash"]
+    assert train_run["status"] == "paused" and train_run["dataset_hash"] == gen_run["dataset_hash"]
+    paused_at = train_run["last_epoch"]
+    assert 1 <= paused_at < 400
+
+    resumed = _wb("runs", "resume", train_run["id"][:-1], "--epochs", str(paused_at + 2), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"completed at epoch {paused_at + 2}" in resumed.stdout and (model / "model.safetensors").exists()
+    shown = json.loads(_wb("runs", "show", train_run["id"], "--json", env=env).stdout)
+    assert [e["epoch"] for e in shown["epochs"]] == list(range(1, paused_at + 3))
+    assert shown["status"] == "completed" and "sld_r2" in shown["metrics"]["test"] and shown["model"] == str(model)
+
+    assert _wb("runs", "rename", train_run["id"], "first try", env=env).returncode == 0
+    text = _wb("runs", "show", "first try", env=env).stdout
+    assert f"run {train_run['id']}: first try (train), completed" in text and "epoch  train_loss" in text
+    compare = _wb("runs", "compare", train_run["id"], gen_run["id"], env=env)
+    assert compare.returncode == 0 and "first try" in compare.stdout and "status" in compare.stdout
+
+    missing = _wb("runs", "show", "no-such-run", env=env)
+    assert missing.returncode == 2 and "no run with id or name 'no-such-run'" in missing.stderr
+    with pytest.raises(ValueError, match="only training runs can be resumed"):
+        resume_run(Workspace(tmp_path / "home"), gen_run["id"])
+
+    deleted = _wb("runs", "delete", gen_run["id"], env=env)
+    assert deleted.returncode == 0 and "no files of its own were removed" in deleted.stdout
+    assert (data / "nr_train.npy").exists()  # the data set it wrote is not the run's own folder
+    assert [r.id for r in Registry(tmp_path / "home" / "registry.sqlite").list_runs()] == [train_run["id"]]

@@ -384,6 +384,8 @@ def generate_or_fetch(
     from ..data.generate import generate_to_disk
 
     key = dataset_key(stack, config)
+    if (Path(out_dir) / "dataset.json").exists() and not generate_kwargs.get("overwrite"):
+        raise FileExistsError(f"{out_dir} already holds a data set; choose another folder or pass overwrite=True")
     if not hub_offline():
         try:
             if find_dataset(repo_id, key, repo_type=repo_type, endpoint=endpoint):
@@ -452,12 +454,13 @@ class CheckpointUploader:
         self._seen: int | None = self.path.stat().st_mtime_ns if self.path.exists() else None
         self._last_epoch: int | None = None
         self._sent: int | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-checkpoint")
         self._futures: list[Future] = []
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Warning_) and event.stage == STAGE:
+        if self._closed or (isinstance(event, Warning_) and event.stage == STAGE):
             return
         # the trainer logs "paused at epoch ..." right after writing the pause checkpoint: always upload that one
         self.poll(force=isinstance(event, Log) and event.message.startswith("paused at epoch"))
@@ -507,8 +510,11 @@ class CheckpointUploader:
             self.reporter.log(STAGE, f"uploaded checkpoint ({where}) to {ref}")
 
     def close(self) -> None:
-        """Upload a last changed checkpoint, if any, and wait for all uploads."""
+        """Upload a last changed checkpoint, if any, and wait for all uploads (a second call does nothing)."""
+        if self._closed:
+            return
         self.poll()
+        self._closed = True
         self._pool.shutdown(wait=True)
 
     def __enter__(self) -> Self:

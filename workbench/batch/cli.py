@@ -102,7 +102,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from ..data.generate import GeneratorConfig, generate_to_disk
+    from ..data.generate import GeneratorConfig
     from ..events import Cancelled, Reporter, Timing, tqdm_listener
 
     settings = load_config_file(args.config) if args.config else {}
@@ -121,9 +121,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     reporter.listeners.append(
         lambda e: print(f"{e.items} curves in {e.seconds:.1f} s ({e.rate:,.0f} curves/s)") if isinstance(e, Timing) else None
     )
+    from .cli_store import generate_dataset, record_generated, recording, refuse_existing_dataset
+
+    refuse_existing_dataset(args.out, args.overwrite)
+    params = {"out": str(Path(args.out).resolve()), "generator": config.model_dump(mode="json"), "hub_repo": args.hub_repo}
     previous = signal.signal(signal.SIGINT, lambda *_: reporter.stop.stop("interrupted (Ctrl-C)"))
     try:
-        out = generate_to_disk(stack, config, args.out, reporter=reporter, overwrite=args.overwrite, dask=args.dask, progress=False)
+        with recording(args, "generate", name=Path(args.out).name, params=params, reporter=reporter) as run:
+            out = generate_dataset(args, stack, config, reporter)
+            record_generated(run, out, config)
     except Cancelled as exc:
         print(f"workbench generate: cancelled: {exc}; nothing was written to {args.out}", file=sys.stderr)
         return 130
@@ -172,29 +178,41 @@ def cmd_train(args: argparse.Namespace) -> int:
             reporter.stop.stop("interrupted twice (Ctrl-C)")
         reporter.pause.set()
 
+    from .cli_store import checkpoint_uploader, record_trained, recording, train_params
+
     if args.target == "chi":
         return _train_chi(args, model, train, reporter)
+    if args.validation_split is not None and not 0 < args.validation_split < 0.5:
+        raise ValueError(f"--validation-split must be between 0 and 0.5, got {args.validation_split}")
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    uploader = None
     try:
-        if args.resume:
-            out = resume_nr_training(args.resume, args.data, bundle_dir=args.out, reporter=reporter, epochs=args.epochs)
-        else:
-            preprocess = None
-            if args.validation_split is not None:
-                from ..data.preprocess import PreprocessConfig
+        with recording(args, "train", name=Path(args.out).name, params=train_params(args, train, model, args.resume or checkpoint),
+                       reporter=reporter) as run:
+            uploader = checkpoint_uploader(args, run, args.resume or checkpoint, reporter)
+            if args.resume:
+                out = resume_nr_training(args.resume, args.data, bundle_dir=args.out, reporter=reporter, epochs=args.epochs)
+            else:
+                preprocess = None
+                if args.validation_split is not None:
+                    from ..data.preprocess import PreprocessConfig
 
-                v = args.validation_split
-                if not 0 < v < 0.5:
-                    raise ValueError(f"--validation-split must be between 0 and 0.5, got {v}")
-                preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=train.seed)
-            out = train_nr_model(args.data, target=args.target, model=model, train=train, bundle_dir=args.out,
-                                 checkpoint_path=checkpoint, reporter=reporter, name=Path(args.out).name,
-                                 preprocess=preprocess)
+                    v = args.validation_split
+                    preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=train.seed)
+                out = train_nr_model(args.data, target=args.target, model=model, train=train, bundle_dir=args.out,
+                                     checkpoint_path=checkpoint, reporter=reporter, name=Path(args.out).name,
+                                     preprocess=preprocess)
+            if uploader is not None:
+                uploader.close()
+            record_trained(run, out, args.target)
     finally:
         signal.signal(signal.SIGINT, previous)
+        if uploader is not None:
+            uploader.close()
     status = out.result.status
     if status == "paused":
-        print(f"paused; resume with: workbench train --data {args.data} --out {args.out} --resume {out.result.checkpoint}")
+        print(f"paused; resume with: workbench train --data {args.data} --out {args.out} --resume {out.result.checkpoint}"
+              + (f"  (or: workbench runs resume {run.id})" if run is not None else ""))
         return 0
     if status == "stopped":
         print("stopped; nothing was saved", file=sys.stderr)
@@ -210,14 +228,17 @@ def _train_chi(args, model: dict, train, reporter) -> int:
     """SLD → χ on a folder with train_data.npy / train_pars.npy (pyreflect's χ workflow)."""
     from ..store.model_bundle import save_model_bundle
     from ..training.chi_workflow import load_chi_scft, train_chi
+    from .cli_store import record_chi, recording, train_params
 
     _, profiles, chi, _, _ = load_chi_scft(args.data)
     model.pop("kind", None)
-    result = train_chi(profiles, chi, model_config=model or None, train_config=train, seed=train.seed, reporter=reporter)
-    parts = result.parts()
-    folder = save_model_bundle(args.out, result.model, task="chi", normalization=parts, metrics=parts["metrics"],
-                               history=result.history, train=train.model_dump(mode="json"), name=Path(args.out).name,
-                               overwrite=True)
+    with recording(args, "train", name=Path(args.out).name, params=train_params(args, train, model, None), reporter=reporter) as run:
+        result = train_chi(profiles, chi, model_config=model or None, train_config=train, seed=train.seed, reporter=reporter)
+        parts = result.parts()
+        folder = save_model_bundle(args.out, result.model, task="chi", normalization=parts, metrics=parts["metrics"],
+                                   history=result.history, train=train.model_dump(mode="json"), name=Path(args.out).name,
+                                   overwrite=True)
+        record_chi(run, result, folder)
     print("test metrics (physical units):")
     for key, value in parts["metrics"].items():
         print(f"  {key}: {value}")
@@ -305,6 +326,7 @@ def _validation_message(exc) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
+    from .cli_store import add_workspace_option
 
     parser = argparse.ArgumentParser(prog="workbench", description="Neutron reflectometry ML workbench")
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
@@ -336,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--noise", action="store_true", help="add Poisson counting noise (REF_L-like dR/R)")
     gen.add_argument("--dask", help="'local' for a 2-worker LocalCluster, or a scheduler address tcp://host:port")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out")
+    gen.add_argument("--hub-repo", help="Hub dataset repo: reuse the data set stored there, or upload it right after generating")
+    add_workspace_option(gen)
     gen.set_defaults(func=cmd_generate)
 
     tr = sub.add_parser("train", help="train an NR → SLD or NR → parameter model on a data set; Ctrl-C pauses")
@@ -359,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--checkpoint", help="checkpoint file (default: next to --out)")
     tr.add_argument("--resume", help="continue a paused run from this checkpoint")
+    tr.add_argument("--hub-repo", help="Hub model repo to upload checkpoints to (private; see --hub-every)")
+    tr.add_argument("--hub-every", type=int, default=1, help="upload a checkpoint at most every N epochs (default: %(default)s)")
+    add_workspace_option(tr)
     tr.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="predict an SLD profile or layer parameters for a measured curve")
@@ -368,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dq-convention", choices=["fwhm", "sigma"], help="for text files that do not say")
     pr.add_argument("--index", type=int, help="curve index in a multi-curve .npy (single-curve prediction)")
     pr.set_defaults(func=cmd_predict)
+
+    from .cli_store import add_store_commands  # runs, hub
+
+    add_store_commands(sub)
 
     from .cli_batch import add_batch_commands  # sweep, search, dashboard, notebooks, doctor
 

@@ -35,7 +35,8 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,13 +44,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _report import finish  # noqa: E402
+from _report import finish
 
-from workbench.analysis.refine import build_problem, refine, refine_batch  # noqa: E402
-from workbench.data.handfit import load_handfit_spreadsheet  # noqa: E402
-from workbench.data.measured import Measurement, load_measurement  # noqa: E402
-from workbench.data.sampling import ParameterSampler  # noqa: E402
-from workbench.physics import FilmStack, Probe, reflectivity  # noqa: E402
+from workbench.analysis.refine import build_problem, refine, refine_batch
+from workbench.data.handfit import load_handfit_spreadsheet
+from workbench.data.measured import Measurement, load_measurement
+from workbench.data.sampling import ParameterSampler
+from workbench.physics import FilmStack, Probe, reflectivity
 
 START = [
     {"name": "D2O", "sld": 6.36, "roughness": 3.0},

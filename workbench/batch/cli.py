@@ -396,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--index", type=int, help="curve index in a multi-curve .npy (single-curve prediction)")
     pr.set_defaults(func=cmd_predict)
 
+    from .cli_refine import add_refine_parser
+
+    add_refine_parser(sub)
+
     from .cli_store import add_store_commands  # runs, hub
 
     add_store_commands(sub)

@@ -1,0 +1,75 @@
+"""``workbench refine`` through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import refnx
+
+WORKBENCH = shutil.which("workbench", path=str(pathlib.Path(sys.executable).parent))
+STACK = """stack:
+  layer_desc:
+    - {name: D2O, sld: 6.36, roughness: 3.0}
+    - {name: polymer, sld: 2.0, thickness: 250.0, roughness: 3.0}
+    - {name: SiO2, sld: 3.47, thickness: 30.0, roughness: 3.0}
+    - {name: Si, sld: 2.07}
+  layer_bound:
+    - {i: 0, par: roughness, bounds: [1, 15]}
+    - {i: 1, par: sld, bounds: [0.1, 3]}
+    - {i: 1, par: thickness, bounds: [200, 300]}
+    - {i: 1, par: roughness, bounds: [1, 15]}
+    - {i: 2, par: thickness, bounds: [15, 50]}
+    - {i: 2, par: roughness, bounds: [1, 15]}
+"""
+
+
+def _platypus() -> pathlib.Path:
+    return next(pathlib.Path(refnx.__file__).parent.rglob("c_PLP0011859_q.txt"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([WORKBENCH, "refine", *map(str, args)], check=False, capture_output=True, text=True, timeout=300)
+
+
+def test_refine_writes_fit_profile_summary_and_a_refl1d_model(tmp_path):
+    (tmp_path / "stack.yaml").write_text(STACK)
+    (tmp_path / "bounds.yaml").write_text("D2O.sld: [5.9, 6.36]\nprobe.scale: [0.6, 1.2]\nprobe.background: [1.0e-9, 9.0e-6]\n")
+    out = tmp_path / "out"
+    free = ["D2O.sld", "D2O.roughness", "polymer.sld", "polymer.thickness", "polymer.roughness", "SiO2.thickness",
+            "SiO2.roughness", "probe.scale", "probe.background"]
+    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--bounds", tmp_path / "bounds.yaml", "--free", *free,
+               "--background", "3e-6", "--dq-convention", "fwhm", "--refl1d", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "refinement.json").read_text())
+    values = {row["name"]: row["value"] for row in summary["parameters"]}
+    assert abs(values["polymer.thickness"] / 259.0 - 1) < 0.01
+    assert summary["chi2_per_point"] < 2.4 < summary["start_chi2_per_point"]
+    assert summary["bounds"]["polymer.thickness"] == [200.0, 300.0]  # from the stack file
+    fit = np.loadtxt(out / "fit.csv", delimiter=",", skiprows=1)
+    assert fit.shape == (summary["points"], 4) and np.all(fit[:, 3] > 0)
+    chi2 = np.mean(((fit[:, 1] - fit[:, 3]) / fit[:, 2]) ** 2)
+    assert abs(chi2 / summary["chi2_per_point"] - 1) < 1e-6
+    assert (out / "profile.csv").read_text().startswith("z,sld\n")
+    assert "polymer" in (out / "refl1d" / "model.py").read_text()
+    assert "polymer.thickness" in proc.stdout
+
+
+def test_refine_errors_name_the_problem(tmp_path):
+    (tmp_path / "stack.yaml").write_text(STACK)
+    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--out", tmp_path / "o")
+    assert proc.returncode == 2 and "--dq-convention" in proc.stderr  # the file does not say FWHM or σ
+    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--free", "gold.thickness", "--dq-convention", "fwhm",
+               "--out", tmp_path / "o")
+    assert proc.returncode == 2 and "unknown layer 'gold'" in proc.stderr
+    (tmp_path / "bounds.yaml").write_text("polymer.thickness: 300\n")
+    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--bounds", tmp_path / "bounds.yaml", "--dq-convention", "fwhm",
+               "--out", tmp_path / "o")
+    assert proc.returncode == 2 and "bounds of 'polymer.thickness' must be a [lo, hi] pair" in proc.stderr
+    proc = run(tmp_path / "missing.txt", "--stack", tmp_path / "stack.yaml")
+    assert proc.returncode == 2 and "missing.txt" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -145,3 +145,23 @@ def test_platypus_with_a_swollen_polymer_top_reaches_the_published_fit_quality()
     film = _value(result.stack, "polymer.thickness") + _value(result.stack, "swollen.thickness")
     assert result.chi2_per_point <= 2.3
     assert abs(film / 259.0 - 1) < 0.01
+
+
+def test_covariance_bands_match_the_fit_uncertainties_and_bracket_the_fit():
+    from workbench.analysis.uncertainty import covariance_bands
+
+    probe = Probe(Q, dq_over_q=0.03)
+    r = reflectivity(TRUTH, probe, engine="torch").numpy()[0]
+    dr = 0.03 * r + 1e-7
+    noisy = r + np.random.default_rng(3).standard_normal(r.size) * dr
+    start, bounds = _start_and_bounds()
+    result = refine(_data(noisy, dr, probe), start, free=FREE, bounds=bounds)
+    bands = covariance_bands(result, n_draws=2000, seed=1)
+    for row, sigma in zip(bands.parameter_table, result.uncertainties):
+        assert abs((row["hi68"] - row["lo68"]) / (2 * sigma) - 1) < 0.15, row["name"]
+    assert np.all(bands.r_95[0] <= bands.r_68[0]) and np.all(bands.r_68[1] <= bands.r_95[1])
+    inside = (bands.r_95[0] <= result.r_fit * (1 + 1e-9)) & (result.r_fit <= bands.r_95[1] * (1 + 1e-9))
+    assert inside.mean() > 0.95
+    assert bands.sld_median.shape == bands.z.shape and np.all(np.isfinite(bands.sld_68[0]))
+    again = covariance_bands(result, n_draws=2000, seed=1)
+    np.testing.assert_array_equal(again.sld_95[1], bands.sld_95[1])

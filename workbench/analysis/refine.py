@@ -65,6 +65,7 @@ class RefineResult:
     starts: int = 1
     start_chi2: float = math.nan
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (lo, hi) actually used
+    probe: Probe | None = None  # the data's Q points and resolution the fit used
 
     def table(self) -> list[dict[str, float | str]]:
         return [{"name": n, "value": float(v), "uncertainty": float(u)} for n, v, u in zip(self.names, self.values, self.uncertainties)]
@@ -332,7 +333,7 @@ def refine(
     reporter.timing(STAGE, "refine", seconds, int(res.nfev))
     return RefineResult(stack, sc, bg, list(problem.names), res.x.copy(), sigma, cov, chi2, chi2 / n, n, best_history,
                         problem.q, r_fit, (z[0], rho[0]), seconds, bool(res.success), str(res.message), len(starts), start_chi2,
-                        {n: (float(a), float(b)) for n, a, b in zip(problem.names, problem.lo, problem.hi)})
+                        {n: (float(a), float(b)) for n, a, b in zip(problem.names, problem.lo, problem.hi)}, problem.probe)
 
 
 def refine_batch(

@@ -210,3 +210,37 @@ def dream_bands(
     reporter.timing(STAGE, "dream", seconds, int(samples))
     return Bands(z, sld_median, sld_68, sld_95, inputs.q, r_median, r_68, r_95, table, points.shape[0], n_posterior,
                  converged, seconds)
+
+
+def covariance_bands(result, *, n_draws: int = 500, seed: int = 0, z: np.ndarray | None = None) -> Bands:
+    """Bands from the fit's own Gaussian approximation, in milliseconds instead of DREAM's minutes.
+
+    ``result`` is a :class:`~workbench.analysis.refine.RefineResult`: ``n_draws`` parameter vectors
+    from N(values, covariance) (seeded), clipped to the fit bounds, become SLD profiles and R(Q)
+    curves; the bands are their percentiles.  Good near a well-determined optimum; for correlated
+    or bound-limited parameters use :func:`dream_bands`.
+    """
+    t0 = time.perf_counter()
+    from .refine import _resolve
+
+    rng = np.random.default_rng(seed)
+    points = rng.multivariate_normal(result.values, result.covariance, size=n_draws, method="eigh")
+    lo = np.array([result.bounds[n][0] for n in result.names])
+    hi = np.array([result.bounds[n][1] for n in result.names])
+    points = np.clip(points, lo, hi)
+    slots = [(n, -1) if n.startswith("probe.") else tuple(reversed(_resolve(result.stack, n))) for n in result.names]
+    arrays, sc, bg = _draw_arrays(result.stack, slots, points, result.scale, result.background)
+    if z is None:
+        left, right = profile_range(torch.as_tensor(arrays.thickness), torch.as_tensor(arrays.roughness))
+        z = np.linspace(float(left.min()), float(right.max()), DEFAULT_PROFILE_POINTS)
+    z = np.asarray(z, dtype=np.float64)
+    _, rho, _ = sld_profile(arrays, z=z)
+    curves = reflectivity(arrays, result.probe, engine="fast", scale=sc, background=bg)
+    sld_median, sld_68, sld_95 = _band(rho)
+    r_median, r_68, r_95 = _band(curves)
+    p_median, p_68, p_95 = _band(points)
+    table = [{"name": name, "median": float(p_median[k]), "lo68": float(p_68[0][k]), "hi68": float(p_68[1][k]),
+              "lo95": float(p_95[0][k]), "hi95": float(p_95[1][k]), "best": float(result.values[k])}
+             for k, name in enumerate(result.names)]
+    return Bands(z, sld_median, sld_68, sld_95, result.q, r_median, r_68, r_95, table, n_draws, n_draws, True,
+                 time.perf_counter() - t0)

@@ -1,0 +1,136 @@
+"""The dashboard in a real browser: Voilà on localhost driven through Debian Chromium (playwright).
+
+One page load does everything (the machine is slow and shared): move a slider and type a value
+(R(Q) changes; the slider-to-redraw latency is printed), generate a small set, start a training
+and watch the loss chart gain points, stop it; no JavaScript errors.  Screenshots go to
+``tests/artifacts/`` (git-ignored).  Under CI=true a missing chromium is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+IGNORED = ("Unsatisfied version", "No satisfying version", "Failed to load resource", "favicon")
+
+pytestmark = pytest.mark.slow
+
+
+def _browser_or_skip():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} is missing (required under CI=true)")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def voila(tmp_path):
+    port = _free_port()
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(home / "rt"), "JUPYTER_DATA_DIR": str(home / "data"),
+           "IPYTHONDIR": str(home / "ipy"), "WORKBENCH_LIMITS": '{"max_curves": 2000, "max_epochs": 50}'}
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen([WORKBENCH, "start", "--no-browser", "--port", str(port), "--workspace", str(tmp_path / "ws")],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urlopen(url, timeout=600).close()  # Voilà answers once it has run the notebook
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+def _chart_y(page, panel: str, trace: int = 0) -> list:
+    return page.evaluate(f"""() => {{
+        const el = document.querySelector('{panel} .js-plotly-plot');
+        return el && el.data && el.data[{trace}] ? Array.from(el.data[{trace}].y || []) : null;
+    }}""")
+
+
+def test_dashboard_in_chromium(voila, tmp_path):
+    sync_api = _browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+                   else route.abort())
+        page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+        page.goto(voila, timeout=600_000)
+        page.wait_for_selector(".wb-stack-panel", timeout=300_000)
+        page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                               " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
+                               timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "1-stack.png"))
+        before = _chart_y(page, ".wb-stack-panel")
+        # move a slider (keyboard on the handle) and time the redraw in the browser
+        handle = page.locator(".wb-row-3-thickness .wb-slider .noUi-handle").first
+        handle.focus()
+        t0 = time.perf_counter()
+        page.keyboard.press("PageUp")
+        page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                               f" return el.data[0].y[150] !== {before[150]}; }}", timeout=60_000)
+        latency = (time.perf_counter() - t0) * 1e3
+        after_slider = _chart_y(page, ".wb-stack-panel")
+        assert after_slider != before
+        print(f"\nslider → R(Q) redraw in the browser: {latency:.0f} ms; screenshots in {ARTIFACTS}")
+        # type a value beyond the slider range
+        box = page.locator(".wb-row-2-thickness .wb-number input").first
+        box.fill("600")
+        box.press("Enter")
+        page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                               f" return el.data[0].y[150] !== {after_slider[150]}; }}", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "2-typed.png"))
+        # generate a small set
+        page.get_by_role("tab", name="Generate").click()
+        page.wait_for_selector(".wb-generate-panel", timeout=120_000)
+        num = page.locator(".wb-generate-panel input[type=number]").first
+        num.fill("200")
+        num.press("Enter")
+        page.locator(".wb-generate-panel button", has_text="Generate").click()
+        page.wait_for_selector(".wb-generate-panel .wb-output", timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "3-generated.png"))
+        # train: the loss chart gains points, then Stop
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_selector(".wb-train-panel .js-plotly-plot", timeout=300_000)
+        epochs = page.locator(".wb-train-panel input[type=number]").nth(1)
+        epochs.fill("50")
+        epochs.press("Enter")
+        page.locator(".wb-train-panel button", has_text="Start").click()
+        page.wait_for_function("() => { const el = document.querySelector('.wb-train-panel .js-plotly-plot');"
+                               " return el && el.data[0].x && el.data[0].x.length >= 2; }", timeout=300_000)
+        page.locator(".wb-train-panel button", has_text="Stop").click()
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
+                               ".some(e => e.textContent.includes('stopped after'))", timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "4-trained.png"))
+        browser.close()
+    assert not problems, "\n".join(problems[:20])

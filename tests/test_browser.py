@@ -49,7 +49,7 @@ def voila(tmp_path):
     env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "cfg"),
            "JUPYTER_RUNTIME_DIR": str(home / "rt"), "JUPYTER_DATA_DIR": str(home / "data"),
            "IPYTHONDIR": str(home / "ipy"), "WORKBENCH_LIMITS": '{"max_curves": 2000, "max_epochs": 50}'}
-    log = open(tmp_path / "voila.log", "w")
+    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115 - held open for the server's lifetime
     proc = subprocess.Popen([WORKBENCH, "start", "--no-browser", "--port", str(port), "--workspace", str(tmp_path / "ws")],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -10,8 +10,8 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import ipywidgets as W
+import numpy as np
 import papermill
 import pytest
 import torch

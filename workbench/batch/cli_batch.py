@@ -70,11 +70,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError("nothing to sweep: give -p NAME v1,v2,... and/or --file with 'grid' or 'runs'")
 
     def on_event(event) -> None:
-        from ..events import Record, Warning_
+        from ..events import Record
 
-        if isinstance(event, Warning_):
-            print(f"warning: {event.message}", file=sys.stderr)
-        elif isinstance(event, Record) and event.name == "run" and event.data["status"] == "skipped" and args.verbose:
+        if isinstance(event, Record) and event.name == "run" and event.data["status"] == "skipped" and args.verbose:
             print(f"skip (done): {event.data['label']}")
 
     reporter = Reporter([tqdm_listener("sweep", "sweep", "runs"), on_event])
@@ -100,7 +98,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if metric:
         cols.append(metric)
     print(frame[cols].to_string(index=False))
-    print(f"{len(result.completed)} completed, {len(result.failed)} failed, {len(result.skipped)} skipped (already done)")
+    ran = set(result.executed)
+    done_now = sum(r["status"] == "completed" and r["key"] in ran for r in result.runs)
+    print(f"{done_now} completed, {len(result.failed)} failed, {len(result.skipped)} skipped (already done)")
     for run in result.failed:
         print(f"failed: {', '.join(f'{k}={v}' for k, v in run['params'].items())}: {run['error']}\n  notebook: {run['output']}",
               file=sys.stderr)

@@ -30,6 +30,21 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, Any]
     return params
 
 
+def notebook_defaults(declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The declared defaults that are Python literals (``summary_path`` and non-literals left out)."""
+    import ast
+
+    out = {}
+    for name, info in declared.items():
+        if name == "summary_path":
+            continue
+        try:
+            out[name] = ast.literal_eval(str(info.get("default")))
+        except (ValueError, SyntaxError):
+            continue
+    return out
+
+
 def coerce(notebook_params: dict[str, dict[str, Any]], name: str, value: Any, notebook: str | os.PathLike = "notebook") -> Any:
     """``value`` (a string from the command line, or already typed) as the parameter's declared type."""
     if name not in notebook_params:

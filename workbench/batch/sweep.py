@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Cancelled, Reporter
 from ..fileio import write_text_atomic
-from .runner import check_parameters, notebook_parameters, run_notebook
+from .runner import check_parameters, notebook_defaults, notebook_parameters, run_notebook
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -229,7 +229,9 @@ def run_sweep(
     if not parameter_sets:
         raise ValueError("no parameter sets to run")
     sets = [check_parameters(nb, dict(p)) for p in parameter_sets]
-    names_runs = "name" in notebook_parameters(nb)
+    declared = notebook_parameters(nb)
+    names_runs = "name" in declared
+    defaults = notebook_defaults(declared)
     for p in sets:
         if "summary_path" in p:
             raise ValueError("summary_path is set by the sweep (runs/<key>/summary.json); leave it out of the parameters")
@@ -246,7 +248,8 @@ def run_sweep(
     todo: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
     for params in sets:
-        key = run_key(params)
+        # the key covers the notebook's defaults too: giving a default explicitly is the same run
+        key = run_key({**defaults, **params})
         if key in order:
             continue  # the same parameters twice run once
         order.append(key)

@@ -95,7 +95,9 @@ def test_an_installed_wheel_ships_the_notebooks(tmp_path):
                             str(wheels)], check=False, capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
     prefix = tmp_path / "prefix"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix", str(prefix),
+    # --ignore-installed: never uninstall the development (editable) install while installing into the prefix
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+                              "--prefix", str(prefix),
                               str(next(wheels.glob("workbench-*.whl")))], check=False, capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
     site = next(prefix.glob("lib/python*/site-packages"))

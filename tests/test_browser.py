@@ -61,8 +61,12 @@ def voila(tmp_path):
         except OSError:
             time.sleep(0.5)
     yield url
-    proc.terminate()
-    proc.wait(30)
+    proc.terminate()  # `workbench start` execs Voilà: this stops the server and its kernels
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
     log.close()
 
 

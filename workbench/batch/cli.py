@@ -33,9 +33,11 @@ def notebook_path(name: str = "workbench.ipynb") -> Path:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    """Serve the dashboard notebook with Voilà (in this environment's kernel) until Ctrl-C."""
-    import subprocess
+    """Serve the dashboard notebook with Voilà (in this environment's kernel) until Ctrl-C.
 
+    The process becomes Voilà (exec), so a signal that stops ``workbench start`` stops the server
+    and its kernels too; nothing is left behind as an orphan.
+    """
     notebook = notebook_path()
     env = dict(os.environ)
     if args.workspace:
@@ -45,10 +47,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.no_browser:
         cmd.append("--no-browser")
     print(f"starting the workbench dashboard: {notebook} on http://{args.ip}:{args.port} (Ctrl-C stops it)")
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -51,6 +51,22 @@ def test_workspace_layout_and_default_from_the_environment(tmp_path, monkeypatch
     assert mode == "wal"
 
 
+def test_workspace_from_the_user_config_file_when_no_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_HOME", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert Workspace.default().root == (tmp_path / "user" / ".workbench").resolve()
+    (tmp_path / "cfg" / "workbench").mkdir(parents=True)
+    (tmp_path / "cfg" / "workbench" / "config.yaml").write_text("workspace: ~/scratch/wb\n")
+    assert Workspace.default().root == (tmp_path / "user" / "scratch" / "wb").resolve()
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "env"))  # the environment wins
+    assert Workspace.default().root == (tmp_path / "env").resolve()
+    monkeypatch.delenv("WORKBENCH_HOME")
+    (tmp_path / "cfg" / "workbench" / "config.yaml").write_text("workspace: [1, 2]\n")
+    with pytest.raises(ValueError, match="'workspace' must be a folder path"):
+        Workspace.default()
+
+
 def test_training_events_are_recorded_while_the_run_is_running(tmp_path):
     ws = Workspace(tmp_path / "ws")
     reg = ws.registry

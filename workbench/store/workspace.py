@@ -6,8 +6,9 @@
     <root>/registry.sqlite    runs, epochs, logs, checkpoints, data sets, models (WAL mode)
     <root>/settings.json      the UI's autosaved stack / probe / settings
 
-The root is ``$WORKBENCH_HOME`` when set, else ``~/.workbench``; a notebook, the CLI
-(``--workspace``) or a sweep may pass another folder.
+The root is ``$WORKBENCH_HOME`` when set, else the ``workspace`` key of the user's config file
+(``$XDG_CONFIG_HOME/workbench/config.yaml``, default ``~/.config/workbench/config.yaml``), else
+``~/.workbench``; a notebook, the CLI (``--workspace``) or a sweep may pass another folder.
 """
 
 from __future__ import annotations
@@ -25,10 +26,38 @@ ENV_VAR = "WORKBENCH_HOME"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def config_path() -> Path:
+    """The user's workbench config file (YAML)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".config") / "workbench" / "config.yaml"
+
+
+def _configured_root() -> Path | None:
+    path = config_path()
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the workbench config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping such as 'workspace: /data/me/workbench'")
+    value = data.get("workspace")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path}: 'workspace' must be a folder path, got {value!r}")
+    return Path(os.path.expandvars(value.strip())).expanduser()
+
+
 def default_root() -> Path:
-    """``$WORKBENCH_HOME`` if set (and not empty), else ``~/.workbench``."""
+    """``$WORKBENCH_HOME`` if set (and not empty), else the config file's ``workspace``, else ``~/.workbench``."""
     env = os.environ.get(ENV_VAR, "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".workbench"
+    if env:
+        return Path(env).expanduser()
+    return _configured_root() or Path.home() / ".workbench"
 
 
 def check_run_id(run_id: str) -> str:

@@ -19,7 +19,7 @@ import torch
 from workbench.config import Limits
 from workbench.data.generate import GeneratorConfig, generate
 from workbench.physics import FilmStack
-from workbench.ui.app import TABS, Workbench, apply_query_string
+from workbench.ui.app import TABS, URL_PARAMETERS, Workbench, apply_query_string
 from workbench.ui.context import AppContext
 from workbench.ui.files_panel import FilesPanel
 
@@ -137,17 +137,23 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     assert len(h.runs.options) == 1
 
 
-def test_query_string_overrides_parameters():
-    params = {"tab": "stack", "epochs": 0, "num_curves": 0, "workspace": "", "flag": False}
-    out = apply_query_string(params, "tab=train&epochs=5&unknown=1&flag=true")
-    assert out == {"tab": "train", "epochs": 5, "num_curves": 0, "workspace": "", "flag": True}
+def test_query_string_overrides_ui_parameters_but_never_paths():
+    params = {"tab": "stack", "epochs": 0, "num_curves": 0, "model": "", "workspace": "", "summary_path": ""}
+    out = apply_query_string(params, "tab=train&epochs=5&unknown=1&model=param"
+                                     "&workspace=/tmp/elsewhere&summary_path=/tmp/x.json")
+    assert out == {"tab": "train", "epochs": 5, "num_curves": 0, "model": "param", "workspace": "", "summary_path": ""}
+    assert "workspace" not in URL_PARAMETERS and "summary_path" not in URL_PARAMETERS
     with pytest.raises(ValueError, match="epochs"):
         apply_query_string(params, "epochs=lots")
+    flags = apply_query_string({"flag": False}, "flag=yes", allowed=("flag",))
+    assert flags == {"flag": True}
 
 
 def test_dashboard_notebook_runs_with_papermill_and_the_url_parameters(tmp_path, monkeypatch):
     summary = tmp_path / "summary.json"
-    monkeypatch.setenv("QUERY_STRING", "tab=train&epochs=7")
+    # a link may choose the tab and settings, never the workspace or where the summary is written
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("QUERY_STRING", f"tab=train&epochs=7&workspace={elsewhere}&summary_path={elsewhere}.json")
     papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"),
                                parameters={"workspace": str(tmp_path / "ws"), "num_curves": 300,
                                            "summary_path": str(summary)},
@@ -156,3 +162,4 @@ def test_dashboard_notebook_runs_with_papermill_and_the_url_parameters(tmp_path,
     assert data["tab"] == TABS.index("train") and data["epochs"] == 7 and data["num_curves"] == 300
     assert data["q_points"] == 308 and data["layers"] == 8
     assert Path(data["workspace"]) == (tmp_path / "ws").resolve()
+    assert not elsewhere.exists() and not Path(f"{elsewhere}.json").exists()

@@ -1,9 +1,11 @@
 """The Workbench: every panel in one tabbed app, sharing one context (workspace, stack, selections).
 
 Shown by ``notebooks/workbench.ipynb`` in JupyterLab and as a Voilà dashboard
-(``workbench start``).  The notebook's papermill parameters can also come from a Voilà URL
-query string (``?tab=train&epochs=5``): :func:`apply_query_string` reads ``QUERY_STRING`` in
-the kernel and overrides the parameters of the same name, converted to their types and validated.
+(``workbench start``).  The notebook's UI parameters can also come from a Voilà URL query string
+(``?tab=train&epochs=5``): :func:`apply_query_string` reads ``QUERY_STRING`` in the kernel and
+overrides the parameters named in :data:`URL_PARAMETERS`, converted to their types and validated.
+Anyone the server lets in can open a link, so where files go (``workspace``, ``summary_path``)
+is never taken from the URL: those are papermill-only parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from .stack_panel import StackPanel
 from .train_panel import TrainPanel
 
 TABS = ("stack", "probe", "generate", "train", "predict", "refine", "files", "history")
+URL_PARAMETERS = ("tab", "num_curves", "epochs", "model")
+"""The only notebook parameters a URL query string may set: UI choices, never paths."""
 TITLES = ("Film stack", "Probe", "Generate", "Train", "Predict", "Refine", "Files", "History")
 
 
@@ -95,17 +99,19 @@ class Workbench(W.Tab):
         self.select("train")
 
 
-def apply_query_string(params: dict[str, Any], query: str | None = None) -> dict[str, Any]:
-    """Override ``params`` (the notebook's papermill parameters) from a URL query string.
+def apply_query_string(params: dict[str, Any], query: str | None = None, *,
+                       allowed: tuple[str, ...] = URL_PARAMETERS) -> dict[str, Any]:
+    """Override ``params`` (the notebook's UI parameters) from a URL query string.
 
-    Only names already in ``params`` are taken, each converted to the type of its default (bool,
+    Only names in both ``params`` and ``allowed`` (default :data:`URL_PARAMETERS`: no folder or
+    file path, so a link cannot choose where the app reads or writes) are taken, each converted to the type of its default (bool,
     int, float, str); a value that does not convert raises ``ValueError`` naming the parameter.
     ``query`` defaults to Voilà's ``QUERY_STRING`` environment variable.
     """
     query = os.environ.get("QUERY_STRING", "") if query is None else query
     out = dict(params)
     for name, values in parse_qs(query, keep_blank_values=True).items():
-        if name not in params or not values:
+        if name not in params or name not in allowed or not values:
             continue
         raw, default = values[-1][:200], params[name]
         try:

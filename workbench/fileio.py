@@ -1,8 +1,9 @@
-"""Atomic file writes: a temp file beside the target, fsync, then rename — never half a file."""
+"""Atomic writes: a temp file (or folder) beside the target, then rename — never half a file."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,3 +26,22 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def replace_folder(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Move the finished folder ``tmp`` (a sibling of ``dest``) to ``dest``, replacing any old one.
+
+    Readers see the old folder or the new one, never a half-written one; the old copy is removed
+    only after the new one is in place.
+    """
+    tmp, dest = Path(tmp), Path(dest)
+    os.chmod(tmp, 0o755)
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+    return dest

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..events import Event, Log, Reporter, Warning_, log
+from ..fileio import replace_folder
 from .registry import Registry, redact
 
 STAGE = "hub"
@@ -178,15 +179,7 @@ def _copy_tree_atomic(src: Path, dest: Path) -> Path:
         for f in sorted(src.iterdir()):
             if f.is_file():
                 shutil.copyfile(f, tmp / f.name)
-        os.chmod(tmp, 0o755)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..fileio import replace_folder
 from ..models import build_model, count_parameters
 from ..versions import package_versions
 
@@ -107,7 +108,7 @@ def save_model_bundle(
         "data": data or {},
         "train": train or {},
         "versions": package_versions(("workbench", "torch", "refl1d", "numpy")),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if "kind" not in config["model"]:
         raise BundleError(f"{type(model).__name__} has no config with a 'kind': it cannot be rebuilt from a bundle")
@@ -123,15 +124,7 @@ def save_model_bundle(
         ):
             (tmp / fname).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_card(config, metrics or {}, count_parameters(model)), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

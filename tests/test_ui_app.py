@@ -104,7 +104,7 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     wb.generate.name.value = "d"
     wb.generate.start.click()
     assert wb.generate.job.join(300)
-    wb.train.epochs.value = 2
+    wb.train.epochs.value = 4  # enough that the pause lands before the last epoch
     wb.train.name.value = "m"
     wb.train.start.click()
     deadline = time.time() + 120
@@ -163,3 +163,43 @@ def test_dashboard_notebook_runs_with_papermill_and_the_url_parameters(tmp_path,
     assert data["q_points"] == 308 and data["layers"] == 8
     assert Path(data["workspace"]) == (tmp_path / "ws").resolve()
     assert not elsewhere.exists() and not Path(f"{elsewhere}.json").exists()
+
+
+def test_search_tab_hands_its_best_settings_to_the_train_tab(tmp_path):
+    torch.set_num_threads(1)
+    wb = Workbench(tmp_path / "ws", tab="generate")
+    assert isinstance(wb.children[TABS.index("search")].children[0], W.HTML)  # built when first shown
+    wb.generate.num_curves.value = 128
+    wb.generate.name.value = "d"
+    wb.generate.start.click()
+    assert wb.generate.job.join(300)
+    wb.select("search")
+    s = wb.search
+    assert wb.children[TABS.index("search")].children[0] is s and Path(s.dataset.value).name == "d"
+    s.trials.value, s.epochs.value, s.batch_sizes.value = 2, 1, "16"
+    s.layers_lo.value, s.layers_hi.value = 2, 2
+    s.run_button.click()
+    assert s.job.join(300) and s.status.level == "ok", s.status.text
+    best = s.best_settings["train"]
+    s.use_button.click()
+    assert wb.selected_index == TABS.index("train")
+    t = wb.train
+    assert t.status.level == "ok", t.status.text
+    assert (t.model_kind.value, t.batch_size.value, t.epochs.value) == ("compact", 16, 1)
+    assert t.learning_rate.value == pytest.approx(best["learning_rate"])
+    assert t.model_config()["stages"] == 2 and t.train_config().learning_rate == pytest.approx(best["learning_rate"])
+    # the next Start trains with them: the saved bundle's model has two stages
+    t.name.value = "from-search"
+    t.start.click()
+    assert t.job.join(300) and "completed" in t.status.text, t.status.text
+    assert json.loads((t.bundle / "config.json").read_text())["model"]["stages"] == 2
+    # out-of-range values are clamped (and said so); settings for another model do not leak
+    wb.use_settings({"train": {"epochs": 10**6, "optimizer": "sgd"}, "model": {"kind": "parity_cnn", "kernel_size": 4}})
+    assert t.epochs.value == wb.ctx.limits.max_epochs and t.kernel_size.value % 2 == 1 and t.optimizer.value == "sgd"
+    assert t.status.level == "warn" and "limit" in t.status.text
+    assert "stages" not in t.model_config()
+    wb.use_settings({"model": {"kind": "gpt"}, "train": {"epochs": 3}})
+    assert t.status.level == "error" and "unknown model" in t.status.text and t.model_kind.value == "parity_cnn"
+    assert t.epochs.value == wb.ctx.limits.max_epochs
+    # the Sweep tab is there too, offering the shipped pipeline notebook (never a typed path)
+    assert "pipeline.ipynb" in wb.sweep.notebook.options and "wb-sweep-panel" in wb.sweep._dom_classes

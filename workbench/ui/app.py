@@ -25,13 +25,15 @@ from .history_panel import HistoryPanel
 from .predict_panel import PredictPanel
 from .probe_panel import ProbePanel
 from .refine_panel import RefinePanel
+from .search_panel import SearchPanel
 from .stack_panel import StackPanel
+from .sweep_panel import SweepPanel
 from .train_panel import TrainPanel
 
-TABS = ("stack", "probe", "generate", "train", "predict", "refine", "files", "history")
+TABS = ("stack", "probe", "generate", "train", "predict", "refine", "sweep", "search", "files", "history")
+TITLES = ("Film stack", "Probe", "Generate", "Train", "Predict", "Refine", "Sweep", "Search", "Files", "History")
 URL_PARAMETERS = ("tab", "num_curves", "epochs", "model")
 """The only notebook parameters a URL query string may set: UI choices, never paths."""
-TITLES = ("Film stack", "Probe", "Generate", "Train", "Predict", "Refine", "Files", "History")
 
 
 class Workbench(W.Tab):
@@ -66,13 +68,16 @@ class Workbench(W.Tab):
         ctx = self.ctx
         builders = {"stack": StackPanel, "probe": ProbePanel, "generate": GeneratePanel, "train": TrainPanel,
                     "predict": PredictPanel, "refine": RefinePanel, "files": FilesPanel,
+                    "sweep": SweepPanel, "search": self._search_panel,
                     "history": lambda c: HistoryPanel(c, resume=self._resume)}
         panel = builders[name](ctx)
+        panel.add_class(f"wb-{name}-panel")
         self._panels[name] = panel
         charts = {"stack": {"film stack R(Q)": "rq", "film stack SLD": "sld"}, "train": {"training loss": "loss"},
                   "predict": {"prediction R(Q)": "rq", "prediction SLD": "sld", "prediction chi": "chi"},
                   "refine": {"refinement convergence": "convergence", "refinement R(Q)": "rq", "refinement SLD": "sld"},
-                  "generate": {"generated curves": "rq", "generated profiles": "sld"}}.get(name, {})
+                  "generate": {"generated curves": "rq", "generated profiles": "sld"},
+                  "sweep": {"sweep results": "figure"}, "search": {"search history": "figure"}}.get(name, {})
         ctx.charts.update({label: getattr(panel, attr) for label, attr in charts.items()})
         if name == "refine" and ctx.current.get("prediction") is not None:
             panel._load()
@@ -89,10 +94,29 @@ class Workbench(W.Tab):
     refine = property(lambda self: self.panel("refine"))
     files = property(lambda self: self.panel("files"))
     history = property(lambda self: self.panel("history"))
+    sweep = property(lambda self: self.panel("sweep"))
+    search = property(lambda self: self.panel("search"))
 
     def select(self, tab: str) -> None:
         """Show a tab by its short name ('stack', 'train', ...); unknown names fall back to the first."""
         self.selected_index = TABS.index(tab) if tab in TABS else 0
+
+    def _search_panel(self, ctx: AppContext) -> SearchPanel:
+        """The Search panel on the current data set, handing its best settings to the Train tab."""
+        current = ctx.current.get("dataset") or next(iter(ctx.datasets()), None)
+        panel = SearchPanel(ctx, dataset=current, on_use_best=self.use_settings)
+
+        def follow(folder) -> None:
+            if folder is not None and not (panel.job is not None and panel.job.running):
+                panel.dataset.value = str(folder)
+
+        ctx.subscribe("dataset", follow)
+        return panel
+
+    def use_settings(self, settings: Mapping[str, Any]) -> None:
+        """Fill the Train panel with ``{"train": {...}, "model": {...}}`` (e.g. a search's best) and show it."""
+        self.train.apply_settings(settings)
+        self.select("train")
 
     def _resume(self, run_id: str) -> None:
         self.train.resume_run(run_id)

@@ -33,6 +33,8 @@ MODELS = [("compact CNN: NR → SLD profile", "compact"), ("pyreflect-parity CNN
           ("parameter model: NR → layer parameters", "param"), ("χ model: SLD profile → χ", "chi")]
 TARGET = {"compact": "sld", "parity_cnn": "sld", "param": "params", "chi": "chi"}
 MAX_LOG_LINES = 300
+EXTRA_TRAIN = ("weight_decay", "momentum", "schedule", "early_stopping")  # TrainConfig fields without a widget
+EXTRA_MODEL = {"stages": (1, 8), "width": (4, 256), "latent": (4, 1024)}  # compact/param options without a widget
 
 
 def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
@@ -97,6 +99,8 @@ class TrainPanel(W.VBox):
         self.paused: dict[str, Any] | None = None
         self.bundle: Path | None = None
         self.last_run_id: str | None = None
+        self.extra_train: dict[str, Any] = {}
+        self.extra_model: dict[str, Any] = {}  # with its "kind": used only while that model is chosen
         self.refresh.on_click(lambda _: self.refresh_datasets())
         self.start.on_click(self._start)
         self.pause.on_click(self._pause)
@@ -146,16 +150,75 @@ class TrainPanel(W.VBox):
                                  optimizer=self.optimizer.value, validation_split=self.validation_split.value,
                                  device=self.device.value, seed=self.seed.value, chi_folder=self.chi_folder.value)
 
+    @panel_guard
+    def apply_settings(self, settings: dict[str, Any]) -> None:
+        """Fill the form from ``{"train": {...}, "model": {...}}`` (e.g. a search's best trial), clamped to the limits.
+
+        Settings without a widget (weight decay, schedule, the compact model's stages and width, ...)
+        are kept, shown in the status line, and used by the next Start while the same model is chosen.
+        """
+        unknown = set(settings) - {"train", "model"}
+        if unknown:
+            raise ValueError(f"settings: unknown section(s) {sorted(unknown)}; expected 'train' and 'model'")
+        train, model = dict(settings.get("train") or {}), dict(settings.get("model") or {})
+        kind = model.pop("kind", self.model_kind.value)
+        if kind not in TARGET:
+            raise ValueError(f"settings: unknown model {kind!r}; expected one of {', '.join(TARGET)}")
+        if train.get("optimizer", self.optimizer.value) not in self.optimizer.options:
+            raise ValueError(f"settings: unknown optimizer {train['optimizer']!r}; expected one of {', '.join(self.optimizer.options)}")
+        extra_train = {k: train.pop(k) for k in EXTRA_TRAIN if k in train}
+        base = {k: v for k, v in self.train_config().model_dump().items() if k not in EXTRA_TRAIN}  # not the last extras
+        TrainConfig(**{**base, **extra_train})  # validates the settings that have no widget before anything changes
+        extra_model = {k: int(min(max(int(model.pop(k)), lo), hi)) for k, (lo, hi) in EXTRA_MODEL.items() if k in model}
+        values, notes = [], []
+        for key, widget, conv in (("batch_size", self.batch_size, int), ("epochs", self.epochs, int),
+                                  ("learning_rate", self.learning_rate, float), ("seed", self.seed, int),
+                                  ("dropout", self.dropout, float), ("layers", self.layers, int),
+                                  ("kernel_size", self.kernel_size, int)):
+            source = model if key in ("dropout", "layers", "kernel_size") else train
+            if key in source:
+                raw = source.pop(key)
+                try:
+                    value = conv(raw)
+                except (TypeError, ValueError):
+                    raise ValueError(f"settings: {key} = {raw!r} is not a {conv.__name__}") from None
+                clamped = min(max(value, widget.min), widget.max)
+                if key == "kernel_size" and clamped % 2 == 0:
+                    clamped = clamped + 1 if clamped < widget.max else clamped - 1
+                if clamped != value:
+                    notes.append(f"{key} {value:g} → {clamped:g} (limit)")
+                values.append((widget, clamped))
+        self.model_kind.value = kind
+        for widget, value in values:
+            widget.value = value
+        if "optimizer" in train:
+            self.optimizer.value = train.pop("optimizer")
+        if "device" in train:
+            device = str(train.pop("device"))
+            if device in self.device.options:
+                self.device.value = device
+            else:
+                notes.append(f"device {device!r} is not available here")
+        self.extra_train = extra_train
+        self.extra_model = {"kind": kind, **extra_model} if extra_model else {}
+        extras = {**extra_train, **extra_model}
+        ignored = sorted(set(train) | set(model))
+        text = "settings applied" + (f"; also used: {', '.join(f'{k}={v}' for k, v in extras.items())}" if extras else "")
+        text += "".join(f"; {n}" for n in notes) + (f"; ignored: {', '.join(ignored)}" if ignored else "")
+        (self.status.warn if notes or ignored else self.status.ok)(text)
+
     def train_config(self) -> TrainConfig:
         lim = self.ctx.limits
         return TrainConfig(optimizer=self.optimizer.value, learning_rate=float(self.learning_rate.value),
                            batch_size=int(min(self.batch_size.value, lim.max_batch_size)),
                            epochs=int(min(self.epochs.value, lim.max_epochs)), seed=int(self.seed.value),
-                           device=self.device.value, progress_every=1)
+                           device=self.device.value, progress_every=1, **self.extra_train)
 
     def model_config(self) -> dict[str, Any]:
         kind = self.model_kind.value
         cfg: dict[str, Any] = {"kind": kind}
+        if self.extra_model.get("kind") == kind:
+            cfg.update(self.extra_model)
         if kind == "parity_cnn":
             k = int(self.kernel_size.value)
             cfg.update(layers=int(self.layers.value), kernel_size=k if k % 2 else k + 1, dropout=float(self.dropout.value))

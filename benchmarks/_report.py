@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def finish(results: dict[str, Any], print_report: Callable[[dict[str, Any]], None], json_path: Path | None) -> int:

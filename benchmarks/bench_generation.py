@@ -94,10 +94,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from _report import finish
+
 from workbench.data.generate import GeneratorConfig, generate, generate_to_disk
 from workbench.data.sampling import BLOCK, apply_parameters
 from workbench.physics import FilmStack
-from _report import finish  # noqa: E402 - benchmarks/ is the script directory
 
 TARGET_SPEEDUP = 50.0  # × pyreflect's curves/s
 TARGET_CURVES = 1_000_000  # with SLD profiles ...

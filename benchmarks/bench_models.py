@@ -64,6 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch
+from _report import finish
 
 from workbench.data.bundle import META_FILE, Dataset, load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
@@ -75,7 +76,6 @@ from workbench.physics import FilmStack
 from workbench.training import nr_workflow
 from workbench.training.nr_workflow import Prepared
 from workbench.training.trainer import STAGE, TrainConfig, Trainer
-from _report import finish  # noqa: E402 - benchmarks/ is the script directory
 
 PARITY = "parity CNN"
 COMPACT = "compact"

@@ -54,10 +54,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import numba
 import torch
+from _report import finish
 
 from workbench.physics import FilmStack, Probe, StackArrays, critical_edge, reflectivity
 from workbench.physics.refl1d_engine import reflectivity_refl1d
-from _report import finish  # noqa: E402 - benchmarks/ is the script directory
 
 TARGET_UNSMEARED = 150_000.0  # curves/s, fast path, float64, 2 cores (from the issue)
 TARGET_SMEARED = 100_000.0

@@ -23,7 +23,7 @@ def test_report_writes_an_interactive_html_of_the_default_stack(tmp_path):
     html = out.read_text()
     assert "Plotly.newPlot" in html and "plotly.js" in html.lower()  # self-contained, works offline
     # the figure carries the real curve of the default stack
-    spec = json.loads(re.search(r'Plotly\.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*\{', html, re.S).group(1))
+    spec = json.loads(re.search(r'Plotly\.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*\{', html, re.DOTALL).group(1))
     curve = next(trace for trace in spec if trace["name"] == "R(Q)")
     expected = reflectivity(FilmStack.default(), Probe())[0]
     y = curve["y"]

@@ -115,7 +115,7 @@ def hub(tmp_path):
         root=str(root), port=port, hub_port=_free_port(), api_port=_free_port(), proxy=proxy, password=PASSWORD,
         singleuser=str(BIN / "jupyterhub-singleuser")))
     env = {**os.environ, "HOME": str(root), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log = open(tmp_path / "hub.log", "w")
+    log = open(tmp_path / "hub.log", "w")  # noqa: SIM115 - the hub outlives this block; closed at teardown
     proc = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(root / "jupyterhub_config.py")], cwd=root, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

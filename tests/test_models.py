@@ -20,7 +20,7 @@ def pyreflect_cnn_class():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("pyreflect-nr is not installed (pip install --no-deps pyreflect-nr)")
         pytest.skip("pyreflect-nr is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "cnn.py"
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "cnn.py"
     module_spec = importlib.util.spec_from_file_location("pyreflect_cnn", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)  # only imports torch.nn: no pyreflect runtime needed

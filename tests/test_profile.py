@@ -23,7 +23,7 @@ def test_matches_refl1d_smooth_profile(seed):
         ]
     )
     z_ref, rho_ref, irho_ref = sld_profile_refl1d(stack)
-    z, rho, irho = sld_profile(stack, z=z_ref)
+    _, rho, irho = sld_profile(stack, z=z_ref)
     np.testing.assert_allclose(rho[0], rho_ref, atol=1e-12)
     np.testing.assert_allclose(irho[0], irho_ref, atol=1e-12)
 
@@ -40,7 +40,7 @@ def test_default_grid_is_900_points_over_refl1ds_range():
 
 def test_batch_each_stack_gets_its_own_range():
     stacks = [FilmStack.default(), FilmStack.default().with_value(3, "thickness", 230.0)]
-    z, rho, _ = sld_profile(stacks, n_points=200)
+    z, _, _ = sld_profile(stacks, n_points=200)
     assert z.shape == (2, 200) and z[1, -1] > z[0, -1]
 
 

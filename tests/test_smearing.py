@@ -56,7 +56,8 @@ def test_refl1d_default_smearing_is_the_less_accurate_one():
     ref = converged_smear(probe.q, probe.sigma, stack.to_arrays(), QC, nodes=120)
     theirs = np.abs(reflectivity_refl1d(stack, probe) / ref - 1).max()
     ours = np.abs(reflectivity(stack, probe) / ref - 1).max()
-    assert ours < 1e-4 < 1e-2 < theirs, (ours, theirs)
+    assert ours < 1e-4, ours
+    assert theirs > 1e-2, theirs  # refl1d's own smearing is visibly off
 
 
 def test_smearing_conserves_a_constant_and_a_straight_line():

@@ -69,13 +69,13 @@ def parameter_sets_from_mapping(spec: Any, source: str = "sweep file") -> list[d
     if isinstance(spec, list):
         spec = {"runs": spec}
     if not isinstance(spec, dict):
-        raise ValueError(f"{source}: expected a mapping with 'grid' and/or 'runs', got {type(spec).__name__}")  # noqa: TRY004
+        raise ValueError(f"{source}: expected a mapping with 'grid' and/or 'runs', got {type(spec).__name__}")
     unknown = set(spec) - {"grid", "runs", "fixed", "notebook"}
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; expected grid, runs, fixed, notebook")
     fixed = spec.get("fixed") or {}
     if not isinstance(fixed, dict):
-        raise ValueError(f"{source}: 'fixed' must be a mapping of parameter values")  # noqa: TRY004
+        raise ValueError(f"{source}: 'fixed' must be a mapping of parameter values")
     sets: list[dict[str, Any]] = []
     if "grid" in spec:
         if not isinstance(spec["grid"], dict):

@@ -150,12 +150,12 @@ def compute_chunk(
         extras = {k: np.concatenate([d[k] for d in draws]) for k in draws[0]}
     nr = out["nr"]
     nr[:, 0, :] = q
-    kwargs = dict(
-        engine="fast",
-        scale=extras.get("probe.scale"),
-        background=extras.get("probe.background"),
-        q_factor=extras.get("probe.q_factor") if realism.q_shift > 0 else None,
-    )
+    kwargs = {
+        "engine": "fast",
+        "scale": extras.get("probe.scale"),
+        "background": extras.get("probe.background"),
+        "q_factor": extras.get("probe.q_factor") if realism.q_shift > 0 else None,
+    }
     if realism.counting_noise:
         r = reflectivity(arrays, probe, **kwargs)
         dr = out["dr"]
@@ -296,7 +296,7 @@ def generate_to_disk(
     reporter.timing(STAGE, "generate", seconds, n)
     meta = {
         "format": B.FORMAT,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "generator": config.model_dump(mode="json"),
         "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()},
         "probe": {"q_min": config.q_min, "q_max": config.q_max, "num_q": config.num_q,
@@ -362,13 +362,11 @@ def _run_dask(stack, config, sampler, chunks, paths, digests, reporter, dask) ->
         for a, b in chunks:
             values, _ = sampler.sample(a, b)
             futures.append(client.submit(_dask_task, stack_json, config_json, values, a, paths, pure=False))
-        done = 0
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), start=1):
             if reporter.stop.stopped:
                 client.cancel(futures)
                 raise Cancelled(reporter.stop.reason or "stopped")
             digests.update(future.result())
-            done += 1
             reporter.progress(STAGE, min(done * config.chunk, config.num_curves), config.num_curves, "curves")
     finally:
         if owned:

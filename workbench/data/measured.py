@@ -27,9 +27,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,16 +95,16 @@ class Measurement:
     def has_duplicate_q(self) -> bool:
         return bool(np.any(np.diff(self.q) == 0))
 
-    def _subset(self, keep: np.ndarray, **metadata: Any) -> "Measurement":
+    def _subset(self, keep: np.ndarray, **metadata: Any) -> Measurement:
         pick = (lambda a: None if a is None else a[keep])
         return replace(self, q=self.q[keep], r=self.r[keep], dr=pick(self.dr), dq_sigma=pick(self.dq_sigma),
                        metadata={**self.metadata, **metadata})
 
-    def positive(self) -> "Measurement":
+    def positive(self) -> Measurement:
         """A copy without the R ≤ 0 points, for log-scale plots (fits should use all points)."""
         return self._subset(self.positive_mask, dropped_nonpositive=self.n_nonpositive)
 
-    def merge_duplicate_q(self) -> "Measurement":
+    def merge_duplicate_q(self) -> Measurement:
         """A copy with points at equal Q averaged, so that Q is strictly increasing.
 
         R is the inverse-variance weighted mean when every dR > 0 (dR = 1/√Σw), else the plain

@@ -35,7 +35,7 @@ class PreprocessConfig(BaseModel):
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _check_split(self) -> "PreprocessConfig":
+    def _check_split(self) -> PreprocessConfig:
         if any(f < 0 for f in self.split) or self.split[0] <= 0 or abs(sum(self.split) - 1.0) > 1e-9:
             raise ValueError(f"split fractions must be ≥ 0, train > 0, and sum to 1; got {self.split}")
         return self
@@ -70,7 +70,7 @@ class Normalizer:
     per_point: bool = False
     stats: dict[str, list] = field(default_factory=dict)
 
-    def fit(self, x: np.ndarray, chunk: int = 65536) -> "Normalizer":
+    def fit(self, x: np.ndarray, chunk: int = 65536) -> Normalizer:
         """Fit on ``x`` — pass only the training rows.  Streams through memory-mapped arrays."""
         n = len(x)
         if n == 0:
@@ -136,7 +136,7 @@ class Normalizer:
         return {"method": self.method, "per_point": self.per_point, "stats": self.stats}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Normalizer":
+    def from_dict(cls, d: dict[str, Any]) -> Normalizer:
         return cls(method=d["method"], per_point=bool(d.get("per_point", False)), stats=dict(d.get("stats", {})))
 
 

@@ -32,7 +32,7 @@ class Realism(BaseModel):
     q_shift: float = Field(0.0, ge=0, le=0.05, description="relative 1σ misalignment of Q")
 
     @model_validator(mode="after")
-    def _check(self) -> "Realism":
+    def _check(self) -> Realism:
         if self.background is not None:
             lo, hi = self.background
             if not (0 <= lo <= hi):

@@ -10,12 +10,12 @@ from .resolution import ResolutionPlan, build_plan, critical_edge
 from .stack import PARAMETER_FIELDS, Bound, FilmStack, Layer, StackArrays, StackError
 
 __all__ = [
-    "Bound",
     "ENGINES",
     "FWHM_PER_SIGMA",
+    "PARAMETER_FIELDS",
+    "Bound",
     "FilmStack",
     "Layer",
-    "PARAMETER_FIELDS",
     "Probe",
     "ProbeError",
     "ResolutionPlan",

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 
 from .simd_math import FASTMATH, vexp, vsincos
@@ -250,7 +250,6 @@ def _smear(rcalc, start, counts, weights, scale, background, out):
 def _batch(calc_q, sld, isld, thickness, roughness, start, counts, weights, scale, background, q_factor, identity, out):
     n_batch, n_layers = sld.shape
     m = calc_q.shape[0]
-    n_out, taps = weights.shape
     kz2 = 0.25 * calc_q * calc_q
     n_blocks = (n_batch + BLOCK - 1) // BLOCK
     for blk in prange(n_blocks):

@@ -9,7 +9,7 @@ files, REF_L's "dQ [FWHM]") or 1σ (refl1d, ORSO).  Internally everything is 1σ
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class Probe:
         q_resolution: float = DEFAULT_DQ_OVER_Q_FWHM,
         scale: float = 1.0,
         background: float = 0.0,
-    ) -> "Probe":
+    ) -> Probe:
         """pyreflect's settings: qMin, qMax, numQPoints, qResolution (dQ/Q, FWHM)."""
         return cls(q_grid(q_min, q_max, num_q), dq_over_q=q_resolution, dq_is_fwhm=True, scale=scale, background=background)
 
@@ -120,7 +120,7 @@ class Probe:
     def constant_dq_over_q(self) -> bool:
         return self.dq_over_q is not None
 
-    def unsmeared(self) -> "Probe":
+    def unsmeared(self) -> Probe:
         """The same Q points, scale and background without resolution."""
         return Probe(self.q, dq_over_q=None, scale=self.scale, background=self.background)
 

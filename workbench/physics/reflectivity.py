@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -165,7 +166,7 @@ def reflectivity_torch(
     rows = []
     for idx, plan in plan_for(probe, a):
         index = torch.as_tensor(idx, device=dev)
-        sub = a.map(lambda x: x.index_select(0, index))
+        sub = a.map(lambda x, index=index: x.index_select(0, index))
         calc_q = torch.as_tensor(plan.calc_q, dtype=dtype, device=dev)
         r = reflectivity_unsmeared(calc_q, sub.sld, sub.isld, sub.thickness, sub.roughness)
         rows.append((index, r if plan.identity else plan.apply_torch(r)))

@@ -10,7 +10,8 @@ ambient's roughness is unused.  The thicknesses of substrate and ambient are ign
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,7 +36,7 @@ class Layer(BaseModel):
     roughness: float = Field(0.0, description="RMS roughness of the interface on top of this layer, Å")
 
     @model_validator(mode="after")
-    def _check_values(self) -> "Layer":
+    def _check_values(self) -> Layer:
         for field in PARAMETER_FIELDS:
             value = getattr(self, field)
             if not math.isfinite(value):
@@ -59,7 +60,7 @@ class Bound(BaseModel):
     hi: float
 
     @model_validator(mode="after")
-    def _check_range(self) -> "Bound":
+    def _check_range(self) -> Bound:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
             raise StackError(f"bound for layer {self.i} {self.par}: limits must be finite, got [{self.lo}, {self.hi}]")
         if self.lo > self.hi:
@@ -87,7 +88,7 @@ class FilmStack(BaseModel):
         return layers
 
     @model_validator(mode="after")
-    def _check_bounds(self) -> "FilmStack":
+    def _check_bounds(self) -> FilmStack:
         seen: set[tuple[int, str]] = set()
         for b in self.bounds:
             if not 0 <= b.i < len(self.layers):
@@ -146,7 +147,7 @@ class FilmStack(BaseModel):
         self._check_parameter(i, par)
         return float(getattr(self.layers[i], par))
 
-    def with_value(self, i: int, par: str, value: float) -> "FilmStack":
+    def with_value(self, i: int, par: str, value: float) -> FilmStack:
         """A copy with one parameter changed (validated)."""
         self._check_parameter(i, par)
         layers = [layer.model_copy() for layer in self.layers]
@@ -166,7 +167,7 @@ class FilmStack(BaseModel):
         return [f"{self.layers[b.i].name}.{b.par}" for b in bounds]
 
     # ------------------------------------------------------------------ arrays
-    def to_arrays(self) -> "StackArrays":
+    def to_arrays(self) -> StackArrays:
         """This stack as a batch of one, in the array form every kernel takes."""
         return StackArrays.from_stacks([self])
 
@@ -182,7 +183,7 @@ class FilmStack(BaseModel):
     @classmethod
     def from_pyreflect(
         cls, layer_desc: Iterable[dict[str, Any]], layer_bound: Iterable[dict[str, Any]] | None = None
-    ) -> "FilmStack":
+    ) -> FilmStack:
         """Build a stack from pyreflect's ``layer_desc`` and ``layer_bound`` lists."""
         layers = []
         for index, entry in enumerate(layer_desc):
@@ -215,7 +216,7 @@ class FilmStack(BaseModel):
         return cls(layers=layers, bounds=bounds)
 
     @classmethod
-    def default(cls) -> "FilmStack":
+    def default(cls) -> FilmStack:
         """pyreflect's example stack and bounds (Si / SiOx / five polymer layers / air)."""
         return cls.from_pyreflect(DEFAULT_LAYER_DESC, DEFAULT_LAYER_BOUND)
 
@@ -234,7 +235,7 @@ class StackArrays:
     ``j + 1`` (substrate first).  Arrays may be numpy arrays or torch tensors.
     """
 
-    __slots__ = ("sld", "isld", "thickness", "roughness")
+    __slots__ = ("isld", "roughness", "sld", "thickness")
 
     def __init__(self, sld, isld, thickness, roughness):
         self.sld, self.isld, self.thickness, self.roughness = sld, isld, thickness, roughness
@@ -249,7 +250,7 @@ class StackArrays:
             )
 
     @classmethod
-    def from_stacks(cls, stacks: Sequence[FilmStack]) -> "StackArrays":
+    def from_stacks(cls, stacks: Sequence[FilmStack]) -> StackArrays:
         if not stacks:
             raise StackError("need at least one stack")
         n = len(stacks[0].layers)
@@ -268,11 +269,11 @@ class StackArrays:
     def n_layers(self) -> int:
         return int(self.sld.shape[1])
 
-    def map(self, fn) -> "StackArrays":
+    def map(self, fn) -> StackArrays:
         """Apply ``fn`` to each array (e.g. ``torch.as_tensor``)."""
         return StackArrays(fn(self.sld), fn(self.isld), fn(self.thickness), fn(self.roughness))
 
-    def __getitem__(self, index) -> "StackArrays":
+    def __getitem__(self, index) -> StackArrays:
         return StackArrays(self.sld[index], self.isld[index], self.thickness[index], self.roughness[index])
 
     def __len__(self) -> int:

@@ -213,13 +213,13 @@ def evaluate(model: torch.nn.Module, ds: Dataset, prep: Prepared, indices: np.nd
         probe = Probe(ds.q, dq_over_q=meta_probe.get("dq_over_q", 0.0294855), dq_is_fwhm=True)
         computed = reflectivity_of_profile(pred_phys[: len(sub), 0], pred_phys[: len(sub), 1], probe)
         out.update({f"computed_nr_{k}": v for k, v in nr_metrics(np.asarray(ds.nr[sub, 1]), computed).items()})
-        out["test_curves"] = int(len(idx))
+        out["test_curves"] = len(idx)
         return out
     lo, span = prep.bounds[:, 0], prep.bounds[:, 1] - prep.bounds[:, 0]
     cols = prep.normalization["y"]["columns"]
     true = np.asarray(ds.params[idx])[:, cols]
     out = parameter_metrics(true, lo + pred * span, prep.names)
-    out["test_curves"] = int(len(idx))
+    out["test_curves"] = len(idx)
     return out
 
 

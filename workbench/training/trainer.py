@@ -17,9 +17,10 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -303,7 +304,7 @@ class Trainer:
         model_factory: Callable[[dict[str, Any]], nn.Module] | None = None,
         epochs: int | None = None,
         device: str | None = None,
-    ) -> "Trainer":
+    ) -> Trainer:
         """A trainer restored from a checkpoint, ready to continue with :meth:`fit`."""
         from ..models import build_model
 

@@ -24,6 +24,7 @@ def test_slider_moves_the_reflectivity_and_profile(ctx):
     before = np.array(panel.rq.data[0].y)
     np.testing.assert_allclose(before, reflectivity(FilmStack.default(), Probe())[0], rtol=1e-12)
     panel.row(3, "thickness").slider.value = 150.0
+    assert panel.wait_redrawn()
     after = np.array(panel.rq.data[0].y)
     expected = reflectivity(FilmStack.default().with_value(3, "thickness", 150.0), Probe())[0]
     np.testing.assert_allclose(after, expected, rtol=1e-12)
@@ -31,6 +32,23 @@ def test_slider_moves_the_reflectivity_and_profile(ctx):
     _z, rho, _ = sld_profile(FilmStack.default().with_value(3, "thickness", 150.0))
     np.testing.assert_allclose(np.array(panel.sld.data[0].y), rho[0])
     assert panel.last_redraw_ms > 0
+
+
+def test_a_slider_drag_redraws_the_newest_value_not_a_queue_of_stale_ones(ctx):
+    panel = StackPanel(ctx)
+    slider = panel.row(3, "thickness").slider
+    drawn = panel.redraws
+    with panel.preview_job.held():  # as if a redraw were still being computed while the drag goes on
+        for v in np.linspace(120.0, 200.0, 12):
+            slider.value = float(v)
+    assert panel.wait_redrawn()
+    assert panel.redraws == drawn + 1 and panel.preview_job.skipped >= 11  # one redraw, of the last value
+    expected = reflectivity(FilmStack.default().with_value(3, "thickness", 200.0), Probe())[0]
+    np.testing.assert_allclose(np.array(panel.rq.data[0].y), expected, rtol=1e-12)
+    slider.value = 130.0  # a single change on an idle panel is drawn at once, on its own
+    assert panel.wait_redrawn() and panel.redraws == drawn + 2
+    expected = reflectivity(FilmStack.default().with_value(3, "thickness", 130.0), Probe())[0]
+    np.testing.assert_allclose(np.array(panel.rq.data[0].y), expected, rtol=1e-12)
 
 
 def test_typing_beyond_the_slider_extends_it_but_not_past_the_hard_limit(ctx):
@@ -111,10 +129,11 @@ def test_probe_panel_clamps_and_reports_bad_combinations(ctx):
     stack_panel = StackPanel(ctx)
     panel = ProbePanel(ctx)
     panel.fields["num_q"].value = 50
-    assert len(stack_panel.rq.data[0].x) == 50
+    assert stack_panel.wait_redrawn() and len(stack_panel.rq.data[0].x) == 50
     panel.fields["q_max"].value = 0.005  # below qMin
     assert panel.status.level == "error" and "qMax must be greater than qMin" in panel.status.text
     assert ctx.model.probe().q[-1] == pytest.approx(0.1975)
     panel.fields["q_max"].value = 0.25
     assert ctx.model.probe().q[-1] == pytest.approx(0.25)
+    assert stack_panel.wait_redrawn()
     assert np.array(stack_panel.rq.data[0].x)[-1] == pytest.approx(0.25)

@@ -50,6 +50,13 @@ class Preview:
     irho: np.ndarray
 
 
+def compute_preview(stack: FilmStack, probe: Probe) -> Preview:
+    """R(Q) (fast engine, the probe's resolution) and the SLD profile of ``stack``: pure, any thread."""
+    r = np.asarray(reflectivity(stack, probe, engine="fast"))[0]
+    z, rho, irho = sld_profile(stack)
+    return Preview(probe.q, r, z[0], rho[0], irho[0])
+
+
 def applicable(par: str, i: int, n_layers: int) -> bool:
     """Whether parameter ``par`` of layer ``i`` has any effect (and so may be edited or bounded)."""
     last = n_layers - 1
@@ -237,10 +244,7 @@ class StackModel:
     # ------------------------------------------------------------------ computation
     def preview(self) -> Preview:
         """R(Q) (fast engine, the probe's resolution) and the SLD profile of the current stack."""
-        stack, probe = self.stack, self.probe()
-        r = np.asarray(reflectivity(stack, probe, engine="fast"))[0]
-        z, rho, irho = sld_profile(stack)
-        return Preview(probe.q, r, z[0], rho[0], irho[0])
+        return compute_preview(self.stack, self.probe())
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:

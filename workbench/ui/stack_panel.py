@@ -2,24 +2,29 @@
 
 The panel is a view of :class:`~workbench.ui.model.StackModel`: widgets write into the model, the
 model notifies, the panel redraws R(Q) (log scale) and the SLD profile in two FigureWidgets that
-live as long as the panel.  Typing a number beyond a slider's range widens the slider, up to
+live as long as the panel.  Redraws run on a :class:`~workbench.ui.coalesce.Coalescer` worker: a
+single change is drawn at once, and while one redraw is being computed the changes that arrive
+(a slider drag) collapse into one redraw of the newest stack instead of a queue of stale ones.  Typing a number beyond a slider's range widens the slider, up to
 the hard physical limit of :mod:`workbench.config`; beyond it the value is clamped and the
 panel says so.  Headless twin: ``StackModel.set_value`` / ``reflectivity`` / ``sld_profile``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..config import default_slider_range
+from ..physics import FilmStack, Probe
 from ..physics.stack import PARAMETER_FIELDS
+from .coalesce import Coalescer
 from .common import Status, panel_guard
 from .context import AppContext
 from .figures import profile_template, reflectivity_template
-from .model import applicable
+from .model import applicable, compute_preview
 
 UNITS = {"sld": "10⁻⁶ Å⁻²", "isld": "10⁻⁶ Å⁻²", "thickness": "Å", "roughness": "Å"}
 LABELS = {"sld": "SLD", "isld": "iSLD", "thickness": "thickness", "roughness": "roughness"}
@@ -164,8 +169,12 @@ class StackPanel(W.VBox):
         self.sld = go.FigureWidget(profile_template(("ρ (SLD)", "ρ'' (absorption)"), "SLD profile"))
         for fig in (self.rq, self.sld):
             fig.layout.height = 360
-        self.last_redraw_ms = 0.0
+        self.last_redraw_ms = 0.0  # compute + figure push of the last redraw
+        self.last_latency_ms = 0.0  # from the change to its redraw sent (waiting for a busy worker included)
         self.redraws = 0
+        self._draw_lock = threading.Lock()
+        self.preview_job = Coalescer(self._draw, on_error=lambda exc: self.status.error(f"cannot compute the preview: {exc}"),
+                                     name="workbench-stack-preview")
         self.add = W.Button(description="Add layer", icon="plus")
         self.collapse = W.Button(description="Collapse all", icon="compress")
         self.expand = W.Button(description="Expand all", icon="expand")
@@ -228,27 +237,52 @@ class StackPanel(W.VBox):
                     if row.number.value != v:
                         row.show(v)
         if what != "bounds":
-            self.redraw()
+            self.request_redraw()
 
     # ------------------------------------------------------------------ preview
-    def redraw(self) -> None:
-        """Recompute R(Q) and the SLD profile and push both charts in one batch each."""
-        t0 = time.perf_counter()
+    def _snapshot(self) -> tuple[FilmStack, Probe, float] | None:
         try:
-            p = self.ctx.model.preview()
+            return self.ctx.model.stack, self.ctx.model.probe(), time.perf_counter()
         except Exception as exc:  # noqa: BLE001
             self.status.error(f"cannot compute the preview: {exc}")
+            return None
+
+    def request_redraw(self) -> None:
+        """Redraw in the background; changes made while a redraw runs collapse into one more."""
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            self.preview_job.submit(snapshot)
+
+    def redraw(self) -> None:
+        """Recompute and push both charts now, in the calling thread."""
+        snapshot = self._snapshot()
+        if snapshot is None:
             return
-        with self.rq.batch_update():
-            self.rq.data[0].x, self.rq.data[0].y = p.q, p.r
-        with self.sld.batch_update():
-            self.sld.data[0].x, self.sld.data[0].y = p.z, p.rho
-            has_abs = bool((p.irho != 0).any())
-            self.sld.data[1].x, self.sld.data[1].y = (p.z, p.irho) if has_abs else ([], [])
-        self.last_redraw_ms = (time.perf_counter() - t0) * 1e3
-        self.redraws += 1
-        self.timing.value = (f"<small class='wb-redraw'>preview: {p.q.size} Q points, {p.z.size} z points, "
-                             f"computed and sent in {self.last_redraw_ms:.1f} ms</small>")
+        try:
+            self._draw(snapshot)
+        except Exception as exc:  # noqa: BLE001
+            self.status.error(f"cannot compute the preview: {exc}")
+
+    def wait_redrawn(self, timeout: float | None = 60.0) -> bool:
+        """Block until the charts show the latest change (for scripts and tests)."""
+        return self.preview_job.wait(timeout)
+
+    def _draw(self, snapshot: tuple[FilmStack, Probe, float]) -> None:
+        stack, probe, requested = snapshot
+        with self._draw_lock:
+            t0 = time.perf_counter()
+            p = compute_preview(stack, probe)
+            with self.rq.batch_update():
+                self.rq.data[0].x, self.rq.data[0].y = p.q, p.r
+            with self.sld.batch_update():
+                self.sld.data[0].x, self.sld.data[0].y = p.z, p.rho
+                has_abs = bool((p.irho != 0).any())
+                self.sld.data[1].x, self.sld.data[1].y = (p.z, p.irho) if has_abs else ([], [])
+            done = time.perf_counter()
+            self.last_redraw_ms, self.last_latency_ms = (done - t0) * 1e3, (done - requested) * 1e3
+            self.redraws += 1
+            self.timing.value = (f"<small class='wb-redraw'>preview: {p.q.size} Q points, {p.z.size} z points, "
+                                 f"computed and sent in {self.last_redraw_ms:.1f} ms</small>")
 
     def row(self, i: int, par: str) -> ParameterRow:
         return self.layers[i].row(par)

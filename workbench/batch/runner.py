@@ -130,3 +130,19 @@ def run_notebook(
         except (OSError, json.JSONDecodeError) as exc:
             error = f"the notebook ran but its summary {spath} could not be read: {exc}"
     return NotebookRun("failed" if error else "completed", out, spath, summary, error, seconds)
+
+
+def running_headless() -> bool:
+    """True inside a kernel that papermill / nbclient started (no person is looking at it).
+
+    nbclient starts its kernels with ``--HistoryManager.hist_file=:memory:``; JupyterLab and the
+    console keep a history file.  Notebooks use this to show their interactive panels only to a
+    person, so headless outputs stay small (no widget state).
+    """
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return shell is None or str(shell.history_manager.hist_file) == ":memory:"
+    except Exception:  # noqa: BLE001 - outside IPython there is nobody to show panels to
+        return True

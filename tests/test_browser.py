@@ -2,7 +2,9 @@
 
 One page load does everything (the machine is slow and shared): move a slider and type a value
 (R(Q) changes; the slider-to-redraw latency is printed), generate a small set, start a training
-and watch the loss chart gain points, stop it; no JavaScript errors.  Screenshots go to
+and watch the loss chart gain points, stop it; train a short model to the end, predict a test
+sample with it (prediction traces and metrics), refine (the convergence chart gains points, the
+result table appears); no JavaScript errors.  Screenshots go to
 ``tests/artifacts/`` (git-ignored).  Under CI=true a missing chromium is a failure.
 """
 
@@ -135,6 +137,34 @@ def test_dashboard_in_chromium(voila, tmp_path):
         page.locator(".wb-train-panel button", has_text="Stop").click()
         page.wait_for_function("() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
                                ".some(e => e.textContent.includes('stopped after'))", timeout=300_000)
-        page.screenshot(path=str(ARTIFACTS / "4-trained.png"))
+        page.screenshot(path=str(ARTIFACTS / "4-stopped.png"))
+        # a short training that runs to the end gives a model to predict with
+        epochs.fill("2")
+        epochs.press("Enter")
+        page.locator(".wb-train-panel button", has_text="Start").click()
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
+                               ".some(e => e.textContent.includes('completed after'))", timeout=300_000)
+        # predict a test sample of the generated set: both charts get the prediction, metrics appear
+        page.get_by_role("tab", name="Predict").click()
+        page.wait_for_selector(".wb-predict-panel .js-plotly-plot", timeout=300_000)
+        page.locator(".wb-predict-panel button", has_text="Predict").click()
+        page.wait_for_function("() => { const p = document.querySelectorAll('.wb-predict-panel .js-plotly-plot');"
+                               " return p.length >= 2 && [p[0], p[1]].every(el => el.data && el.data[1] && el.data[1].y"
+                               " && el.data[1].y.length > 0); }", timeout=300_000)
+        page.wait_for_function("() => { const t = document.querySelector('.wb-predict-panel').textContent;"
+                               " return t.includes('Metrics') && t.includes('r2'); }", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "5-predicted.png"))
+        # refine (from the film stack: this model predicts a profile): convergence points, then the result table
+        page.get_by_role("tab", name="Refine").click()
+        page.wait_for_selector(".wb-refine-panel .js-plotly-plot", timeout=300_000)
+        nfev = page.locator(".wb-refine-panel .wb-max-nfev input").first
+        nfev.fill("30")
+        nfev.press("Enter")
+        page.locator(".wb-refine-panel button", has_text="Refine").click()
+        page.wait_for_function("() => { const el = document.querySelector('.wb-refine-panel .js-plotly-plot');"
+                               " return el && el.data[0].x && el.data[0].x.length >= 2; }", timeout=300_000)
+        page.wait_for_function("() => document.querySelector('.wb-refine-panel').textContent.includes('χ²/N =')",
+                               timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "6-refined.png"))
         browser.close()
     assert not problems, "\n".join(problems[:20])

@@ -74,7 +74,7 @@ class Workbench(W.Tab):
         panel.add_class(f"wb-{name}-panel")
         self._panels[name] = panel
         charts = {"stack": {"film stack R(Q)": "rq", "film stack SLD": "sld"}, "train": {"training loss": "loss"},
-                  "predict": {"prediction R(Q)": "rq", "prediction SLD": "sld", "prediction chi": "chi"},
+                  "predict": {"prediction R(Q)": "rq", "prediction SLD": "sld"},  # its χ chart registers itself
                   "refine": {"refinement convergence": "convergence", "refinement R(Q)": "rq", "refinement SLD": "sld"},
                   "generate": {"generated curves": "rq", "generated profiles": "sld"},
                   "sweep": {"sweep results": "figure"}, "search": {"search history": "figure"}}.get(name, {})

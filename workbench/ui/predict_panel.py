@@ -123,9 +123,7 @@ class PredictPanel(W.VBox):
         self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
         self.rq.add_scatter(x=[], y=[], mode="lines", name="computed from the prediction")
         self.sld = go.FigureWidget(profile_template(("ground truth", "prediction"), "SLD profile"))
-        self.chi = go.FigureWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},
-                                         yaxis={"title": "predicted χ"}))
-        self.chi.layout.height = 360
+        self._chi: go.FigureWidget | None = None  # created for the first χ prediction (each figure is a ~5 MB front-end module)
         self.result: Prediction | None = None
         self.refresh.on_click(lambda _: self.refresh_lists())
         self.run.on_click(self._predict)
@@ -135,7 +133,7 @@ class PredictPanel(W.VBox):
         ctx.subscribe("dataset", lambda path: self.refresh_lists())
         ctx.subscribe("measurement", lambda path: self.refresh_lists(select_measured=path))
         self.nr_box = W.HBox([self.rq, self.sld])
-        self.chi_box = W.HBox([self.chi])
+        self.chi_box = W.HBox()
         super().__init__([
             W.HTML("<b>Predict</b> with a trained model"), W.HBox([self.model, self.refresh]), self.source,
             self.dataset, self.index, self.measured, self.dq, self.chi_folder, self.run, self.status, self.metrics,
@@ -143,6 +141,16 @@ class PredictPanel(W.VBox):
         ])
         self.add_class("wb-predict-panel")
         self.refresh_lists()
+
+    @property
+    def chi(self) -> go.FigureWidget:
+        """The χ predicted-vs-actual chart, built when first needed."""
+        if self._chi is None:
+            self._chi = go.FigureWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},
+                                              yaxis={"title": "predicted χ"}, height=360))
+            self.chi_box.children = [self._chi]
+            self.ctx.charts["prediction chi"] = self._chi
+        return self._chi
 
     def refresh_lists(self, select_model=None, select_measured=None) -> None:
         def fill(dropdown, paths, select):

@@ -44,6 +44,7 @@ class RefinePanel(W.VBox):
         self.rows_box = W.VBox()
         self.rows: list[FreeRow] = []
         self.max_nfev = W.BoundedIntText(value=200, min=1, max=5000, description="max evaluations", style=style)
+        self.max_nfev.add_class("wb-max-nfev")
         self.run = W.Button(description="Refine", icon="play", button_style="primary")
         self.stop = W.Button(description="Stop", icon="stop", disabled=True)
         self.samples = W.BoundedIntText(value=min(4000, lim.max_dream_samples), min=100, max=lim.max_dream_samples,

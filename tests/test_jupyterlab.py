@@ -1,0 +1,93 @@
+"""Smoke test: notebooks/workbench.ipynb opened in JupyterLab and run there (Run → Run All Cells).
+
+JupyterLab on 127.0.0.1 with a token and every Jupyter/IPython folder in a temporary HOME, driven
+through Debian Chromium (playwright) with every non-local request blocked: the Film stack panel's
+chart renders with the 308-point R(Q) curve and the page logs no JavaScript errors.  Screenshot in
+``tests/artifacts/``.  Under CI=true a missing chromium is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, IGNORED, _browser_or_skip, _free_port
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    port, token = _free_port(), secrets.token_hex(16)
+    home, root = tmp_path / "home", tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # checkpoints and autosaves stay out of the repository
+    config = home / "cfg"
+    notify = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notify.parent.mkdir(parents=True)
+    notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no news pop-up, no network
+    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(home / "rt"),
+           "JUPYTER_DATA_DIR": str(home / "data"), "IPYTHONDIR": str(home / "ipy"), "WORKBENCH_HOME": str(tmp_path / "ws")}
+    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - held open for the server's lifetime
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+                             "--ServerApp.port_retries=0", "--ServerApp.open_browser=False", f"--IdentityProvider.token={token}",
+                             f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urlopen(f"{base}/api/status?token={token}", timeout=30).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"{base}/lab/tree/{NOTEBOOK.name}?token={token}"
+    proc.terminate()  # the server shuts its kernels down on SIGTERM
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+    log.close()
+
+
+def test_dashboard_notebook_runs_in_jupyterlab(jupyterlab):
+    sync_api = _browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+                   else route.abort())
+        page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+        try:
+            page.goto(jupyterlab, timeout=300_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=300_000)
+            # Run All before the kernel is connected runs nothing: wait until the status bar says Idle
+            page.wait_for_function("() => document.body.innerText.includes('(ipykernel) | Idle')", timeout=300_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_selector(".wb-stack-panel", timeout=300_000)
+            page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                                   " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
+                                   timeout=300_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab-failed.png"))
+            print("\n".join(problems[:20]))
+            raise
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
+        browser.close()
+    assert not problems, "\n".join(problems[:20])

@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -21,35 +21,17 @@ def _write_atomic(path: Path, text: str) -> None:
     write_text_atomic(path, text)
 
 
-def notebook_path(name: str = "workbench.ipynb") -> Path:
-    """A shipped notebook: the repository's ``notebooks/`` in a checkout, else the installed copy
-    (``<prefix>/share/workbench/notebooks``, the wheel's data files)."""
-    candidates = [Path(__file__).resolve().parents[2] / "notebooks" / name,
-                  Path(sys.prefix) / "share" / "workbench" / "notebooks" / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ValueError(f"cannot find {name}; looked in {', '.join(str(c.parent) for c in candidates)}")
-
-
 def cmd_start(args: argparse.Namespace) -> int:
     """Serve the dashboard notebook with Voilà (in this environment's kernel) until Ctrl-C.
 
-    The process becomes Voilà (exec), so a signal that stops ``workbench start`` stops the server
-    and its kernels too; nothing is left behind as an orphan.
+    One launcher for ``start`` and ``dashboard`` (:func:`workbench.batch.dashboard.launch_dashboard`):
+    the process becomes Voilà, so a signal that stops ``workbench start`` stops the server and its
+    kernels too.  The notebook is found like every shipped notebook (checkout, prefix or --user install).
     """
-    notebook = notebook_path()
-    env = dict(os.environ)
-    if args.workspace:
-        env["WORKBENCH_HOME"] = str(Path(args.workspace).expanduser().resolve())
-    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={args.port}", f"--Voila.ip={args.ip}",
-           "--Voila.root_dir=" + str(notebook.parent)]
-    if args.no_browser:
-        cmd.append("--no-browser")
-    print(f"starting the workbench dashboard: {notebook} on http://{args.ip}:{args.port} (Ctrl-C stops it)")
-    sys.stdout.flush()
-    os.execve(sys.executable, cmd, env)
-    return 0  # not reached
+    from .dashboard import launch_dashboard
+
+    return int(launch_dashboard(args.port, getattr(args, "notebook", None), not args.no_browser, ip=args.ip,
+                                workspace=args.workspace))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

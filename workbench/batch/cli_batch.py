@@ -195,10 +195,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ dashboard, notebooks, doctor
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .dashboard import launch_dashboard
+    from .cli import cmd_start
 
     try:
-        return int(launch_dashboard(args.port, args.notebook, open_browser=not args.no_browser, ip=args.ip))
+        return cmd_start(args)  # one launcher and one notebook lookup for `start` and `dashboard`
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
 
@@ -287,6 +287,7 @@ def add_batch_commands(sub) -> None:
     da.add_argument("--port", type=int, default=8866, help="(default: %(default)s)")
     da.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s; anyone who reaches it can run jobs)")
     da.add_argument("--notebook", help="another notebook to serve (default: the shipped workbench.ipynb)")
+    da.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
     da.add_argument("--no-browser", action="store_true", help="do not open a browser")
     da.set_defaults(func=cmd_dashboard)
 

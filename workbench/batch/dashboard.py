@@ -31,33 +31,44 @@ def dashboard_notebook(notebook: str | os.PathLike | None = None) -> Path:
 
 def voila_command(notebook: Path, port: int = DEFAULT_PORT, *, open_browser: bool = True, ip: str = "127.0.0.1",
                   extra: list[str] | None = None) -> list[str]:
+    """The Voilà command line serving ``notebook`` (tracebacks hidden from visitors, no port hopping)."""
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port}")
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", f"--Voila.ip={ip}", "--Voila.port_retries=0",
-           "--show_tracebacks=False"]
+           f"--Voila.root_dir={notebook.parent}", "--show_tracebacks=False"]
     if not open_browser:
         cmd.append("--no-browser")
     return cmd + list(extra or [])
 
 
-def launch_dashboard(port: int = DEFAULT_PORT, notebook: str | os.PathLike | None = None, open_browser: bool = True, *,
-                     ip: str = "127.0.0.1", wait: bool = True, extra: list[str] | None = None) -> int | subprocess.Popen:
-    """Serve the dashboard with Voilà at ``http://<ip>:<port>/``.
+def voila_environment(workspace: str | os.PathLike | None = None) -> dict[str, str]:
+    """This process's environment, with ``WORKBENCH_HOME`` set to ``workspace`` when given.
 
-    ``wait=True`` (the CLI): block until Voilà exits (Ctrl-C stops it) and return its exit code.
-    ``wait=False``: return the running process (the caller terminates it).
+    The workspace reaches the dashboard's kernels only this way: the notebook never takes it from
+    the URL (see :data:`workbench.ui.app.URL_PARAMETERS`).
+    """
+    env = dict(os.environ)
+    if workspace:
+        env["WORKBENCH_HOME"] = str(Path(workspace).expanduser().resolve())
+    return env
+
+
+def launch_dashboard(port: int = DEFAULT_PORT, notebook: str | os.PathLike | None = None, open_browser: bool = True, *,
+                     ip: str = "127.0.0.1", workspace: str | os.PathLike | None = None, wait: bool = True,
+                     extra: list[str] | None = None) -> int | subprocess.Popen:
+    """Serve the dashboard with Voilà at ``http://<ip>:<port>/``: what ``workbench start`` and ``dashboard`` run.
+
+    ``wait=True`` (the CLI): this process becomes Voilà (exec), so a signal that stops the command
+    stops the server and its kernels too, with nothing left behind as an orphan; does not return.
+    ``wait=False``: start Voilà as a child and return the process (the caller terminates it).
     """
     path = dashboard_notebook(notebook)
     cmd = voila_command(path, port, open_browser=open_browser, ip=ip, extra=extra)
-    process = subprocess.Popen(cmd, cwd=path.parent)
+    env = voila_environment(workspace)
     if not wait:
-        return process
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            return process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
+        return subprocess.Popen(cmd, cwd=path.parent, env=env)
+    print(f"starting the workbench dashboard: {path} on http://{ip}:{port} (Ctrl-C stops it)")
+    sys.stdout.flush()
+    os.chdir(path.parent)
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached

@@ -203,3 +203,6 @@ def test_search_tab_hands_its_best_settings_to_the_train_tab(tmp_path):
     assert t.epochs.value == wb.ctx.limits.max_epochs
     # the Sweep tab is there too, offering the shipped pipeline notebook (never a typed path)
     assert "pipeline.ipynb" in wb.sweep.notebook.options and "wb-sweep-panel" in wb.sweep._dom_classes
+    wb.sweep.spec.value = "workspace: [/tmp/elsewhere]\nepochs: [1]\n"  # a page visitor cannot pick where runs write
+    wb.sweep.run_button.click()
+    assert wb.sweep.status.level == "error" and "workspace cannot be set" in wb.sweep.status.text and wb.sweep.job is None

@@ -104,12 +104,14 @@ class SweepPanel(W.VBox):
             self.status.warn("a sweep is already running")
             return
         sets = parameter_sets_from_text(self.spec.value)
+        if any("workspace" in s for s in sets):  # a browser must not choose where the runs write
+            raise ValueError("workspace cannot be set here: the sweep records its runs in this app's workspace")
         if len(sets) > self.max_runs:
             raise ValueError(f"{len(sets)} runs is more than this dashboard allows ({self.max_runs}); sweep fewer values")
         notebook = self.notebooks[self.notebook.value]
         folder, workers = self.folder, max(1, min(int(self.workers.value), self.max_workers))
         sets = [check_parameters(notebook, s) for s in sets]  # names and types checked here, not in the thread
-        if "workspace" not in sets[0] and "workspace" in notebook_parameters(notebook):
+        if "workspace" in notebook_parameters(notebook):
             sets = [{"workspace": str(self.workspace.root), **s} for s in sets]  # record the runs in this app's workspace
         self.rows = {}
         self.table.value = ""

@@ -122,3 +122,18 @@ def test_search_panel_without_a_data_set_says_so(tmp_path):
     assert panel.status.level == "error" and "choose a data set" in panel.status.text
     panel.use_button.click()
     assert panel.status.level == "error" and "no trial has completed" in panel.status.text
+
+
+def test_search_panel_refuses_data_sets_outside_its_workspace(tiny_dataset, tmp_path):
+    from workbench.ui.search_panel import SearchPanel
+
+    panel = SearchPanel(workspace=Workspace(tmp_path / "ws"))
+    panel.dataset.value = str(tiny_dataset)  # another folder on the server, typed in the browser
+    panel.run_button.click()
+    assert panel.status.level == "error" and "must be in this workspace" in panel.status.text
+    panel.dataset.value = "../../etc"
+    panel.run_button.click()
+    assert panel.status.level == "error" and "must be in this workspace" in panel.status.text
+    panel.dataset.value = "missing"  # a bare name means the workspace's datasets/missing
+    panel.run_button.click()
+    assert panel.status.level == "error" and "no such data-set folder" in panel.status.text

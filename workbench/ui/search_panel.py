@@ -51,6 +51,7 @@ class SearchPanel(W.VBox):
         self.on_use_best = on_use_best
         self.max_trials, self.max_epochs = max_trials, max_epochs
         self.storage_path = Path(storage) if storage else self.workspace.root / "search.sqlite"
+        self._trusted_dataset = Path(dataset) if dataset else None
         self.job: Job | None = None
         self.result = None
         self.best_settings: dict[str, Any] | None = None
@@ -87,11 +88,24 @@ class SearchPanel(W.VBox):
         ])
 
     # ------------------------------------------------------------------ configuration
+    def _dataset_folder(self, text: str) -> Path:
+        """A folder typed in the browser must lie in this workspace (a bare name means datasets/<name>);
+        one user's dashboard never reads another's files.  The folder the panel was built with is trusted."""
+        if self._trusted_dataset is not None and text == str(self._trusted_dataset):
+            return self._trusted_dataset
+        root = self.workspace.root.resolve()
+        folder = Path(text).expanduser()
+        folder = (self.workspace.datasets / folder if not folder.is_absolute() else folder).resolve()
+        if not folder.is_relative_to(root):
+            raise ValueError(f"{text}: data sets must be in this workspace ({self.workspace.datasets}); "
+                             "generate or upload them there")
+        return folder
+
     def config(self) -> SearchConfig:
         """The search settings from the widgets, clamped to the panel's limits."""
         if not self.dataset.value.strip():
             raise ValueError("choose a data set folder to train on")
-        folder = Path(self.dataset.value.strip()).expanduser()
+        folder = self._dataset_folder(self.dataset.value.strip())
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such data-set folder")
         space = SearchSpace(learning_rate=(self.lr_lo.value, self.lr_hi.value), layers=(self.layers_lo.value, self.layers_hi.value),

@@ -11,7 +11,6 @@ result table appears); no JavaScript errors.  Screenshots go to
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,34 +18,16 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
+from browser_support import ARGS, ARTIFACTS, CHROMIUM, browser_or_skip, free_port, watched_page
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
-IGNORED = ("Unsatisfied version", "No satisfying version", "Failed to load resource", "favicon")
 
 pytestmark = pytest.mark.slow
 
 
-def _browser_or_skip():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{CHROMIUM} is missing (required under CI=true)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def voila(tmp_path):
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "home"
     env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "cfg"),
            "JUPYTER_RUNTIME_DIR": str(home / "rt"), "JUPYTER_DATA_DIR": str(home / "data"),
@@ -80,17 +61,12 @@ def _chart_y(page, panel: str, trace: int = 0) -> list:
 
 
 def test_dashboard_in_chromium(voila, tmp_path):
-    sync_api = _browser_or_skip()
+    sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
-                   else route.abort())
-        page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+        page = watched_page(browser, problems)
         page.goto(voila, timeout=600_000)
         page.wait_for_selector(".wb-stack-panel", timeout=300_000)
         page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,14 +24,10 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
+from browser_support import ARGS, ARTIFACTS, CHROMIUM, free_port, watched_page
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-IGNORED = ("Unsatisfied version", "No satisfying version", "Failed to load resource", "favicon")
 PASSWORD = "correct horse"
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
@@ -51,12 +46,6 @@ def _proxy() -> str | None:
         if candidate and Path(candidate).exists():
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CONFIG = """
@@ -110,9 +99,9 @@ def hub(tmp_path):
         # what a hub user does once (or an admin's pre-spawn hook): copy the shipped notebooks
         subprocess.run([str(BIN / "workbench"), "notebooks", "--dest", str(home / "workbench")], check=True,
                        capture_output=True, text=True, timeout=120)
-    port = _free_port()
+    port = free_port()
     (root / "jupyterhub_config.py").write_text(CONFIG.format(
-        root=str(root), port=port, hub_port=_free_port(), api_port=_free_port(), proxy=proxy, password=PASSWORD,
+        root=str(root), port=port, hub_port=free_port(), api_port=free_port(), proxy=proxy, password=PASSWORD,
         singleuser=str(BIN / "jupyterhub-singleuser")))
     env = {**os.environ, "HOME": str(root), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = open(tmp_path / "hub.log", "w")  # noqa: SIM115 - the hub outlives this block; closed at teardown
@@ -140,13 +129,8 @@ def hub(tmp_path):
 
 
 def _login(browser, url: str, user: str, problems: list[str]):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-        ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else route.abort())
-    page.on("pageerror", lambda e: problems.append(f"{user} pageerror: {e}"))
-    page.on("console", lambda m: problems.append(f"{user} console {m.type}: {m.text}")
-            if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+    context = browser.new_context()
+    page = watched_page(context, problems, user)
     page.goto(f"{url}/hub/login", timeout=120_000)
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORD)

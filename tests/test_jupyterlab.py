@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, IGNORED, _browser_or_skip, _free_port
+from browser_support import ARGS, ARTIFACTS, CHROMIUM, browser_or_skip, free_port, watched_page
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def jupyterlab(tmp_path):
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     home, root = tmp_path / "home", tmp_path / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # checkpoints and autosaves stay out of the repository
@@ -62,17 +62,12 @@ def jupyterlab(tmp_path):
 
 
 def test_dashboard_notebook_runs_in_jupyterlab(jupyterlab):
-    sync_api = _browser_or_skip()
+    sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
-                   else route.abort())
-        page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+        page = watched_page(browser, problems)
         try:
             page.goto(jupyterlab, timeout=300_000)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=300_000)

@@ -1,0 +1,44 @@
+"""What every browser test shares: Debian's chromium through playwright, offline, with its errors collected."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+IGNORED = ("Unsatisfied version", "No satisfying version", "Failed to load resource", "favicon")
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")
+
+
+def browser_or_skip():
+    """playwright's sync API; a missing chromium fails under CI=true and skips elsewhere."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} is missing (required under CI=true)")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def watched_page(owner, problems: list[str], who: str = ""):
+    """A new page of ``owner`` (browser or context) that blocks non-local requests and appends
+    page errors and console errors (except the known harmless ones) to ``problems``."""
+    page = owner.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
+    prefix = f"{who} " if who else ""
+    page.on("pageerror", lambda e: problems.append(f"{prefix}pageerror: {e}"))
+    page.on("console", lambda m: problems.append(f"{prefix}console {m.type}: {m.text}")
+            if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+    return page

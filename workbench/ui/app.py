@@ -39,9 +39,8 @@ URL_PARAMETERS = ("tab", "num_curves", "epochs", "model")
 class Workbench(W.Tab):
     """All panels as tabs; ``wb.stack``, ``wb.train``, ... give the panels for scripting and tests.
 
-    Panels are built when their tab is first shown (or first accessed): each Plotly FigureWidget
-    carries a ~5 MB front-end bundle, and a page that initialises a dozen at once is slow to load
-    and can time out anywidget's model initialisation in the browser.
+    Panels are built when their tab is first shown (or first accessed), so a page starts with the
+    widgets and kernel work of one tab only.
     """
 
     def __init__(self, workspace: Any = None, *, limits: Limits | None = None, tab: str = "stack",

@@ -1,7 +1,7 @@
 """Plotly figures for R(Q) and SLD profiles, shared by the panels, the CLI and the notebooks.
 
-Only plotly here (no widgets): a ``go.Figure`` can be wrapped in a ``go.FigureWidget`` by a panel
-or written to a standalone HTML file by the command line.
+Only plotly here (no widgets): a ``go.Figure`` can be wrapped in a ``ChartWidget`` (a Plotly
+FigureWidget) by a panel or written to a standalone HTML file by the command line.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def curves_figure(q: np.ndarray, curves: Mapping[str, np.ndarray]) -> go.Figure:
 
 
 # ----------------------------------------------------------------------------- live chart templates
-# Empty figures with their axes and named traces; a panel wraps each in one go.FigureWidget that it
+# Empty figures with their axes and named traces; a panel wraps each in one ChartWidget that it
 # keeps for its whole life and updates in place (never a new figure per update).
 LOSS_AXIS = {"title": "loss (MSE, normalised)", "type": "log", "exponentformat": "power"}
 

@@ -11,12 +11,12 @@ import time
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 from ..data.bundle import load_dataset
 from ..data.generate import GeneratorConfig, generate_to_disk
 from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, safe_name
 from .context import AppContext
 from .figures import profile_template, reflectivity_template
@@ -50,8 +50,8 @@ class GeneratePanel(W.VBox):
         self.timings = W.HTML()
         self.output = W.HTML()
         self.status = Status()
-        self.rq = go.FigureWidget(reflectivity_template((), "Generated curves"))
-        self.sld = go.FigureWidget(profile_template((), "Generated profiles"))
+        self.rq = ChartWidget(reflectivity_template((), "Generated curves"))
+        self.sld = ChartWidget(profile_template((), "Generated profiles"))
         self.job: Job | None = None
         self.dataset = None
         self.start.on_click(self._start)

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
 from .figures import loss_template
@@ -36,7 +36,7 @@ class HistoryPanel(W.VBox):
         self.resume = W.Button(description="Resume (paused training)", icon="step-forward")
         self.status = Status()
         self.details = W.HTML()
-        self.loss = go.FigureWidget(loss_template())
+        self.loss = ChartWidget(loss_template())
         self.refresh.on_click(lambda _: self.refresh_list())
         self.kind.observe(lambda _: self.refresh_list(), "value")
         self.open_button.on_click(self._open)

@@ -27,6 +27,7 @@ from ..data.measured import Measurement, load_measurement
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
 from ..store.model_bundle import ModelBundle, load_model_bundle
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
 from .figures import _base, profile_template, reflectivity_template
@@ -119,10 +120,10 @@ class PredictPanel(W.VBox):
         self.run = W.Button(description="Predict", icon="magic", button_style="primary")
         self.status = Status()
         self.metrics = W.HTML()
-        self.rq = go.FigureWidget(reflectivity_template((), "Reflectivity"))
+        self.rq = ChartWidget(reflectivity_template((), "Reflectivity"))
         self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
         self.rq.add_scatter(x=[], y=[], mode="lines", name="computed from the prediction")
-        self.sld = go.FigureWidget(profile_template(("ground truth", "prediction"), "SLD profile"))
+        self.sld = ChartWidget(profile_template(("ground truth", "prediction"), "SLD profile"))
         self._chi: go.FigureWidget | None = None  # created for the first χ prediction (each figure is a ~5 MB front-end module)
         self.result: Prediction | None = None
         self.refresh.on_click(lambda _: self.refresh_lists())
@@ -146,7 +147,7 @@ class PredictPanel(W.VBox):
     def chi(self) -> go.FigureWidget:
         """The χ predicted-vs-actual chart, built when first needed."""
         if self._chi is None:
-            self._chi = go.FigureWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},
+            self._chi = ChartWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},
                                               yaxis={"title": "predicted χ"}, height=360))
             self.chi_box.children = [self._chi]
             self.ctx.charts["prediction chi"] = self._chi

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 from ..analysis.refine import PROBE_PARAMETERS, RefineResult, parameter_name, refine
 from ..analysis.uncertainty import Bands, dream_bands
 from ..events import Log, Progress, Record, Warning_
 from ..physics import FilmStack, sld_profile
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
 from .figures import convergence_template, profile_template, reflectivity_template
@@ -54,12 +54,12 @@ class RefinePanel(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=1, description="DREAM", layout=W.Layout(width="30em"))
         self.status = Status()
         self.table = W.HTML()
-        self.convergence = go.FigureWidget(convergence_template())
-        self.rq = go.FigureWidget(reflectivity_template((), "Fit"))
+        self.convergence = ChartWidget(convergence_template())
+        self.rq = ChartWidget(reflectivity_template((), "Fit"))
         self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
         self.rq.add_scatter(x=[], y=[], mode="lines", name="start")
         self.rq.add_scatter(x=[], y=[], mode="lines", name="fit")
-        self.sld = go.FigureWidget(profile_template(("start", "fit"), "SLD profile"))
+        self.sld = ChartWidget(profile_template(("start", "fit"), "SLD profile"))
         self.job: Job | None = None
         self.data = None
         self.start_stack: FilmStack | None = None

@@ -16,10 +16,10 @@ from typing import Any
 
 import ipywidgets as W
 import pandas as pd
-import plotly.graph_objects as go
 
 from ..batch.search import SearchConfig, SearchSpace, run_search, search_result, settings_from_params
 from ..events import Progress, Record
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, safe_name
 from .jobs import Job
 from .sweep_figures import history_figure, update_history_figure
@@ -75,7 +75,7 @@ class SearchPanel(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=1, description="trials", layout=W.Layout(width="32em"))
         self.best = W.HTML()
         self.status = Status()
-        self.figure = go.FigureWidget(history_figure(pd.DataFrame(columns=["number", "state", "value", "last_intermediate"])))
+        self.figure = ChartWidget(history_figure(pd.DataFrame(columns=["number", "state", "value", "last_intermediate"])))
         self.run_button.on_click(self._run)
         self.stop_button.on_click(self._stop)
         self.use_button.on_click(self._use_best)

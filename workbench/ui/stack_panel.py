@@ -15,11 +15,11 @@ import threading
 import time
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from ..config import default_slider_range
 from ..physics import FilmStack, Probe
 from ..physics.stack import PARAMETER_FIELDS
+from .chart_widget import ChartWidget
 from .coalesce import Coalescer
 from .common import Status, panel_guard
 from .context import AppContext
@@ -165,8 +165,8 @@ class StackPanel(W.VBox):
         self.ctx = ctx
         self.status = Status()
         self.timing = W.HTML()
-        self.rq = go.FigureWidget(reflectivity_template(("R(Q)",), "Reflectivity"))
-        self.sld = go.FigureWidget(profile_template(("ρ (SLD)", "ρ'' (absorption)"), "SLD profile"))
+        self.rq = ChartWidget(reflectivity_template(("R(Q)",), "Reflectivity"))
+        self.sld = ChartWidget(profile_template(("ρ (SLD)", "ρ'' (absorption)"), "SLD profile"))
         for fig in (self.rq, self.sld):
             fig.layout.height = 360
         self.last_redraw_ms = 0.0  # compute + figure push of the last redraw

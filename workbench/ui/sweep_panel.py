@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
 import yaml
 
 from ..batch.runner import check_parameters, notebook_parameters
 from ..batch.sweep import grid, parameter_sets_from_mapping, results_frame, run_sweep
 from ..events import Progress, Record, Warning_
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, safe_name
 from .jobs import Job
 from .sweep_figures import sweep_figure
@@ -84,7 +84,7 @@ class SweepPanel(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=1, description="runs", layout=W.Layout(width="32em"))
         self.table = W.HTML()
         self.status = Status()
-        self.figure = go.FigureWidget(sweep_figure(results_frame([])))
+        self.figure = ChartWidget(sweep_figure(results_frame([])))
         self.run_button.on_click(self._run)
         self.stop_button.on_click(self._stop)
         super().__init__([

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
 import torch
 
 from ..data.preprocess import PreprocessConfig
 from ..events import Log, Progress, Record, Timing, Warning_
 from ..store.model_bundle import save_model_bundle
 from ..training.trainer import TrainConfig
+from .chart_widget import ChartWidget
 from .common import Status, panel_guard, safe_name
 from .context import AppContext
 from .figures import loss_template
@@ -92,7 +92,7 @@ class TrainPanel(W.VBox):
         self.status = Status()
         self.metrics = W.HTML()
         self.log_view = W.HTML(layout=W.Layout(max_height="14em", overflow="auto", border="1px solid #ddd"))
-        self.loss = go.FigureWidget(loss_template())
+        self.loss = ChartWidget(loss_template())
         self.history: list[dict[str, float]] = []
         self.log_lines: list[str] = []
         self.job: Job | None = None

@@ -1,0 +1,83 @@
+// A Plotly FigureWidget front end that answers anywidget at once and loads Plotly afterwards.
+//
+// Plotly ships its widget as one ~5 MB ES module sent with every chart. anywidget gives a model
+// 2 s to load its module and bind, after which the model stays broken: every later update from
+// Python is dropped. Parsing the bundle takes ~1.7 s on an idle 2-core machine, so charts broke
+// under load. Here the small module binds at once; Plotly's bundle is asked from the kernel once
+// per page, shared by all charts, and the updates that arrive meanwhile are replayed in order.
+
+const KEY = "__workbenchPlotlyWidget";
+const REQUEST = "workbench:plotly-bundle?";
+const REPLY = "workbench:plotly-bundle";
+const PY2JS = ["_py2js_addTraces", "_py2js_deleteTraces", "_py2js_moveTraces", "_py2js_restyle", "_py2js_relayout",
+  "_py2js_update", "_py2js_animate", "_py2js_removeLayoutProps", "_py2js_removeTraceProps"];
+
+function requestBundle(model) {
+  return new Promise((resolve, reject) => {
+    const onMessage = async (message) => {
+      if (message?.type !== REPLY) return;
+      model.off("msg:custom", onMessage);
+      const url = URL.createObjectURL(new Blob([message.source], { type: "text/javascript" }));
+      try {
+        resolve(await import(/* webpackIgnore: true */ url));
+      } catch (error) {
+        reject(error);
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+    };
+    model.on("msg:custom", onMessage);
+    model.send({ type: REQUEST });
+  });
+}
+
+/** Plotly's widget module, fetched from the kernel by the first chart of the page. */
+function plotlyModule(model) {
+  globalThis[KEY] ??= requestBundle(model).catch((error) => {
+    globalThis[KEY] = undefined; // let the next chart try again
+    throw error;
+  });
+  return globalThis[KEY];
+}
+
+export default () => {
+  let ready;
+  return {
+    initialize({ model }) {
+      const queue = [];
+      const recorders = PY2JS.map((name) => [name, () => {
+        const value = model.get(name);
+        if (value !== null && value !== undefined) queue.push([name, value]);
+      }]);
+      for (const [name, record] of recorders) model.on(`change:${name}`, record);
+      ready = plotlyModule(model).then((module) => {
+        for (const [name, record] of recorders) model.off(`change:${name}`, record);
+        // Plotly's model reads each update with model.get(name) inside its change handler: give it
+        // the queued value for that call without touching the synced state.
+        const handlers = new Map();
+        let replaying = null;
+        const proxy = {
+          ...model,
+          get: (name) => (replaying && replaying[0] === name ? replaying[1] : model.get(name)),
+          on(event, handler) {
+            model.on(event, handler);
+            handlers.set(event, [...(handlers.get(event) ?? []), handler]);
+          },
+        };
+        const widget = module.default();
+        widget.initialize({ model: proxy });
+        for (const entry of queue) {
+          replaying = entry;
+          for (const handler of handlers.get(`change:${entry[0]}`) ?? []) handler();
+        }
+        replaying = null;
+        return widget;
+      });
+      ready.catch((error) => console.error("[workbench] the Plotly chart could not load:", error));
+    },
+    async render({ model, el }) {
+      const widget = await ready;
+      return widget.render({ model, el });
+    },
+  };
+};

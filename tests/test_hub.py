@@ -236,6 +236,20 @@ def test_hub_push_and_pull_from_the_command_line(trained, hub, tmp_path):
     pulled = run("pull", "--repo", "lab/cli", "--model-id", "cli-model", "--out", tmp_path / "pulled")
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == (trained["bundle"] / "model.safetensors").read_bytes()
+    # without --out the bundle goes into the workspace and the registry, with where it came from
+    adopted = run("pull", "--repo", "lab/cli", "--model-id", "cli-model")
+    again = run("pull", "--repo", "lab/cli", "--model-id", "cli-model")
+    assert adopted.returncode == 0 and again.returncode == 0, adopted.stderr + again.stderr
+    models = tmp_path / "home" / "models"
+    assert (models / "cli-model" / "model.safetensors").read_bytes() == (trained["bundle"] / "model.safetensors").read_bytes()
+    assert (models / "cli-model-1").is_dir()  # a second pull never overwrites the first
+
+    registered = {m["name"]: m for m in Workspace(tmp_path / "home").registry.list_models("sld")}
+    assert set(registered) == {"cli-model", "cli-model-1"}
+    assert registered["cli-model"]["active"] and not registered["cli-model-1"]["active"]
+    assert registered["cli-model"]["hub"] == "lab/cli:models/cli-model@main"
+    assert registered["cli-model"]["metrics"]["test"] == load_model_bundle(trained["bundle"]).metrics
+    assert "registered as cli-model v1" in adopted.stdout
     missing = run("pull", "--repo", "lab/cli", "--model-id", "nope")
     assert missing.returncode == 1 and "has no model bundle models/nope/" in missing.stderr
 

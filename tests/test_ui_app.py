@@ -76,6 +76,7 @@ def test_bundle_and_pth_uploads_and_downloads(tmp_path):
     torch.save(model.state_dict(), pth)
     panel.handle([("b1.zip", buf.getvalue()), ("cnn.pth", pth.getvalue()), ("junk.pth", b"not a torch file")])
     assert (ctx.workspace.models / "b1" / "model.safetensors").is_file()
+    assert [(m["name"], m["target"], m["active"]) for m in ctx.workspace.registry.list_models()] == [("b1", "sld", True)]
     assert (ctx.workspace.root / "weights" / "cnn.pth").is_file()
     assert "junk.pth" in panel.status.text and panel.status.level == "error"
     assert "parameters" in panel.uploaded.value

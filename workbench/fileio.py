@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,3 +46,19 @@ def replace_folder(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
     else:
         os.replace(tmp, dest)
     return dest
+
+
+def safe_name(text: str, default: str = "item") -> str:
+    """A file-system-safe single path component from user input (letters, digits, ``._-``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip(".-")[:64]
+    return name or default
+
+
+def free_path(parent: str | os.PathLike, name: str) -> Path:
+    """``parent/name``, or ``stem-1.suffix``, ``stem-2.suffix``, ... when taken (never over existing work)."""
+    path = Path(parent) / name
+    stem, suffix, k = path.stem, path.suffix, 1
+    while path.exists():
+        path = path.with_name(f"{stem}-{k}{suffix}")
+        k += 1
+    return path

@@ -262,16 +262,22 @@ def cmd_hub(args: argparse.Namespace) -> int:
             print(f"pushed {args.bundle} to {ref}")
             _note_hub(args, ref)
             return 0
+        ref = f"{args.repo}:models/{args.model_id}@{args.revision or 'main'}"
         folder = H.pull_model_bundle(args.repo, args.model_id, revision=args.revision, repo_type=args.repo_type, dest=args.out)
-        from ..store.model_bundle import load_model_bundle
+        if args.out:
+            from ..store.model_bundle import load_model_bundle
 
-        bundle = load_model_bundle(folder)
-        print(f"pulled {args.repo}:models/{args.model_id}@{args.revision or 'main'} → {folder} ({bundle.task})")
+            print(f"pulled {ref} → {folder} ({load_model_bundle(folder).task}; not registered: outside the workspace)")
+            return 0
+        from ..store.adopt import adopt_bundle
+
+        folder, version = adopt_bundle(workspace_of(args), folder, name=args.model_id, hub=ref)
+        print(f"pulled {ref} → {folder}, registered as {folder.name} v{version}")
         return 0
     except H.HubUploadError as exc:
         print(f"workbench hub {args.hub_command}: error: {exc}", file=sys.stderr)
         return 1
-    except H.HubError as exc:
+    except (H.HubError, ValueError) as exc:  # ValueError: a downloaded folder that is not a usable bundle
         print(f"workbench hub {args.hub_command}: error: {exc}", file=sys.stderr)
         return 1
 
@@ -323,10 +329,10 @@ def add_store_commands(sub) -> None:
     push.add_argument("--model-id", help="folder name under models/ (default: the bundle folder's name)")
     push.add_argument("--dataset", help="data-set folder whose nr_train.npy / sld_train.npy go along")
     push.add_argument("--public", action="store_true", help="create the repository public (default: private)")
-    pull = hsub.add_parser("pull", help="download models/<model id>/ at a revision and check that it loads")
+    pull = hsub.add_parser("pull", help="download models/<model id>/ at a revision into the workspace and register it")
     pull.add_argument("--repo", required=True, help="repository id, user/name")
     pull.add_argument("--model-id", required=True)
-    pull.add_argument("--out", help="copy the bundle into this folder (default: leave it in the Hugging Face cache)")
+    pull.add_argument("--out", help="copy the bundle into this folder instead of the workspace (then it is not registered)")
     for p in (push, pull):
         p.add_argument("--repo-type", choices=["model", "dataset"], default="model")
         p.add_argument("--revision", help="branch, tag or commit (default: main)")

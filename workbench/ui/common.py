@@ -73,12 +73,6 @@ def download_link(filename: str, data: bytes, mime: str = "application/octet-str
             f'style="margin-right:1em">⬇ {html.escape(label or filename)}</a>')
 
 
-def safe_name(text: str, default: str = "item") -> str:
-    """A file-system-safe single path component from user input (letters, digits, ``._-``)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip(".-")[:64]
-    return name or default
-
-
 def labelled(description: str, widget: W.Widget, width: str = "9em") -> W.HBox:
     return W.HBox([W.Label(description, layout=W.Layout(width=width)), widget])
 

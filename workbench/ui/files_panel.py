@@ -23,8 +23,10 @@ import numpy as np
 
 from ..data.bundle import load_dataset
 from ..data.measured import load_measurement
+from ..fileio import free_path, safe_name
+from ..store.adopt import adopt_bundle
 from ..store.model_bundle import load_model_bundle
-from .common import Status, download_link, panel_guard, safe_name, table_html
+from .common import Status, download_link, panel_guard, table_html
 from .context import AppContext
 from .figures import chart_csv, chart_data
 
@@ -40,19 +42,10 @@ def _bytes(item: dict[str, Any]) -> bytes:
     return content.tobytes() if isinstance(content, memoryview) else bytes(content)
 
 
-def _unique(folder: Path, name: str) -> Path:
-    path = folder / name
-    stem, suffix, k = path.stem, path.suffix, 1
-    while path.exists():
-        path = folder / f"{stem}-{k}{suffix}"
-        k += 1
-    return path
-
-
 def store_measurement(ctx: AppContext, name: str, data: bytes, dq_convention: str | None = None) -> Path:
     """Validate a measured curve with the loader and keep it in ``<workspace>/measured``."""
     folder = ctx.measured_dir
-    target = _unique(folder, safe_name(name, "measurement.txt"))
+    target = free_path(folder, safe_name(name, "measurement.txt"))
     tmp = folder / f".upload-{target.name}"  # same suffix: the loader picks the format from it
     tmp.write_bytes(data)
     try:
@@ -76,7 +69,7 @@ def store_dataset(ctx: AppContext, files: dict[str, bytes], name: str) -> Path:
     nr = [f for f in arrays if f not in sld]
     if len(sld) != 1 or len(nr) != 1:
         raise UploadError(f"a data set is two .npy files, the NR array and the SLD array (with 'sld' in its name); got {sorted(arrays)}")
-    folder = _unique(ctx.workspace.datasets, safe_name(name, "uploaded"))
+    folder = free_path(ctx.workspace.datasets, safe_name(name, "uploaded"))
     folder.mkdir(parents=True)
     try:
         np.save(folder / "nr_train.npy", arrays[nr[0]], allow_pickle=False)
@@ -110,8 +103,7 @@ def store_bundle(ctx: AppContext, name: str, data: bytes, max_bytes: int) -> Pat
             bundle = load_model_bundle(tmp)
         except Exception as exc:
             raise UploadError(f"{name}: not a workbench model bundle: {exc}") from exc
-        folder = _unique(ctx.workspace.models, safe_name(bundle.name or Path(name).stem, "model"))
-        shutil.copytree(tmp, folder)
+        folder, _version = adopt_bundle(ctx.workspace, tmp, name=bundle.name or Path(name).stem)
     return folder
 
 
@@ -122,7 +114,7 @@ def store_pth(ctx: AppContext, name: str, data: bytes) -> tuple[Path, int]:
 
     folder = ctx.workspace.root / "weights"
     folder.mkdir(exist_ok=True)
-    target = _unique(folder, safe_name(name, "weights.pth"))
+    target = free_path(folder, safe_name(name, "weights.pth"))
     tmp = folder / f".upload-{target.name}"
     tmp.write_bytes(data)
     try:

@@ -16,8 +16,9 @@ from ..data.bundle import load_dataset
 from ..data.generate import GeneratorConfig, generate_to_disk
 from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
+from ..fileio import safe_name
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, safe_name
+from .common import Status, panel_guard
 from .context import AppContext
 from .figures import profile_template, reflectivity_template
 from .jobs import Job

@@ -19,8 +19,9 @@ import pandas as pd
 
 from ..batch.search import SearchConfig, SearchSpace, run_search, search_result, settings_from_params
 from ..events import Progress, Record
+from ..fileio import safe_name
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, safe_name
+from .common import Status, panel_guard
 from .jobs import Job
 from .sweep_figures import history_figure, update_history_figure
 

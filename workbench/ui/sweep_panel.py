@@ -22,8 +22,9 @@ import yaml
 from ..batch.runner import check_parameters, notebook_parameters
 from ..batch.sweep import grid, parameter_sets_from_mapping, results_frame, run_sweep
 from ..events import Progress, Record, Warning_
+from ..fileio import safe_name
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, safe_name
+from .common import Status, panel_guard
 from .jobs import Job
 from .sweep_figures import sweep_figure
 

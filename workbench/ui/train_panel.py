@@ -21,10 +21,11 @@ import torch
 
 from ..data.preprocess import PreprocessConfig
 from ..events import Log, Progress, Record, Timing, Warning_
+from ..fileio import safe_name
 from ..store.model_bundle import save_model_bundle
 from ..training.trainer import TrainConfig
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, safe_name
+from .common import Status, panel_guard
 from .context import AppContext
 from .figures import loss_template
 from .jobs import Job

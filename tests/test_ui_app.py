@@ -100,6 +100,11 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     assert csv.startswith("trace,x,y") and len(csv.splitlines()) == 309
     js = json.loads(link_payload(wb.files.links.value, "film-stack-R-Q.json"))
     np.testing.assert_allclose(js["traces"][0]["y"], np.array(wb.stack.rq.data[0].y))
+    assert wb.predict.chi is not None  # Predict's χ chart is made when a χ model is first used
+    assert "prediction chi" not in wb.files.chart.options
+    wb.select("files")  # showing the Files tab lists the charts made since
+    assert "prediction chi" in wb.files.chart.options
+    wb.select("stack")
     # generate, train and pause: the paused run shows in the History and resumes from there
     wb.generate.num_curves.value = 120
     wb.generate.name.value = "d"

@@ -58,7 +58,9 @@ class Workbench(W.Tab):
 
     def _shown(self, change) -> None:
         if change["new"] is not None:
-            self.panel(TABS[change["new"]])
+            panel = self.panel(TABS[change["new"]])
+            if TABS[change["new"]] == "files":  # charts made since (Predict's χ chart) and new models
+                panel.refresh_lists()
 
     def panel(self, name: str) -> W.Widget:
         """The panel of a tab, built on first use."""

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from pathlib import Path
-
 import pytest
 import torch
+from pyreflect_support import pyreflect_cnn_class
 
 from workbench.models import build_model, count_parameters
 from workbench.models.parity_cnn import ParityCNN, load_pyreflect_state_dict
-
-
-def pyreflect_cnn_class():
-    """pyreflect's own CNN class (PyPI pyreflect-nr, installed with --no-deps by the test command)."""
-    spec = importlib.util.find_spec("pyreflect")
-    if spec is None or spec.submodule_search_locations is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("pyreflect-nr is not installed (pip install --no-deps pyreflect-nr)")
-        pytest.skip("pyreflect-nr is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "cnn.py"
-    module_spec = importlib.util.spec_from_file_location("pyreflect_cnn", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)  # only imports torch.nn: no pyreflect runtime needed
-    return module.CNN
 
 
 def test_parity_cnn_has_pyreflects_parameter_count():

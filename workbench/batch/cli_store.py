@@ -294,8 +294,43 @@ def _note_hub(args: argparse.Namespace, ref) -> None:
         print(f"warning: pushed, but the registry was not updated ({exc})", file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------- workbench import-pyreflect
+def cmd_import_pyreflect(args: argparse.Namespace) -> int:
+    """pyreflect's trained CNN + its normalisation statistics → a registered bundle in the workspace."""
+    import numpy as np
+
+    from ..fileio import free_path, safe_name
+    from ..store.adopt import register_bundle
+    from ..store.pyreflect_import import bundle_from_pyreflect
+
+    ws = workspace_of(args)
+    try:
+        q = None
+        if args.q:
+            q = np.load(args.q, allow_pickle=False)
+            q = q[0, 0] if q.ndim == 3 else (q[0] if q.ndim == 2 else q)  # an NR array (N, 2, nQ) or a Q row
+        folder = free_path(ws.models, safe_name(args.name or Path(args.weights).stem, "pyreflect-model"))
+        bundle_from_pyreflect(args.weights, args.stats, folder, q=q, dq_over_q=args.dq_over_q, name=folder.name)
+        version = register_bundle(ws, folder)
+    except (OSError, ValueError) as exc:
+        print(f"workbench import-pyreflect: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"pyreflect model → {folder}, registered as {folder.name} v{version}; predict with: workbench predict --model {folder} --input FILE --out result.json")
+    return 0
+
+
 def add_store_commands(sub) -> None:
-    """``workbench runs ...`` and ``workbench hub ...``."""
+    """``workbench runs ...``, ``workbench hub ...`` and ``workbench import-pyreflect``."""
+    imp = sub.add_parser("import-pyreflect", help="make a model bundle from pyreflect's trained .pth and normalisation .npy")
+    imp.add_argument("weights", help="pyreflect CNN state_dict (.pth), e.g. trained_nr_sld_model.pth")
+    imp.add_argument("stats", help="pyreflect's normalisation statistics (.npy dict with 'nr' and 'sld')")
+    imp.add_argument("--q", help="the training Q grid: a .npy of Q values or pyreflect's NR array (default: log-spaced "
+                     "between the statistics' Q min and max, as pyreflect generates)")
+    imp.add_argument("--dq-over-q", type=float, default=0.0294855, help="resolution dQ/Q (FWHM) of the training data")
+    imp.add_argument("--name", help="model name (default: the weights file's name)")
+    add_workspace_option(imp)
+    imp.set_defaults(func=cmd_import_pyreflect)
+
     runs = sub.add_parser("runs", help="the run history: list, show, rename, delete, resume, compare")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     ls = rsub.add_parser("list", help="recorded runs, newest first")

@@ -2,8 +2,10 @@
 
 Uploads: ``.npy`` data sets (an NR and an SLD array uploaded together: a pyreflect pair) or a
 single NR array (measured curves), measured curves (``.txt``, ``.dat``, ``.ort``), model bundles
-(``.zip``) and pyreflect ``.pth`` weights.  Nothing is unpickled (``allow_pickle=False``,
-``torch.load(weights_only=True)``), archives are checked for unsafe paths and their unpacked size,
+(``.zip``) and pyreflect ``.pth`` weights, which become a model bundle when uploaded together with
+pyreflect's normalisation statistics (its pickled ``.npy`` dict).  Nothing is unpickled as code
+(``allow_pickle=False``, ``torch.load(weights_only=True)``, the statistics through a data-only
+unpickler), archives are checked for unsafe paths and their unpacked size,
 and every file is validated by the loader that will use it before it is kept.  Downloads: a model
 bundle as a zip and each chart's data as CSV or JSON (the charts keep Plotly's own PNG button).
 """
@@ -126,6 +128,34 @@ def store_pth(ctx: AppContext, name: str, data: bytes) -> tuple[Path, int]:
     return target, count_parameters(model)
 
 
+def is_pickled_npy(data: bytes) -> bool:
+    """An ``.npy`` holding a pickled object (pyreflect's statistics), not a numeric array."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0(f) if version == (1, 0) else np.lib.format.read_array_header_2_0(f)
+    except ValueError:
+        return False
+    return header[2] == np.dtype(object)
+
+
+def store_pyreflect_model(ctx: AppContext, weights: Path, stats_name: str, stats: bytes) -> tuple[Path, int]:
+    """pyreflect weights + statistics → a registered bundle in the workspace (name of the weights file)."""
+    from ..store.adopt import register_bundle
+    from ..store.pyreflect_import import bundle_from_pyreflect, read_pyreflect_stats
+
+    try:
+        st = read_pyreflect_stats(stats)
+    except ValueError as exc:
+        raise UploadError(f"{stats_name}: {exc}") from exc
+    folder = free_path(ctx.workspace.models, safe_name(weights.stem, "pyreflect-model"))
+    try:
+        bundle_from_pyreflect(weights, st, folder)
+    except ValueError as exc:
+        raise UploadError(f"{weights.name} + {stats_name}: {exc}") from exc
+    return folder, register_bundle(ctx.workspace, folder)
+
+
 def zip_folder(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -162,7 +192,7 @@ class FilesPanel(W.VBox):
         super().__init__([
             W.HTML(f"<b>Upload</b> ({ACCEPT.replace(',', ' ')}; at most {limit:.0f} MiB each): an NR + SLD .npy pair "
                    "becomes a data set, a single .npy or a text/ORSO file a measured curve, a .zip a model bundle, "
-                   "a .pth pyreflect weights"),
+                   "a .pth pyreflect weights (with pyreflect's normalisation .npy: a model for the Predict tab)"),
             W.HBox([self.upload, self.dq, self.dataset_name]), self.status, self.uploaded,
             W.HTML("<b>Download</b>"), W.HBox([self.model, self.zip, self.refresh]), W.HBox([self.chart, self.export]),
             self.links,
@@ -188,6 +218,9 @@ class FilesPanel(W.VBox):
         limit = self.ctx.limits.max_upload_bytes
         done, errors = [], []
         npys: dict[str, bytes] = {}
+        stats = [(name, data) for name, data in files if Path(name).suffix.lower() == ".npy" and is_pickled_npy(data)]
+        files = [f for f in files if f not in stats]
+        weights: list[Path] = []
         for name, data in files:
             suffix = Path(name).suffix.lower()
             try:
@@ -207,9 +240,12 @@ class FilesPanel(W.VBox):
                     self.ctx.publish("model", path)
                 else:
                     path, n = store_pth(self.ctx, name, data)
+                    weights.append(path)
                     done.append(f"pyreflect weights ({n:,} parameters) → {path}")
             except UploadError as exc:
                 errors.append(str(exc))
+        if stats or weights:
+            self._pair_pyreflect(weights, stats, done, errors)
         if len(npys) == 1:
             name, data = next(iter(npys.items()))
             try:
@@ -235,6 +271,25 @@ class FilesPanel(W.VBox):
 
     # ------------------------------------------------------------------ downloads
     @panel_guard
+    def _pair_pyreflect(self, weights: list[Path], stats: list[tuple[str, bytes]], done: list[str],
+                        errors: list[str]) -> None:
+        """One .pth with one statistics .npy make a model for the Predict tab; anything else says what is missing."""
+        if len(weights) == 1 and len(stats) == 1:
+            try:
+                folder, version = store_pyreflect_model(self.ctx, weights[0], *stats[0])
+            except UploadError as exc:
+                errors.append(str(exc))
+                return
+            done.append(f"pyreflect model → {folder} (registered as {folder.name} v{version}; in the Predict tab)")
+            self.ctx.publish("model", folder)
+        elif stats and not weights:
+            errors.append(f"{stats[0][0]}: pyreflect statistics need their .pth weights in the same upload")
+        elif len(weights) > 1 or len(stats) > 1:
+            errors.append("upload one pyreflect .pth with its one statistics .npy at a time to make a model")
+        else:
+            done.append("to predict with these weights, upload them again together with pyreflect's "
+                        "normalisation statistics (.npy)")
+
     def _zip(self, _=None) -> None:
         if not self.model.value:
             raise ValueError("no model bundle in the workspace yet")

@@ -1,4 +1,4 @@
-"""The panels' charts: a Plotly FigureWidget that ships a small module and hands Plotly's bundle over on request."""
+"""The panels' charts: a Plotly FigureWidget that ships a small module and shares Plotly's bundle per kernel."""
 
 from __future__ import annotations
 
@@ -7,30 +7,27 @@ from pathlib import Path
 import plotly
 import plotly.graph_objects as go
 
-from workbench.ui.chart_widget import REPLY, REQUEST, ChartWidget
+from workbench.ui.chart_widget import ChartWidget, PlotlyBundle, shared_bundle
 from workbench.ui.context import AppContext
 from workbench.ui.stack_panel import StackPanel
 
 PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
 
 
-def _sent(widget: ChartWidget, monkeypatch) -> list:
-    sent: list = []
-    monkeypatch.setattr(widget, "send", lambda content, buffers=None: sent.append(content))
-    return sent
-
-
-def test_a_chart_ships_a_small_module_and_sends_plotlys_bundle_when_asked(monkeypatch):
-    chart = ChartWidget(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])))
+def test_charts_ship_a_small_module_and_share_one_plotly_bundle():
+    first = ChartWidget(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])))
+    second = ChartWidget()
     plain = go.FigureWidget(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])))
-    assert len(chart._esm) < 10_000 and len(plain._esm) > 4_000_000
-    assert chart.data[0].y == (3, 4)  # otherwise a FigureWidget like any other
-    sent = _sent(chart, monkeypatch)
-    chart._handle_custom_msg({"type": "something else"}, [])
-    assert sent == []
-    chart._handle_custom_msg({"type": REQUEST}, [])
-    assert len(sent) == 1 and sent[0]["type"] == REPLY
-    assert sent[0]["source"] == PLOTLY_BUNDLE.read_text(encoding="utf-8") == plain._esm
+    assert len(first._esm) < 10_000 and len(plain._esm) > 4_000_000
+    assert first.data[0].y == (3, 4)  # otherwise a FigureWidget like any other
+    bundle = shared_bundle()
+    assert isinstance(bundle, PlotlyBundle) and bundle.source == PLOTLY_BUNDLE.read_text(encoding="utf-8") == plain._esm
+    # the browser finds the bundle through a model reference in each chart's state
+    assert first.get_state()["_plotly_bundle"] == second.get_state()["_plotly_bundle"] == f"IPY_MODEL_{bundle.model_id}"
+    old = bundle.model_id
+    bundle.close()  # e.g. Widget.close_all(): the next chart gets a live one
+    third = ChartWidget()
+    assert third.get_state()["_plotly_bundle"] == f"IPY_MODEL_{shared_bundle().model_id}" != f"IPY_MODEL_{old}"
 
 
 def test_the_panels_draw_on_chart_widgets(tmp_path):

@@ -2,8 +2,11 @@
 
 JupyterLab on 127.0.0.1 with a token and every Jupyter/IPython folder in a temporary HOME, driven
 through Debian Chromium (playwright) with every non-local request blocked: the Film stack panel's
-chart renders with the 308-point R(Q) curve and the page logs no JavaScript errors.  Screenshot in
-``tests/artifacts/``.  Under CI=true a missing chromium is a failure.
+chart renders with the 308-point R(Q) curve and the page logs no JavaScript errors.  A last cell,
+added to the copy under test, keeps the kernel busy while it feeds a live chart point by point (the
+way a training loop in a cell does): the charts must draw and follow while the kernel is busy, so
+they cannot depend on the kernel answering requests.  Screenshot in ``tests/artifacts/``.  Under
+CI=true a missing chromium is a failure.
 """
 
 from __future__ import annotations
@@ -11,17 +14,29 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.request import urlopen
 
+import nbformat
 import pytest
 from browser_support import ARGS, ARTIFACTS, CHROMIUM, browser_or_skip, free_port, watched_page
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
+LIVE_STEPS = 240
+LIVE_CELL = f"""import time
+from IPython.display import display
+from workbench.ui.chart_widget import ChartWidget
+
+live = ChartWidget()
+live.add_scatter(x=[], y=[])
+live.add_class("wb-live-chart")
+display(live)
+for i in range({LIVE_STEPS}):  # busy for about a minute, like a training loop
+    live.data[0].x, live.data[0].y = list(range(i + 1)), [k * k for k in range(i + 1)]
+    time.sleep(0.25)"""
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +46,9 @@ def jupyterlab(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
     home, root = tmp_path / "home", tmp_path / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # checkpoints and autosaves stay out of the repository
+    notebook = nbformat.read(NOTEBOOK, as_version=4)  # a copy: checkpoints and autosaves stay out of the repository
+    notebook.cells.append(nbformat.v4.new_code_cell(LIVE_CELL))
+    nbformat.write(notebook, root / NOTEBOOK.name)
     config = home / "cfg"
     notify = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notify.parent.mkdir(parents=True)
@@ -79,6 +96,13 @@ def test_dashboard_notebook_runs_in_jupyterlab(jupyterlab):
             page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
                                    " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
                                    timeout=300_000)
+            # the live chart draws and follows while its cell still runs
+            live = "document.querySelector('.wb-live-chart.js-plotly-plot, .wb-live-chart .js-plotly-plot')"
+            page.wait_for_function(f"() => {{ const el = {live};"
+                                   " return el && el.data && el.data[0] && el.data[0].x && el.data[0].x.length >= 3; }",
+                                   timeout=120_000)
+            shown = page.evaluate(f"() => {live}.data[0].x.length")
+            assert shown < LIVE_STEPS, "the live chart only drew once its cell had finished"
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-failed.png"))
             print("\n".join(problems[:20]))

@@ -2,21 +2,21 @@
 
 Plotly's own FigureWidget sends its ~5 MB JavaScript bundle with every chart, and anywidget gives
 each chart 2 s to parse it; on a loaded machine the chart then ignores every later update. A
-``ChartWidget`` sends a small module instead (``static/chart_widget.js``) that binds at once and asks
-the kernel for Plotly's bundle once per page. Everything else is Plotly's FigureWidget unchanged.
+``ChartWidget`` sends a small module instead (``static/chart_widget.js``) that binds at once. The
+bundle travels once per kernel as the state of one plain widget (:class:`PlotlyBundle`) that every
+chart refers to, so the browser needs no round trip to a possibly busy kernel to draw. Everything
+else is Plotly's FigureWidget unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
 
+import ipywidgets as W
 import plotly.graph_objects as go
+import traitlets
 from plotly.basewidget import BaseFigureWidget
-
-REQUEST = "workbench:plotly-bundle?"
-REPLY = "workbench:plotly-bundle"
 
 
 @functools.cache
@@ -25,15 +25,29 @@ def plotly_bundle() -> str:
     return str(BaseFigureWidget.__dict__["_esm"])
 
 
+class PlotlyBundle(W.Widget):
+    """Plotly's widget module as the state of one plain widget model (no view), shared by all charts."""
+
+    source = traitlets.Unicode().tag(sync=True)
+
+
+_shared: PlotlyBundle | None = None
+
+
+def shared_bundle() -> PlotlyBundle:
+    """This kernel's PlotlyBundle (a new one if it was closed, e.g. by ``Widget.close_all()``)."""
+    global _shared
+    if _shared is None or _shared.comm is None:
+        _shared = PlotlyBundle(source=plotly_bundle())
+    return _shared
+
+
 class ChartWidget(go.FigureWidget):
-    """A Plotly FigureWidget whose browser code is fetched from the kernel once per page."""
+    """A Plotly FigureWidget whose browser code comes once per page from a shared :class:`PlotlyBundle`."""
 
     _esm = Path(__file__).with_name("static") / "chart_widget.js"
+    _plotly_bundle = traitlets.Instance(PlotlyBundle).tag(sync=True, **W.widget_serialization)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_msg(self._answer_bundle_request)
-
-    def _answer_bundle_request(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == REQUEST:
-            self.send({"type": REPLY, "source": plotly_bundle()})
+    @traitlets.default("_plotly_bundle")
+    def _default_bundle(self) -> PlotlyBundle:
+        return shared_bundle()

@@ -3,37 +3,29 @@
 // Plotly ships its widget as one ~5 MB ES module sent with every chart. anywidget gives a model
 // 2 s to load its module and bind, after which the model stays broken: every later update from
 // Python is dropped. Parsing the bundle takes ~1.7 s on an idle 2-core machine, so charts broke
-// under load. Here the small module binds at once; Plotly's bundle is asked from the kernel once
-// per page, shared by all charts, and the updates that arrive meanwhile are replayed in order.
+// under load. Here the small module binds at once. Plotly's bundle is the state of one plain
+// widget model per kernel (`_plotly_bundle`, sent once, no kernel round trip), imported once per
+// page and shared by all charts; updates that arrive before it is ready are replayed in order.
 
 const KEY = "__workbenchPlotlyWidget";
-const REQUEST = "workbench:plotly-bundle?";
-const REPLY = "workbench:plotly-bundle";
 const PY2JS = ["_py2js_addTraces", "_py2js_deleteTraces", "_py2js_moveTraces", "_py2js_restyle", "_py2js_relayout",
   "_py2js_update", "_py2js_animate", "_py2js_removeLayoutProps", "_py2js_removeTraceProps"];
 
-function requestBundle(model) {
-  return new Promise((resolve, reject) => {
-    const onMessage = async (message) => {
-      if (message?.type !== REPLY) return;
-      model.off("msg:custom", onMessage);
-      const url = URL.createObjectURL(new Blob([message.source], { type: "text/javascript" }));
-      try {
-        resolve(await import(/* webpackIgnore: true */ url));
-      } catch (error) {
-        reject(error);
-      } finally {
-        URL.revokeObjectURL(url);
-      }
-    };
-    model.on("msg:custom", onMessage);
-    model.send({ type: REQUEST });
-  });
+async function importBundle(model) {
+  const reference = String(model.get("_plotly_bundle") ?? "");
+  if (!reference.startsWith("IPY_MODEL_")) throw new Error(`no Plotly bundle reference (${reference || "empty"})`);
+  const holder = await model.widget_manager.get_model(reference.slice("IPY_MODEL_".length));
+  const url = URL.createObjectURL(new Blob([holder.get("source")], { type: "text/javascript" }));
+  try {
+    return await import(/* webpackIgnore: true */ url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
 }
 
-/** Plotly's widget module, fetched from the kernel by the first chart of the page. */
+/** Plotly's widget module, imported by the first chart of the page and shared with the others. */
 function plotlyModule(model) {
-  globalThis[KEY] ??= requestBundle(model).catch((error) => {
+  globalThis[KEY] ??= importBundle(model).catch((error) => {
     globalThis[KEY] = undefined; // let the next chart try again
     throw error;
   });

@@ -62,3 +62,19 @@ def free_path(parent: str | os.PathLike, name: str) -> Path:
         path = path.with_name(f"{stem}-{k}{suffix}")
         k += 1
     return path
+
+
+def copy_folder_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy the regular files of ``src`` (following symlinks) into ``dest``, replacing it atomically."""
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        for f in sorted(src.iterdir()):
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+        replace_folder(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

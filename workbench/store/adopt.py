@@ -8,11 +8,9 @@ History tab and ``workbench runs`` see it.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..fileio import free_path, replace_folder, safe_name
+from ..fileio import copy_folder_atomic, free_path, safe_name
 from .model_bundle import load_model_bundle
 from .workspace import Workspace
 
@@ -49,13 +47,5 @@ def adopt_bundle(workspace: Workspace, source: str | os.PathLike, *, name: str |
     source = Path(source)
     bundle = load_model_bundle(source)
     folder = free_path(workspace.models, safe_name(name or bundle.name or source.name, "model"))
-    tmp = Path(tempfile.mkdtemp(dir=workspace.models, prefix=f".{folder.name}."))
-    try:
-        for f in sorted(source.iterdir()):
-            if f.is_file():
-                shutil.copyfile(f, tmp / f.name)
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    copy_folder_atomic(source, folder)
     return folder, register_bundle(workspace, folder, hub=hub)

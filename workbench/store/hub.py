@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..events import Event, Log, Reporter, Warning_, log
-from ..fileio import replace_folder
+from ..fileio import copy_folder_atomic
 from .registry import Registry, redact
 
 STAGE = "hub"
@@ -170,22 +169,6 @@ def _commit_files(files: dict[str, Path], repo_id: str, *, repo_type: str, priva
     return str(info.oid)
 
 
-def _copy_tree_atomic(src: Path, dest: Path) -> Path:
-    """Copy the regular files of ``src`` (following the cache's symlinks) into ``dest``, atomically."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
-        for f in sorted(src.iterdir()):
-            if f.is_file():
-                shutil.copyfile(f, tmp / f.name)
-        replace_folder(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
-
 def _snapshot(repo_id: str, pattern: str, *, repo_type: str, revision: str | None, endpoint: str | None,
               cache_dir: str | os.PathLike | None, local_only: bool | None, what: str) -> Path:
     from huggingface_hub import snapshot_download
@@ -276,7 +259,7 @@ def pull_model_bundle(
             raise HubError(f"model {model_id} from {where}: HF_HUB_OFFLINE=1 and it is not in the local cache"
                            + (f" (cached: {', '.join(found)})" if found else "") + "; download it once online")
         raise HubError(f"{where} has no model bundle {MODELS}/{model_id}/" + (f" (it has {', '.join(found)})" if found else ""))
-    return _copy_tree_atomic(folder, Path(dest)) if dest is not None else folder
+    return copy_folder_atomic(folder, Path(dest)) if dest is not None else folder
 
 
 def load_hub_model(repo_id: str, model_id: str, **kwargs: Any):
@@ -349,7 +332,7 @@ def download_dataset(repo_id: str, key: str, dest: str | os.PathLike, *, repo_ty
     folder = root / DATASETS / key
     if not (folder / "dataset.json").is_file():
         raise HubError(f"{repo_type} repo {repo_id} has no training data {DATASETS}/{key}/")
-    out = _copy_tree_atomic(folder, Path(dest))
+    out = copy_folder_atomic(folder, Path(dest))
     load_dataset(out, verify_hash=True)
     return out
 

@@ -48,21 +48,24 @@ export default () => {
         // the queued value for that call without touching the synced state.
         const handlers = new Map();
         let replaying = null;
+        let initializing = true;
         const proxy = {
           ...model,
           get: (name) => (replaying && replaying[0] === name ? replaying[1] : model.get(name)),
           on(event, handler) {
             model.on(event, handler);
-            handlers.set(event, [...(handlers.get(event) ?? []), handler]);
+            if (initializing) handlers.set(event, [...(handlers.get(event) ?? []), handler]);
           },
         };
         const widget = module.default();
         widget.initialize({ model: proxy });
+        initializing = false;
         for (const entry of queue) {
           replaying = entry;
           for (const handler of handlers.get(`change:${entry[0]}`) ?? []) handler();
         }
         replaying = null;
+        handlers.clear();
         return widget;
       });
       ready.catch((error) => console.error("[workbench] the Plotly chart could not load:", error));

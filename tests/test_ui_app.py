@@ -134,6 +134,10 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     assert wb.train.job.join(300)
     assert "completed" in wb.train.status.text, wb.train.status.text
     assert wb.ctx.registry().get_run(paused).status == "completed"
+    [model] = wb.ctx.registry().list_models("sld")  # registered as the command line registers it
+    assert model["active"] and model["run_id"] == paused and set(model["metrics"]) == {"train", "val", "test"}
+    h.refresh.click()  # the details of the selected run follow
+    assert h.runs.value == paused and "test.sld_r2" in h.details.value and "best_val_loss" in h.details.value
     gen = next(v for label, v in h.runs.options if "generate" in label)
     h.runs.value = gen
     h.delete.click()

@@ -491,8 +491,8 @@ class Registry:
             vals = [e["val_loss"] for e in epochs if isinstance(e.get("val_loss"), (int, float)) and math.isfinite(e["val_loss"])]
             out.append({
                 "id": run.id, "name": run.name, "kind": run.kind, "status": run.status, "dataset_hash": run.dataset_hash,
-                "model": run.model, "last_epoch": run.last_epoch, "params": _flatten(run.params),
-                "metrics": _flatten(run.metrics), "final": epochs[-1] if epochs else {},
+                "model": run.model, "last_epoch": run.last_epoch, "params": flatten(run.params),
+                "metrics": flatten(run.metrics), "final": epochs[-1] if epochs else {},
                 "best_val_loss": min(vals) if vals else None,
             })
         keys = sorted({k for row in out for k in row["params"]})
@@ -692,12 +692,13 @@ class Registry:
                 "active": bool(r["active"]), "created": r["created"], "hub": r["hub"]}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys ({"test": {"r2": 1}} → {"test.r2": 1}), for tables."""
     out: dict[str, Any] = {}
     for key, value in (d or {}).items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import ipywidgets as W
 
+from ..store.registry import flatten
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
@@ -69,6 +70,8 @@ class HistoryPanel(W.VBox):
                               f"{r.status:9s} · {r.name}"), r.id) for r in rows]
         if current in [r.id for r in rows]:
             self.runs.value = current
+        if self.runs.value:
+            self._open()  # the details of the selected run may have changed (status, metrics, model)
 
     def _selected(self) -> str:
         if not self.runs.value:
@@ -85,7 +88,7 @@ class HistoryPanel(W.VBox):
                 {"field": "model", "value": row.model or ""}, {"field": "run folder", "value": row.run_dir or ""},
                 {"field": "data set", "value": (row.dataset_hash or "")[:16]},
                 {"field": "error", "value": row.error or ""}]
-        metrics = {k: v for k, v in row.metrics.items() if not isinstance(v, dict)}
+        metrics = flatten(row.metrics)
         text = table_html(info)
         text += "<b>Metrics</b>" + table_html([{"metric": k, "value": v} for k, v in metrics.items()])
         text += f"<details><summary>parameters</summary><pre>{html.escape(json.dumps(row.params, indent=1, default=str)[:4000])}</pre></details>"

@@ -22,6 +22,7 @@ import torch
 from ..data.preprocess import PreprocessConfig
 from ..events import Log, Progress, Record, Timing, Warning_
 from ..fileio import safe_name
+from ..store.jobs import record_training_result
 from ..store.model_bundle import save_model_bundle
 from ..training.trainer import TrainConfig
 from .chart_widget import ChartWidget
@@ -292,16 +293,11 @@ class TrainPanel(W.VBox):
                 checkpoint = resume["checkpoint"] if resume else run_dir / "checkpoint.safetensors"
                 self.last_run_id = run.id if run is not None else None
                 out = _train(params, data, checkpoint, reporter, name, resume is not None)
-                if run is not None:
-                    run.status = "completed" if out["status"] in ("completed", "early-stopped") else out["status"]
-                    run.metrics.update(_flat_metrics(out["metrics"]))
-                    if out["status"] == "paused":
-                        registry.add_checkpoint(run.id, checkpoint, out["epochs"])
-                    if out["bundle"] is not None:
-                        run.model = str(out["bundle"])
-                        registry.register_model(name, None, target=params["target"], path=out["bundle"],
-                                                metrics=_flat_metrics(out["metrics"]), dataset_hash=out.get("hash"),
-                                                run_id=run.id)
+                if run is not None:  # as the command line records it: run metrics, pause checkpoint, model
+                    record_training_result(run, status=out["status"], epochs_done=out["epochs"], history=out["history"],
+                                           target=params["target"], metrics=out["metrics"], bundle=out["bundle"],
+                                           checkpoint=checkpoint if out["status"] == "paused" else None,
+                                           dataset_hash=out.get("hash"), best_val_loss=out.get("best_val_loss"))
                 out["run_id"] = run.id if run is not None else None
                 out["checkpoint"] = checkpoint
                 return out
@@ -443,8 +439,9 @@ def _train(params: dict[str, Any], data: Any, checkpoint: Path, reporter, name: 
             parts = result.parts()
             bundle = save_model_bundle(bundle_dir, result.model, task="chi", normalization=parts, metrics=parts["metrics"],
                                        history=result.history, train=params["train"], name=name, overwrite=True)
-        return {"status": status, "epochs": result.train.epochs_done if result.train else 0,
-                "metrics": result.metrics if bundle else {}, "bundle": bundle}
+        fit = result.train
+        return {"status": status, "epochs": fit.epochs_done if fit else 0, "metrics": result.metrics if bundle else {},
+                "bundle": bundle, "history": fit.history if fit else [], "best_val_loss": fit.best_val_loss if fit else None}
     from ..training.nr_workflow import resume_nr_training, train_nr_model
 
     if resume:
@@ -456,11 +453,8 @@ def _train(params: dict[str, Any], data: Any, checkpoint: Path, reporter, name: 
         out = train_nr_model(data, target=params["target"], model=params["model"], train=train, preprocess=pre,
                              bundle_dir=bundle_dir, checkpoint_path=checkpoint, reporter=reporter, name=name)
     return {"status": out.result.status, "epochs": out.result.epochs_done, "metrics": out.metrics, "bundle": out.bundle,
-            "hash": out.trainer.context.get("dataset", {}).get("content_hash")}
-
-
-def _flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, dict))}
+            "hash": out.trainer.context.get("dataset", {}).get("content_hash"), "history": out.result.history,
+            "best_val_loss": out.result.best_val_loss}
 
 
 def _metrics_html(metrics: dict[str, Any]) -> str:

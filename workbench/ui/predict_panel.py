@@ -17,7 +17,6 @@ from typing import Any
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 from ..analysis.metrics import nr_metrics, sld_metrics
 from ..analysis.predict import predict, predict_measurement
@@ -124,7 +123,7 @@ class PredictPanel(W.VBox):
         self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
         self.rq.add_scatter(x=[], y=[], mode="lines", name="computed from the prediction")
         self.sld = ChartWidget(profile_template(("ground truth", "prediction"), "SLD profile"))
-        self._chi: go.FigureWidget | None = None  # created for the first χ prediction (each figure is a ~5 MB front-end module)
+        self._chi: ChartWidget | None = None  # made for the first χ prediction (only χ models need it)
         self.result: Prediction | None = None
         self.refresh.on_click(lambda _: self.refresh_lists())
         self.run.on_click(self._predict)
@@ -144,7 +143,7 @@ class PredictPanel(W.VBox):
         self.refresh_lists()
 
     @property
-    def chi(self) -> go.FigureWidget:
+    def chi(self) -> ChartWidget:
         """The χ predicted-vs-actual chart, built when first needed."""
         if self._chi is None:
             self._chi = ChartWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import nbformat
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -31,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from _report import finish
-from browser_support import ARGS, CHROMIUM, free_port, watched_page
+from browser_support import ARGS, CHROMIUM, free_port, stop_server, wait_for_http, watched_page
 
 KINDS = {"plotly": "go.FigureWidget", "workbench": "ChartWidget"}
 CELL = """import numpy as np
@@ -114,12 +113,7 @@ def run(counts: list[int], rates: list[float]) -> dict:
                                     env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
                 base = f"http://127.0.0.1:{port}"
-                for _ in range(240):
-                    try:
-                        urlopen(base, timeout=30).close()
-                        break
-                    except OSError:
-                        time.sleep(0.5)
+                wait_for_http(base, proc, within=120)
                 with sync_playwright() as p:
                     browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                     for rate in rates:
@@ -129,8 +123,7 @@ def run(counts: list[int], rates: list[float]) -> dict:
                             print(f"  {kind:9s} {n} charts, CPU ÷{rate:g}: {r}", flush=True)
                     browser.close()
             finally:
-                proc.terminate()
-                proc.wait(60)
+                stop_server(proc)
     return {"rows": rows}
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 
@@ -29,6 +32,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, *, within: float, request_timeout: float = 30) -> bool:
+    """Poll ``url`` until it answers; False when ``proc`` exits or ``within`` seconds pass first."""
+    deadline = time.time() + within
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urlopen(url, timeout=request_timeout).close()
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def stop_server(proc: subprocess.Popen, grace: float = 60) -> None:
+    """SIGTERM (servers shut their kernels down on it), then SIGKILL after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
 
 
 def watched_page(owner, problems: list[str], who: str = ""):

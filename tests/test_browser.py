@@ -17,10 +17,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
-from browser_support import ARGS, ARTIFACTS, CHROMIUM, browser_or_skip, free_port, watched_page
+from browser_support import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    browser_or_skip,
+    free_port,
+    stop_server,
+    wait_for_http,
+    watched_page,
+)
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
@@ -39,20 +47,9 @@ def voila(tmp_path_factory):
     proc = subprocess.Popen([WORKBENCH, "start", "--no-browser", "--port", str(port), "--workspace", str(tmp_path / "ws")],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urlopen(url, timeout=600).close()  # Voilà answers once it has run the notebook
-            break
-        except OSError:
-            time.sleep(0.5)
+    wait_for_http(url, proc, within=120, request_timeout=600)  # Voilà answers once it has run the notebook
     yield url
-    proc.terminate()  # `workbench start` execs Voilà: this stops the server and its kernels
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(30)
+    stop_server(proc)  # `workbench start` execs Voilà: this stops the server and its kernels
     log.close()
 
 
@@ -61,6 +58,19 @@ def _chart_y(page, panel: str, trace: int = 0) -> list:
         const el = document.querySelector('{panel} .js-plotly-plot');
         return el && el.data && el.data[{trace}] ? Array.from(el.data[{trace}].y || []) : null;
     }}""")
+
+
+def _wait_stack_drawn(page) -> list:
+    """Wait until the Film stack's R(Q) chart shows its 308 points; returns them."""
+    page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                           " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
+                           timeout=300_000)
+    return _chart_y(page, ".wb-stack-panel")
+
+
+def _wait_stack_changed(page, before: list, timeout: float) -> None:
+    page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                           f" return el.data[0].y[150] !== {before[150]}; }}", timeout=timeout)
 
 
 def test_dashboard_in_chromium(voila, tmp_path):
@@ -72,18 +82,14 @@ def test_dashboard_in_chromium(voila, tmp_path):
         page = watched_page(browser, problems)
         page.goto(voila, timeout=600_000)
         page.wait_for_selector(".wb-stack-panel", timeout=300_000)
-        page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                               " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
-                               timeout=300_000)
+        before = _wait_stack_drawn(page)
         page.screenshot(path=str(ARTIFACTS / "1-stack.png"))
-        before = _chart_y(page, ".wb-stack-panel")
         # move a slider (keyboard on the handle) and time the redraw in the browser
         handle = page.locator(".wb-row-3-thickness .wb-slider .noUi-handle").first
         handle.focus()
         t0 = time.perf_counter()
         page.keyboard.press("PageUp")
-        page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                               f" return el.data[0].y[150] !== {before[150]}; }}", timeout=60_000)
+        _wait_stack_changed(page, before, 60_000)
         latency = (time.perf_counter() - t0) * 1e3
         after_slider = _chart_y(page, ".wb-stack-panel")
         assert after_slider != before
@@ -92,8 +98,7 @@ def test_dashboard_in_chromium(voila, tmp_path):
         box = page.locator(".wb-row-2-thickness .wb-number input").first
         box.fill("600")
         box.press("Enter")
-        page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                               f" return el.data[0].y[150] !== {after_slider[150]}; }}", timeout=60_000)
+        _wait_stack_changed(page, after_slider, 60_000)
         page.screenshot(path=str(ARTIFACTS / "2-typed.png"))
         # generate a small set
         page.get_by_role("tab", name="Generate").click()
@@ -158,14 +163,10 @@ def test_charts_load_and_update_in_a_slow_browser(voila):
         page = watched_page(browser, problems)
         page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 4})
         page.goto(voila, timeout=600_000)
-        page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                               " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
-                               timeout=300_000)
-        before = _chart_y(page, ".wb-stack-panel")
+        before = _wait_stack_drawn(page)
         page.locator(".wb-row-3-thickness .wb-slider .noUi-handle").first.focus()
         page.keyboard.press("PageUp")
-        page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                               f" return el.data[0].y[150] !== {before[150]}; }}", timeout=120_000)
+        _wait_stack_changed(page, before, 120_000)
         profile = page.evaluate("() => document.querySelectorAll('.wb-stack-panel .js-plotly-plot')[1].data[0].y.length")
         assert profile > 10  # the second chart of the page got its data too
         browser.close()

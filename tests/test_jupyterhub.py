@@ -21,10 +21,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
-from browser_support import ARGS, ARTIFACTS, CHROMIUM, free_port, watched_page
+from browser_support import ARGS, ARTIFACTS, CHROMIUM, free_port, stop_server, wait_for_http, watched_page
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -108,22 +107,11 @@ def hub(tmp_path):
     proc = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(root / "jupyterhub_config.py")], cwd=root, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urlopen(f"{url}/hub/health", timeout=10).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                log.close()
-                pytest.fail("JupyterHub did not start:\n" + (tmp_path / "hub.log").read_text()[-4000:])
-            time.sleep(0.5)
+    if not wait_for_http(f"{url}/hub/health", proc, within=120, request_timeout=10):
+        log.close()
+        pytest.fail("JupyterHub did not start:\n" + (tmp_path / "hub.log").read_text()[-4000:])
     yield url, root
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_server(proc, grace=30)
     subprocess.run(["pkill", "-f", str(root)], check=False)  # single-user servers and the proxy
     log.close()
 

@@ -16,13 +16,20 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import nbformat
 import pytest
-from browser_support import ARGS, ARTIFACTS, CHROMIUM, browser_or_skip, free_port, watched_page
+from browser_support import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    browser_or_skip,
+    free_port,
+    stop_server,
+    wait_for_http,
+    watched_page,
+)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
 LIVE_STEPS = 240
@@ -61,20 +68,9 @@ def jupyterlab(tmp_path):
                              f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urlopen(f"{base}/api/status?token={token}", timeout=30).close()
-            break
-        except OSError:
-            time.sleep(0.5)
+    wait_for_http(f"{base}/api/status?token={token}", proc, within=180)
     yield f"{base}/lab/tree/{NOTEBOOK.name}?token={token}"
-    proc.terminate()  # the server shuts its kernels down on SIGTERM
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(30)
+    stop_server(proc)  # the server shuts its kernels down on SIGTERM
     log.close()
 
 

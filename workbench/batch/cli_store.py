@@ -299,19 +299,15 @@ def cmd_import_pyreflect(args: argparse.Namespace) -> int:
     """pyreflect's trained CNN + its normalisation statistics → a registered bundle in the workspace."""
     import numpy as np
 
-    from ..fileio import free_path, safe_name
-    from ..store.adopt import register_bundle
-    from ..store.pyreflect_import import bundle_from_pyreflect
+    from ..store.adopt import import_pyreflect
 
-    ws = workspace_of(args)
     try:
         q = None
         if args.q:
             q = np.load(args.q, allow_pickle=False)
             q = q[0, 0] if q.ndim == 3 else (q[0] if q.ndim == 2 else q)  # an NR array (N, 2, nQ) or a Q row
-        folder = free_path(ws.models, safe_name(args.name or Path(args.weights).stem, "pyreflect-model"))
-        bundle_from_pyreflect(args.weights, args.stats, folder, q=q, dq_over_q=args.dq_over_q, name=folder.name)
-        version = register_bundle(ws, folder)
+        folder, version = import_pyreflect(workspace_of(args), args.weights, args.stats, q=q, dq_over_q=args.dq_over_q,
+                                           name=args.name)
     except (OSError, ValueError) as exc:
         print(f"workbench import-pyreflect: error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Bring a model bundle made elsewhere (pulled from the Hub, uploaded in the browser) into a workspace.
+"""Bring a model made elsewhere (pulled from the Hub, uploaded in the browser, trained in pyreflect) into a workspace.
 
 The bundle is checked by loading it, copied atomically under ``<workspace>/models/`` (a free folder
 name, never over an existing model) and registered like a trained model, so the Predict tab, the
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..fileio import copy_folder_atomic, free_path, safe_name
-from .model_bundle import load_model_bundle
+from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
+from .model_bundle import ModelBundle, load_model_bundle, read_bundle_info
+from .pyreflect_import import bundle_from_pyreflect
 from .workspace import Workspace
 
 TARGET_OF_TASK = {"nr_sld": "sld", "nr_params": "params", "chi": "chi"}
@@ -23,13 +26,13 @@ def register_bundle(workspace: Workspace, folder: str | os.PathLike, *, hub: str
     It becomes the active model of its target when that target has none yet.
     """
     folder = Path(folder).resolve()
-    bundle = load_model_bundle(folder)
-    target = TARGET_OF_TASK.get(bundle.task)
+    config, metrics = read_bundle_info(folder)
+    target = TARGET_OF_TASK.get(config.get("task"))
     if target is None:
-        raise ValueError(f"{folder}: unknown task {bundle.task!r} (expected one of {', '.join(TARGET_OF_TASK)})")
-    dataset = (bundle.config.get("data") or {}).get("dataset") or {}
+        raise ValueError(f"{folder}: unknown task {config.get('task')!r} (expected one of {', '.join(TARGET_OF_TASK)})")
+    dataset = (config.get("data") or {}).get("dataset") or {}
     registry = workspace.registry
-    version = registry.register_model(folder.name, None, target=target, path=folder, metrics={"test": bundle.metrics},
+    version = registry.register_model(folder.name, None, target=target, path=folder, metrics={"test": metrics},
                                       dataset_hash=dataset.get("content_hash"),
                                       active=registry.active_model(target) is None)
     if hub:
@@ -38,14 +41,26 @@ def register_bundle(workspace: Workspace, folder: str | os.PathLike, *, hub: str
 
 
 def adopt_bundle(workspace: Workspace, source: str | os.PathLike, *, name: str | None = None,
-                 hub: str | None = None) -> tuple[Path, int]:
+                 hub: str | None = None, bundle: ModelBundle | None = None) -> tuple[Path, int]:
     """Copy the bundle folder ``source`` into the workspace's models and register it.
 
-    Returns the new folder and its registry version. ``source`` is loaded first: a folder that is not
-    a valid bundle raises before anything is written.
+    Returns the new folder and its registry version. ``source`` is loaded first (unless the caller
+    passes it already loaded as ``bundle``): a folder that is not a valid bundle raises before
+    anything is written.
     """
     source = Path(source)
-    bundle = load_model_bundle(source)
+    bundle = bundle or load_model_bundle(source)
     folder = free_path(workspace.models, safe_name(name or bundle.name or source.name, "model"))
     copy_folder_atomic(source, folder)
     return folder, register_bundle(workspace, folder, hub=hub)
+
+
+def import_pyreflect(workspace: Workspace, weights: str | os.PathLike, stats: str | os.PathLike | dict, *,
+                     q: Any = None, dq_over_q: float = DEFAULT_DQ_OVER_Q_FWHM, name: str | None = None) -> tuple[Path, int]:
+    """pyreflect's trained CNN + its normalisation statistics → a registered bundle in the workspace.
+
+    Named after ``name`` or the weights file; returns the folder and its registry version.
+    """
+    folder = free_path(workspace.models, safe_name(name or Path(weights).stem, "pyreflect-model"))
+    bundle_from_pyreflect(weights, stats, folder, q=q, dq_over_q=dq_over_q, name=folder.name)
+    return folder, register_bundle(workspace, folder)

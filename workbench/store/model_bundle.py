@@ -140,16 +140,23 @@ def _read_json(path: Path) -> Any:
         raise BundleError(f"{path}: invalid JSON ({exc})") from exc
 
 
-def load_model_bundle(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> ModelBundle:
-    """Rebuild the model from config.json and load its safetensors weights (eval mode)."""
+def read_bundle_info(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """config.json and metrics.json of a bundle, checked, without building the model or reading weights."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"{folder}: not a model bundle folder")
     config = _read_json(folder / "config.json")
     if config.get("format") != FORMAT:
         raise BundleError(f"{folder / 'config.json'}: unknown format {config.get('format')!r} (expected {FORMAT})")
-    normalization = _read_json(folder / "normalization.json")
     metrics = _read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
+    return config, metrics
+
+
+def load_model_bundle(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> ModelBundle:
+    """Rebuild the model from config.json and load its safetensors weights (eval mode)."""
+    folder = Path(folder)
+    config, metrics = read_bundle_info(folder)
+    normalization = _read_json(folder / "normalization.json")
     history = _read_json(folder / "history.json") if (folder / "history.json").exists() else []
     weights = folder / "model.safetensors"
     if not weights.is_file():

@@ -105,7 +105,7 @@ def store_bundle(ctx: AppContext, name: str, data: bytes, max_bytes: int) -> Pat
             bundle = load_model_bundle(tmp)
         except Exception as exc:
             raise UploadError(f"{name}: not a workbench model bundle: {exc}") from exc
-        folder, _version = adopt_bundle(ctx.workspace, tmp, name=bundle.name or Path(name).stem)
+        folder, _version = adopt_bundle(ctx.workspace, tmp, name=bundle.name or Path(name).stem, bundle=bundle)
     return folder
 
 
@@ -141,19 +141,17 @@ def is_pickled_npy(data: bytes) -> bool:
 
 def store_pyreflect_model(ctx: AppContext, weights: Path, stats_name: str, stats: bytes) -> tuple[Path, int]:
     """pyreflect weights + statistics → a registered bundle in the workspace (name of the weights file)."""
-    from ..store.adopt import register_bundle
-    from ..store.pyreflect_import import bundle_from_pyreflect, read_pyreflect_stats
+    from ..store.adopt import import_pyreflect
+    from ..store.pyreflect_import import read_pyreflect_stats
 
     try:
         st = read_pyreflect_stats(stats)
     except ValueError as exc:
         raise UploadError(f"{stats_name}: {exc}") from exc
-    folder = free_path(ctx.workspace.models, safe_name(weights.stem, "pyreflect-model"))
     try:
-        bundle_from_pyreflect(weights, st, folder)
+        return import_pyreflect(ctx.workspace, weights, st)
     except ValueError as exc:
         raise UploadError(f"{weights.name} + {stats_name}: {exc}") from exc
-    return folder, register_bundle(ctx.workspace, folder)
 
 
 def zip_folder(folder: Path) -> bytes:

@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -26,6 +28,19 @@ def browser_or_skip():
             pytest.fail(f"{CHROMIUM} is missing (required under CI=true)")
         pytest.skip(f"{CHROMIUM} is missing")
     return pytest.importorskip("playwright.sync_api")
+
+
+@contextmanager
+def chromium() -> Iterator:
+    """Debian's chromium launched through playwright (see :func:`browser_or_skip`), closed afterwards."""
+    sync_api = browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def free_port() -> int:

@@ -19,16 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import (
-    ARGS,
-    ARTIFACTS,
-    CHROMIUM,
-    browser_or_skip,
-    free_port,
-    stop_server,
-    wait_for_http,
-    watched_page,
-)
+from browser_support import ARTIFACTS, chromium, free_port, stop_server, wait_for_http, watched_page
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
@@ -74,11 +65,8 @@ def _wait_stack_changed(page, before: list, timeout: float) -> None:
 
 
 def test_dashboard_in_chromium(voila, tmp_path):
-    sync_api = browser_or_skip()
-    ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = watched_page(browser, problems)
         page.goto(voila, timeout=600_000)
         page.wait_for_selector(".wb-stack-panel", timeout=300_000)
@@ -150,16 +138,13 @@ def test_dashboard_in_chromium(voila, tmp_path):
         page.wait_for_function("() => document.querySelector('.wb-refine-panel').textContent.includes('χ²/N =')",
                                timeout=300_000)
         page.screenshot(path=str(ARTIFACTS / "6-refined.png"))
-        browser.close()
     assert not problems, "\n".join(problems[:20])
 
 
 def test_charts_load_and_update_in_a_slow_browser(voila):
     """Plotly's 5 MB bundle parses in ~1.7 s here; at 4× slower the old per-chart bundle timed out."""
-    sync_api = browser_or_skip()
     problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = watched_page(browser, problems)
         page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 4})
         page.goto(voila, timeout=600_000)
@@ -169,5 +154,4 @@ def test_charts_load_and_update_in_a_slow_browser(voila):
         _wait_stack_changed(page, before, 120_000)
         profile = page.evaluate("() => document.querySelectorAll('.wb-stack-panel .js-plotly-plot')[1].data[0].y.length")
         assert profile > 10  # the second chart of the page got its data too
-        browser.close()
     assert not problems, "\n".join(problems[:20])

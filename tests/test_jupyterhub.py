@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import ARGS, ARTIFACTS, CHROMIUM, free_port, stop_server, wait_for_http, watched_page
+from browser_support import ARTIFACTS, CHROMIUM, chromium, free_port, stop_server, wait_for_http, watched_page
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -151,11 +151,8 @@ def _runs(root: Path, user: str) -> list[tuple[str, str, str, str]]:
 def test_two_users_on_a_real_jupyterhub(hub):
     url, root = hub
     _required(CHROMIUM, Path(CHROMIUM).exists())
-    sync_api = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         context, page = _login(browser, url, "alice", problems)
         t0 = time.perf_counter()
         _dashboard(page, url, "num_curves=300&epochs=1")
@@ -200,7 +197,6 @@ def test_two_users_on_a_real_jupyterhub(hub):
         assert len(_runs(root, "alice")) == len(alice_runs)  # bob's dashboard touched nothing of alice's
         page.goto(f"{url}/hub/home")
         context.close()
-        browser.close()
     assert not problems, "\n".join(problems[:20])
 
 

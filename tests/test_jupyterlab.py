@@ -20,16 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser_support import (
-    ARGS,
-    ARTIFACTS,
-    CHROMIUM,
-    browser_or_skip,
-    free_port,
-    stop_server,
-    wait_for_http,
-    watched_page,
-)
+from browser_support import ARTIFACTS, chromium, free_port, stop_server, wait_for_http, watched_page
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "workbench.ipynb"
 LIVE_STEPS = 240
@@ -75,11 +66,8 @@ def jupyterlab(tmp_path):
 
 
 def test_dashboard_notebook_runs_in_jupyterlab(jupyterlab):
-    sync_api = browser_or_skip()
-    ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = watched_page(browser, problems)
         try:
             page.goto(jupyterlab, timeout=300_000)
@@ -104,5 +92,4 @@ def test_dashboard_notebook_runs_in_jupyterlab(jupyterlab):
             print("\n".join(problems[:20]))
             raise
         page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
-        browser.close()
     assert not problems, "\n".join(problems[:20])

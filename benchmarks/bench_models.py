@@ -66,7 +66,7 @@ sys.path.insert(0, str(REPO))
 import torch
 from _report import finish
 
-from workbench.data.bundle import META_FILE, Dataset, load_dataset
+from workbench.data.dataset import META_FILE, Dataset, load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.data.preprocess import PreprocessConfig
 from workbench.events import Event, Progress, Reporter

@@ -43,7 +43,7 @@ def test_bad_input_exits_with_a_clear_message(tmp_path):
 
 
 def test_generate_writes_a_bundle_from_a_yaml_config(tmp_path):
-    from workbench.data.bundle import load_dataset
+    from workbench.data.dataset import load_dataset
     from workbench.physics import FilmStack
 
     stack = FilmStack.default()

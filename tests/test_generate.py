@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.interpolate import CubicSpline
 
-from workbench.data.bundle import DatasetError, import_pyreflect, load_dataset
+from workbench.data.dataset import DatasetError, import_pyreflect, load_dataset
 from workbench.data.generate import GeneratorConfig, generate, generate_to_disk
 from workbench.data.realism import Realism
 from workbench.data.sampling import BLOCK, ParameterSampler, apply_parameters

@@ -18,10 +18,11 @@ from hub_server import FakeHub
 
 from workbench.events import Record, Reporter, Warning_
 from workbench.store import hub as H
-from workbench.store.jobs import record_training_result, resume_run
 from workbench.store.model_bundle import load_model_bundle
 from workbench.store.recorded import recorded_run
 from workbench.store.workspace import Workspace
+from workbench.training import TrainConfig
+from workbench.workflows.training import TrainRequest, resume_training, run_training
 
 TOKEN = "hf_" + secrets.token_hex(17)
 
@@ -31,15 +32,12 @@ def trained(tmp_path_factory):
     """A tiny generated data set and a model bundle trained on it (2 epochs, seconds)."""
     from workbench.data.generate import GeneratorConfig, generate_to_disk
     from workbench.physics import FilmStack
-    from workbench.training import TrainConfig
-    from workbench.training.nr_workflow import train_nr_model
-
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("trained")
     config = GeneratorConfig(num_curves=64, seed=1, sld_points=40, num_q=60)
     data = generate_to_disk(FilmStack.default(), config, root / "ds", progress=False)
-    out = train_nr_model(data, model={"width": 4, "stages": 2, "latent": 8},
-                         train=TrainConfig(epochs=2, batch_size=16, device="cpu"), bundle_dir=root / "sld-tiny")
+    out = run_training(TrainRequest(data=data, out=root / "sld-tiny", model={"width": 4, "stages": 2, "latent": 8},
+                                    train=TrainConfig(epochs=2, batch_size=16, device="cpu")))
     return {"data": data, "bundle": out.bundle, "config": config, "stack": FilmStack.default()}
 
 
@@ -175,37 +173,31 @@ def test_training_data_is_uploaded_after_generation_and_reused_by_a_retry(traine
 
 
 def test_checkpoints_go_to_the_hub_and_a_paused_run_resumes_from_there(trained, hub, tmp_path):
-    from workbench.training import TrainConfig
-    from workbench.training.nr_workflow import train_nr_model
-
     ws = Workspace(tmp_path / "ws")
     reg = ws.registry
     bundle_dir = ws.models / "sld-resumed"
-    params = {"target": "sld", "data": str(trained["data"]), "out": str(bundle_dir)}
+    request = TrainRequest(target="sld", data=trained["data"], out=bundle_dir, name="hub-resume",
+                           model={"width": 4, "stages": 2, "latent": 8}, hub_repo="lab/checkpoints", hub_every=1,
+                           train=TrainConfig(epochs=4, batch_size=16, device="cpu", checkpoint_every=1))
     reporter = Reporter()
     reporter.listeners.append(lambda e: reporter.pause.set() if isinstance(e, Record) and e.data.get("epoch") == 2 else None)
-    with recorded_run(reg, "train", name="hub-resume", params=params, reporter=reporter) as run:
-        checkpoint = run.dir / "checkpoint.safetensors"
-        with H.CheckpointUploader("lab/checkpoints", checkpoint, name=run.id, every=1, registry=reg, run_id=run.id,
-                                  reporter=reporter) as uploader:
-            reporter.listeners.append(uploader)
-            out = train_nr_model(trained["data"], model={"width": 4, "stages": 2, "latent": 8}, reporter=reporter,
-                                 train=TrainConfig(epochs=4, batch_size=16, device="cpu", checkpoint_every=1),
-                                 checkpoint_path=checkpoint, bundle_dir=bundle_dir)
-        record_training_result(run, status=out.result.status, epochs_done=out.result.epochs_done,
-                               history=out.result.history, target="sld", checkpoint=out.result.checkpoint)
-    assert out.result.status == "paused" and uploader.failed == []
+    out = run_training(request, reporter, reg)
+    run, checkpoint = reg.get_run(out.run_id), out.checkpoint
+    uploads = [line["message"] for line in reg.logs(run.id) if line["message"].startswith("uploaded checkpoint")]
+    assert out.status == "paused" and not any(line["level"] == "warning" for line in reg.logs(run.id))
     assert [H.checkpoint_position(checkpoint)[0]] == [2]
-    assert len(uploader.uploaded) == 2  # the periodic checkpoint after epoch 1, then the pause checkpoint
+    assert len(uploads) == 2  # the periodic checkpoint after epoch 1, then the pause checkpoint
+    latest = reg.checkpoints(run.id)[-1]["hub"]
     on_hub = tmp_path / "on-hub.safetensors"
-    on_hub.write_bytes(hub.files("lab/checkpoints")[uploader.uploaded[-1].path])
+    on_hub.write_bytes(hub.files("lab/checkpoints")[H.HubRef.parse(latest).path])
     assert H.checkpoint_position(on_hub) == (2, 0)
     paused = reg.get_run(run.id)
     assert paused.status == "paused" and paused.last_epoch == 2
-    assert reg.checkpoints(run.id)[-1]["hub"].startswith("model:lab/checkpoints:checkpoints/")
+    assert latest.startswith("model:lab/checkpoints:checkpoints/")
 
     checkpoint.unlink()  # the local checkpoint is lost: resume fetches it from the Hub
-    resumed = resume_run(ws, run.id)
+    resume_training(run.id, reg)
+    resumed = reg.get_run(run.id)
     assert resumed.status == "completed" and resumed.last_epoch == 4
     assert [e["epoch"] for e in reg.epochs(run.id)] == [1, 2, 3, 4]
     model = reg.list_models("sld")[0]

@@ -82,7 +82,7 @@ def test_bad_statistics_are_refused_without_running_them(pyreflect_model, tmp_pa
 
 
 def test_uploading_the_pair_in_the_files_tab_gives_a_registered_model(pyreflect_model, tmp_path):
-    from workbench.config import Limits
+    from workbench.limits import Limits
     from workbench.ui.context import AppContext
     from workbench.ui.files_panel import FilesPanel
 

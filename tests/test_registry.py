@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from workbench.events import Cancelled, Record, Reporter
-from workbench.store.jobs import resume_run
+from workbench.workflows.training import resume_training
 from workbench.store.recorded import recorded_run
 from workbench.store.registry import Registry
 from workbench.store.workspace import Workspace
@@ -322,7 +322,7 @@ def test_cli_records_generate_and_train_and_manages_runs(tmp_path):
     missing = _wb("runs", "show", "no-such-run", env=env)
     assert missing.returncode == 2 and "no run with id or name 'no-such-run'" in missing.stderr
     with pytest.raises(ValueError, match="only training runs can be resumed"):
-        resume_run(Workspace(tmp_path / "home"), gen_run["id"])
+        resume_training(gen_run["id"], Workspace(tmp_path / "home").registry)
 
     deleted = _wb("runs", "delete", gen_run["id"], env=env)
     assert deleted.returncode == 0 and "no files of its own were removed" in deleted.stdout

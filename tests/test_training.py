@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from workbench.analysis.predict import predict, predict_measurement
-from workbench.data.bundle import load_dataset
+from workbench.data.dataset import load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.data.measured import load_measurement
 from workbench.data.preprocess import PreprocessConfig
@@ -20,7 +20,9 @@ from workbench.physics import FilmStack
 from workbench.store.model_bundle import BundleError, load_model_bundle
 from workbench.training import TrainConfig, Trainer
 from workbench.training.checkpoint import load_checkpoint
-from workbench.training.nr_workflow import prepare, resume_nr_training, stacks_from_parameters, train_nr_model
+from workbench.data.parameters import stacks_from_parameters
+from workbench.training.nr_workflow import prepare, resume_nr_training, train_nr_model
+from workbench.workflows.training import TrainRequest, run_training
 
 TINY = {"width": 8, "stages": 3, "latent": 32}
 
@@ -114,8 +116,9 @@ def test_device_requests_are_checked(prepared):
 
 
 def test_sld_workflow_bundle_round_trip_and_resume_checks(dataset, tmp_path):
-    out = train_nr_model(dataset, target="sld", model=TINY, train=TrainConfig(epochs=2, batch_size=32), bundle_dir=tmp_path / "m")
-    assert out.result.status == "completed"
+    out = run_training(TrainRequest(data=dataset.path, out=tmp_path / "m", model=TINY,
+                                    train=TrainConfig(epochs=2, batch_size=32)))
+    assert out.status == "completed" and out.bundle == tmp_path / "m"
     assert {"sld_mse", "sld_mae", "sld_r2", "computed_nr_log_r_rmse"} <= set(out.metrics)
     assert out.metrics["test_curves"] == 64
     bundle = load_model_bundle(tmp_path / "m")
@@ -123,10 +126,11 @@ def test_sld_workflow_bundle_round_trip_and_resume_checks(dataset, tmp_path):
         "README.md", "config.json", "history.json", "metrics.json", "model.safetensors", "normalization.json"]
     assert bundle.config["data"]["dataset"]["content_hash"] == dataset.content_hash
     curves = np.asarray(dataset.nr[:4])
+    trained = train_nr_model(dataset, target="sld", model=TINY, train=TrainConfig(epochs=2, batch_size=32))  # same seeds
     with torch.no_grad():
         from workbench.analysis.predict import model_inputs
 
-        before = out.model.eval()(model_inputs(bundle, curves[:, 1])).numpy()
+        before = trained.model.eval()(model_inputs(bundle, curves[:, 1])).numpy()
     after = bundle.model(model_inputs(bundle, curves[:, 1])).detach().numpy()
     np.testing.assert_array_equal(before, after)
     profiles = predict(bundle, curves)
@@ -144,12 +148,13 @@ def test_resume_refuses_a_different_data_set(dataset, tmp_path):
     other = load_dataset(generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=640, seed=4, sld_points=120), tmp_path / "other"))
     with pytest.raises(ValueError, match="resume on the same data"):
         resume_nr_training(ckpt, other)
-    done = resume_nr_training(ckpt, dataset, bundle_dir=tmp_path / "resumed")
-    assert done.result.status == "completed" and (tmp_path / "resumed" / "model.safetensors").exists()
+    done = resume_nr_training(ckpt, dataset)
+    assert done.result.status == "completed" and done.bundle_contents["task"] == "nr_sld"
 
 
 def test_parameter_model_predicts_stacks_inside_the_bounds(dataset, tmp_path, shared_data):
-    out = train_nr_model(dataset, target="params", model=TINY, train=TrainConfig(epochs=2, batch_size=32), bundle_dir=tmp_path / "p")
+    out = run_training(TrainRequest(target="params", data=dataset.path, out=tmp_path / "p",
+                                    model={**TINY, "kind": "param"}, train=TrainConfig(epochs=2, batch_size=32)))
     assert set(out.metrics["mae"]) == set(out.metrics["r2"]) and "layer_2.thickness" in out.metrics["mae"]
     bundle = load_model_bundle(tmp_path / "p")
     values = predict(bundle, np.asarray(dataset.nr[:3]))

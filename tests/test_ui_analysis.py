@@ -10,7 +10,7 @@ import torch
 
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.physics import FilmStack
-from workbench.training.nr_workflow import train_nr_model
+from workbench.workflows.training import TrainRequest, run_training
 from workbench.training.trainer import TrainConfig
 from workbench.ui.context import AppContext
 from workbench.ui.predict_panel import PredictPanel
@@ -33,8 +33,8 @@ def workspace(tmp_path_factory):
     ds = generate_to_disk(small_stack(), GeneratorConfig(num_curves=200, seed=1), ctx.workspace.datasets / "ds",
                           progress=False)
     for target, name in (("sld", "sld1"), ("params", "par1")):
-        train_nr_model(ds, target=target, train=TrainConfig(epochs=1, batch_size=32, device="cpu"),
-                       bundle_dir=ctx.workspace.models / name, name=name)
+        run_training(TrainRequest(target=target, data=ds, out=ctx.workspace.models / name, name=name,
+                                  train=TrainConfig(epochs=1, batch_size=32, device="cpu")))
     return root
 
 
@@ -45,7 +45,7 @@ def test_predict_a_test_sample_with_an_sld_model(workspace):
     panel.index.value = 7
     panel.run.click()
     assert panel.status.level == "ok", panel.status.text
-    from workbench.data.bundle import load_dataset
+    from workbench.data.dataset import load_dataset
 
     ds = load_dataset(workspace / "datasets" / "ds")
     np.testing.assert_allclose(np.array(panel.rq.data[0].y), ds.nr[7, 1][ds.nr[7, 1] > 0], rtol=1e-6)

@@ -16,7 +16,7 @@ import papermill
 import pytest
 import torch
 
-from workbench.config import Limits
+from workbench.limits import Limits
 from workbench.data.generate import GeneratorConfig, generate
 from workbench.physics import FilmStack
 from workbench.ui.app import TABS, URL_PARAMETERS, Workbench, apply_query_string

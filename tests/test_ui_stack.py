@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from workbench.config import Limits
+from workbench.limits import Limits
 from workbench.physics import FilmStack, Probe, reflectivity, sld_profile
 from workbench.ui.context import AppContext
 from workbench.ui.probe_panel import ProbePanel

@@ -1,3 +1,3 @@
-from .batch.cli import main
+from .cli.main import main
 
 raise SystemExit(main())

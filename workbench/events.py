@@ -135,7 +135,7 @@ class Reporter:
 
 def tqdm_listener(stage: str, desc: str | None = None, unit: str = "curves") -> Listener:
     """A listener that drives a ``tqdm.auto`` bar (renders in notebooks and terminals)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy (tqdm): imported on use
 
     bar = None
 

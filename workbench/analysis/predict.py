@@ -14,6 +14,8 @@ from ..models.inference import inference_module
 from ..store.model_bundle import ModelBundle
 from .metrics import nr_metrics
 from .profile_nr import reflectivity_of_profile
+from ..physics import reflectivity
+from ..data.parameters import stacks_from_parameters
 
 
 def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
@@ -85,8 +87,6 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
         profile, params = pred, None
     else:
-        from ..physics import reflectivity
-        from ..training.nr_workflow import stacks_from_parameters
 
         stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
         computed = reflectivity(stack, probe)[0]

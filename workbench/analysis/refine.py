@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.optimize import least_squares
+from scipy.optimize import OptimizeResult, least_squares
 
 from ..data.measured import Measurement
 from ..events import Reporter
@@ -45,6 +45,8 @@ class RefineError(ValueError):
 
 @dataclass
 class RefineResult:
+    """A finished fit: the fitted stack and probe, values with 1σ uncertainties, χ², curves and bookkeeping."""
+
     stack: FilmStack
     scale: float
     background: float
@@ -68,7 +70,11 @@ class RefineResult:
     probe: Probe | None = None  # the data's Q points and resolution the fit used
 
     def table(self) -> list[dict[str, float | str]]:
-        return [{"name": n, "value": float(v), "uncertainty": float(u)} for n, v, u in zip(self.names, self.values, self.uncertainties)]
+        """One row per free parameter: name, value, 1σ uncertainty (plain floats, ready for a table or JSON)."""
+        return [
+            {"name": n, "value": float(v), "uncertainty": float(u)}
+            for n, v, u in zip(self.names, self.values, self.uncertainties)
+        ]
 
 
 @dataclass
@@ -91,13 +97,18 @@ class Problem:
 
 
 def parameter_name(stack: FilmStack, i: int, par: str) -> str:
+    """The fit's name of layer ``i``'s parameter ``par``: ``"<layer name>.<par>"``."""
     return f"{stack.layers[i].name}.{par}"
 
 
 def _resolve(stack: FilmStack, name: str) -> tuple[int, str]:
+    """``"<layer name or index>.<par>"`` → (layer index, parameter field); RefineError names what is valid."""
     layer, _, par = name.rpartition(".")
     if par not in PARAMETER_FIELDS:
-        raise RefineError(f"unknown parameter {name!r}: expected '<layer name>.<{'|'.join(PARAMETER_FIELDS)}>' or one of {PROBE_PARAMETERS}")
+        raise RefineError(
+            f"unknown parameter {name!r}: expected '<layer name>.<{'|'.join(PARAMETER_FIELDS)}>' "
+            f"or one of {PROBE_PARAMETERS}"
+        )
     for i, candidate in enumerate(stack.layers):
         if candidate.name == layer or str(i) == layer:
             return i, par
@@ -136,40 +147,59 @@ def build_problem(
         raise RefineError("nothing to fit: give free parameters or a stack with bounds")
     names, lo, hi, x0, slots = [], [], [], [], []
     for name in free:
-        if name in PROBE_PARAMETERS:
-            value = probe.scale if name == "probe.scale" else probe.background
-            default = (0.5 * value, 2 * value) if name == "probe.scale" else (0.0, max(10 * abs(value), 1e-5))
-            slots.append((name, -1))
-        else:
-            i, par = _resolve(start, name)
-            value = start.get(i, par)
-            b = start.bound(i, par)
-            default = (b.lo, b.hi) if b is not None and b.hi > b.lo else _default_bounds(par, value)
-            slots.append((par, i))
-        a, b_ = bounds.get(name, default)
-        if not a < b_:
-            raise RefineError(f"bounds for {name} must satisfy lo < hi, got [{a}, {b_}]")
-        if not a <= value <= b_:
-            raise RefineError(f"start value of {name} ({value:g}) is outside its bounds [{a:g}, {b_:g}]")
+        slot, value, a, b = _free_parameter(start, probe, name, bounds)
         names.append(name)
         lo.append(a)
-        hi.append(b_)
+        hi.append(b)
         x0.append(value)
+        slots.append(slot)
     arrays = start.to_arrays()
     base = {f: torch.as_tensor(getattr(arrays, f)[0], dtype=torch.float64) for f in PARAMETER_FIELDS}
-    # one resolution plan for the whole fit: thick enough for the thickest film the bounds allow
-    thick = arrays.thickness[0].copy()
+    plan = _fit_plan(start, probe, arrays.thickness[0], slots, hi)
+    return Problem(q=q, r=r, dr=dr, probe=probe, start=start, names=names, lo=np.array(lo), hi=np.array(hi),
+                   x0=np.array(x0, dtype=float), base=base, slots=slots, plan=plan, calc_q=torch.as_tensor(plan.calc_q))
+
+
+def _free_parameter(
+    start: FilmStack, probe: Probe, name: str, bounds: dict[str, tuple[float, float]]
+) -> tuple[tuple[str, int], float, float, float]:
+    """One free parameter: its slot (field, layer index; -1 for the probe), start value and checked bounds.
+
+    Bounds: ``bounds[name]`` if given, else the stack's own, else a default range around the start.
+    """
+    if name in PROBE_PARAMETERS:
+        value = probe.scale if name == "probe.scale" else probe.background
+        default = (0.5 * value, 2 * value) if name == "probe.scale" else (0.0, max(10 * abs(value), 1e-5))
+        slot = (name, -1)
+    else:
+        i, par = _resolve(start, name)
+        value = start.get(i, par)
+        b = start.bound(i, par)
+        default = (b.lo, b.hi) if b is not None and b.hi > b.lo else _default_bounds(par, value)
+        slot = (par, i)
+    a, b_ = bounds.get(name, default)
+    if not a < b_:
+        raise RefineError(f"bounds for {name} must satisfy lo < hi, got [{a}, {b_}]")
+    if not a <= value <= b_:
+        raise RefineError(f"start value of {name} ({value:g}) is outside its bounds [{a:g}, {b_:g}]")
+    return slot, value, a, b_
+
+
+def _fit_plan(
+    start: FilmStack, probe: Probe, thickness: np.ndarray, slots: list[tuple[str, int]], hi: list[float]
+) -> ResolutionPlan:
+    """One resolution plan for the whole fit: thick enough for the thickest film the bounds allow."""
+    thick = thickness.copy()
     for (what, i), top in zip(slots, hi):
         if what == "thickness":
             thick[i] = top
     total = float(np.sum(thick[1:-1]))
     edge = critical_edge(start.substrate.sld, start.ambient.sld) if start.substrate.isld == 0 else None
-    plan = build_plan(probe, 2.0 * max(total, 1.0), [] if edge is None else [edge])
-    return Problem(q, r, dr, probe, start, names, np.array(lo), np.array(hi), np.array(x0, dtype=float), base, slots,
-                   plan, torch.as_tensor(plan.calc_q))
+    return build_plan(probe, 2.0 * max(total, 1.0), [] if edge is None else [edge])
 
 
 def _default_bounds(par: str, value: float) -> tuple[float, float]:
+    """Bounds for a parameter the stack gives none for: a generous range around its start value."""
     if par == "sld":
         return value - 2.0, value + 2.0
     if par == "isld":
@@ -191,7 +221,9 @@ def model_curve(problem: Problem, x: torch.Tensor) -> torch.Tensor:
             background = x[k]
         else:
             parts[what] = torch.cat([parts[what][:i], x[k : k + 1], parts[what][i + 1 :]])
-    r = reflectivity_unsmeared(problem.calc_q, parts["sld"][None], parts["isld"][None], parts["thickness"][None], parts["roughness"][None])
+    r = reflectivity_unsmeared(
+        problem.calc_q, parts["sld"][None], parts["isld"][None], parts["thickness"][None], parts["roughness"][None]
+    )
     if not problem.plan.identity:
         r = problem.plan.apply_torch(r)
     return scale * r[0] + background
@@ -211,7 +243,9 @@ def model_curves_fast(problem: Problem, xs: np.ndarray) -> np.ndarray:
             background = xs[:, k]
         else:
             parts[what][:, i] = xs[:, k]
-    return reflectivity_fast(problem.plan, parts["sld"], parts["isld"], parts["thickness"], parts["roughness"], scale, background)
+    return reflectivity_fast(
+        problem.plan, parts["sld"], parts["isld"], parts["thickness"], parts["roughness"], scale, background
+    )
 
 
 def jacobian_fast(problem: Problem, x: np.ndarray) -> np.ndarray:
@@ -224,6 +258,7 @@ def jacobian_fast(problem: Problem, x: np.ndarray) -> np.ndarray:
 
 
 def _stack_from(problem: Problem, x: np.ndarray) -> tuple[FilmStack, float, float]:
+    """The starting stack, scale and background with the parameter vector ``x`` put in."""
     stack, scale, background = problem.start, problem.probe.scale, problem.probe.background
     for value, (what, i) in zip(x, problem.slots):
         if what == "probe.scale":
@@ -233,6 +268,131 @@ def _stack_from(problem: Problem, x: np.ndarray) -> tuple[FilmStack, float, floa
         else:
             stack = stack.with_value(i, what, float(value))
     return stack, scale, background
+
+
+class _Objective:
+    """The weighted residuals (R_model − R) / dR of a problem and their Jacobian, by either engine.
+
+    One object holds what ``least_squares`` calls: :meth:`residuals`, :meth:`jacobian` and the
+    per-iteration :meth:`record_iteration`, which keeps the history of every start (and reports it).
+    """
+
+    def __init__(self, problem: Problem, engine: str, reporter: Reporter) -> None:
+        self.problem = problem
+        self.engine = engine
+        self.reporter = reporter
+        self.history: list[dict[str, float]] = []
+        self._r_data = torch.as_tensor(problem.r)
+        self._inv_dr_torch = torch.as_tensor(1.0 / problem.dr)
+        self._inv_dr = 1.0 / problem.dr
+
+    def residuals_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residuals as a differentiable function of ``x``: the torch engine's Jacobian is ``jacfwd`` of it."""
+        return (model_curve(self.problem, x) - self._r_data) * self._inv_dr_torch
+
+    def residuals(self, x: np.ndarray) -> np.ndarray:
+        """The residuals at ``x``; checks Stop first, so that a fit can be cancelled between evaluations."""
+        self.reporter.check_stop()
+        if self.engine == "fast":
+            res = (model_curves_fast(self.problem, x)[0] - self.problem.r) * self._inv_dr
+        else:
+            with torch.no_grad():
+                res = self.residuals_torch(torch.as_tensor(x)).numpy()
+        if not np.all(np.isfinite(res)):
+            raise FloatingPointError(f"non-finite model curve at {dict(zip(self.problem.names, x))}")
+        return res
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """d(residuals)/dx (nQ, P): central differences ("fast") or forward-mode autograd ("torch")."""
+        if self.engine == "fast":
+            j = jacobian_fast(self.problem, x) * self._inv_dr[:, None]
+        else:
+            j = torch.func.jacfwd(self.residuals_torch)(torch.as_tensor(x)).numpy()
+        if not np.all(np.isfinite(j)):
+            raise FloatingPointError(f"non-finite gradient at {dict(zip(self.problem.names, x))}")
+        return j
+
+    def record_iteration(self, intermediate_result: OptimizeResult) -> None:
+        """``least_squares`` callback (scipy hands over the iterate because of the parameter's name)."""
+        values = dict(zip(self.problem.names, map(float, intermediate_result.x)))
+        entry = {"iteration": len(self.history), "chi2": 2.0 * float(intermediate_result.cost), **values}
+        self.history.append(entry)
+        self.reporter.record(STAGE, "iteration", **entry)
+
+
+def _starting_points(problem: Problem, multi_start: int, seed: int) -> list[np.ndarray]:
+    """The given start, then ``multi_start`` points drawn uniformly inside the bounds (seeded: reproducible)."""
+    starts = [problem.x0]
+    rng = np.random.default_rng(seed)
+    for _ in range(multi_start):
+        starts.append(problem.lo + rng.random(problem.x0.size) * (problem.hi - problem.lo))
+    return starts
+
+
+def _best_fit(
+    objective: _Objective, starts: Sequence[np.ndarray], *, max_nfev: int, tolerance: float
+) -> tuple[OptimizeResult, list[dict[str, float]]]:
+    """Run ``trf`` from every start; the lowest-cost fit and the iterations of that fit alone."""
+    problem, reporter = objective.problem, objective.reporter
+    best: tuple[OptimizeResult, list[dict[str, float]]] | None = None
+    for k, x_start in enumerate(starts):
+        if k > 0:
+            reporter.log(STAGE, f"start {k + 1} of {len(starts)}")
+        history_before = len(objective.history)
+        res = least_squares(
+            objective.residuals, np.clip(x_start, problem.lo, problem.hi), jac=objective.jacobian,
+            bounds=(problem.lo, problem.hi), method="trf", x_scale="jac", max_nfev=max_nfev,
+            callback=objective.record_iteration, ftol=tolerance, xtol=tolerance, gtol=tolerance,
+        )
+        if best is None or res.cost < best[0].cost:
+            best = (res, objective.history[history_before:])
+    return best
+
+
+def _covariance(
+    jac: np.ndarray, chi2: float, n_points: int, n_free: int, scale: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """cov = (JᵀJ)⁺ at the optimum (× χ²/(N − P) when ``scale`` and N > P) and the 1σ uncertainties."""
+    cov = np.linalg.pinv(jac.T @ jac)
+    if scale and n_points > n_free:
+        cov = cov * chi2 / (n_points - n_free)
+    return cov, np.sqrt(np.clip(np.diag(cov), 0, None))
+
+
+def _fitted_curve(problem: Problem, x: np.ndarray, engine: str) -> np.ndarray:
+    """R(Q) at ``x`` on the data's Q points, by the engine that fitted it."""
+    if engine == "fast":
+        return model_curves_fast(problem, x)[0]
+    with torch.no_grad():
+        return model_curve(problem, torch.as_tensor(x)).numpy()
+
+
+def _assemble_result(
+    problem: Problem,
+    fit: OptimizeResult,
+    history: list[dict[str, float]],
+    *,
+    engine: str,
+    scale_covariance: bool,
+    starts: int,
+    start_chi2: float,
+    started: float,
+) -> RefineResult:
+    """The :class:`RefineResult` of the best fit; ``started`` is the ``perf_counter`` time the refinement began."""
+    n = problem.q.size
+    chi2 = 2.0 * float(fit.cost)
+    cov, sigma = _covariance(fit.jac, chi2, n, len(problem.names), scale_covariance)
+    stack, scale, background = _stack_from(problem, fit.x)
+    r_fit = _fitted_curve(problem, fit.x, engine)
+    z, rho, _ = sld_profile(stack)
+    return RefineResult(
+        stack=stack, scale=scale, background=background, names=list(problem.names), values=fit.x.copy(),
+        uncertainties=sigma, covariance=cov, chi2=chi2, chi2_per_point=chi2 / n, n_points=n, history=history,
+        q=problem.q, r_fit=r_fit, profile=(z[0], rho[0]), seconds=time.perf_counter() - started,
+        converged=bool(fit.success), message=str(fit.message), starts=starts, start_chi2=start_chi2,
+        bounds={name: (float(a), float(b)) for name, a, b in zip(problem.names, problem.lo, problem.hi)},
+        probe=problem.probe,
+    )
 
 
 def refine(
@@ -264,76 +424,14 @@ def refine(
     t0 = time.perf_counter()
     problem = build_problem(data, start, free=free, bounds=bounds, probe=probe, scale=scale, background=background,
                             dr_floor=dr_floor, q_range=q_range)
-    r_data = torch.as_tensor(problem.r)
-    inv_dr = torch.as_tensor(1.0 / problem.dr)
-    history: list[dict[str, float]] = []
-
-    def residuals_t(x: torch.Tensor) -> torch.Tensor:
-        return (model_curve(problem, x) - r_data) * inv_dr
-
-    inv_dr_np = 1.0 / problem.dr
-
-    def fun(x: np.ndarray) -> np.ndarray:
-        reporter.check_stop()
-        if engine == "fast":
-            res = (model_curves_fast(problem, x)[0] - problem.r) * inv_dr_np
-        else:
-            with torch.no_grad():
-                res = residuals_t(torch.as_tensor(x)).numpy()
-        if not np.all(np.isfinite(res)):
-            raise FloatingPointError(f"non-finite model curve at {dict(zip(problem.names, x))}")
-        return res
-
-    def jac(x: np.ndarray) -> np.ndarray:
-        if engine == "fast":
-            j = jacobian_fast(problem, x) * inv_dr_np[:, None]
-        else:
-            j = torch.func.jacfwd(residuals_t)(torch.as_tensor(x)).numpy()
-        if not np.all(np.isfinite(j)):
-            raise FloatingPointError(f"non-finite gradient at {dict(zip(problem.names, x))}")
-        return j
-
-    def callback(intermediate_result) -> None:
-        cost = 2.0 * float(intermediate_result.cost)
-        entry = {"iteration": len(history), "chi2": cost, **dict(zip(problem.names, map(float, intermediate_result.x)))}
-        history.append(entry)
-        reporter.record(STAGE, "iteration", **entry)
-
-    starts = [problem.x0]
-    rng = np.random.default_rng(seed)
-    for _ in range(multi_start):
-        starts.append(problem.lo + rng.random(problem.x0.size) * (problem.hi - problem.lo))
-    start_chi2 = float(np.sum(fun(problem.x0) ** 2))
-    best = None
-    for k, x_start in enumerate(starts):
-        x_start = np.clip(x_start, problem.lo, problem.hi)
-        if k > 0:
-            reporter.log(STAGE, f"start {k + 1} of {len(starts)}")
-        history_before = len(history)
-        res = least_squares(fun, x_start, jac=jac, bounds=(problem.lo, problem.hi), method="trf", x_scale="jac",
-                            max_nfev=max_nfev, callback=callback, ftol=tolerance, xtol=tolerance, gtol=tolerance)
-        if best is None or res.cost < best[0].cost:
-            best = (res, history[history_before:])
-    res, best_history = best
-    n = problem.q.size
-    chi2 = 2.0 * float(res.cost)
-    jtj = res.jac.T @ res.jac
-    cov = np.linalg.pinv(jtj)
-    if scale_covariance and n > len(problem.names):
-        cov = cov * chi2 / (n - len(problem.names))
-    sigma = np.sqrt(np.clip(np.diag(cov), 0, None))
-    stack, sc, bg = _stack_from(problem, res.x)
-    if engine == "fast":
-        r_fit = model_curves_fast(problem, res.x)[0]
-    else:
-        with torch.no_grad():
-            r_fit = model_curve(problem, torch.as_tensor(res.x)).numpy()
-    z, rho, _ = sld_profile(stack)
-    seconds = time.perf_counter() - t0
-    reporter.timing(STAGE, "refine", seconds, int(res.nfev))
-    return RefineResult(stack, sc, bg, list(problem.names), res.x.copy(), sigma, cov, chi2, chi2 / n, n, best_history,
-                        problem.q, r_fit, (z[0], rho[0]), seconds, bool(res.success), str(res.message), len(starts), start_chi2,
-                        {n: (float(a), float(b)) for n, a, b in zip(problem.names, problem.lo, problem.hi)}, problem.probe)
+    objective = _Objective(problem, engine, reporter)
+    starts = _starting_points(problem, multi_start, seed)
+    start_chi2 = float(np.sum(objective.residuals(problem.x0) ** 2))
+    fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
+    result = _assemble_result(problem, fit, history, engine=engine, scale_covariance=scale_covariance,
+                              starts=len(starts), start_chi2=start_chi2, started=t0)
+    reporter.timing(STAGE, "refine", result.seconds, int(fit.nfev))
+    return result
 
 
 def refine_batch(

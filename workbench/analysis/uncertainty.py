@@ -35,6 +35,7 @@ from ..events import Reporter
 from ..physics import FilmStack, Probe, StackArrays, reflectivity, sld_profile
 from ..physics.profile import DEFAULT_PROFILE_POINTS, profile_range
 from .export_refl1d import DEFAULT_OVERSAMPLE, refl1d_model, write_text_atomic
+from .refine import _resolve
 
 STAGE = "uncertainty"
 PERCENTILES = (2.5, 16.0, 50.0, 84.0, 97.5)
@@ -108,8 +109,8 @@ def run_dream(problem, *, samples: int, burn: int, pop: int, seed: int, init: st
     ``converged`` is bumps' own verdict (a Kolmogorov–Smirnov test of log p between the start and
     the end of the chains); when it fails bumps keeps the second half of the chains only.
     """
-    from bumps.fitters import DreamFit, FitDriver
-    from bumps.util import push_seed
+    from bumps.fitters import DreamFit, FitDriver  # heavy (bumps): imported on use
+    from bumps.util import push_seed  # heavy (bumps): imported on use
 
     reporter = reporter or Reporter()
     chains = pop * len(problem.getp())
@@ -221,7 +222,6 @@ def covariance_bands(result, *, n_draws: int = 500, seed: int = 0, z: np.ndarray
     or bound-limited parameters use :func:`dream_bands`.
     """
     t0 = time.perf_counter()
-    from .refine import _resolve
 
     rng = np.random.default_rng(seed)
     points = rng.multivariate_normal(result.values, result.covariance, size=n_draws, method="eigh")

@@ -1,1 +1,1 @@
-"""Headless runs: the command line, papermill notebooks, sweeps (imports the core)."""
+"""Headless runs: papermill notebooks, parameter sweeps (local or Dask), Optuna searches, the dashboard launcher."""

@@ -3,7 +3,6 @@
 Widgets break silently when the kernel-side and the front-end-side packages disagree: a panel
 shows "Error displaying widget" or a plot never updates.  The rules checked here are the ones
 that bite (see DESIGN.md, "Jupyter facts that bite"):
-
 * ipywidgets 8 needs jupyterlab_widgets 3.x in JupyterLab (ipywidgets 7 needs 1.x);
 * ipykernel ≥ 7.1 (7.0.x broke widget updates sent from threads, which training uses);
 * plotly ≥ 6 draws FigureWidgets with anywidget, which must be installed;
@@ -41,7 +40,7 @@ def installed_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | 
 
 
 def _v(text: str | None):
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import InvalidVersion, Version  # heavy (packaging): imported on use
 
     if text is None:
         return None
@@ -90,8 +89,8 @@ def check_versions(versions: dict[str, str | None]) -> list[Check]:
 
 def check_requirements(packages: tuple[str, ...] = PACKAGES) -> list[Check]:
     """Each installed package's requirements on the others, as declared in its metadata."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    from packaging.requirements import InvalidRequirement, Requirement  # heavy (packaging): imported on use
+    from packaging.utils import canonicalize_name  # heavy (packaging): imported on use
 
     versions = {canonicalize_name(p): v for p, v in installed_versions(packages).items()}
     checks = []
@@ -117,7 +116,7 @@ def check_requirements(packages: tuple[str, ...] = PACKAGES) -> list[Check]:
 def check_kernel() -> Check:
     """Does the ``python3`` kernelspec (what papermill and Voilà start) run this interpreter?"""
     try:
-        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # heavy (jupyter_client): imported on use
 
         spec = KernelSpecManager().get_kernel_spec("python3")
     except (ImportError, NoSuchKernel) as exc:
@@ -132,7 +131,7 @@ def check_kernel() -> Check:
 
 def check_gpu() -> Check:
     try:
-        import torch
+        import torch  # heavy (torch): imported on use
     except ImportError:
         return Check("gpu", "fail", "torch is not installed")
     if torch.cuda.is_available():

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import ast
 
 _TYPES = {"int": int, "float": float, "str": str}
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """The notebook's papermill parameters: name → {inferred_type_name, default, help}."""
-    import papermill
+    import papermill  # heavy (papermill): imported on use
 
     path = Path(notebook)
     if not path.is_file():
@@ -32,7 +33,6 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, Any]
 
 def notebook_defaults(declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The declared defaults that are Python literals (``summary_path`` and non-literals left out)."""
-    import ast
 
     out = {}
     for name, info in declared.items():
@@ -102,8 +102,8 @@ def run_notebook(
     ``summary_path`` is passed as the notebook's ``summary_path`` parameter and read back after
     the run.  Widgets are not stored in the output (``store_widget_state=False``).
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # heavy (papermill): imported on use
+    from papermill.exceptions import PapermillExecutionError  # heavy (papermill): imported on use
 
     params = dict(parameters or {})
     if summary_path is not None:
@@ -140,7 +140,7 @@ def running_headless() -> bool:
     person, so headless outputs stay small (no widget state).
     """
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # heavy (IPython): imported on use
 
         shell = get_ipython()
         return shell is None or str(shell.history_manager.hist_file) == ":memory:"

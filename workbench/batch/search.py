@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..events import Cancelled, Event, Record, Reporter, StopSignal
+from ..data.dataset import load_dataset
+from ..data.preprocess import PreprocessConfig
+from ..training import TrainConfig
+from ..training.nr_workflow import train_nr_model
+from ..store.workspace import Workspace
+from ..store.recorded import recorded_run
 
 if TYPE_CHECKING:
     import optuna
@@ -149,7 +155,7 @@ def settings_from_params(params: dict[str, Any], kind: str = "compact", fixed: d
 
 def open_study(config: SearchConfig, *, seed_offset: int = 0) -> optuna.Study:
     """Create or load the study (``load_if_exists``) with a seeded TPE sampler and a median pruner."""
-    import optuna
+    import optuna  # heavy (optuna): imported on use
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if "://" not in config.storage:
@@ -190,12 +196,8 @@ class _TrialListener:
 
 def make_objective(config: SearchConfig, reporter: Reporter | None = None):
     """The objective: train with the trial's settings, return the best validation loss."""
-    import optuna
+    import optuna  # heavy (optuna): imported on use
 
-    from ..data.bundle import load_dataset
-    from ..data.preprocess import PreprocessConfig
-    from ..training import TrainConfig
-    from ..training.nr_workflow import train_nr_model
 
     outer = reporter or Reporter()
     ds = load_dataset(config.dataset)
@@ -203,7 +205,6 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
     preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=config.seed)
     registry = None
     if config.workspace:
-        from ..store.workspace import Workspace
 
         registry = Workspace(config.workspace).registry
 
@@ -228,7 +229,6 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
         if registry is None:
             outcome = fit(trial_reporter)
         else:
-            from ..store.recorded import recorded_run
 
             with recorded_run(registry, "train", name=f"{config.study_name}-trial-{trial.number}", params={**settings, "trial": trial.number,
                               "study": config.study_name}, dataset_hash=ds.content_hash, reporter=trial_reporter) as run:
@@ -266,7 +266,7 @@ class SearchResult:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, last reported loss, epochs, seconds, the parameters."""
-    import pandas as pd
+    import pandas as pd  # heavy (pandas): imported on use
 
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -294,7 +294,7 @@ def search_result(config: SearchConfig, study: optuna.Study | None = None) -> Se
 
 def _optimize_part(config_json: str, n_trials: int, seed_offset: int) -> int:
     """A Dask task: its own process's share of the trials on the shared storage."""
-    import torch
+    import torch  # heavy (torch): imported on use
 
     torch.set_num_threads(1)
     config = SearchConfig.model_validate_json(config_json)
@@ -352,7 +352,7 @@ def run_search(
 
 
 def _run_on_dask(config: SearchConfig, n_trials: int, study, before: int, reporter: Reporter, workers: int, scheduler) -> None:
-    from distributed import Client, LocalCluster, wait
+    from distributed import Client, LocalCluster, wait  # heavy (distributed): imported on use
 
     if config.storage_url.startswith("sqlite:") and scheduler is not None:
         reporter.warn(STAGE, "an SQLite study is shared through the file system: every worker must see the same file")

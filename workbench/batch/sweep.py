@@ -138,13 +138,14 @@ class SweepResult:
 
 
 def _scalar_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's metrics that fit in a table cell (numbers, strings, booleans, None)."""
     metrics = summary.get("metrics", summary) if isinstance(summary, dict) else {}
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
 def results_frame(runs: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: key, status, the parameters, the summary's scalar metrics, ids, error, paths."""
-    import pandas as pd
+    import pandas as pd  # heavy optional dependency (pandas): only the results table needs it
 
     rows = []
     for r in runs:
@@ -159,13 +160,16 @@ def results_frame(runs: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def load_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """A sweep folder's manifest (``{"runs": {}}`` if it has none yet); a corrupt one is a ValueError."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         return {"runs": {}}
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a valid sweep manifest ({exc}); move it away to start the sweep afresh") from exc
+        raise ValueError(
+            f"{path}: not a valid sweep manifest ({exc}); move it away to start the sweep afresh"
+        ) from exc
 
 
 def sweep_results(folder: str | os.PathLike) -> pd.DataFrame:
@@ -178,7 +182,7 @@ def _execute(notebook: str, key: str, params: dict[str, Any], run_folder: str, k
              cwd: str | None, timeout: float | None) -> dict[str, Any]:
     """One run (on a Dask worker or here); never raises for a failure inside the notebook."""
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # heavy optional dependency (distributed): only runs on Dask need it
 
         get_worker().log_event(TOPIC, {"key": key, "status": "running", "time": time.time()})
     except (ImportError, ValueError):
@@ -190,8 +194,9 @@ def _execute(notebook: str, key: str, params: dict[str, Any], run_folder: str, k
             "output": str(run.output), "finished": time.time()}
 
 
-def _client(scheduler: Any, workers: int, processes: bool):
-    from distributed import Client, LocalCluster
+def _client(scheduler: Any, workers: int, processes: bool) -> tuple[Any, Any]:
+    """(client, the LocalCluster started for it or None): ``scheduler`` as given, an address, or a new cluster."""
+    from distributed import Client, LocalCluster  # heavy optional dependency (distributed): only sweeps on Dask need it
 
     if isinstance(scheduler, Client):
         return scheduler, None
@@ -199,8 +204,204 @@ def _client(scheduler: Any, workers: int, processes: bool):
         return Client(scheduler, timeout="20s"), None
     threads = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     extra = {"env": threads} if processes else {}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None, **extra)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
+                           **extra)
     return Client(cluster), cluster
+
+
+@dataclass
+class _SweepState:
+    """One sweep's bookkeeping: its folder, manifest and reporter, and the runs in the order given.
+
+    ``order`` holds every distinct run's key, ``todo`` the parameters of those to execute now,
+    ``skipped`` the keys completed before; ``done`` counts finished runs (skipped ones included).
+    """
+
+    out: Path
+    manifest: dict[str, Any]
+    reporter: Reporter
+    order: list[str] = field(default_factory=list)
+    todo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    done: int = 0
+
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The manifest's run records by key (updated in place, saved with the manifest)."""
+        return self.manifest["runs"]
+
+    def save(self, chart: bool = False) -> None:
+        """Write the manifest and the results table (and, with ``chart``, the comparison chart)."""
+        _save(self.out, self.manifest, self.order, chart=chart)
+
+    def report(self, key: str, status: str) -> None:
+        """Send a run's record out as a ``Record("sweep", "run", ...)`` event with ``status``."""
+        self.reporter.record(STAGE, "run", **_event(self.records[key], status))
+
+
+def _checked_parameter_sets(nb: Path, parameter_sets: Sequence[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
+    """The parameter sets coerced to the notebook's declared types; bad input raises ValueError before any run."""
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
+    if not parameter_sets:
+        raise ValueError("no parameter sets to run")
+    sets = [check_parameters(nb, dict(p)) for p in parameter_sets]
+    for p in sets:
+        if "summary_path" in p:
+            raise ValueError(
+                "summary_path is set by the sweep (runs/<key>/summary.json); leave it out of the parameters"
+            )
+    return sets
+
+
+def _open_manifest(out: Path, nb: Path, reporter: Reporter) -> dict[str, Any]:
+    """The folder's manifest (created with the folder if new), stamped with this notebook and the time."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(out)
+    if manifest.get("notebook") and Path(manifest["notebook"]).name != nb.name:
+        reporter.warn(STAGE, f"{out} held a sweep of {manifest['notebook']}; adding runs of {nb}")
+    manifest.update(notebook=str(nb), updated=_now())
+    manifest.setdefault("created", _now())
+    manifest.setdefault("runs", {})
+    return manifest
+
+
+def _plan_runs(state: _SweepState, sets: list[dict[str, Any]], declared: dict[str, dict[str, Any]]) -> None:
+    """Key every parameter set, skip the runs already completed and queue a fresh record for the others.
+
+    ``declared`` are the notebook's parameters: their defaults go into the keys, and a notebook that
+    declares ``name`` gets one per run.
+    """
+    names_runs = "name" in declared
+    defaults = notebook_defaults(declared)
+    for params in sets:
+        # the key covers the notebook's defaults too: giving a default explicitly is the same run
+        key = run_key({**defaults, **params})
+        if key in state.order:
+            continue  # the same parameters twice run once
+        state.order.append(key)
+        previous = state.records.get(key)
+        if previous and previous["status"] == "completed" and Path(previous.get("summary_path", "")).is_file():
+            state.skipped.append(key)
+            continue
+        folder_k = state.out / "runs" / key
+        if names_runs and "name" not in params:  # registry runs named after the sweep and the run
+            params = {**params, "name": f"{state.out.name}-{key[:8]}"}
+        state.records[key] = {"key": key, "params": params, "status": "queued",
+                              "output": str(folder_k / "output.ipynb"), "summary_path": str(folder_k / "summary.json"),
+                              "error": None, "summary": {}, "seconds": None}
+        state.todo[key] = params
+    state.done = len(state.skipped)
+
+
+def _announce(state: _SweepState, nb: Path) -> None:
+    """Report every run as queued or skipped, log the plan and the starting progress; save the manifest."""
+    for key in state.order:
+        state.report(key, "skipped" if key in state.skipped else "queued")
+    state.reporter.log(STAGE, f"sweep of {nb.name}: {len(state.order)} runs, {len(state.skipped)} already done, "
+                              f"{len(state.todo)} to run in {state.out}")
+    state.reporter.progress(STAGE, state.done, len(state.order), "runs")
+    state.save()
+
+
+def _follow_start_events(client: Any, state: _SweepState) -> None:
+    """Mark a run "running" (and report it) when its worker says it started; workers log to ``TOPIC``."""
+    started = {}
+
+    def on_worker_event(event):
+        msg = event[1] if isinstance(event, tuple) else event
+        key = msg.get("key") if isinstance(msg, dict) else None
+        if key in state.todo and key not in started:
+            started[key] = True
+            state.records[key]["status"] = "running"
+            state.report(key, "running")
+
+    client.subscribe_topic(TOPIC, on_worker_event)
+
+
+def _submit_runs(client: Any, state: _SweepState, nb: Path, kernel_name: str | None,
+                 cwd: str | os.PathLike | None, timeout: float | None) -> dict[Any, str]:
+    """Submit every run to do; future → run key (unique Dask keys: a re-run never reuses an old result)."""
+    work_dir = str(Path(cwd).resolve()) if cwd else os.getcwd()
+    return {
+        client.submit(_execute, str(nb), key, params, str(state.out / "runs" / key), kernel_name, work_dir, timeout,
+                      key=f"workbench-sweep-{key}-{time.time_ns()}", pure=False): key
+        for key, params in state.todo.items()
+    }
+
+
+def _stop_runs(client: Any, futures: dict[Any, str], state: _SweepState) -> None:
+    """Cancel the runs not finished, mark them stopped, save everything and raise :class:`Cancelled`."""
+    reason = state.reporter.stop.reason or "stopped"
+    client.cancel([f for f in futures if not f.done()])
+    for key in state.todo:
+        if state.records[key]["status"] in ("queued", "running"):
+            state.records[key].update(status="stopped", error=reason)
+    state.save(chart=True)
+    raise Cancelled(reason)
+
+
+def _record_finished(future: Any, key: str, state: _SweepState) -> None:
+    """Store a finished run's outcome, save the manifest and report the run and the progress."""
+    try:
+        result = future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost worker fails this run only
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "summary": {}, "seconds": None}
+    record = state.records[key]
+    record.update({k: v for k, v in result.items() if k != "key"})
+    state.done += 1
+    state.save()
+    state.report(key, record["status"])
+    if record["status"] == "failed":
+        state.reporter.warn(STAGE, f"run {key} {_label(record['params'])} failed: {record['error']}")
+    state.reporter.progress(STAGE, state.done, len(state.order), "runs")
+
+
+def _collect_runs(client: Any, futures: dict[Any, str], state: _SweepState) -> None:
+    """Record runs as they finish until none is left; the reporter's Stop cancels the rest."""
+    from distributed import as_completed  # heavy optional dependency (distributed): only sweeps on Dask need it
+
+    pending = as_completed(list(futures), with_results=False)
+    while True:
+        if state.reporter.stop.stopped:
+            _stop_runs(client, futures, state)
+        batch = pending.next_batch(block=False) if pending.has_ready() else []
+        if not batch:
+            if pending.is_empty():
+                break
+            time.sleep(0.2)
+            continue
+        for future in batch:
+            _record_finished(future, futures[future], state)
+
+
+def _run_on_dask(state: _SweepState, nb: Path, *, scheduler: Any, workers: int, processes: bool,
+                 kernel_name: str | None, cwd: str | os.PathLike | None, timeout: float | None) -> None:
+    """Execute the runs to do on Dask and record each as it ends; the client (and a cluster it started) closes."""
+    client, cluster = _client(scheduler, workers, processes)
+    try:
+        _follow_start_events(client, state)
+        futures = _submit_runs(client, state, nb, kernel_name, cwd, timeout)
+        _collect_runs(client, futures, state)
+    finally:
+        with contextlib.suppress(Exception):  # the scheduler may already be gone
+            client.unsubscribe_topic(TOPIC)
+        if cluster is not None:
+            client.close()
+            cluster.close()
+        elif client is not scheduler:  # a client of our own for a scheduler address; a given client stays open
+            client.close()
+
+
+def _finish(state: _SweepState) -> SweepResult:
+    """Save the manifest, table and chart; the sweep's result, with a closing log line."""
+    state.save(chart=True)
+    result = SweepResult(state.out, [state.records[k] for k in state.order], executed=list(state.todo),
+                         skipped=state.skipped)
+    failed = len(result.failed)
+    state.reporter.log(STAGE, f"sweep done: {len(result.completed)} completed, {failed} failed, "
+                              f"{len(state.skipped)} skipped (already done)", "warning" if failed else "info")
+    return result
 
 
 def run_sweep(
@@ -224,131 +425,32 @@ def run_sweep(
     """
     reporter = reporter or Reporter()
     nb = Path(notebook).resolve()
-    if workers < 1:
-        raise ValueError(f"workers must be ≥ 1, got {workers}")
-    if not parameter_sets:
-        raise ValueError("no parameter sets to run")
-    sets = [check_parameters(nb, dict(p)) for p in parameter_sets]
+    sets = _checked_parameter_sets(nb, parameter_sets, workers)
     declared = notebook_parameters(nb)
-    names_runs = "name" in declared
-    defaults = notebook_defaults(declared)
-    for p in sets:
-        if "summary_path" in p:
-            raise ValueError("summary_path is set by the sweep (runs/<key>/summary.json); leave it out of the parameters")
     out = Path(folder).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = load_manifest(out)
-    if manifest.get("notebook") and Path(manifest["notebook"]).name != nb.name:
-        reporter.warn(STAGE, f"{out} held a sweep of {manifest['notebook']}; adding runs of {nb}")
-    manifest.update(notebook=str(nb), updated=_now())
-    manifest.setdefault("created", _now())
-    records: dict[str, dict[str, Any]] = manifest.setdefault("runs", {})
-
-    order: list[str] = []
-    todo: dict[str, dict[str, Any]] = {}
-    skipped: list[str] = []
-    for params in sets:
-        # the key covers the notebook's defaults too: giving a default explicitly is the same run
-        key = run_key({**defaults, **params})
-        if key in order:
-            continue  # the same parameters twice run once
-        order.append(key)
-        previous = records.get(key)
-        if previous and previous["status"] == "completed" and Path(previous.get("summary_path", "")).is_file():
-            skipped.append(key)
-            continue
-        folder_k = out / "runs" / key
-        if names_runs and "name" not in params:  # registry runs named after the sweep and the run
-            params = {**params, "name": f"{out.name}-{key[:8]}"}
-        records[key] = {"key": key, "params": params, "status": "queued", "output": str(folder_k / "output.ipynb"),
-                        "summary_path": str(folder_k / "summary.json"), "error": None, "summary": {}, "seconds": None}
-        todo[key] = params
-    total, done = len(order), len(skipped)
-    for key in order:
-        reporter.record(STAGE, "run", **_event(records[key], "skipped" if key in skipped else "queued"))
-    reporter.log(STAGE, f"sweep of {nb.name}: {total} runs, {len(skipped)} already done, {len(todo)} to run in {out}")
-    reporter.progress(STAGE, done, total, "runs")
-    _save(out, manifest, order)
-
-    if todo:
-        from distributed import as_completed
-
-        client, cluster = _client(scheduler, workers, processes)
-        started = {}
-
-        def on_worker_event(event):
-            msg = event[1] if isinstance(event, tuple) else event
-            key = msg.get("key") if isinstance(msg, dict) else None
-            if key in todo and key not in started:
-                started[key] = True
-                records[key]["status"] = "running"
-                reporter.record(STAGE, "run", **_event(records[key], "running"))
-
-        try:
-            client.subscribe_topic(TOPIC, on_worker_event)
-            work_dir = str(Path(cwd).resolve()) if cwd else os.getcwd()
-            futures = {
-                client.submit(_execute, str(nb), key, params, str(out / "runs" / key), kernel_name, work_dir, timeout,
-                              key=f"workbench-sweep-{key}-{time.time_ns()}", pure=False): key
-                for key, params in todo.items()
-            }
-            pending = as_completed(list(futures), with_results=False)
-            while True:
-                if reporter.stop.stopped:
-                    client.cancel([f for f in futures if not f.done()])
-                    for key in todo:
-                        if records[key]["status"] in ("queued", "running"):
-                            records[key].update(status="stopped", error=reporter.stop.reason or "stopped")
-                    _save(out, manifest, order, chart=True)
-                    raise Cancelled(reporter.stop.reason or "stopped")
-                batch = pending.next_batch(block=False) if pending.has_ready() else []
-                if not batch:
-                    if pending.is_empty():
-                        break
-                    time.sleep(0.2)
-                    continue
-                for future in batch:
-                    key = futures[future]
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a lost worker fails this run only
-                        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "summary": {}, "seconds": None}
-                    records[key].update({k: v for k, v in result.items() if k != "key"})
-                    done += 1
-                    _save(out, manifest, order)
-                    reporter.record(STAGE, "run", **_event(records[key], records[key]["status"]))
-                    if records[key]["status"] == "failed":
-                        reporter.warn(STAGE, f"run {key} {_label(records[key]['params'])} failed: {records[key]['error']}")
-                    reporter.progress(STAGE, done, total, "runs")
-        finally:
-            with contextlib.suppress(Exception):  # the scheduler may already be gone
-                client.unsubscribe_topic(TOPIC)
-            if cluster is not None:
-                client.close()
-                cluster.close()
-            elif not isinstance(scheduler, __import__("distributed").Client):
-                client.close()
-
-    _save(out, manifest, order, chart=True)
-    runs = [records[k] for k in order]
-    result = SweepResult(out, runs, executed=list(todo), skipped=skipped)
-    failed = len(result.failed)
-    reporter.log(STAGE, f"sweep done: {len(result.completed)} completed, {failed} failed, {len(skipped)} skipped (already done)",
-                 "warning" if failed else "info")
-    return result
+    state = _SweepState(out, _open_manifest(out, nb, reporter), reporter)
+    _plan_runs(state, sets, declared)
+    _announce(state, nb)
+    if state.todo:
+        _run_on_dask(state, nb, scheduler=scheduler, workers=workers, processes=processes,
+                     kernel_name=kernel_name, cwd=cwd, timeout=timeout)
+    return _finish(state)
 
 
 def _label(params: dict[str, Any]) -> str:
+    """``"a=1, b=2"``: a run's parameters for a log line."""
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
 def _event(record: dict[str, Any], status: str) -> dict[str, Any]:
+    """The fields of a run's ``Record("sweep", "run", ...)`` event (what the Sweep panel shows)."""
     return {"key": record["key"], "status": status, "params": record["params"], "label": _label(record["params"]),
             "error": record.get("error"), "metrics": _scalar_metrics(record.get("summary") or {}),
             "seconds": record.get("seconds"), "output": record.get("output")}
 
 
 def _now() -> str:
+    """The time now, UTC, ISO 8601 to the second (manifest timestamps)."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
@@ -360,6 +462,6 @@ def _save(out: Path, manifest: dict[str, Any], order: list[str], chart: bool = F
     write_text_atomic(out / RESULTS, frame.to_csv(index=False))
     if not chart:
         return
-    from ..ui.sweep_figures import sweep_figure
+    from ..plots.sweep import sweep_figure  # heavy optional dependency (plotly): only the chart needs it
 
     write_text_atomic(out / CHART, sweep_figure(frame).to_html(include_plotlyjs=True, full_html=True))

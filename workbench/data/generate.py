@@ -31,9 +31,10 @@ from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX
 from ..physics.reflectivity import reflectivity
 from ..physics.stack import FilmStack, StackArrays
 from ..versions import package_versions
-from . import bundle as B
+from . import dataset as B
 from .realism import Realism
 from .sampling import BLOCK, STREAM_NOISE, ParameterSampler, apply_parameters, block_rng
+from ..events import tqdm_listener
 
 STAGE = "generate"
 IN_MEMORY_LIMIT_BYTES = 4 * 2**30
@@ -194,7 +195,6 @@ def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
 def _with_progress(reporter: Reporter | None, progress: bool) -> Reporter:
     reporter = reporter or Reporter()
     if progress:
-        from ..events import tqdm_listener
 
         reporter.listeners.append(tqdm_listener(STAGE, "generating", "curves"))
     return reporter
@@ -341,7 +341,7 @@ def _run_local(stack, config, sampler, chunks, paths, digests, reporter) -> None
 
 
 def _client(dask: Any):
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster  # heavy (distributed): imported on use
 
     if isinstance(dask, Client):
         return dask, False
@@ -353,7 +353,7 @@ def _client(dask: Any):
 
 
 def _run_dask(stack, config, sampler, chunks, paths, digests, reporter, dask) -> None:
-    from distributed import as_completed
+    from distributed import as_completed  # heavy (distributed): imported on use
 
     client, owned = _client(dask)
     try:

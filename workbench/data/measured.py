@@ -8,7 +8,6 @@ Conventions: Q in Å⁻¹, R dimensionless, dR an absolute 1σ error.  dQ is sto
 (``Measurement.dq_sigma``); the convention the file used is kept in ``dq_convention_of_file``.
 
 How the dQ convention of a file is decided (never guessed silently):
-
 1. ORSO files say it per column (``value_is: sigma | FWHM``; absent means σ, the ORSO default).
 2. Text files: a header line naming the resolution column (``dQ``, ``dQz``, ``sQz``, ``ΔQ`` or
    "resolution") together with ``FWHM`` or ``sigma``/``σ`` decides it — REF_L writes ``dQ [FWHM]``.
@@ -362,7 +361,7 @@ def _load_npy(path: Path, index: int) -> Measurement:
 
 
 def _load_orso(path: Path, text: str, convention: DqConvention | None, index: int) -> Measurement:
-    from orsopy.fileio import ErrorColumn, load_orso
+    from orsopy.fileio import ErrorColumn, load_orso  # heavy (orsopy): imported on use
 
     # Parse the numbers ourselves first: orsopy's reader does not report line numbers.
     blocks: list[list[tuple[int, str]]] = [[]]
@@ -476,8 +475,8 @@ def save_orso(
     The file is written to a temporary file in the same directory and moved into place with
     ``os.replace``, so a reader never sees a half-written file.
     """
-    from orsopy.fileio import Column, ErrorColumn, Orso, OrsoDataset
-    from orsopy.fileio import save_orso as orso_save
+    from orsopy.fileio import Column, ErrorColumn, Orso, OrsoDataset  # heavy (orsopy): imported on use
+    from orsopy.fileio import save_orso as orso_save  # heavy (orsopy): imported on use
 
     path = Path(path)
     columns: list[Any] = [Column("Qz", "1/angstrom"), Column("R")]

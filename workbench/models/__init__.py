@@ -4,6 +4,6 @@ Every model is built from a JSON-able config (``model.config``) through :func:`b
 bundle on disk is safetensors weights plus that config: nothing is ever unpickled.
 """
 
-from .registry import MODEL_KINDS, build_model, count_parameters
+from .build import MODEL_KINDS, build_model, count_parameters
 
 __all__ = ["MODEL_KINDS", "build_model", "count_parameters"]

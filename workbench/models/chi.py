@@ -16,7 +16,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from ..training.trainer import Task
+from .task import Task
 
 
 def _dense(sizes: Sequence[int]) -> list[nn.Module]:

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import torch
+from .reflectivity import as_arrays
 
 DEFAULT_PROFILE_POINTS = 900  # pyreflect's sldOutputPoints
 
@@ -63,7 +64,6 @@ def sld_profile_torch(
 
 def sld_profile(stacks, z=None, n_points: int = DEFAULT_PROFILE_POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SLD profiles of a FilmStack, a list of them or StackArrays, as numpy (z, ρ, ρ''), each (B, nZ)."""
-    from .reflectivity import as_arrays
 
     a = as_arrays(stacks).map(lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64))
     zt, rho, irho = sld_profile_torch(a.sld, a.isld, a.thickness, a.roughness, z=z, n_points=n_points)

@@ -13,7 +13,7 @@ from .stack import FilmStack, StackArrays
 
 
 def _experiment(sld, isld, thickness, roughness, probe: Probe, oversample: int | None):
-    from refl1d.names import SLD, Experiment, QProbe, Slab
+    from refl1d.names import SLD, Experiment, QProbe, Slab  # heavy optional dependency (refl1d): imported on first use
 
     sigma = probe.sigma
     qprobe = QProbe(probe.q, sigma, intensity=probe.scale, background=probe.background)

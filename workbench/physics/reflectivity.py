@@ -21,6 +21,7 @@ from .kernel_torch import reflectivity_unsmeared
 from .probe import Probe
 from .resolution import ResolutionPlan, build_plan
 from .stack import FilmStack, StackArrays, StackError
+from .refl1d_engine import reflectivity_refl1d
 
 Engine = Literal["fast", "torch", "refl1d"]
 ENGINES: tuple[str, ...] = ("fast", "torch", "refl1d")
@@ -118,7 +119,6 @@ def reflectivity(
     if (q_factor is not None or out is not None) and engine != "fast":
         raise ValueError("q_factor and out are supported by the fast engine only")
     if engine == "refl1d":
-        from .refl1d_engine import reflectivity_refl1d
 
         raw = reflectivity_refl1d(arrays.map(_numpy), Probe(probe.q, dq=probe.sigma, dq_is_fwhm=False))
         sc = np.broadcast_to(_numpy(scale), (arrays.batch,))[:, None]

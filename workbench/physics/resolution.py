@@ -69,7 +69,7 @@ class ResolutionPlan:
 
     def apply_torch(self, r_calc):
         """Smear a (B, len(calc_q)) torch tensor of R; differentiable."""
-        import torch
+        import torch  # heavy (torch): imported on use
 
         idx = torch.as_tensor(self.gather_index(), device=r_calc.device)
         w = torch.as_tensor(self.weights, dtype=r_calc.dtype, device=r_calc.device)

@@ -1,1 +1,1 @@
-"""Storage: model bundles (safetensors + JSON), and later the run registry and the Hugging Face Hub."""
+"""Storage: model bundles (safetensors + JSON), the SQLite run/model registry, workspaces and the Hugging Face Hub."""

@@ -1,7 +1,6 @@
 """Model bundles, training data and checkpoints on the Hugging Face Hub (or a facility mirror).
 
 Layout in a Hub repository (model or dataset type, private by default):
-
     models/<model id>/          a model bundle (safetensors weights, config.json, normalization.json,
                                 metrics.json, history.json, README.md card with the test metrics) and,
                                 when given, nr_train.npy / sld_train.npy (+ dataset.json) of its data set
@@ -37,6 +36,10 @@ from typing import Any, Self
 from ..events import Event, Log, Reporter, Warning_, log
 from ..fileio import copy_folder_atomic
 from .registry import Registry, redact
+from .model_bundle import load_model_bundle
+from ..data.dataset import FORMAT
+from ..data.dataset import load_dataset
+from ..data.generate import generate_to_disk
 
 STAGE = "hub"
 MODELS, DATASETS, CHECKPOINTS = "models", "datasets", "checkpoints"
@@ -101,7 +104,7 @@ def _cache_dir(cache_dir: str | os.PathLike | None) -> str | None:
 
 
 def _api(endpoint: str | None):
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # heavy (huggingface_hub): imported on use
 
     return HfApi(endpoint=hub_endpoint(endpoint))  # token: HF_TOKEN or the saved login, looked up per request
 
@@ -126,7 +129,7 @@ def _emit_warning(reporter: Reporter | None, message: str) -> None:
 
 def _transient(exc: BaseException) -> bool:
     """Worth retrying: server errors, rate limits, timeouts, dropped connections."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled  # heavy (huggingface_hub): imported on use
 
     if isinstance(exc, OfflineModeIsEnabled):
         return False
@@ -160,7 +163,7 @@ def with_retries(fn: Callable[[], Any], *, what: str, local: Path | None = None,
 def _commit_files(files: dict[str, Path], repo_id: str, *, repo_type: str, private: bool, revision: str | None,
                   endpoint: str | None, message: str) -> str:
     """Create the repo if needed and commit ``{path in repo: local file}``; returns the commit id."""
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd  # heavy (huggingface_hub): imported on use
 
     api = _api(endpoint)
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
@@ -171,8 +174,8 @@ def _commit_files(files: dict[str, Path], repo_id: str, *, repo_type: str, priva
 
 def _snapshot(repo_id: str, pattern: str, *, repo_type: str, revision: str | None, endpoint: str | None,
               cache_dir: str | os.PathLike | None, local_only: bool | None, what: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub import snapshot_download  # heavy (huggingface_hub): imported on use
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError  # heavy (huggingface_hub): imported on use
 
     offline = hub_offline() if local_only is None else local_only
     where = f"{repo_type} repo {repo_id} at revision {revision or 'main'}"
@@ -264,7 +267,6 @@ def pull_model_bundle(
 
 def load_hub_model(repo_id: str, model_id: str, **kwargs: Any):
     """:func:`pull_model_bundle` then :func:`~workbench.store.model_bundle.load_model_bundle`."""
-    from .model_bundle import load_model_bundle
 
     return load_model_bundle(pull_model_bundle(repo_id, model_id, **kwargs))
 
@@ -272,7 +274,6 @@ def load_hub_model(repo_id: str, model_id: str, **kwargs: Any):
 # ---------------------------------------------------------------------------- training data
 def dataset_key(stack: Any, config: Any) -> str:
     """A key for the data set that ``generate_to_disk(stack, config)`` writes (same settings → same key)."""
-    from ..data.bundle import FORMAT
 
     spec = {"format": FORMAT, "generator": config.model_dump(mode="json"),
             "layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()}
@@ -312,7 +313,7 @@ def upload_dataset(
 
 def find_dataset(repo_id: str, key: str, *, repo_type: str = "dataset", endpoint: str | None = None) -> bool:
     """True when ``datasets/<key>/dataset.json`` is in the repository (False when the repo or folder is absent)."""
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError  # heavy (huggingface_hub): imported on use
 
     try:
         entries = _api(endpoint).list_repo_tree(repo_id, path_in_repo=f"{DATASETS}/{key}", repo_type=repo_type, recursive=True)
@@ -325,7 +326,6 @@ def download_dataset(repo_id: str, key: str, dest: str | os.PathLike, *, repo_ty
                      revision: str | None = None, endpoint: str | None = None,
                      cache_dir: str | os.PathLike | None = None, local_only: bool | None = None) -> Path:
     """Download ``datasets/<key>/`` into ``dest`` and check its content hash."""
-    from ..data.bundle import load_dataset
 
     root = _snapshot(repo_id, f"{DATASETS}/{_component(key, 'data set key')}/*", repo_type=repo_type, revision=revision,
                      endpoint=endpoint, cache_dir=cache_dir, local_only=local_only, what=f"training data {key}")
@@ -357,7 +357,6 @@ def generate_or_fetch(
     so a run that fails later keeps its data on the Hub and a retry reuses it instead of
     regenerating.  A failed upload only warns: the local data set is complete and kept.
     """
-    from ..data.generate import generate_to_disk
 
     key = dataset_key(stack, config)
     if (Path(out_dir) / "dataset.json").exists() and not generate_kwargs.get("overwrite"):
@@ -398,7 +397,7 @@ class CheckpointUploader:
     the file meanwhile) and uploads it in a background thread to ``checkpoints/<name>/`` — a pause
     checkpoint always, periodic ones when at least ``every`` epochs passed since the last upload.
     With a registry and run id, each uploaded checkpoint is recorded with its Hub reference, so
-    :func:`workbench.store.jobs.resume_run` can resume from the Hub when the local file is gone.
+    :func:`workbench.workflows.training.resume_training` can resume from the Hub when the local file is gone.
     Call :meth:`close` (or use ``with``) to wait for the uploads.
     """
 
@@ -503,8 +502,8 @@ class CheckpointUploader:
 def download_checkpoint(ref: HubRef | str, dest: str | os.PathLike, *, endpoint: str | None = None,
                         cache_dir: str | os.PathLike | None = None, local_only: bool | None = None) -> Path:
     """Fetch a checkpoint uploaded by :class:`CheckpointUploader` and copy it to the file ``dest``."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub import hf_hub_download  # heavy (huggingface_hub): imported on use
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # heavy (huggingface_hub): imported on use
 
     ref = HubRef.parse(ref) if isinstance(ref, str) else ref
     offline = hub_offline() if local_only is None else local_only

@@ -18,6 +18,8 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
+import yaml
+from .registry import Registry
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -36,7 +38,6 @@ def _configured_root() -> Path | None:
     path = config_path()
     if not path.is_file():
         return None
-    import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -87,8 +88,6 @@ class Workspace:
 
     @cached_property
     def registry(self) -> Registry:
-        from .registry import Registry
-
         return Registry(self.db_path, workspace_root=self.root)
 
     def run_dir(self, run_id: str) -> Path:

@@ -78,7 +78,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict | None]:
     """(tensor groups {'model', 'best', 'extra', 'optim'}, meta, optimizer state dict or None)."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # heavy (safetensors): imported on use
 
     path = Path(path)
     if not path.is_file():

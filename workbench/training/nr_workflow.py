@@ -1,8 +1,9 @@
 """Training workflows on NR data sets: NR → SLD profile and NR → layer parameters.
 
-From a data set on disk (memory-mapped, any size) to a model bundle: seeded split kept as
-indices, preprocessing fitted on the training split only, the one trainer, test metrics in
-physical units, and a bundle that carries everything needed to predict.  A paused run resumes
+From a data set on disk (memory-mapped, any size) to a trained model and everything a bundle
+needs to predict with it: seeded split kept as indices, preprocessing fitted on the training split
+only, the one trainer, test metrics in physical units.  Writing the bundle is the caller's job
+(:func:`workbench.workflows.training.run_training` writes it through ``store/``).  A paused run resumes
 from its checkpoint on exactly the same data set (checked by content hash) and split.
 """
 
@@ -17,14 +18,14 @@ import torch
 
 from ..analysis.metrics import nr_metrics, parameter_metrics, sld_metrics
 from ..analysis.profile_nr import reflectivity_of_profile
-from ..data.bundle import Dataset, dataset_hash, load_dataset
+from ..data.dataset import Dataset, dataset_hash, load_dataset
+from ..data.parameters import free_parameter_columns
 from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, split_indices
 from ..events import Reporter
 from ..models import build_model
 from ..physics import Probe
-from ..physics.stack import FilmStack
-from ..store.model_bundle import save_model_bundle
 from .trainer import TrainConfig, Trainer, TrainResult
+from .checkpoint import load_checkpoint
 
 Target = Literal["sld", "params"]
 TASKS = {"sld": "nr_sld", "params": "nr_params"}
@@ -62,21 +63,6 @@ class Prepared:
     bounds: np.ndarray | None = None
 
 
-def free_parameter_columns(ds: Dataset) -> tuple[list[int], list[str], np.ndarray]:
-    """Columns of the parameter table that vary (stack bounds with lo < hi), their names and bounds."""
-    bound_list = ds.meta.get("stack", {}).get("layer_bound")
-    if ds.params is None or bound_list is None:
-        raise ValueError(f"{ds.path}: the data set has no parameter table with bounds (needed for a parameter model)")
-    cols, names, bounds = [], [], []
-    for col, (b, name) in enumerate(zip(bound_list, ds.parameter_names)):
-        lo, hi = b["bounds"]
-        if hi > lo:
-            cols.append(col)
-            names.append(name)
-            bounds.append((lo, hi))
-    return cols, names, np.asarray(bounds, dtype=np.float64)
-
-
 def prepare(ds: Dataset, target: Target, pre: PreprocessConfig) -> Prepared:
     """Split, fit the normalisers on the training rows only, and wrap the arrays lazily."""
     split = split_indices(ds.n, pre.split, pre.seed)
@@ -103,11 +89,13 @@ def prepare(ds: Dataset, target: Target, pre: PreprocessConfig) -> Prepared:
 
 @dataclass
 class Outcome:
+    """A finished (or paused / stopped) training: the model, its test metrics and what its bundle holds."""
+
     result: TrainResult
     model: torch.nn.Module
     metrics: dict[str, Any]
-    bundle: Path | None
     trainer: Trainer
+    bundle_contents: dict[str, Any] | None = None  # keyword arguments of save_model_bundle; None unless completed
 
 
 def _dataset_ref(ds: Dataset) -> dict[str, Any]:
@@ -121,7 +109,6 @@ def train_nr_model(
     model: dict[str, Any] | None = None,
     train: TrainConfig | None = None,
     preprocess: PreprocessConfig | None = None,
-    bundle_dir: str | Path | None = None,
     checkpoint_path: str | Path | None = None,
     reporter: Reporter | None = None,
     name: str | None = None,
@@ -142,19 +129,17 @@ def train_nr_model(
     context = {"target": target, "dataset": _dataset_ref(ds), "normalization": prep.normalization, "name": name}
     trainer = Trainer(net, prep.x, prep.y, prep.split, train, reporter=reporter, checkpoint_path=checkpoint_path, context=context)
     result = trainer.fit()
-    return _finish(trainer, result, ds, prep, bundle_dir, name)
+    return _finish(trainer, result, ds, prep, name)
 
 
 def resume_nr_training(
     checkpoint_path: str | Path,
     dataset: Dataset | str | Path,
     *,
-    bundle_dir: str | Path | None = None,
     reporter: Reporter | None = None,
     epochs: int | None = None,
 ) -> Outcome:
     """Continue a paused run on the same data set (verified by content hash) and split."""
-    from .checkpoint import load_checkpoint
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     _, meta, _ = load_checkpoint(checkpoint_path)
@@ -169,26 +154,21 @@ def resume_nr_training(
     prep = prepare(ds, context["target"], pre)
     trainer = Trainer.resume(checkpoint_path, prep.x, prep.y, reporter=reporter, epochs=epochs)
     result = trainer.fit()
-    return _finish(trainer, result, ds, prep, bundle_dir, context.get("name"))
+    return _finish(trainer, result, ds, prep, context.get("name"))
 
 
-def _finish(trainer: Trainer, result: TrainResult, ds: Dataset, prep: Prepared, bundle_dir, name) -> Outcome:
-    metrics: dict[str, Any] = {}
-    bundle = None
-    if result.status in ("completed", "early-stopped"):
-        metrics = evaluate(trainer.model, ds, prep, prep.split["test"])
-        if bundle_dir is not None:
-            target = trainer.context["target"]
-            data = {"q": ds.q.tolist(), "dataset": trainer.context["dataset"], "probe": ds.meta.get("probe", {}),
-                    "stack": ds.meta.get("stack"), "sld_points": int(ds.sld.shape[2])}
-            if target == "params":
-                data["parameters"] = {"names": prep.names, "bounds": prep.bounds.tolist()}
-            bundle = save_model_bundle(
-                bundle_dir, trainer.model, task=TASKS[target], normalization=prep.normalization, data=data,
-                train=trainer.config.model_dump(mode="json"), metrics=metrics, history=result.history, name=name,
-                overwrite=True,
-            )
-    return Outcome(result, trainer.model, metrics, bundle, trainer)
+def _finish(trainer: Trainer, result: TrainResult, ds: Dataset, prep: Prepared, name: str | None) -> Outcome:
+    if result.status not in ("completed", "early-stopped"):
+        return Outcome(result, trainer.model, {}, trainer)
+    metrics = evaluate(trainer.model, ds, prep, prep.split["test"])
+    target = trainer.context["target"]
+    data = {"q": ds.q.tolist(), "dataset": trainer.context["dataset"], "probe": ds.meta.get("probe", {}),
+            "stack": ds.meta.get("stack"), "sld_points": int(ds.sld.shape[2])}
+    if target == "params":
+        data["parameters"] = {"names": prep.names, "bounds": prep.bounds.tolist()}
+    contents = {"task": TASKS[target], "normalization": prep.normalization, "data": data,
+                "train": trainer.config.model_dump(mode="json"), "metrics": metrics, "history": result.history, "name": name}
+    return Outcome(result, trainer.model, metrics, trainer, contents)
 
 
 @torch.no_grad()
@@ -221,22 +201,3 @@ def evaluate(model: torch.nn.Module, ds: Dataset, prep: Prepared, indices: np.nd
     out = parameter_metrics(true, lo + pred * span, prep.names)
     out["test_curves"] = len(idx)
     return out
-
-
-def stacks_from_parameters(bundle_config: dict[str, Any], values: np.ndarray) -> list[FilmStack]:
-    """Film stacks from predicted free-parameter values (N, P), fixed parameters at their bound value."""
-    stack_info = bundle_config["data"]["stack"]
-    base = FilmStack.from_pyreflect(stack_info["layer_desc"], stack_info["layer_bound"])
-    names = bundle_config["data"]["parameters"]["names"]
-    by_name = {f"{base.layers[b.i].name}.{b.par}": b for b in base.bounds}
-    stacks = []
-    for row in np.atleast_2d(values):
-        s = base
-        for b in base.bounds:
-            if b.fixed:
-                s = s.with_value(b.i, b.par, b.lo)
-        for name, v in zip(names, row):
-            b = by_name[name]
-            s = s.with_value(b.i, b.par, float(np.clip(v, b.lo, b.hi)))
-        stacks.append(s)
-    return stacks

@@ -28,28 +28,41 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..events import Cancelled, Reporter
+from ..models.task import Task
 from .checkpoint import load_checkpoint, save_checkpoint
+from ..models import build_model
 
 STAGE = "train"
 
 
 class TrainConfig(BaseModel):
-    """Training settings (pyreflect's names in the descriptions)."""
+    """Training settings; pyreflect's names are the labels, ``limit`` names the :class:`~workbench.limits.Limits` cap.
+
+    The Train panel's widgets and ``workbench train``'s options are generated from these fields
+    (:mod:`workbench.forms`): a setting is added here and nowhere else.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0, le=10, description="learningRate")
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    batch_size: int = Field(32, ge=1, le=65536, description="batchSize")
-    epochs: int = Field(10, ge=1, le=100000)
-    schedule: Literal["none", "cosine", "step", "plateau"] = "none"
-    early_stopping: int | None = Field(None, ge=1, description="patience in epochs; best weights are restored")
-    seed: int = Field(0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimizer")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="step size of the optimizer",
+                                 json_schema_extra={"label": "learningRate", "min": 1e-7, "max": 1.0})
+    batch_size: int = Field(32, ge=1, le=65536, description="samples per optimizer step",
+                            json_schema_extra={"label": "batchSize", "limit": "max_batch_size"})
+    epochs: int = Field(10, ge=1, le=100000, description="passes over the training split",
+                        json_schema_extra={"limit": "max_epochs"})
+    weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty (decoupled for adamw)",
+                                json_schema_extra={"label": "weight decay"})
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum", json_schema_extra={"label": "momentum (sgd)"})
+    schedule: Literal["none", "cosine", "step", "plateau"] = Field("none", description="learning-rate schedule",
+                                                                    json_schema_extra={"label": "lr schedule"})
+    early_stopping: int | None = Field(None, ge=1, le=10000, description="patience in epochs; best weights are restored",
+                                       json_schema_extra={"label": "early stopping"})
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of initialisation and shuffling")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    checkpoint_every: int = Field(5, ge=1, description="epochs between periodic checkpoints")
-    progress_every: int = Field(10, ge=1, description="batches between progress events")
+    checkpoint_every: int = Field(5, ge=1, le=100000, description="epochs between periodic checkpoints",
+                                  json_schema_extra={"label": "checkpoint every"})
+    progress_every: int = Field(10, ge=1, le=100000, description="batches between progress events")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,18 +72,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but no CUDA device is visible; use 'auto' or 'cpu'")
     return device
-
-
-class Task:
-    """The loss of a model on a batch.  Subclasses add regularisers (a VAE's KL term, ...)."""
-
-    name = "mse"
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(model(x), y)
-
-    def eval_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.loss(model, x, y)
 
 
 @dataclass
@@ -231,7 +232,7 @@ class Trainer:
                     status = "early-stopped"
                     break
                 if self.checkpoint_path and st.epoch % c.checkpoint_every == 0 and st.epoch < c.epochs:
-                    self.save(self.checkpoint_path)
+                    self._checkpoint()
         except Cancelled as exc:
             self.reporter.log(STAGE, f"stopped: {exc}")
             return TrainResult("stopped", st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start)
@@ -268,12 +269,17 @@ class Trainer:
         if path is None:
             self.reporter.warn(STAGE, "paused without a checkpoint path: nothing was saved, the run cannot be resumed")
         else:
-            self.save(path)
+            self._checkpoint()
             self.reporter.log(STAGE, f"paused at epoch {self.state.epoch + 1}, batch {self.state.batch}; checkpoint {path}")
         st = self.state
         return TrainResult("paused", st.epoch, st.history, st.best_epoch, self._best(), path, time.perf_counter() - t_start)
 
     # ------------------------------------------------------------ checkpoints
+    def _checkpoint(self) -> None:
+        """Write the checkpoint and tell listeners (a ``checkpoint`` record), so a killed run can be resumed."""
+        path = self.save(self.checkpoint_path)
+        self.reporter.record(STAGE, "checkpoint", epoch=self.state.epoch, batch=self.state.batch, path=str(path))
+
     def save(self, path: str | Path) -> Path:
         st = self.state
         meta = {
@@ -306,7 +312,6 @@ class Trainer:
         device: str | None = None,
     ) -> Trainer:
         """A trainer restored from a checkpoint, ready to continue with :meth:`fit`."""
-        from ..models import build_model
 
         groups, meta, optim_state = load_checkpoint(path)
         model = (model_factory or build_model)(meta["model_config"])

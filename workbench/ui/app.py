@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import ipywidgets as W
 
-from ..config import Limits
+from ..limits import Limits
 from .context import AppContext
 from .files_panel import FilesPanel
 from .generate_panel import GeneratePanel

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import Limits
+from ..limits import Limits
 from ..fileio import write_text_atomic
 from ..store.workspace import Workspace
 from .model import StackModel

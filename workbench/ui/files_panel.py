@@ -23,14 +23,18 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
-from ..data.bundle import load_dataset
+from ..data.dataset import load_dataset
 from ..data.measured import load_measurement
 from ..fileio import free_path, safe_name
 from ..store.adopt import adopt_bundle
 from ..store.model_bundle import load_model_bundle
 from .common import Status, download_link, panel_guard, table_html
 from .context import AppContext
-from .figures import chart_csv, chart_data
+from ..plots.curves import chart_csv, chart_data
+from ..models import count_parameters
+from ..models.parity_cnn import load_pyreflect_state_dict
+from ..store.adopt import import_pyreflect
+from ..store.pyreflect_import import read_pyreflect_stats
 
 ACCEPT = ".npy,.txt,.dat,.ort,.zip,.pth"
 
@@ -111,8 +115,6 @@ def store_bundle(ctx: AppContext, name: str, data: bytes, max_bytes: int) -> Pat
 
 def store_pth(ctx: AppContext, name: str, data: bytes) -> tuple[Path, int]:
     """pyreflect CNN weights: loaded with ``weights_only=True`` into the parity model before being kept."""
-    from ..models import count_parameters
-    from ..models.parity_cnn import load_pyreflect_state_dict
 
     folder = ctx.workspace.root / "weights"
     folder.mkdir(exist_ok=True)
@@ -141,8 +143,6 @@ def is_pickled_npy(data: bytes) -> bool:
 
 def store_pyreflect_model(ctx: AppContext, weights: Path, stats_name: str, stats: bytes) -> tuple[Path, int]:
     """pyreflect weights + statistics → a registered bundle in the workspace (name of the weights file)."""
-    from ..store.adopt import import_pyreflect
-    from ..store.pyreflect_import import read_pyreflect_stats
 
     try:
         st = read_pyreflect_stats(stats)

@@ -12,7 +12,7 @@ import time
 import ipywidgets as W
 import numpy as np
 
-from ..data.bundle import load_dataset
+from ..data.dataset import load_dataset
 from ..data.generate import GeneratorConfig, generate_to_disk
 from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
@@ -20,8 +20,9 @@ from ..fileio import safe_name
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard
 from .context import AppContext
-from .figures import profile_template, reflectivity_template
-from .jobs import Job
+from ..plots.curves import profile_template, reflectivity_template
+from .background import Job
+from ..store.recorded import recorded_run
 
 
 class GeneratePanel(W.VBox):
@@ -100,8 +101,6 @@ class GeneratePanel(W.VBox):
         registry = self.ctx.registry()
 
         def work(reporter):
-            from ..store.recorded import recorded_run
-
             params = {"generator": config.model_dump(mode="json"), "stack": {"layer_desc": stack.to_layer_desc(),
                                                                               "layer_bound": stack.to_layer_bound()}}
             if registry is None:

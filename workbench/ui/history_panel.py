@@ -17,7 +17,7 @@ from ..store.registry import flatten
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
-from .figures import loss_template
+from ..plots.curves import loss_template
 
 KINDS = [("all kinds", ""), ("generate", "generate"), ("train", "train"), ("refine", "refine"), ("sweep", "sweep")]
 

@@ -1,7 +1,7 @@
 """The pure state behind the Film stack and Probe panels: no widgets, no plotting.
 
 :class:`StackModel` holds the layers, their bounds and the probe settings, clamps every value to
-the hard limits of :mod:`workbench.config`, and notifies observers after each change (the
+the hard limits of :mod:`workbench.limits`, and notifies observers after each change (the
 refnx split: a model object, views that observe it).  Substrate (first) and ambient (last) stay
 in place: layers are added, removed and reordered between them.  The same object serialises to
 the settings file the dashboard autosaves.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import Limits
+from ..limits import Limits
 from ..physics import FilmStack, Layer, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
 from ..physics.stack import PARAMETER_FIELDS, StackError

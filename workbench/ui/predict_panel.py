@@ -21,7 +21,7 @@ import numpy as np
 from ..analysis.metrics import nr_metrics, sld_metrics
 from ..analysis.predict import predict, predict_measurement
 from ..analysis.profile_nr import reflectivity_of_profile
-from ..data.bundle import load_dataset
+from ..data.dataset import load_dataset
 from ..data.measured import Measurement, load_measurement
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
@@ -29,8 +29,11 @@ from ..store.model_bundle import ModelBundle, load_model_bundle
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
-from .figures import _base, profile_template, reflectivity_template
+from ..plots.curves import _base, profile_template, reflectivity_template
 from .train_panel import chi_data_allowed
+from ..data.parameters import stacks_from_parameters
+import json
+from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
 
 
 @dataclass
@@ -55,7 +58,6 @@ def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_sample(bundle: ModelBundle, dataset: str | Path, index: int) -> Prediction:
     """Prediction for curve ``index`` of a data set, with its ground truth and metrics (headless)."""
-    from ..training.nr_workflow import stacks_from_parameters
 
     ds = load_dataset(dataset)
     if not 0 <= index < ds.n:
@@ -84,7 +86,6 @@ def predict_sample(bundle: ModelBundle, dataset: str | Path, index: int) -> Pred
 
 def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | None = None) -> Prediction:
     """Prediction for a measured file (headless); the curve is resampled onto the model's Q grid."""
-    from ..training.nr_workflow import stacks_from_parameters
 
     m = load_measurement(path, dq_convention=dq_convention)
     m = m.merge_duplicate_q() if m.has_duplicate_q else m
@@ -172,7 +173,6 @@ class PredictPanel(W.VBox):
     def _task(self) -> str | None:
         if not self.model.value:
             return None
-        import json
 
         try:
             return json.loads((Path(self.model.value) / "config.json").read_text())["task"]
@@ -228,8 +228,6 @@ class PredictPanel(W.VBox):
         self.status.ok(f"predicted {p.measurement.source} with {Path(p.model).name}: {summary}")
 
     def _predict_chi(self, bundle: ModelBundle) -> None:
-        from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
-
         folder = Path(self.chi_folder.value.strip() or ".").expanduser()
         if not chi_data_allowed(self.ctx, folder):
             raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root}")

@@ -1,6 +1,6 @@
 """Probe panel: qMin, qMax, numQPoints, qResolution (dQ/Q, FWHM), scale, background.
 
-Values are clamped to :mod:`workbench.config` limits; an inconsistent combination (qMax ≤ qMin)
+Values are clamped to :mod:`workbench.limits` limits; an inconsistent combination (qMax ≤ qMin)
 is reported in the panel and the previous probe stays.  Headless twin: ``Probe.from_grid``.
 """
 

@@ -19,8 +19,11 @@ from ..physics import FilmStack, sld_profile
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard, table_html
 from .context import AppContext
-from .figures import convergence_template, profile_template, reflectivity_template
-from .jobs import Job
+from ..plots.curves import convergence_template, profile_template, reflectivity_template
+from .background import Job
+from ..physics import reflectivity
+from contextlib import nullcontext
+from ..store.recorded import recorded_run
 
 
 class FreeRow(W.HBox):
@@ -106,8 +109,6 @@ class RefinePanel(W.VBox):
         self._draw_start()
 
     def _draw_start(self) -> None:
-        from ..physics import reflectivity
-
         m = self.data.positive()
         probe = self.data.merge_duplicate_q().probe() if self.data.has_duplicate_q else self.data.probe()
         r0 = np.asarray(reflectivity(self.start_stack, probe))[0]
@@ -156,10 +157,6 @@ class RefinePanel(W.VBox):
         self._iterations: list[tuple[int, float]] = []
 
         def work(reporter):
-            from contextlib import nullcontext
-
-            from ..store.recorded import recorded_run
-
             params = {"free": names, "bounds": bounds, "data": data.source, "max_nfev": nfev}
             cm = recorded_run(registry, "refine", params=params, reporter=reporter) if registry else nullcontext(None)
             with cm as run:

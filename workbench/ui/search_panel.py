@@ -22,8 +22,9 @@ from ..events import Progress, Record
 from ..fileio import safe_name
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard
-from .jobs import Job
-from .sweep_figures import history_figure, update_history_figure
+from .background import Job
+from ..plots.sweep import history_figure, update_history_figure
+from ..store.workspace import Workspace
 
 
 def _choices(text: str) -> list[int]:
@@ -45,7 +46,6 @@ class SearchPanel(W.VBox):
             workspace = ctx.workspace
             max_epochs = getattr(ctx.limits, "max_epochs", max_epochs)
         if workspace is None:
-            from ..store.workspace import Workspace
 
             workspace = Workspace()
         self.workspace = workspace

@@ -5,7 +5,7 @@ model notifies, the panel redraws R(Q) (log scale) and the SLD profile in two Fi
 live as long as the panel.  Redraws run on a :class:`~workbench.ui.coalesce.Coalescer` worker: a
 single change is drawn at once, and while one redraw is being computed the changes that arrive
 (a slider drag) collapse into one redraw of the newest stack instead of a queue of stale ones.  Typing a number beyond a slider's range widens the slider, up to
-the hard physical limit of :mod:`workbench.config`; beyond it the value is clamped and the
+the hard physical limit of :mod:`workbench.limits`; beyond it the value is clamped and the
 panel says so.  Headless twin: ``StackModel.set_value`` / ``reflectivity`` / ``sld_profile``.
 """
 
@@ -16,14 +16,14 @@ import time
 
 import ipywidgets as W
 
-from ..config import default_slider_range
+from ..limits import default_slider_range
 from ..physics import FilmStack, Probe
 from ..physics.stack import PARAMETER_FIELDS
 from .chart_widget import ChartWidget
 from .coalesce import Coalescer
 from .common import Status, panel_guard
 from .context import AppContext
-from .figures import profile_template, reflectivity_template
+from ..plots.curves import profile_template, reflectivity_template
 from .model import applicable, compute_preview
 
 UNITS = {"sld": "10⁻⁶ Å⁻²", "isld": "10⁻⁶ Å⁻²", "thickness": "Å", "roughness": "Å"}

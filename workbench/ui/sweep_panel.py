@@ -1,7 +1,7 @@
 """Sweep panel: run a shipped notebook over a grid of parameters and watch each run.
 
 The headless twin is :func:`workbench.batch.sweep.run_sweep` (what ``workbench sweep`` calls); the
-panel runs it in a worker thread (:class:`~workbench.ui.jobs.Job`) and turns its events into a
+panel runs it in a worker thread (:class:`~workbench.ui.background.Job`) and turns its events into a
 per-run status table, a progress bar and the comparison chart (one FigureWidget, reused).
 
 Only shipped notebooks (or ones the app passes in) can be chosen: in Voilà anyone who reaches the
@@ -25,8 +25,10 @@ from ..events import Progress, Record, Warning_
 from ..fileio import safe_name
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard
-from .jobs import Job
-from .sweep_figures import sweep_figure
+from .background import Job
+from ..plots.sweep import sweep_figure
+from ..batch.notebooks import shipped_notebooks
+from ..store.workspace import Workspace
 
 DEFAULT_SPEC = "learning_rate: [0.001, 0.003]\nlayers: [1, 2]\n"
 STATUS_STYLE = {"queued": "#888", "skipped": "#1a7f37", "running": "#9a6700", "completed": "#1a7f37", "failed": "#cf222e",
@@ -54,12 +56,9 @@ class SweepPanel(W.VBox):
     def __init__(self, ctx=None, *, workspace=None, notebooks: dict[str, Path] | None = None, folder: str | os.PathLike | None = None,
                  workers: int = 2, scheduler: Any = None, processes: bool = True, max_workers: int | None = None,
                  max_runs: int = 200) -> None:
-        from ..batch.notebooks import shipped_notebooks
-
         if ctx is not None:
             workspace = ctx.workspace
         if workspace is None:
-            from ..store.workspace import Workspace
 
             workspace = Workspace()
         self.workspace = workspace

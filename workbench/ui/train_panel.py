@@ -1,11 +1,13 @@
-"""Train panel: pick a model and hyperparameters, train in the background, watch the loss grow per epoch.
+"""Train panel: pick a model and its settings, train in the background, watch the loss per epoch.
 
 Start, Pause (a checkpoint at once), Resume (from that checkpoint, same data and split) and Stop;
 the train/validation loss chart and a streaming log (timings, warnings) update from the worker
-thread at most a few times per second while the notebook stays responsive.  Each run is recorded
-in the registry ('train'), its checkpoint and model bundle too, so the History panel can resume
-a paused run later.  Headless twins: :func:`~workbench.training.nr_workflow.train_nr_model`,
-:func:`~workbench.training.nr_workflow.resume_nr_training`, :func:`~workbench.training.chi_workflow.train_chi`.
+thread at most a few times per second while the notebook stays responsive.  The form is generated
+from the configuration models (:class:`~workbench.training.TrainConfig` and the model settings of
+:mod:`workbench.models.settings`), and Start hands a :class:`~workbench.workflows.training.TrainRequest`
+to the one training pipeline the command line uses too: the run, its checkpoints and its model
+bundle are recorded the same way, and a run started here can be resumed by ``workbench runs resume``
+(and the reverse, from the History tab).
 """
 
 from __future__ import annotations
@@ -19,24 +21,26 @@ from typing import Any
 import ipywidgets as W
 import torch
 
-from ..data.preprocess import PreprocessConfig
 from ..events import Log, Progress, Record, Timing, Warning_
 from ..fileio import safe_name
-from ..store.jobs import record_training_result
-from ..store.model_bundle import save_model_bundle
+from ..forms import clamp_values
+from ..models.settings import SETTINGS
+from ..plots.curves import loss_template
 from ..training.trainer import TrainConfig
+from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
+from .background import Job
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard
 from .context import AppContext
-from .figures import loss_template
-from .jobs import Job
+from .forms import Form
 
 MODELS = [("compact CNN: NR → SLD profile", "compact"), ("pyreflect-parity CNN: NR → SLD profile", "parity_cnn"),
           ("parameter model: NR → layer parameters", "param"), ("χ model: SLD profile → χ", "chi")]
 TARGET = {"compact": "sld", "parity_cnn": "sld", "param": "params", "chi": "chi"}
 MAX_LOG_LINES = 300
-EXTRA_TRAIN = ("weight_decay", "momentum", "schedule", "early_stopping")  # TrainConfig fields without a widget
-EXTRA_MODEL = {"stages": (1, 8), "width": (4, 256), "latent": (4, 1024)}  # compact/param options without a widget
+TRAIN_EXCLUDE = ("device", "progress_every")  # the device is chosen from those present; progress is the panel's
+MODEL_EXCLUDE = ("kind", "hidden", "mlp_hidden")  # layer-size lists: the command line's --config only
+REQUEST_FIELDS = ("validation_split",)
 
 
 def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
@@ -50,42 +54,32 @@ def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
 
 
 class TrainPanel(W.VBox):
+    """The Train tab; ``panel.epochs``, ``panel.dropout``, ... are the generated widgets (the chosen model's first)."""
+
+    CHARTS = {"training loss": "loss"}
+
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        lim = ctx.limits
         saved = ctx.panel_settings("train")
+        kind = saved.get("model") if saved.get("model") in TARGET else "compact"  # a bad saved value: the default
+        wide = W.Layout(width="34em")
         style = {"description_width": "11em"}
-        wide = W.Layout(width="26em")
-        self.model_kind = W.Dropdown(options=MODELS, value=saved.get("model", "compact"), description="model",
-                                     style=style, layout=W.Layout(width="34em"))
+        self.model_kind = W.Dropdown(options=MODELS, value=kind, description="model", style=style, layout=wide)
         self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=W.Layout(width="34em"))
         self.refresh = W.Button(icon="refresh", tooltip="refresh the list of data sets", layout=W.Layout(width="3em"))
-        self.chi_folder = W.Text(value=saved.get("chi_folder", ""), description="χ data folder", style=style,
+        self.chi_folder = W.Text(value=str(saved.get("chi_folder", "")), description="χ data folder", style=style,
                                  placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
                                  layout=W.Layout(width="34em"))
-        self.batch_size = W.BoundedIntText(value=int(saved.get("batch_size", 32)), min=1, max=lim.max_batch_size,
-                                           description="batchSize", style=style, layout=wide)
-        self.epochs = W.BoundedIntText(value=min(int(saved.get("epochs", 10)), lim.max_epochs), min=1, max=lim.max_epochs,
-                                       description="epochs", style=style, layout=wide)
-        self.layers = W.BoundedIntText(value=int(saved.get("layers", 12)), min=1, max=24, description="layers (parity)",
-                                       style=style, layout=wide)
-        self.dropout = W.BoundedFloatText(value=float(saved.get("dropout", 0.1)), min=0.0, max=0.9, step=0.05,
-                                          description="dropout", style=style, layout=wide)
-        self.kernel_size = W.BoundedIntText(value=int(saved.get("kernel_size", 51)), min=1, max=101, step=2,
-                                            description="kernelSize (parity)", style=style, layout=wide)
-        self.learning_rate = W.BoundedFloatText(value=float(saved.get("learning_rate", 1e-3)), min=1e-7, max=1.0,
-                                                step=1e-4, description="learningRate", style=style, layout=wide)
-        self.optimizer = W.Dropdown(options=["adam", "adamw", "sgd"], value=saved.get("optimizer", "adam"),
-                                    description="optimizer", style=style, layout=wide)
-        self.validation_split = W.BoundedFloatText(value=float(saved.get("validation_split", 0.1)), min=0.01, max=0.45,
-                                                   step=0.05, description="validationSplit", style=style, layout=wide)
+        self.train_form = Form(TrainConfig, saved.get("train") or saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE)
+        self.model_forms = {k: Form(SETTINGS[k], (saved.get("models") or {}).get(k) or (saved if k == kind else {}),
+                                    limits=ctx.limits, exclude=MODEL_EXCLUDE) for k in TARGET}
+        self.request_form = Form(TrainRequest, saved, exclude=tuple(n for n in TrainRequest.model_fields
+                                                                       if n not in REQUEST_FIELDS))
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        self.device = W.Dropdown(options=devices, value=saved.get("device", "auto") if saved.get("device") in devices
-                                 else "auto", description="device", style=style, layout=wide)
-        self.seed = W.BoundedIntText(value=int(saved.get("seed", 0)), min=0, max=2**31 - 1, description="seed",
-                                     style=style, layout=wide)
+        self.device = W.Dropdown(options=devices, value=saved.get("device") if saved.get("device") in devices else "auto",
+                                 description="device", style=style, layout=W.Layout(width="26em"))
         self.name = W.Text(value="", placeholder="model name (default: <model>-<time>)", description="name", style=style,
-                           layout=wide)
+                           layout=W.Layout(width="26em"))
         self.start = W.Button(description="Start", icon="play", button_style="primary")
         self.pause = W.Button(description="Pause", icon="pause", disabled=True)
         self.resume = W.Button(description="Resume", icon="step-forward", disabled=True)
@@ -101,21 +95,20 @@ class TrainPanel(W.VBox):
         self.paused: dict[str, Any] | None = None
         self.bundle: Path | None = None
         self.last_run_id: str | None = None
-        self.extra_train: dict[str, Any] = {}
-        self.extra_model: dict[str, Any] = {}  # with its "kind": used only while that model is chosen
         self.refresh.on_click(lambda _: self.refresh_datasets())
         self.start.on_click(self._start)
         self.pause.on_click(self._pause)
         self.resume.on_click(self._resume)
         self.stop.on_click(self._stop)
         self.model_kind.observe(self._kind_changed, "value")
-        for w in (self.model_kind, self.batch_size, self.epochs, self.layers, self.dropout, self.kernel_size,
-                  self.learning_rate, self.optimizer, self.validation_split, self.device, self.seed, self.chi_folder):
+        for w in (self.model_kind, self.device, self.chi_folder):
             w.observe(self._remember, "value")
+        for form in (self.train_form, self.request_form, *self.model_forms.values()):
+            form.observe(self._remember)
         ctx.subscribe("dataset", lambda folder: self.refresh_datasets(select=folder))
-        self.form = W.VBox([self.model_kind, W.HBox([self.dataset, self.refresh]), self.chi_folder, self.batch_size,
-                            self.epochs, self.layers, self.dropout, self.kernel_size, self.learning_rate, self.optimizer,
-                            self.validation_split, self.device, self.seed, self.name])
+        self.form = W.VBox([self.model_kind, W.HBox([self.dataset, self.refresh]), self.chi_folder,
+                            *[f.box for f in self.model_forms.values()], self.train_form.box, self.request_form.box,
+                            self.device, self.name])
         super().__init__([
             W.HTML("<b>Train</b> a model on a data set in the background"), self.form,
             W.HBox([self.start, self.pause, self.resume, self.stop]), self.progress, self.status, self.loss,
@@ -125,15 +118,34 @@ class TrainPanel(W.VBox):
         self.refresh_datasets()
         self._kind_changed()
 
+    def __getattr__(self, name: str) -> Any:
+        """A generated widget by field name: training settings, then the chosen model's, then any model's."""
+        forms = self.__dict__.get("model_forms")
+        if forms is None or name.startswith("_"):
+            raise AttributeError(name)
+        kind = self.__dict__["model_kind"].value
+        for form in (self.__dict__["train_form"], self.__dict__["request_form"], forms[kind], *forms.values()):
+            if name in form:
+                return form[name]
+        raise AttributeError(f"{type(self).__name__} has no widget or attribute {name!r}")
+
+    def on_shown(self) -> None:
+        """The tab was shown: list the data sets made since."""
+        self.refresh_datasets()
+
     # ------------------------------------------------------------------ form
     def refresh_datasets(self, select: Path | None = None) -> None:
         options = [(p.name, str(p)) for p in self.ctx.datasets()]
-        self.dataset.options = options
         values = [v for _, v in options]
-        if select is not None and str(select) in values:
-            self.dataset.value = str(select)
-        elif self.dataset.value is None and values:
-            self.dataset.value = values[0]
+        with self.dataset.hold_sync():
+            current = self.dataset.value
+            self.dataset.options = options
+            if select is not None and str(select) in values:
+                self.dataset.value = str(select)
+            elif current in values:
+                self.dataset.value = current
+            elif values:
+                self.dataset.value = values[0]
 
     def _kind_changed(self, _=None) -> None:
         kind = self.model_kind.value
@@ -141,23 +153,21 @@ class TrainPanel(W.VBox):
         self.chi_folder.layout.display = "" if chi else "none"
         self.dataset.layout.display = "none" if chi else ""
         self.refresh.layout.display = "none" if chi else ""
-        for w in (self.layers, self.kernel_size):
-            w.layout.display = "" if kind == "parity_cnn" else "none"
-        self.dropout.layout.display = "none" if chi else ""
+        self.request_form.box.layout.display = "none" if chi else ""
+        for k, form in self.model_forms.items():
+            form.box.layout.display = "" if k == kind else "none"
 
     def _remember(self, _=None) -> None:
-        self.ctx.update_settings("train", model=self.model_kind.value, batch_size=self.batch_size.value,
-                                 epochs=self.epochs.value, layers=self.layers.value, dropout=self.dropout.value,
-                                 kernel_size=self.kernel_size.value, learning_rate=self.learning_rate.value,
-                                 optimizer=self.optimizer.value, validation_split=self.validation_split.value,
-                                 device=self.device.value, seed=self.seed.value, chi_folder=self.chi_folder.value)
+        self.ctx.update_settings("train", model=self.model_kind.value, train=self.train_form.values(),
+                                 models={k: f.values() for k, f in self.model_forms.items()},
+                                 device=self.device.value, chi_folder=self.chi_folder.value,
+                                 **self.request_form.values())
 
     @panel_guard
     def apply_settings(self, settings: dict[str, Any]) -> None:
         """Fill the form from ``{"train": {...}, "model": {...}}`` (e.g. a search's best trial), clamped to the limits.
 
-        Settings without a widget (weight decay, schedule, the compact model's stages and width, ...)
-        are kept, shown in the status line, and used by the next Start while the same model is chosen.
+        Every value is checked before any widget changes; values beyond a limit are clamped and said so.
         """
         unknown = set(settings) - {"train", "model"}
         if unknown:
@@ -166,67 +176,48 @@ class TrainPanel(W.VBox):
         kind = model.pop("kind", self.model_kind.value)
         if kind not in TARGET:
             raise ValueError(f"settings: unknown model {kind!r}; expected one of {', '.join(TARGET)}")
-        if train.get("optimizer", self.optimizer.value) not in self.optimizer.options:
-            raise ValueError(f"settings: unknown optimizer {train['optimizer']!r}; expected one of {', '.join(self.optimizer.options)}")
-        extra_train = {k: train.pop(k) for k in EXTRA_TRAIN if k in train}
-        base = {k: v for k, v in self.train_config().model_dump().items() if k not in EXTRA_TRAIN}  # not the last extras
-        TrainConfig(**{**base, **extra_train})  # validates the settings that have no widget before anything changes
-        extra_model = {k: int(min(max(int(model.pop(k)), lo), hi)) for k, (lo, hi) in EXTRA_MODEL.items() if k in model}
-        values, notes = [], []
-        for key, widget, conv in (("batch_size", self.batch_size, int), ("epochs", self.epochs, int),
-                                  ("learning_rate", self.learning_rate, float), ("seed", self.seed, int),
-                                  ("dropout", self.dropout, float), ("layers", self.layers, int),
-                                  ("kernel_size", self.kernel_size, int)):
-            source = model if key in ("dropout", "layers", "kernel_size") else train
-            if key in source:
-                raw = source.pop(key)
-                try:
-                    value = conv(raw)
-                except (TypeError, ValueError):
-                    raise ValueError(f"settings: {key} = {raw!r} is not a {conv.__name__}") from None
-                clamped = min(max(value, widget.min), widget.max)
-                if key == "kernel_size" and clamped % 2 == 0:
-                    clamped = clamped + 1 if clamped < widget.max else clamped - 1
-                if clamped != value:
-                    notes.append(f"{key} {value:g} → {clamped:g} (limit)")
-                values.append((widget, clamped))
+        device = train.pop("device", None)
+        form = self.model_forms[kind]
+        try:  # checked first: a bad value changes nothing
+            clamp_values(list(self.train_form.specs.values()), train)
+            clamp_values(list(form.specs.values()), model)
+        except ValueError as exc:
+            raise ValueError(f"settings: {exc}") from None
         self.model_kind.value = kind
-        for widget, value in values:
-            widget.value = value
-        if "optimizer" in train:
-            self.optimizer.value = train.pop("optimizer")
-        if "device" in train:
-            device = str(train.pop("device"))
+        notes, ignored = self.train_form.set(train)
+        more, ignored_model = form.set(model)
+        notes += more
+        if device is not None:
             if device in self.device.options:
                 self.device.value = device
             else:
                 notes.append(f"device {device!r} is not available here")
-        self.extra_train = extra_train
-        self.extra_model = {"kind": kind, **extra_model} if extra_model else {}
-        extras = {**extra_train, **extra_model}
-        ignored = sorted(set(train) | set(model))
-        text = "settings applied" + (f"; also used: {', '.join(f'{k}={v}' for k, v in extras.items())}" if extras else "")
-        text += "".join(f"; {n}" for n in notes) + (f"; ignored: {', '.join(ignored)}" if ignored else "")
+        ignored = sorted(set(ignored) | set(ignored_model))
+        text = "settings applied" + "".join(f"; {n}" for n in notes) + (f"; ignored: {', '.join(ignored)}" if ignored else "")
         (self.status.warn if notes or ignored else self.status.ok)(text)
 
     def train_config(self) -> TrainConfig:
-        lim = self.ctx.limits
-        return TrainConfig(optimizer=self.optimizer.value, learning_rate=float(self.learning_rate.value),
-                           batch_size=int(min(self.batch_size.value, lim.max_batch_size)),
-                           epochs=int(min(self.epochs.value, lim.max_epochs)), seed=int(self.seed.value),
-                           device=self.device.value, progress_every=1, **self.extra_train)
+        return TrainConfig(**self.train_form.values(), device=self.device.value, progress_every=1)
 
     def model_config(self) -> dict[str, Any]:
         kind = self.model_kind.value
-        cfg: dict[str, Any] = {"kind": kind}
-        if self.extra_model.get("kind") == kind:
-            cfg.update(self.extra_model)
-        if kind == "parity_cnn":
-            k = int(self.kernel_size.value)
-            cfg.update(layers=int(self.layers.value), kernel_size=k if k % 2 else k + 1, dropout=float(self.dropout.value))
-        elif kind in ("compact", "param"):
-            cfg.update(dropout=float(self.dropout.value))
-        return cfg
+        return {"kind": kind, **self.model_forms[kind].values()}
+
+    def request(self) -> TrainRequest:
+        """What Start trains: the form as a :class:`TrainRequest` (the data set checked, the χ folder confined)."""
+        kind = self.model_kind.value
+        name = safe_name(self.name.value, f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if kind == "chi":
+            data = Path(self.chi_folder.value.strip() or ".").expanduser()
+            if not chi_data_allowed(self.ctx, data):
+                raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root} "
+                                 "(or $WORKBENCH_EXAMPLE_DATA); upload or copy it there first")
+        elif not self.dataset.value:
+            raise ValueError("no data set selected: generate one first or upload one in the Files panel")
+        else:
+            data = Path(self.dataset.value)
+        return TrainRequest(target=TARGET[kind], data=data, out=self.ctx.workspace.models / name, name=name,
+                            train=self.train_config(), model=self.model_config(), **self.request_form.values())
 
     # ------------------------------------------------------------------ jobs
     def _busy(self) -> bool:
@@ -239,31 +230,9 @@ class TrainPanel(W.VBox):
     def _start(self, _=None) -> None:
         if self._busy():
             return
-        kind = self.model_kind.value
-        train = self.train_config()
-        model = self.model_config()
-        name = safe_name(self.name.value, f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
-        bundle_dir = self.ctx.workspace.models / name
-        if kind == "chi":
-            folder = Path(self.chi_folder.value.strip() or ".").expanduser()
-            if not chi_data_allowed(self.ctx, folder):
-                raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root} "
-                                 "(or $WORKBENCH_EXAMPLE_DATA); upload or copy it there first")
-            from ..training.chi_workflow import load_chi_scft
-
-            _, profiles, chi, _, _ = load_chi_scft(folder)
-            params = {"target": "chi", "model": model, "train": train.model_dump(mode="json"), "data": str(folder),
-                      "bundle_dir": str(bundle_dir)}
-            data: Any = (profiles, chi)
-        else:
-            if not self.dataset.value:
-                raise ValueError("no data set selected: generate one first or upload one in the Files panel")
-            split = float(self.validation_split.value)
-            params = {"target": TARGET[kind], "model": model, "train": train.model_dump(mode="json"),
-                      "data": self.dataset.value, "validation_split": split, "bundle_dir": str(bundle_dir)}
-            data = self.dataset.value
+        request = self.request()
         self._reset_views()
-        self._launch(params, data, name)
+        self._launch(request)
 
     def _reset_views(self) -> None:
         self.history, self.log_lines = [], []
@@ -272,40 +241,20 @@ class TrainPanel(W.VBox):
         self.metrics.value = ""
         self.progress.value, self.progress.bar_style = 0, ""
 
-    def _launch(self, params: dict[str, Any], data: Any, name: str, resume: dict[str, Any] | None = None) -> None:
+    def _launch(self, request: TrainRequest, resume: dict[str, Any] | None = None) -> None:
+        """Run or resume ``request`` through the training pipeline in a worker thread."""
         registry = self.ctx.registry()
-        ws = self.ctx.workspace
 
-        def work(reporter):
-            from contextlib import nullcontext
-
-            from ..store.recorded import recorded_run
-
-            if registry is None:
-                ctx = nullcontext(None)
-            elif resume is not None and resume.get("run_id"):
-                ctx = recorded_run(registry, "train", run_id=resume["run_id"], resume=True, reporter=reporter)
-            else:
-                ctx = recorded_run(registry, "train", name=name, params=params, reporter=reporter)
-            with ctx as run:
-                run_dir = run.dir if run is not None else ws.runs / name
-                run_dir.mkdir(parents=True, exist_ok=True)
-                checkpoint = resume["checkpoint"] if resume else run_dir / "checkpoint.safetensors"
-                self.last_run_id = run.id if run is not None else None
-                out = _train(params, data, checkpoint, reporter, name, resume is not None)
-                if run is not None:  # as the command line records it: run metrics, pause checkpoint, model
-                    record_training_result(run, status=out["status"], epochs_done=out["epochs"], history=out["history"],
-                                           target=params["target"], metrics=out["metrics"], bundle=out["bundle"],
-                                           checkpoint=checkpoint if out["status"] == "paused" else None,
-                                           dataset_hash=out.get("hash"), best_val_loss=out.get("best_val_loss"))
-                out["run_id"] = run.id if run is not None else None
-                out["checkpoint"] = checkpoint
-                return out
+        def work(reporter) -> TrainingOutcome:
+            if resume is not None and resume.get("run_id") and registry is not None:
+                return resume_training(resume["run_id"], registry, reporter)
+            return run_training(request, reporter, registry,
+                                resume_from=resume.get("checkpoint") if resume is not None else None)
 
         self.status.info("training…")
         self.start.disabled, self.resume.disabled = True, True
         self.pause.disabled, self.stop.disabled = False, False
-        self.job = Job(work, on_events=self._events, on_done=lambda out: self._done(out, params, data, name),
+        self.job = Job(work, on_events=self._events, on_done=lambda out: self._done(out, request),
                        on_error=self._failed, max_rate=self.ctx.limits.max_updates_per_second, name="workbench-train")
         self.job.start()
 
@@ -323,30 +272,22 @@ class TrainPanel(W.VBox):
     def _resume(self, _=None) -> None:
         if self._busy() or self.paused is None:
             return
-        p = self.paused
-        self._launch(p["params"], p["data"], p["name"], resume={"checkpoint": p["checkpoint"], "run_id": p["run_id"]})
+        self._launch(self.paused["request"], resume=self.paused)
 
+    @panel_guard
     def resume_run(self, run_id: str) -> None:
-        """Resume a paused run recorded in the registry (the History panel's Resume)."""
+        """Resume a paused, stopped or killed run recorded in the registry, whichever surface started it."""
         registry = self.ctx.registry()
         if registry is None:
             raise ValueError("the run registry is not available")
         row = registry.get_run(run_id)
-        if row.kind != "train" or row.status != "paused":
-            raise ValueError(f"run {row.name!r} is {row.status} ({row.kind}); only paused training runs can be resumed")
-        checkpoint = registry.latest_checkpoint(run_id)
-        if checkpoint is None:
-            raise ValueError(f"run {row.name!r} has no checkpoint on disk to resume from")
-        params = row.params
-        data: Any = params["data"]
-        if params["target"] == "chi":
-            from ..training.chi_workflow import load_chi_scft
-
-            _, profiles, chi, _, _ = load_chi_scft(params["data"])
-            data = (profiles, chi)
+        if row.kind != "train" or row.status not in RESUMABLE:
+            raise ValueError(f"run {row.name!r} is {row.status} ({row.kind}); "
+                             "only paused, stopped or failed training runs can be resumed")
+        request = TrainRequest.from_params(row.params)
         if self._busy():
             return
-        self.paused = {"params": params, "data": data, "name": row.name, "checkpoint": checkpoint, "run_id": run_id}
+        self.paused = {"request": request, "run_id": run_id, "checkpoint": None}
         self.history = list(registry.epochs(run_id))
         self._draw_loss()
         self._resume()
@@ -391,70 +332,31 @@ class TrainPanel(W.VBox):
         self.start.disabled, self.pause.disabled, self.stop.disabled = False, True, True
         self.resume.disabled = not paused
 
-    def _done(self, out: dict[str, Any], params, data, name) -> None:
-        status = out["status"]
+    def _done(self, out: TrainingOutcome, request: TrainRequest) -> None:
         self._flush_log()
-        if status == "paused":
-            self.paused = {"params": params, "data": data, "name": name, "checkpoint": out["checkpoint"],
-                           "run_id": out["run_id"]}
-            self.status.ok(f"paused after {out['epochs']} epochs; checkpoint {out['checkpoint']}: Resume continues there")
-        elif status == "stopped":
+        self.last_run_id = out.run_id
+        if out.status == "paused":
+            self.paused = {"request": request, "run_id": out.run_id, "checkpoint": out.checkpoint}
+            self.status.ok(f"paused after {out.epochs_done} epochs; checkpoint {out.checkpoint}: Resume continues there")
+        elif out.status == "stopped":
             self.paused = None
-            self.status.warn(f"stopped after {out['epochs']} epochs; no model was saved")
+            self.status.warn(f"stopped after {out.epochs_done} epochs; no model was saved")
         else:
             self.paused = None
-            self.bundle = out["bundle"]
+            self.bundle = out.bundle
             self.progress.value, self.progress.bar_style = self.progress.max, "success"
-            self.status.ok(f"{status} after {out['epochs']} epochs in {self.job.seconds:.1f} s; model bundle {out['bundle']}")
-            self.metrics.value = _metrics_html(out["metrics"])
-            self.ctx.publish("model", out["bundle"])
-        self._buttons_idle(status == "paused")
-        self.ctx.publish("runs", out.get("run_id"))
+            self.status.ok(f"{out.status} after {out.epochs_done} epochs in {self.job.seconds:.1f} s; "
+                           f"model bundle {out.bundle}")
+            self.metrics.value = _metrics_html(out.metrics)
+            self.ctx.publish("model", out.bundle)
+        self._buttons_idle(out.status == "paused")
+        self.ctx.publish("runs", out.run_id)
 
     def _failed(self, exc: BaseException) -> None:
         self._flush_log()
         self._buttons_idle(False)
         self.status.error(f"training failed: {type(exc).__name__}: {exc}")
         self.ctx.publish("runs", None)
-
-
-# ---------------------------------------------------------------------- headless twin
-def _train(params: dict[str, Any], data: Any, checkpoint: Path, reporter, name: str, resume: bool) -> dict[str, Any]:
-    """Run (or resume) one training as the panel does, without widgets; returns status, epochs, metrics, bundle."""
-    bundle_dir = Path(params["bundle_dir"])
-    if params["target"] == "chi":
-        from ..training.chi_workflow import resume_chi, train_chi
-
-        profiles, chi = data
-        train = TrainConfig(**params["train"])
-        if resume:
-            result = resume_chi(checkpoint, profiles, chi, reporter=reporter)
-        else:
-            cfg = {k: v for k, v in params["model"].items() if k != "kind"} or None
-            result = train_chi(profiles, chi, model_config=cfg, train_config=train, seed=train.seed, reporter=reporter,
-                               checkpoint_path=checkpoint)
-        status = result.train.status if result.train is not None else "completed"
-        bundle = None
-        if status in ("completed", "early-stopped"):
-            parts = result.parts()
-            bundle = save_model_bundle(bundle_dir, result.model, task="chi", normalization=parts, metrics=parts["metrics"],
-                                       history=result.history, train=params["train"], name=name, overwrite=True)
-        fit = result.train
-        return {"status": status, "epochs": fit.epochs_done if fit else 0, "metrics": result.metrics if bundle else {},
-                "bundle": bundle, "history": fit.history if fit else [], "best_val_loss": fit.best_val_loss if fit else None}
-    from ..training.nr_workflow import resume_nr_training, train_nr_model
-
-    if resume:
-        out = resume_nr_training(checkpoint, data, bundle_dir=bundle_dir, reporter=reporter)
-    else:
-        v = float(params.get("validation_split", 0.1))
-        train = TrainConfig(**params["train"])
-        pre = PreprocessConfig(split=(1 - 2 * v, v, v), seed=train.seed)
-        out = train_nr_model(data, target=params["target"], model=params["model"], train=train, preprocess=pre,
-                             bundle_dir=bundle_dir, checkpoint_path=checkpoint, reporter=reporter, name=name)
-    return {"status": out.result.status, "epochs": out.result.epochs_done, "metrics": out.metrics, "bundle": out.bundle,
-            "hash": out.trainer.context.get("dataset", {}).get("content_hash"), "history": out.result.history,
-            "best_val_loss": out.result.best_val_loss}
 
 
 def _metrics_html(metrics: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ STATUS_COLORS = {"completed": "#1f77b4", "failed": "#d62728", "stopped": "#7f7f7
 
 def numeric_metrics(frame: pd.DataFrame) -> list[str]:
     """Columns of a sweep table that hold a number for at least one run (parameters and bookkeeping excluded)."""
-    import pandas as pd
+    import pandas as pd  # heavy (pandas): imported on use
 
     skip = {"key", "status", "run_id", "model_id", "seconds", "error", "output"}
     out = []
@@ -67,7 +67,7 @@ def sweep_figure(frame: pd.DataFrame, metric: str | None = None, *, height: int 
                              text=status, hovertext=errors, name="status"))
         fig.update_layout(title="sweep runs (no metric reported yet)", yaxis_visible=False)
         return fig
-    import pandas as pd
+    import pandas as pd  # heavy (pandas): imported on use
 
     y = pd.to_numeric(frame[metric], errors="coerce")
     ok = frame["status"].eq("completed") & y.notna()

@@ -1,7 +1,6 @@
-"""The batch subcommands of ``workbench``: sweep, search, dashboard, notebooks, doctor.
+"""The batch subcommands of ``workbench``: sweep, search, notebooks, doctor.
 
-Kept beside ``cli.py`` (which adds them with :func:`add_batch_commands`) so each command's
-options and its implementation sit together.  Exit codes: 0 success, 1 some runs failed or a
+Each command's options and its implementation sit together.  Exit codes: 0 success, 1 some runs failed or a
 version mismatch was found, 2 bad input (the message names it), 130 interrupted (Ctrl-C).
 """
 
@@ -9,28 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
-from .cli import load_config_file
-
-
-@contextmanager
-def _ctrl_c_stops(reporter):
-    """The first Ctrl-C asks the computation to stop cleanly (a second one interrupts at once)."""
-    def handler(*_):
-        if reporter.stop.stopped:
-            raise KeyboardInterrupt
-        reporter.stop.stop("interrupted (Ctrl-C)")
-        print("\nstopping after the running steps (Ctrl-C again to abort)...", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+from .common import interrupts, load_config_file, validation_message
+from ..batch.notebooks import shipped_notebook
+from ..events import Cancelled, Reporter, tqdm_listener
+from ..batch.sweep import grid, parameter_sets_from_mapping, parse_value_list, run_sweep
+from ..events import Record
+from ..fileio import write_text_atomic
+from ..plots.sweep import choose_metric, sweep_figure
+from ..plots.sweep import choose_metric
+from pydantic import ValidationError
+from ..events import Cancelled, Record, Reporter, tqdm_listener
+from ..batch.search import SearchConfig, run_search
+from ..plots.sweep import history_figure
+import yaml
+from ..batch.notebooks import copy_notebooks, shipped_notebooks
+from ..batch.doctor import report, run_doctor
 
 
 def _notebook_path(name: str) -> Path:
@@ -39,7 +34,6 @@ def _notebook_path(name: str) -> Path:
     if path.is_file():
         return path.resolve()
     if path.suffix != ".ipynb" or len(path.parts) == 1:
-        from .notebooks import shipped_notebook
 
         try:
             return shipped_notebook(path.name)
@@ -50,9 +44,6 @@ def _notebook_path(name: str) -> Path:
 
 # ------------------------------------------------------------------ sweep
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ..events import Cancelled, Reporter, tqdm_listener
-    from .sweep import grid, parameter_sets_from_mapping, parse_value_list, run_sweep
-
     spec = load_config_file(args.file) if args.file else {}
     notebook = args.notebook or spec.get("notebook")
     if not notebook:
@@ -70,13 +61,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError("nothing to sweep: give -p NAME v1,v2,... and/or --file with 'grid' or 'runs'")
 
     def on_event(event) -> None:
-        from ..events import Record
-
         if isinstance(event, Record) and event.name == "run" and event.data["status"] == "skipped" and args.verbose:
             print(f"skip (done): {event.data['label']}")
 
     reporter = Reporter([tqdm_listener("sweep", "sweep", "runs"), on_event])
-    with _ctrl_c_stops(reporter):
+    with interrupts(reporter):
         try:
             result = run_sweep(nb, sets, args.out, workers=args.workers, scheduler=args.scheduler, processes=not args.threads,
                                reporter=reporter, timeout=args.timeout)
@@ -86,13 +75,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 130
     frame = result.frame
     if args.metric:
-        from ..fileio import write_text_atomic
-        from ..ui.sweep_figures import choose_metric, sweep_figure
 
         choose_metric(frame, args.metric)
         write_text_atomic(result.chart, sweep_figure(frame, args.metric).to_html(include_plotlyjs=True, full_html=True))
     cols = [c for c in frame.columns if c.startswith("param.")] + ["status"]
-    from ..ui.sweep_figures import choose_metric
 
     metric = choose_metric(frame, args.metric) if len(frame) else None
     if metric:
@@ -127,13 +113,6 @@ def _choices(text: str, cast=int) -> list:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from ..events import Cancelled, Record, Reporter, tqdm_listener
-    from ..fileio import write_text_atomic
-    from .cli import _validation_message
-    from .search import SearchConfig, run_search
-
     settings = load_config_file(args.config) if args.config else {}
     space = dict(settings.pop("space", {}) or {})
     for flag, key, parse in (("lr", "learning_rate", _range), ("dropout", "dropout", _range),
@@ -152,7 +131,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         config = SearchConfig(**settings)
     except ValidationError as exc:
-        raise ValueError(_validation_message(exc)) from None
+        raise ValueError(validation_message(exc)) from None
 
     def on_event(event) -> None:
         if isinstance(event, Record) and event.name == "trial" and event.data["state"] != "RUNNING":
@@ -161,11 +140,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["params"].items())
             tqdm_write(f"trial {d['number']}: {d['state'].lower()}, value {value} ({params})")
 
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy (tqdm): imported on use
 
     tqdm_write = tqdm.write
     reporter = Reporter([tqdm_listener("search", "search", "trials"), on_event])
-    with _ctrl_c_stops(reporter):
+    with interrupts(reporter):
         try:
             result = run_search(config, args.trials, reporter=reporter, workers=args.workers, scheduler=args.scheduler)
         except Cancelled as exc:
@@ -176,14 +155,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_text_atomic(out, json.dumps(summary, indent=2))
     write_text_atomic(out.with_suffix(".trials.csv"), result.trials.to_csv(index=False))
-    from ..ui.sweep_figures import history_figure
 
     write_text_atomic(out.with_suffix(".history.html"), history_figure(result.trials).to_html(include_plotlyjs=True, full_html=True))
     print(f"{len(result.trials)} trials in study {config.study_name!r} ({result.pruned} pruned)")
     if result.best_settings is None:
         print("no trial completed yet", file=sys.stderr)
         return 1
-    import yaml
 
     best = dict(result.best_settings["train"])
     best["model"] = result.best_settings["model"]
@@ -194,18 +171,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ dashboard, notebooks, doctor
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .cli import cmd_start
-
-    try:
-        return cmd_start(args)  # one launcher and one notebook lookup for `start` and `dashboard`
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from None
-
-
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import copy_notebooks, shipped_notebooks
-
     try:
         if args.list:
             for name, path in shipped_notebooks().items():
@@ -226,8 +192,6 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import report, run_doctor
-
     versions, checks = run_doctor()
     if args.json:
         print(json.dumps({"versions": versions, "checks": [c.__dict__ for c in checks]}, indent=2))
@@ -236,8 +200,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "fail" for c in checks) else 0
 
 
-def add_batch_commands(sub) -> None:
-    """Add sweep, search, dashboard, notebooks and doctor to the ``workbench`` subcommands."""
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add sweep, search, notebooks and doctor to the ``workbench`` subcommands."""
     sw = sub.add_parser("sweep", help="run a notebook over a grid or a list of parameter sets, in parallel on Dask",
                         description="Each run gets its own output notebook and JSON summary under --out; a failing run does not "
                         "stop the others; running the same sweep again skips the runs already completed.")
@@ -282,14 +246,6 @@ def add_batch_commands(sub) -> None:
     se.add_argument("--out", default="search-best.json",
                     help="best settings JSON; .trials.csv, .history.html and .train.yaml beside it (default: %(default)s)")
     se.set_defaults(func=cmd_search)
-
-    da = sub.add_parser("dashboard", help="serve the dashboard notebook with Voilà")
-    da.add_argument("--port", type=int, default=8866, help="(default: %(default)s)")
-    da.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s; anyone who reaches it can run jobs)")
-    da.add_argument("--notebook", help="another notebook to serve (default: the shipped workbench.ipynb)")
-    da.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
-    da.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    da.set_defaults(func=cmd_dashboard)
 
     nb = sub.add_parser("notebooks", help="copy the shipped notebooks into a folder (edited copies are kept unless --force)")
     nb.add_argument("--dest", help="folder to copy into (created)")

@@ -6,15 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
+from .compact import CompactNR2SLD, ParamRegressor
+from .parity_cnn import ParityCNN
+from .chi import ChiModel
 
 
 def _kinds() -> dict[str, Callable[..., nn.Module]]:
-    from .compact import CompactNR2SLD, ParamRegressor
-    from .parity_cnn import ParityCNN
-
     kinds: dict[str, Callable[..., nn.Module]] = {"parity_cnn": ParityCNN, "compact": CompactNR2SLD, "param": ParamRegressor}
     try:
-        from .chi import ChiModel
 
         kinds["chi"] = ChiModel
     except ImportError:  # pragma: no cover - the χ model module is optional while it is being built

@@ -17,8 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from .common import load_config_file, stack_file
+from ..physics import FilmStack
+from ..data.handfit import load_handfit_spreadsheet
+from ..analysis.predict import predict_measurement
+from ..store.model_bundle import load_model_bundle
+from ..data.parameters import stacks_from_parameters
+from ..fileio import write_text_atomic
+from ..analysis.refine import refine
+from ..data.measured import load_measurement
+from ..events import Cancelled, Reporter, tqdm_listener
+from ..analysis.export_refl1d import export_refl1d
+from ..analysis.uncertainty import dream_bands
 
-def add_refine_parser(sub: argparse._SubParsersAction) -> None:
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("refine", help="fit a film stack to a measured curve (least squares, then optional DREAM bands)")
     p.add_argument("data", help="measured curve: .txt/.dat (Q R [dR [dQ]]), .ort, or .npy")
     start = p.add_mutually_exclusive_group(required=True)
@@ -41,23 +54,11 @@ def add_refine_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _start_stack(args: argparse.Namespace, data) -> tuple[Any, str]:
-    from ..physics import FilmStack
-
     if args.stack:
-        from .cli import load_config_file
-
-        settings = load_config_file(args.stack)
-        stack = settings.get("stack", settings)
-        if not isinstance(stack, dict) or "layer_desc" not in stack:
-            raise ValueError(f"{args.stack}: expected 'layer_desc' (and 'layer_bound'), pyreflect's stack format")
-        return FilmStack.from_pyreflect(stack["layer_desc"], stack.get("layer_bound")), f"stack file {args.stack}"
+        return stack_file(args.stack), f"stack file {args.stack}"
     if args.handfit:
-        from ..data.handfit import load_handfit_spreadsheet
 
         return load_handfit_spreadsheet(args.handfit), f"hand fit {args.handfit}"
-    from ..analysis.predict import predict_measurement
-    from ..store.model_bundle import load_model_bundle
-    from ..training.nr_workflow import stacks_from_parameters
 
     bundle = load_model_bundle(args.model)
     if bundle.task != "nr_params":
@@ -71,8 +72,6 @@ def _start_stack(args: argparse.Namespace, data) -> tuple[Any, str]:
 def _bounds(path: str | None) -> dict[str, tuple[float, float]]:
     if not path:
         return {}
-    from .cli import load_config_file
-
     out = {}
     for name, pair in load_config_file(path).items():
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
@@ -82,18 +81,11 @@ def _bounds(path: str | None) -> dict[str, tuple[float, float]]:
 
 
 def _csv(path: Path, header: str, columns: list[np.ndarray]) -> None:
-    from ..fileio import write_text_atomic
-
     rows = np.column_stack(columns)
     write_text_atomic(path, header + "\n" + "\n".join(",".join(f"{v:.10g}" for v in row) for row in rows) + "\n")
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from ..analysis.refine import refine
-    from ..data.measured import load_measurement
-    from ..events import Cancelled, Reporter, tqdm_listener
-    from ..fileio import write_text_atomic
-
     if not Path(args.data).is_file():
         raise ValueError(f"{args.data}: no such file")
     try:
@@ -129,13 +121,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
     for row in result.table():
         print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:.2g}")
     if args.refl1d:
-        from ..analysis.export_refl1d import export_refl1d
 
         script = export_refl1d(out / "refl1d", result, data, result.bounds)
         summary["refl1d_script"] = str(script)
         print(f"refl1d model: {script}")
     if args.dream_samples > 0:
-        from ..analysis.uncertainty import dream_bands
 
         reporter.listeners.append(tqdm_listener("uncertainty", "DREAM", "generations"))
         bands = dream_bands(result.stack, data, result.bounds, scale=result.scale, background=result.background,

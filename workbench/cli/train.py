@@ -1,0 +1,110 @@
+"""``workbench train``: a :class:`~workbench.workflows.training.TrainRequest` from the options, run by the one pipeline.
+
+Training settings and architecture options are generated from :class:`~workbench.training.TrainConfig`
+and the model settings (:mod:`workbench.models.settings`).  The first Ctrl-C pauses (a checkpoint is
+written; ``workbench runs resume ID`` or the History tab continue it), a second one stops.
+Exit codes: 0 completed or paused, 2 bad input, 130 stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..events import Reporter, tqdm_listener
+from ..models.settings import SETTINGS
+from ..training import TrainConfig
+from ..workflows.training import TrainingOutcome, TrainRequest, run_training
+from .common import add_workspace_option, interrupts, load_config_file, print_epochs, registry_of, validation_message
+from .options import add_model_options, given
+
+TRAIN_HIDDEN = ("device", "progress_every")  # device has its own option text below; progress is the CLI's business
+MODEL_FIELDS = {kind: [n for n in cls.model_fields if n != "kind"] for kind, cls in SETTINGS.items()}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train an NR → SLD, NR → parameter or SLD → χ model on a data set; Ctrl-C pauses")
+    tr.add_argument("--data", required=True, help="data-set folder (workbench generate, or a pyreflect pair)")
+    tr.add_argument("--out", required=True, help="model bundle folder to write")
+    tr.add_argument("--config", help="YAML or JSON with training settings (and 'model': {...})")
+    tr.add_argument("--target", choices=["sld", "params", "chi"], default="sld",
+                    help="sld: NR → SLD profile; params: NR → layer parameters; "
+                         "chi: SLD → χ (data: train_data.npy/train_pars.npy)")
+    tr.add_argument("--model", choices=list(SETTINGS), help="architecture (default: compact / param / chi by target)")
+    names = set()
+    for kind, cls in SETTINGS.items():
+        group = tr.add_argument_group(f"{kind} model")
+        names.update(add_model_options(group, cls, exclude=("kind", "hidden", "mlp_hidden", *names)))
+    group = tr.add_argument_group("training")
+    add_model_options(group, TrainConfig, exclude=TRAIN_HIDDEN)
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:1")
+    tr.add_argument("--validation-split", type=float,
+                    help="validationSplit: fraction held out for validation (0.1); as much again for test")
+    tr.add_argument("--checkpoint", help="checkpoint file (default: in the run's folder, else next to --out)")
+    tr.add_argument("--resume", help="continue a paused run from this checkpoint (as a new run)")
+    tr.add_argument("--hub-repo", help="Hub model repo to upload checkpoints to (private; see --hub-every)")
+    tr.add_argument("--hub-every", type=int, default=1, help="upload a checkpoint at most every N epochs (default: %(default)s)")
+    add_workspace_option(tr)
+    tr.set_defaults(func=cmd_train)
+
+
+def _model_settings(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
+    model = dict(settings.pop("model", {}) or {})
+    if args.model:
+        model["kind"] = args.model
+    kind = model.get("kind") or {"sld": "compact", "params": "param", "chi": "chi"}[args.target]
+    typed = given(args, sorted({n for fields in MODEL_FIELDS.values() for n in fields}))
+    foreign = [n for n in typed if n not in MODEL_FIELDS[kind]]
+    if foreign:
+        raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in foreign)} do(es) not apply to a {kind} model "
+                         f"(its options: {', '.join(MODEL_FIELDS[kind])})")
+    return {**model, **typed}
+
+
+def request_from_args(args: argparse.Namespace) -> TrainRequest:
+    """The training request the options and ``--config`` describe; errors name the bad setting."""
+    settings = load_config_file(args.config) if args.config else {}
+    model = _model_settings(args, settings)
+    split = settings.pop("validation_split", None)
+    if args.validation_split is not None:
+        split = args.validation_split
+    train = {**settings, **given(args, [n for n in TrainConfig.model_fields if n != "progress_every"])}
+    try:
+        return TrainRequest(target=args.target, data=args.data, out=args.out, checkpoint=args.checkpoint,
+                            train=TrainConfig(**train), model=model, name=Path(args.out).name,
+                            hub_repo=args.hub_repo, hub_every=args.hub_every,
+                            **({"validation_split": split} if split is not None else {}))
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    request = request_from_args(args)
+    reporter = Reporter([tqdm_listener("train", "training", "batches"), print_epochs])
+    with interrupts(reporter, pause_first=True):
+        outcome = run_training(request, reporter, registry_of(args), resume_from=args.resume,
+                               epochs=args.epochs if args.resume else None)
+    return report_outcome(outcome, request)
+
+
+def report_outcome(outcome: TrainingOutcome, request: TrainRequest) -> int:
+    """Print how a training ended; the exit code (0 completed or paused, 130 stopped)."""
+    if outcome.status == "paused":
+        how = f"workbench runs resume {outcome.run_id}" if outcome.run_id else (
+            f"workbench train --data {request.data} --out {request.out} --resume {outcome.checkpoint}")
+        print(f"paused after {outcome.epochs_done} epochs; checkpoint {outcome.checkpoint}; continue with: {how}")
+        return 0
+    if outcome.status == "stopped":
+        print(f"stopped after {outcome.epochs_done} epochs; no model was written"
+              + (f" (the last checkpoint {outcome.checkpoint} can be resumed)" if outcome.checkpoint
+                 and outcome.checkpoint.is_file() else ""), file=sys.stderr)
+        return 130
+    print(f"{outcome.status} after {outcome.epochs_done} epochs; test metrics:")
+    for key, value in outcome.metrics.items():
+        print(f"  {key}: {value}")
+    print(f"wrote model bundle {outcome.bundle}" + (f" (run {outcome.run_id})" if outcome.run_id else ""))
+    return 0

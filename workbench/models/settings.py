@@ -1,0 +1,74 @@
+"""The architecture settings a user chooses, per model kind, declared once.
+
+Sizes fixed by the data (``n_q``, ``n_z``, ``n_params``, ``n_points``) are not settings: the
+training workflow fills them in.  The Train panel's model widgets and ``workbench train``'s
+architecture options are generated from these fields (:mod:`workbench.forms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompactSettings(_Settings):
+    """The compact residual CNN (NR → SLD profile)."""
+
+    kind: Literal["compact"] = "compact"
+    stages: int = Field(4, ge=1, le=8, description="residual encoder stages (each halves the Q axis)")
+    width: int = Field(32, ge=4, le=256, description="channels of the first stage (doubled per stage)")
+    latent: int = Field(256, ge=4, le=1024, description="size of the encoded curve")
+    dropout: float = Field(0.1, ge=0, le=0.9, description="dropout probability")
+    stem_stride: int = Field(2, ge=1, le=8, description="stride of the first convolution")
+    act: Literal["relu", "gelu", "silu"] = Field("relu", description="activation (relu folds into the convolutions)")
+
+
+class ParamSettings(CompactSettings):
+    """The parameter regressor (NR → layer parameters): the compact encoder with a parameter head."""
+
+    kind: Literal["param"] = "param"  # type: ignore[assignment]
+
+
+class ParitySettings(_Settings):
+    """pyreflect's CNN, layer for layer (its checkpoints load)."""
+
+    kind: Literal["parity_cnn"] = "parity_cnn"
+    layers: int = Field(12, ge=1, le=24, description="convolution blocks")
+    kernel_size: int = Field(51, ge=1, le=101, description="kernel size (odd: same padding)",
+                             json_schema_extra={"label": "kernelSize", "odd": True})
+    dropout: float = Field(0.5, ge=0, le=0.9, description="dropout probability")
+
+
+class ChiSettings(_Settings):
+    """The (V)AE + MLP of the SLD → χ workflow."""
+
+    kind: Literal["chi"] = "chi"
+    latent: int = Field(16, ge=1, le=1024, description="size of the autoencoder's latent code")
+    vae_beta: float = Field(0.0, ge=0, le=10, description="weight of the VAE's KL term (0: plain autoencoder)",
+                            json_schema_extra={"label": "VAE β"})
+    whiten: int = Field(16, ge=0, le=1024, description="principal components the profiles are projected on (0: off)")
+    hidden: list[int] = Field([500, 300, 200, 72], description="encoder layer sizes")
+    mlp_hidden: list[int] = Field([36, 12], description="χ head layer sizes")
+
+
+SETTINGS: dict[str, type[_Settings]] = {"compact": CompactSettings, "param": ParamSettings,
+                                        "parity_cnn": ParitySettings, "chi": ChiSettings}
+
+
+def model_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` checked against its kind's settings (unknown keys and bad values name themselves); only given keys kept."""
+    kind = config.get("kind")
+    if kind not in SETTINGS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(SETTINGS)}")
+    try:
+        SETTINGS[kind](**config)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ValueError(f"model {where}: {err['msg']}") from None
+    return dict(config)

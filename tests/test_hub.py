@@ -184,7 +184,9 @@ def test_checkpoints_go_to_the_hub_and_a_paused_run_resumes_from_there(trained, 
     out = run_training(request, reporter, reg)
     run, checkpoint = reg.get_run(out.run_id), out.checkpoint
     uploads = [line["message"] for line in reg.logs(run.id) if line["message"].startswith("uploaded checkpoint")]
-    assert out.status == "paused" and not any(line["level"] == "warning" for line in reg.logs(run.id))
+    assert out.status == "paused", [line["message"] for line in reg.logs(run.id)]
+    warnings = [line["message"] for line in reg.logs(run.id) if line["level"] == "warning"]
+    assert not warnings, warnings
     assert [H.checkpoint_position(checkpoint)[0]] == [2]
     assert len(uploads) == 2  # the periodic checkpoint after epoch 1, then the pause checkpoint
     latest = reg.checkpoints(run.id)[-1]["hub"]

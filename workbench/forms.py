@@ -40,6 +40,7 @@ class FieldSpec:
     help: str = ""
     optional: bool = False  # None is allowed (e.g. early stopping off)
     odd: bool = False  # odd integers only (a convolution's kernel size)
+    choice_labels: tuple[str, ...] = ()  # what a form shows for each choice
 
     def clamp(self, value: Any) -> Any:
         """``value`` converted to the field's type and moved into its range; raises ValueError naming the field."""
@@ -78,12 +79,12 @@ def _bounds(kind: Kind, metadata: list[Any]) -> tuple[float | None, float | None
     for m in metadata:
         if isinstance(m, at.Ge):
             lo = m.ge
-        elif isinstance(m, at.Gt):
-            lo = m.gt + step if kind == "int" else m.gt
+        elif isinstance(m, at.Gt):  # strict bounds: the nearest value inside, so a form cannot offer the bound itself
+            lo = m.gt + step if kind == "int" else math.nextafter(m.gt, math.inf)
         elif isinstance(m, at.Le):
             hi = m.le
         elif isinstance(m, at.Lt):
-            hi = m.lt - step if kind == "int" else m.lt
+            hi = m.lt - step if kind == "int" else math.nextafter(m.lt, -math.inf)
     return lo, hi
 
 
@@ -106,11 +107,12 @@ def _kind(annotation: Any) -> tuple[Kind, tuple[Any, ...], bool]:
     return "text", (), optional
 
 
-def field_specs(model: type[BaseModel], *, limits: Limits | None = None, exclude: tuple[str, ...] = ()) -> list[FieldSpec]:
+def field_specs(model: type[BaseModel], *, limits: Limits | None = None, exclude: tuple[str, ...] = (),
+                include: tuple[str, ...] | None = None) -> list[FieldSpec]:
     """The form fields of a pydantic model, in declaration order, capped by ``limits`` where a field names one."""
     specs = []
     for name, info in model.model_fields.items():
-        if name in exclude:
+        if name in exclude or (include is not None and name not in include):
             continue
         kind, choices, optional = _kind(info.annotation)
         lo, hi = _bounds(kind, list(info.metadata))
@@ -121,8 +123,10 @@ def field_specs(model: type[BaseModel], *, limits: Limits | None = None, exclude
         lo = extra.get("min", lo)
         hi = extra.get("max", hi)
         default = None if info.is_required() else info.get_default(call_default_factory=True)
+        labels = extra.get("choice_labels") or {}
         specs.append(FieldSpec(name, kind, default, lo, hi, tuple(choices), str(extra.get("label", name)),
-                               info.description or "", optional, bool(extra.get("odd", False))))
+                               info.description or "", optional, bool(extra.get("odd", False)),
+                               tuple(str(labels.get(c, c)) for c in choices) if labels else ()))
     return specs
 
 

@@ -26,7 +26,7 @@ TRAIN_HIDDEN = ("device", "progress_every")  # device has its own option text be
 MODEL_FIELDS = {kind: [n for n in cls.model_fields if n != "kind"] for kind, cls in SETTINGS.items()}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train an NR → SLD, NR → parameter or SLD → χ model on a data set; Ctrl-C pauses")
     tr.add_argument("--data", required=True, help="data-set folder (workbench generate, or a pyreflect pair)")
     tr.add_argument("--out", required=True, help="model bundle folder to write")
@@ -50,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--hub-every", type=int, default=1, help="upload a checkpoint at most every N epochs (default: %(default)s)")
     add_workspace_option(tr)
     tr.set_defaults(func=cmd_train)
+    return tr
 
 
 def _model_settings(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:

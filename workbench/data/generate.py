@@ -45,9 +45,11 @@ class GeneratorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_curves: int = Field(1000, ge=1, le=100_000_000, description="numCurves")
-    seed: int = Field(0, ge=0, description="random seed")
-    sampling: Literal["uniform", "lhs"] = Field("lhs", description="uniform or Latin hypercube (pyreflect's)")
+    num_curves: int = Field(1000, ge=1, le=100_000_000, description="curves to generate",
+                            json_schema_extra={"label": "numCurves", "limit": "max_curves"})
+    seed: int = Field(0, ge=0, description="random seed", json_schema_extra={"max": 2**31 - 1})
+    sampling: Literal["uniform", "lhs"] = Field("lhs", description="uniform or Latin hypercube (pyreflect's)",
+                                                json_schema_extra={"choice_labels": {"lhs": "Latin hypercube (pyreflect)"}})
     q_min: float = Field(DEFAULT_Q_MIN, gt=0, description="qMin, Å⁻¹")
     q_max: float = Field(DEFAULT_Q_MAX, gt=0, description="qMax, Å⁻¹")
     num_q: int = Field(DEFAULT_NUM_Q, ge=2, le=20000, description="numQPoints")
@@ -57,7 +59,8 @@ class GeneratorConfig(BaseModel):
     consistent_roughness: float | None = Field(
         None, gt=0, le=10, description="if set, roughness ≤ this fraction of the thinner adjacent layer"
     )
-    fixed_z_grid: bool = Field(False, description="one z grid for every profile (covers the widest stack)")
+    fixed_z_grid: bool = Field(False, description="one z grid for every profile (covers the widest stack)",
+                               json_schema_extra={"label": "one z grid for every profile"})
     realism: Realism = Field(default_factory=Realism)
     chunk_size: int = Field(16 * BLOCK, ge=BLOCK, le=4_000_000, description="curves per chunk (rounded to blocks)")
 

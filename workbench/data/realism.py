@@ -24,11 +24,13 @@ class Realism(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    counting_noise: bool = Field(False, description="Poisson counting noise on R")
+    counting_noise: bool = Field(False, description="Poisson counting noise on R",
+                                 json_schema_extra={"label": "Poisson counting noise (REF_L-like)"})
     incident_counts: float = Field(1e5, gt=0, description="counts at R = 1 at the lowest Q (1e5: REF_L-like errors)")
     flux_exponent: float = Field(2.0, ge=0, le=4, description="incident flux ∝ (Q/Q_min)^exponent")
     background: tuple[float, float] | None = Field(None, description="per-curve background range [lo, hi]")
-    scale_error: float = Field(0.0, ge=0, le=0.5, description="relative 1σ error of the scale factor")
+    scale_error: float = Field(0.0, ge=0, le=0.5, description="relative 1σ error of the scale factor",
+                               json_schema_extra={"label": "scale error (1σ)"})
     q_shift: float = Field(0.0, ge=0, le=0.05, description="relative 1σ misalignment of Q")
 
     @model_validator(mode="after")

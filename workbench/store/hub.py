@@ -455,7 +455,7 @@ class CheckpointUploader:
             if not due:
                 return
             self._last_epoch, self._sent = epoch, mtime
-            frozen = self.path.with_name(f".{self.path.name}.upload-{epoch}-{batch}")
+            frozen = self.path.with_name(f".{self.path.name}.upload-{epoch}-{batch}-{mtime}")  # one name per version
             frozen.unlink(missing_ok=True)
             try:
                 os.link(self.path, frozen)

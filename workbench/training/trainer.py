@@ -126,6 +126,7 @@ class Trainer:
         self.context = dict(context or {})
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self._saved_at: tuple[int, int] | None = None  # (epoch, batch) of the last checkpoint this trainer wrote
         torch.manual_seed(config.seed)
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
@@ -276,8 +277,15 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> None:
-        """Write the checkpoint and tell listeners (a ``checkpoint`` record), so a killed run can be resumed."""
+        """Write the checkpoint and tell listeners (a ``checkpoint`` record), so a killed run can be resumed.
+
+        A pause right after a periodic checkpoint finds nothing new to write and keeps that file.
+        """
+        position = (self.state.epoch, self.state.batch)
+        if position == self._saved_at and self.checkpoint_path.is_file():
+            return
         path = self.save(self.checkpoint_path)
+        self._saved_at = position
         self.reporter.record(STAGE, "checkpoint", epoch=self.state.epoch, batch=self.state.batch, path=str(path))
 
     def save(self, path: str | Path) -> Path:

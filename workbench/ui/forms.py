@@ -32,10 +32,11 @@ def _step(spec: FieldSpec) -> float:
 
 def widget_for(spec: FieldSpec, value: Any, layout: W.Layout | None = None) -> W.Widget:
     """The widget of one field, showing ``value`` (clamped into the field's range)."""
-    common = {"description": spec.label, "description_tooltip": spec.help, "style": STYLE,
+    common = {"description": spec.label, "tooltip": spec.help, "style": STYLE,
               "layout": layout or W.Layout(width="26em")}
     if spec.kind == "choice":
-        return W.Dropdown(options=list(spec.choices), value=value if value in spec.choices else spec.default, **common)
+        options = list(zip(spec.choice_labels, spec.choices)) if spec.choice_labels else list(spec.choices)
+        return W.Dropdown(options=options, value=value if value in spec.choices else spec.default, **common)
     if spec.kind == "bool":
         return W.Checkbox(value=bool(value), indent=False, **common)
     if spec.kind == "text":
@@ -44,7 +45,7 @@ def widget_for(spec: FieldSpec, value: Any, layout: W.Layout | None = None) -> W
     hi = spec.hi if spec.hi is not None else (1e12 if spec.kind == "float" else 2**31 - 1)
     if spec.optional:
         lo = OFF
-        common["description_tooltip"] = f"{spec.help} (0: off)"
+        common["tooltip"] = f"{spec.help} (0: off)"
     cls = W.BoundedIntText if spec.kind == "int" else W.BoundedFloatText
     shown = OFF if value is None else spec.clamp(value)
     return cls(value=shown, min=lo, max=hi, step=_step(spec), **common)
@@ -54,9 +55,10 @@ class Form:
     """Widgets for the fields of ``model`` (minus ``exclude``), filled from ``values``, capped by ``limits``."""
 
     def __init__(self, model: type[BaseModel], values: Mapping[str, Any] | None = None, *,
-                 limits: Limits | None = None, exclude: tuple[str, ...] = ()) -> None:
+                 limits: Limits | None = None, exclude: tuple[str, ...] = (), include: tuple[str, ...] | None = None,
+                 layout: W.Layout | None = None) -> None:
         self.model = model
-        self.specs = {s.name: s for s in field_specs(model, limits=limits, exclude=exclude)}
+        self.specs = {s.name: s for s in field_specs(model, limits=limits, exclude=exclude, include=include)}
         values = dict(values or {})
         self.widgets: dict[str, W.Widget] = {}
         for name, spec in self.specs.items():
@@ -64,7 +66,7 @@ class Form:
                 start = spec.clamp(values.get(name, spec.default))
             except ValueError:  # a damaged saved value: the default
                 start = spec.default
-            self.widgets[name] = widget_for(spec, start)
+            self.widgets[name] = widget_for(spec, start, W.Layout(**layout.get_state(["width"])) if layout else None)
         self.box = W.VBox(list(self.widgets.values()))
 
     def __getitem__(self, name: str) -> W.Widget:
@@ -116,3 +118,23 @@ class _hold:
     def __exit__(self, *exc: object) -> None:
         for c in reversed(self.contexts):
             c.__exit__(*exc)
+
+
+class FormFields:
+    """Mixin for panels built from forms: ``panel.epochs`` is the ``epochs`` widget of the first form that has one."""
+
+    def _forms(self) -> list[Form]:
+        """The panel's forms in lookup order; read them from ``self.__dict__`` (KeyError while being built)."""
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or "ctx" not in self.__dict__:
+            raise AttributeError(name)
+        try:
+            forms = self._forms()
+        except (AttributeError, KeyError):  # still being built
+            raise AttributeError(name) from None
+        for form in forms:
+            if name in form:
+                return form[name]
+        raise AttributeError(f"{type(self).__name__} has no widget or attribute {name!r}")

@@ -22,28 +22,31 @@ from .common import Status, panel_guard
 from .context import AppContext
 from ..plots.curves import profile_template, reflectivity_template
 from .background import Job
+from .forms import Form, FormFields
 from ..store.recorded import recorded_run
 
 
-class GeneratePanel(W.VBox):
+GENERATOR_FIELDS = ("num_curves", "seed", "sampling", "fixed_z_grid")
+REALISM_FIELDS = ("counting_noise", "scale_error")
+CONSISTENT_ROUGHNESS = 0.5  # the "roughness ≤ 0.5 × thinner neighbour" option
+
+
+class GeneratePanel(FormFields, W.VBox):
+    """The Generate tab; ``panel.num_curves``, ``panel.seed``, ... are widgets generated from :class:`GeneratorConfig`."""
+
+    CHARTS = {"generated curves": "rq", "generated profiles": "sld"}
+
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        lim = ctx.limits
         saved = ctx.panel_settings("generate")
         style = {"description_width": "12em"}
         wide = W.Layout(width="24em")
-        self.num_curves = W.BoundedIntText(value=min(int(saved.get("num_curves", 1000)), lim.max_curves), min=1,
-                                           max=lim.max_curves, description="numCurves", style=style, layout=wide)
-        self.seed = W.BoundedIntText(value=int(saved.get("seed", 0)), min=0, max=2**31 - 1, description="seed",
-                                     style=style, layout=wide)
-        self.sampling = W.Dropdown(options=[("Latin hypercube (pyreflect)", "lhs"), ("uniform", "uniform")],
-                                   value=saved.get("sampling", "lhs"), description="sampling", style=style, layout=wide)
-        self.noise = W.Checkbox(value=bool(saved.get("noise", False)), description="Poisson counting noise (REF_L-like)")
-        self.scale_error = W.BoundedFloatText(value=float(saved.get("scale_error", 0.0)), min=0, max=0.5, step=0.01,
-                                              description="scale error (1σ)", style=style, layout=wide)
+        realism = saved.get("realism") or {"counting_noise": saved.get("noise", False),
+                                           "scale_error": saved.get("scale_error", 0.0)}
+        self.generator_form = Form(GeneratorConfig, saved, limits=ctx.limits, include=GENERATOR_FIELDS, layout=wide)
+        self.realism_form = Form(Realism, realism, limits=ctx.limits, include=REALISM_FIELDS, layout=wide)
         self.consistent = W.Checkbox(value=bool(saved.get("consistent", False)),
                                      description="roughness ≤ 0.5 × thinner neighbour")
-        self.fixed_z = W.Checkbox(value=bool(saved.get("fixed_z", False)), description="one z grid for every profile")
         self.name = W.Text(value="", placeholder="folder name (default: dataset-<time>)", description="name",
                            style=style, layout=wide)
         self.start = W.Button(description="Generate", icon="play", button_style="primary")
@@ -58,10 +61,10 @@ class GeneratePanel(W.VBox):
         self.dataset = None
         self.start.on_click(self._start)
         self.cancel.on_click(self._cancel)
-        for w in (self.num_curves, self.seed, self.sampling, self.noise, self.scale_error, self.consistent, self.fixed_z):
-            w.observe(self._remember, "value")
-        form = W.VBox([self.num_curves, self.seed, self.sampling, self.noise, self.scale_error, self.consistent,
-                       self.fixed_z, self.name])
+        for form in (self.generator_form, self.realism_form):
+            form.observe(self._remember)
+        self.consistent.observe(self._remember, "value")
+        form = W.VBox([self.generator_form.box, self.realism_form.box, self.consistent, self.name])
         super().__init__([
             W.HTML("<b>Generate</b> a synthetic data set from the film stack's bounds and the probe"),
             form, W.HBox([self.start, self.cancel]), self.progress, self.status, self.timings, self.output,
@@ -69,21 +72,21 @@ class GeneratePanel(W.VBox):
         ])
         self.add_class("wb-generate-panel")
 
+    def _forms(self) -> list[Form]:
+        return [self.__dict__["generator_form"], self.__dict__["realism_form"]]
+
     def _remember(self, _=None) -> None:
-        self.ctx.update_settings("generate", num_curves=self.num_curves.value, seed=self.seed.value,
-                                 sampling=self.sampling.value, noise=self.noise.value, scale_error=self.scale_error.value,
-                                 consistent=self.consistent.value, fixed_z=self.fixed_z.value)
+        self.ctx.update_settings("generate", **self.generator_form.values(), realism=self.realism_form.values(),
+                                 consistent=self.consistent.value)
 
     def config(self) -> GeneratorConfig:
         """The generator settings from the widgets and the probe panel (clamped to the limits)."""
         p = self.ctx.model.probe_settings
-        n = int(min(max(self.num_curves.value, 1), self.ctx.limits.max_curves))
-        return GeneratorConfig(
-            num_curves=n, seed=int(self.seed.value), sampling=self.sampling.value, q_min=p.q_min, q_max=p.q_max,
-            num_q=p.num_q, q_resolution=p.q_resolution, consistent_roughness=0.5 if self.consistent.value else None,
-            fixed_z_grid=bool(self.fixed_z.value),
-            realism=Realism(counting_noise=bool(self.noise.value), scale_error=float(self.scale_error.value)),
-        )
+        values = self.generator_form.values()
+        values["num_curves"] = int(min(max(values["num_curves"], 1), self.ctx.limits.max_curves))
+        return GeneratorConfig(**values, q_min=p.q_min, q_max=p.q_max, num_q=p.num_q, q_resolution=p.q_resolution,
+                               consistent_roughness=CONSISTENT_ROUGHNESS if self.consistent.value else None,
+                               realism=Realism(**self.realism_form.values()))
 
     @panel_guard
     def _start(self, _=None) -> None:

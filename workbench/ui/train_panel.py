@@ -32,7 +32,7 @@ from .background import Job
 from .chart_widget import ChartWidget
 from .common import Status, panel_guard
 from .context import AppContext
-from .forms import Form
+from .forms import Form, FormFields
 
 MODELS = [("compact CNN: NR → SLD profile", "compact"), ("pyreflect-parity CNN: NR → SLD profile", "parity_cnn"),
           ("parameter model: NR → layer parameters", "param"), ("χ model: SLD profile → χ", "chi")]
@@ -53,7 +53,7 @@ def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
     return any(folder == r or r in folder.parents for r in roots)
 
 
-class TrainPanel(W.VBox):
+class TrainPanel(FormFields, W.VBox):
     """The Train tab; ``panel.epochs``, ``panel.dropout``, ... are the generated widgets (the chosen model's first)."""
 
     CHARTS = {"training loss": "loss"}
@@ -118,16 +118,11 @@ class TrainPanel(W.VBox):
         self.refresh_datasets()
         self._kind_changed()
 
-    def __getattr__(self, name: str) -> Any:
-        """A generated widget by field name: training settings, then the chosen model's, then any model's."""
-        forms = self.__dict__.get("model_forms")
-        if forms is None or name.startswith("_"):
-            raise AttributeError(name)
-        kind = self.__dict__["model_kind"].value
-        for form in (self.__dict__["train_form"], self.__dict__["request_form"], forms[kind], *forms.values()):
-            if name in form:
-                return form[name]
-        raise AttributeError(f"{type(self).__name__} has no widget or attribute {name!r}")
+    def _forms(self) -> list[Form]:
+        """Where ``panel.<field>`` looks: training settings, then the chosen model's, then any model's."""
+        d = self.__dict__
+        forms = d["model_forms"]
+        return [d["train_form"], d["request_form"], forms[d["model_kind"].value], *forms.values()]
 
     def on_shown(self) -> None:
         """The tab was shown: list the data sets made since."""

@@ -19,7 +19,6 @@ from hub_server import FakeHub
 from workbench.events import Record, Reporter, Warning_
 from workbench.store import hub as H
 from workbench.store.model_bundle import load_model_bundle
-from workbench.store.recorded import recorded_run
 from workbench.store.workspace import Workspace
 from workbench.training import TrainConfig
 from workbench.workflows.training import TrainRequest, resume_training, run_training

@@ -54,7 +54,7 @@ def test_predict_a_test_sample_with_an_sld_model(workspace):
     assert len(panel.sld.data[1].y) == ds.sld.shape[2]
     for key in ("sld_mse", "sld_mae", "sld_r2", "log_r_rmse"):
         assert key in panel.metrics.value
-    assert ctx.current["prediction"].truth_profile is not None
+    assert ctx.prediction.truth_profile is not None
     panel.index.value = 10**6
     panel.run.click()
     assert panel.status.level == "error" and "out of range" in panel.status.text
@@ -70,7 +70,7 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     predict.measured.value = str(ctx.measured_dir / "REFL_212592_reduced.txt")
     predict.run.click()
     assert predict.status.level == "ok", predict.status.text
-    p = ctx.current["prediction"]
+    p = ctx.prediction
     assert p.stack is not None and len(predict.rq.data[0].x) > 300
     assert "chi2_per_point" in predict.metrics.value and "Predicted parameters" in predict.metrics.value
     # the prediction was published: the refine panel loaded the predicted stack and its free parameters

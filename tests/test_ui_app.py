@@ -43,7 +43,7 @@ def test_uploads_are_validated_and_stored(tmp_path, shared_data):
     lines = panel.handle([("REFL_212592_reduced.txt", text), ("my_nr.npy", nr.getvalue()), ("my_sld.npy", sld.getvalue())])
     assert panel.status.level == "ok", panel.status.text
     assert (ctx.measured_dir / "REFL_212592_reduced.txt").is_file()
-    assert ctx.datasets()[0].name == "my_nr" and ctx.current["dataset"] == ctx.datasets()[0]
+    assert ctx.datasets()[0].name == "my_nr" and ctx.dataset == ctx.datasets()[0]
     assert any("data set" in line for line in lines)
     # refused: oversize, bad text, pickled npy, zip with path traversal, unknown type
     evil = io.BytesIO()

@@ -50,7 +50,7 @@ def test_generate_writes_a_dataset_previews_and_records_it(tmp_path):
     assert "curves/s" in panel.timings.value and str(ds.path) in panel.output.value
     assert len(panel.rq.data) == Limits().max_preview_curves
     np.testing.assert_allclose(np.array(panel.rq.data[0].y), ds.nr[0, 1], rtol=1e-6)
-    assert ctx.current["dataset"] == ds.path
+    assert ctx.dataset == ds.path
     runs = ctx.registry().list_runs(kind="generate")
     assert len(runs) == 1 and runs[0].status == "completed" and runs[0].dataset_hash == ds.content_hash
     panel.start.click()  # same name again: refused with a message, nothing overwritten
@@ -63,7 +63,7 @@ def test_generate_clamps_and_cancels(tmp_path):
     assert panel.num_curves.max == 5000
     panel.num_curves.value = 10**9  # a browser cannot ask for more than the limit
     assert panel.config().num_curves == 5000
-    ctx.model.stack  # noqa: B018
+    ctx.stack.stack  # noqa: B018
     panel.name.value = "big"
     panel.job = None
     panel.start.click()
@@ -106,7 +106,7 @@ def test_train_grows_the_loss_chart_pauses_resumes_and_saves_a_bundle(tmp_path):
     assert "epoch" in panel.log_view.value
     run = ctx.registry().get_run(run.id)
     assert run.status == "completed" and run.model and run.model.endswith("m1")
-    assert ctx.current["model"] == bundle.path
+    assert ctx.bundle == bundle.path
 
 
 def test_train_stop_and_errors_are_shown(tmp_path):

@@ -57,14 +57,14 @@ def test_typing_beyond_the_slider_extends_it_but_not_past_the_hard_limit(ctx):
     assert row.slider.max < 900
     row.number.value = 900.0
     assert row.slider.max >= 900 and row.slider.value == 900.0
-    assert ctx.model.value(2, "thickness") == 900.0
+    assert ctx.stack.value(2, "thickness") == 900.0
     row.number.value = 1e7  # beyond the physical limit: clamped, and the panel says so
-    assert ctx.model.value(2, "thickness") == Limits().thickness.hi
+    assert ctx.stack.value(2, "thickness") == Limits().thickness.hi
     assert row.number.value == Limits().thickness.hi
     assert panel.status.level == "warn" and "limit" in panel.status.text
     row2 = panel.row(2, "roughness")
     row2.number.value = -5.0
-    assert ctx.model.value(2, "roughness") == 0.0
+    assert ctx.stack.value(2, "roughness") == 0.0
 
 
 def test_bounds_editors_add_reorder_remove_collapse_reset(ctx):
@@ -72,18 +72,18 @@ def test_bounds_editors_add_reorder_remove_collapse_reset(ctx):
     row = panel.row(1, "sld")
     row.vary.value = True
     row.lo.value, row.hi.value = 3.0, 4.0
-    assert ctx.model.stack.bound(1, "sld").lo == 3.0 and ctx.model.stack.bound(1, "sld").hi == 4.0
+    assert ctx.stack.stack.bound(1, "sld").lo == 3.0 and ctx.stack.stack.bound(1, "sld").hi == 4.0
     row.lo.value = 5.0  # min above max: an error in the panel, the bound stays
     assert panel.status.level == "error" and "above" in panel.status.text
-    assert ctx.model.stack.bound(1, "sld").hi == 4.0
-    n = ctx.model.n_layers
+    assert ctx.stack.stack.bound(1, "sld").hi == 4.0
+    n = ctx.stack.n_layers
     panel.add.click()
-    assert ctx.model.n_layers == n + 1 and len(panel.layers) == n + 1
-    new = ctx.model.layer(n - 1).name
+    assert ctx.stack.n_layers == n + 1 and len(panel.layers) == n + 1
+    new = ctx.stack.layer(n - 1).name
     panel.layers[n - 1].down.click()
-    assert ctx.model.layer(n - 2).name == new
+    assert ctx.stack.layer(n - 2).name == new
     panel.layers[n - 2].remove.click()
-    assert ctx.model.n_layers == n and new not in [ly.name for ly in ctx.model.stack.layers]
+    assert ctx.stack.n_layers == n and new not in [ly.name for ly in ctx.stack.stack.layers]
     assert panel.layers[0].remove.disabled and panel.layers[-1].remove.disabled
     assert panel.layers[0].row("thickness").slider.disabled  # substrate thickness has no effect
     panel.collapse.click()
@@ -92,7 +92,7 @@ def test_bounds_editors_add_reorder_remove_collapse_reset(ctx):
     assert all(box.body.layout.display == "" for box in panel.layers)
     panel.row(2, "sld").slider.value = 1.0
     panel.reset.click()
-    assert ctx.model.stack == FilmStack.default()
+    assert ctx.stack.stack == FilmStack.default()
     assert panel.row(2, "sld").slider.value == FilmStack.default().layers[2].sld
 
 
@@ -107,11 +107,11 @@ def test_settings_autosave_and_restore(tmp_path):
     assert saved["stack"]["layer_desc"][4]["sld"] == 1.234 and saved["probe"]["num_q"] == 100
     again = AppContext(tmp_path / "ws")
     panel2 = StackPanel(again)
-    assert again.model.value(4, "sld") == 1.234
+    assert again.stack.value(4, "sld") == 1.234
     assert panel2.row(4, "sld").slider.value == 1.234
     assert len(panel2.rq.data[0].x) == 100
     panel2.reset.click()
-    assert again.model.stack == FilmStack.default() and again.model.probe().q.size == 308
+    assert again.stack.stack == FilmStack.default() and again.stack.probe().q.size == 308
     assert json.loads(again.workspace.settings_path.read_text())["probe"]["num_q"] == 308
 
 
@@ -121,7 +121,7 @@ def test_damaged_settings_fall_back_to_defaults(tmp_path):
     (ws / "settings.json").write_text('{"stack": {"layer_desc": [{"name": "x"}]}}')
     ctx = AppContext(ws)
     panel = StackPanel(ctx)
-    assert ctx.model.stack == FilmStack.default()
+    assert ctx.stack.stack == FilmStack.default()
     assert panel.status.level == "warn" and "settings.json" in panel.status.text
 
 
@@ -132,8 +132,8 @@ def test_probe_panel_clamps_and_reports_bad_combinations(ctx):
     assert stack_panel.wait_redrawn() and len(stack_panel.rq.data[0].x) == 50
     panel.fields["q_max"].value = 0.005  # below qMin
     assert panel.status.level == "error" and "qMax must be greater than qMin" in panel.status.text
-    assert ctx.model.probe().q[-1] == pytest.approx(0.1975)
+    assert ctx.stack.probe().q[-1] == pytest.approx(0.1975)
     panel.fields["q_max"].value = 0.25
-    assert ctx.model.probe().q[-1] == pytest.approx(0.25)
+    assert ctx.stack.probe().q[-1] == pytest.approx(0.25)
     assert stack_panel.wait_redrawn()
     assert np.array(stack_panel.rq.data[0].x)[-1] == pytest.approx(0.25)

@@ -18,9 +18,7 @@ from ..batch.sweep import grid, parameter_sets_from_mapping, parse_value_list, r
 from ..events import Record
 from ..fileio import write_text_atomic
 from ..plots.sweep import choose_metric, sweep_figure
-from ..plots.sweep import choose_metric
 from pydantic import ValidationError
-from ..events import Cancelled, Record, Reporter, tqdm_listener
 from ..batch.search import SearchConfig, run_search
 from ..plots.sweep import history_figure
 import yaml

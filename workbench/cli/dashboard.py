@@ -16,7 +16,6 @@ from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
 from ..plots.curves import stack_figure
-from ..batch.dashboard import launch_dashboard
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

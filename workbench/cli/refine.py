@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .common import load_config_file, stack_file
-from ..physics import FilmStack
 from ..data.handfit import load_handfit_spreadsheet
 from ..analysis.predict import predict_measurement
 from ..store.model_bundle import load_model_bundle

@@ -71,7 +71,7 @@ def reflectivity_template(names: tuple[str, ...] = ("R(Q)",), title: str = "Refl
     """A log-scale R(Q) chart with one empty line trace per name."""
     fig = _base(title={"text": title}, xaxis=Q_AXIS, yaxis=R_AXIS)
     for name in names:
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name))
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name, meta=name))
     return fig
 
 
@@ -79,15 +79,15 @@ def profile_template(names: tuple[str, ...] = ("ρ (SLD)",), title: str = "SLD p
     """An SLD depth-profile chart with one empty line trace per name."""
     fig = _base(title={"text": title}, xaxis=Z_AXIS, yaxis=SLD_AXIS)
     for name in names:
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name))
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name, meta=name))
     return fig
 
 
 def loss_template() -> go.Figure:
     """Training and validation loss against epoch."""
     fig = _base(title={"text": "Loss"}, xaxis={"title": "epoch"}, yaxis=LOSS_AXIS)
-    for name in ("train", "train (eval mode)", "validation"):
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name))
+    for key, name in (("train_loss", "train"), ("train_loss_eval", "train (eval mode)"), ("val_loss", "validation")):
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, meta=key))
     return fig
 
 
@@ -95,7 +95,7 @@ def convergence_template() -> go.Figure:
     """χ² against iteration of a refinement."""
     fig = _base(title={"text": "Convergence"}, xaxis={"title": "iteration"},
                 yaxis={"title": "χ²", "type": "log", "exponentformat": "power"})
-    fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="χ²"))
+    fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="χ²", meta="chi2"))
     return fig
 
 

@@ -58,9 +58,7 @@ class Workbench(W.Tab):
 
     def _shown(self, change) -> None:
         if change["new"] is not None:
-            panel = self.panel(TABS[change["new"]])
-            if TABS[change["new"]] == "files":  # charts made since (Predict's χ chart) and new models
-                panel.refresh_lists()
+            self.panel(TABS[change["new"]]).on_shown()
 
     def panel(self, name: str) -> W.Widget:
         """The panel of a tab, built on first use."""
@@ -74,14 +72,8 @@ class Workbench(W.Tab):
         panel = builders[name](ctx)
         panel.add_class(f"wb-{name}-panel")
         self._panels[name] = panel
-        charts = {"stack": {"film stack R(Q)": "rq", "film stack SLD": "sld"}, "train": {"training loss": "loss"},
-                  "predict": {"prediction R(Q)": "rq", "prediction SLD": "sld"},  # its χ chart registers itself
-                  "refine": {"refinement convergence": "convergence", "refinement R(Q)": "rq", "refinement SLD": "sld"},
-                  "generate": {"generated curves": "rq", "generated profiles": "sld"},
-                  "sweep": {"sweep results": "figure"}, "search": {"search history": "figure"}}.get(name, {})
-        ctx.charts.update({label: getattr(panel, attr) for label, attr in charts.items()})
-        if name == "refine" and ctx.current.get("prediction") is not None:
-            panel._load()
+        ctx.charts.update(panel.charts())  # Predict's χ chart registers itself when first made
+        panel.on_shown()
         if "files" in self._panels:
             self._panels["files"].refresh_lists()
         self._slots[TABS.index(name)].children = [panel]
@@ -104,14 +96,14 @@ class Workbench(W.Tab):
 
     def _search_panel(self, ctx: AppContext) -> SearchPanel:
         """The Search panel on the current data set, handing its best settings to the Train tab."""
-        current = ctx.current.get("dataset") or next(iter(ctx.datasets()), None)
+        current = ctx.dataset or next(iter(ctx.datasets()), None)
         panel = SearchPanel(ctx, dataset=current, on_use_best=self.use_settings)
 
         def follow(folder) -> None:
             if folder is not None and not (panel.job is not None and panel.job.running):
                 panel.dataset.value = str(folder)
 
-        ctx.subscribe("dataset", follow)
+        ctx.follow("dataset", follow)
         return panel
 
     def use_settings(self, settings: Mapping[str, Any]) -> None:

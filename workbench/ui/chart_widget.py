@@ -11,7 +11,9 @@ else is Plotly's FigureWidget unchanged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
@@ -51,3 +53,25 @@ class ChartWidget(go.FigureWidget):
     @traitlets.default("_plotly_bundle")
     def _default_bundle(self) -> PlotlyBundle:
         return shared_bundle()
+
+    def trace(self, key: str) -> Any:
+        """The trace whose ``meta`` (a stable key) or, failing that, legend name is ``key``."""
+        for trace in self.data:
+            if trace.meta == key:
+                return trace
+        for trace in self.data:
+            if trace.name == key:
+                return trace
+        raise KeyError(f"no trace {key!r}; the chart has {[t.meta or t.name for t in self.data]}")
+
+    def set_traces(self, values: Mapping[str, Sequence[Any]]) -> None:
+        """Replace traces' data by key in one message: ``{"fit": (q, r)}`` or ``{"data": (q, r, "ground truth")}``.
+
+        A third item renames the trace in the legend; its key stays.  An empty ``(x, y)`` hides a trace.
+        """
+        with self.batch_update():
+            for key, value in values.items():
+                trace = self.trace(key)
+                trace.x, trace.y = value[0], value[1]
+                if len(value) > 2:
+                    trace.name = value[2]

@@ -14,6 +14,22 @@ import ipywidgets as W
 _COLORS = {"info": "#333", "ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}
 
 
+class Panel:
+    """What the app needs of every tab: the charts it offers for download and what to do when it is shown.
+
+    ``CHARTS`` maps a chart's name in the Files tab to the panel attribute holding its figure.
+    """
+
+    CHARTS: dict[str, str] = {}
+
+    def on_shown(self) -> None:
+        """The tab was shown: bring lists and views up to date (nothing by default)."""
+
+    def charts(self) -> dict[str, Any]:
+        """The panel's charts by name (``CHARTS`` resolved)."""
+        return {label: getattr(self, attr) for label, attr in self.CHARTS.items()}
+
+
 class Status(W.HTML):
     """One line of feedback in a panel; errors in red, never a silent dead button."""
 

@@ -1,9 +1,11 @@
-"""What the panels share: the workspace, the limits, the stack model, the current selections, autosave.
+"""What the panels share: the workspace, the limits, the film stack, the current selections, autosave.
 
-Panels talk to each other only through this object: a panel that produces something (a data
-set, a model, a prediction, a measurement) publishes it with :meth:`AppContext.publish`, and
-panels that use it subscribe.  Stack, probe and panel settings autosave (debounced, atomically)
-to the workspace's ``settings.json`` and are restored when the dashboard opens again.
+Panels talk to each other only through this object's typed traits: a panel that produces
+something sets it (``ctx.announce(dataset=folder)``) and panels that use it follow it
+(``ctx.follow("dataset", callback)``, a traitlets observer that logs instead of raising, so one
+broken view never breaks the others).  ``ctx.stack`` is the editable film stack and probe.
+Stack, probe and panel settings autosave (debounced, atomically) to the workspace's
+``settings.json`` and are restored when the dashboard opens again.
 """
 
 from __future__ import annotations
@@ -15,48 +17,72 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..limits import Limits
+import traitlets as T
+
 from ..fileio import write_text_atomic
+from ..limits import Limits
 from ..store.workspace import Workspace
-from .model import StackModel
+from .stack_model import StackModel
 
 log = logging.getLogger("workbench.ui")
 SETTINGS_VERSION = 1
 MEASURED = "measured"
 
 
-class AppContext:
-    """Shared state of one Workbench app."""
+class AppContext(T.HasTraits):
+    """Shared state of one Workbench app: typed traits the panels set and follow."""
+
+    dataset = T.Instance(Path, allow_none=True, help="the data-set folder last generated, uploaded or chosen")
+    bundle = T.Instance(Path, allow_none=True, help="the model bundle folder last trained, uploaded or activated")
+    measurement = T.Instance(Path, allow_none=True, help="the measured file last uploaded")
+    prediction = T.Any(None, allow_none=True, help="the last prediction (Predict tab), what Refine starts from")
+    refined = T.Any(None, allow_none=True, help="the last refinement result (Refine tab)")
+    runs_version = T.Int(0, help="bumped when a run was recorded or changed: the History tab refreshes")
 
     def __init__(self, workspace: Workspace | str | Path | None = None, *, limits: Limits | None = None,
                  restore: bool = True, autosave_delay: float = 1.0) -> None:
+        super().__init__()
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         self.limits = limits or Limits.from_env()
-        self.model = StackModel(limits=self.limits)
+        self.stack = StackModel(limits=self.limits)
         self.settings: dict[str, dict[str, Any]] = {}
-        self.current: dict[str, Any] = {}
         self.charts: dict[str, Any] = {}  # chart name -> figure, for the Files panel's data downloads
         self.restore_error: str | None = None
-        self._subscribers: dict[str, list[Callable[[Any], None]]] = {}
         self._autosave_delay = autosave_delay
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         if restore:
             self.load_settings()
-        self.model.observe(lambda what: self.schedule_save())
+        self.stack.observe(lambda what: self.schedule_save())
 
-    # ------------------------------------------------------------------ publish / subscribe
-    def subscribe(self, topic: str, callback: Callable[[Any], None]) -> None:
-        self._subscribers.setdefault(topic, []).append(callback)
+    # ------------------------------------------------------------------ shared selections
+    def announce(self, **values: Any) -> None:
+        """Set shared traits and tell their followers, also when a value is the same as before (a retrained bundle)."""
+        for name, value in values.items():
+            if name not in self.trait_names() or name.startswith("_"):
+                raise AttributeError(f"AppContext has no shared trait {name!r}")
+            if isinstance(value, str):
+                value = Path(value)
+            old = getattr(self, name)
+            if old is value or (isinstance(old, Path) and old == value):
+                self.notify_change(T.Bunch(name=name, old=old, new=value, owner=self, type="change"))
+            else:
+                setattr(self, name, value)
 
-    def publish(self, topic: str, value: Any) -> None:
-        """Set ``current[topic]`` and tell every subscriber ('dataset', 'model', 'prediction', ...)."""
-        self.current[topic] = value
-        for callback in list(self._subscribers.get(topic, [])):
+    def runs_changed(self) -> None:
+        """A run was recorded or changed (the History tab follows ``runs_version``)."""
+        self.runs_version += 1
+
+    def follow(self, name: str, callback: Callable[[Any], None]) -> None:
+        """``callback(new value)`` after each change of the trait ``name``; a failing callback is logged, not raised."""
+
+        def observer(change: T.Bunch) -> None:
             try:
-                callback(value)
+                callback(change["new"])
             except Exception as exc:  # noqa: BLE001 - one broken view must not break the others
-                log.warning("subscriber of %r failed: %s", topic, exc)
+                log.warning("follower of %r failed: %s", name, exc)
+
+        self.observe(observer, name)
 
     # ------------------------------------------------------------------ workspace listings
     @property
@@ -103,7 +129,7 @@ class AppContext:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if "stack" in data:
-                self.model.load_dict(data)
+                self.stack.load_dict(data)
             self.settings = {k: dict(v) for k, v in data.get("panels", {}).items() if isinstance(v, dict)}
         except Exception as exc:  # noqa: BLE001 - a damaged settings file must not stop the app
             self.restore_error = f"could not restore {path}: {exc}; using the defaults"
@@ -114,7 +140,7 @@ class AppContext:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-        data = {"version": SETTINGS_VERSION, **self.model.to_dict(), "panels": self.settings}
+        data = {"version": SETTINGS_VERSION, **self.stack.to_dict(), "panels": self.settings}
         return write_text_atomic(self.workspace.settings_path, json.dumps(data, indent=1))
 
     def schedule_save(self) -> None:
@@ -138,6 +164,5 @@ class AppContext:
     def reset_settings(self) -> None:
         """Defaults everywhere: stack, bounds, probe and panel settings."""
         self.settings = {}
-        self.model.reset()
-        self.publish("reset", True)
+        self.stack.reset()
         self.save_settings()

@@ -28,7 +28,7 @@ from ..data.measured import load_measurement
 from ..fileio import free_path, safe_name
 from ..store.adopt import adopt_bundle
 from ..store.model_bundle import load_model_bundle
-from .common import Status, download_link, panel_guard, table_html
+from .common import Panel, Status, download_link, panel_guard, table_html
 from .context import AppContext
 from ..plots.curves import chart_csv, chart_data
 from ..models import count_parameters
@@ -163,7 +163,7 @@ def zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-class FilesPanel(W.VBox):
+class FilesPanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.upload = W.FileUpload(accept=ACCEPT, multiple=True, description="Upload")
@@ -185,7 +185,7 @@ class FilesPanel(W.VBox):
         self.zip.on_click(self._zip)
         self.export.on_click(self._export)
         self.refresh.on_click(lambda _: self.refresh_lists())
-        ctx.subscribe("model", lambda _: self.refresh_lists())
+        ctx.follow("bundle", lambda _: self.refresh_lists())
         limit = ctx.limits.max_upload_bytes / 2**20
         super().__init__([
             W.HTML(f"<b>Upload</b> ({ACCEPT.replace(',', ' ')}; at most {limit:.0f} MiB each): an NR + SLD .npy pair "
@@ -196,6 +196,10 @@ class FilesPanel(W.VBox):
             self.links,
         ])
         self.add_class("wb-files-panel")
+        self.refresh_lists()
+
+    def on_shown(self) -> None:
+        """Charts made since (Predict's χ chart) and new models, data sets and measurements."""
         self.refresh_lists()
 
     def refresh_lists(self) -> None:
@@ -231,11 +235,11 @@ class FilesPanel(W.VBox):
                 elif suffix in (".txt", ".dat", ".ort"):
                     path = store_measurement(self.ctx, name, data, self.dq.value or None)
                     done.append(f"measured curve → {path}")
-                    self.ctx.publish("measurement", path)
+                    self.ctx.announce(measurement=path)
                 elif suffix == ".zip":
                     path = store_bundle(self.ctx, name, data, limit)
                     done.append(f"model bundle → {path}")
-                    self.ctx.publish("model", path)
+                    self.ctx.announce(bundle=path)
                 else:
                     path, n = store_pth(self.ctx, name, data)
                     weights.append(path)
@@ -249,14 +253,14 @@ class FilesPanel(W.VBox):
             try:
                 path = store_measurement(self.ctx, name, data)
                 done.append(f"measured curve(s) → {path}")
-                self.ctx.publish("measurement", path)
+                self.ctx.announce(measurement=path)
             except UploadError as exc:
                 errors.append(str(exc))
         elif npys:
             try:
                 path = store_dataset(self.ctx, npys, self.dataset_name.value or Path(min(npys)).stem)
                 done.append(f"data set → {path}")
-                self.ctx.publish("dataset", path)
+                self.ctx.announce(dataset=path)
             except UploadError as exc:
                 errors.append(str(exc))
         self.uploaded.value = table_html([{"stored": line} for line in done])
@@ -279,7 +283,7 @@ class FilesPanel(W.VBox):
                 errors.append(str(exc))
                 return
             done.append(f"pyreflect model → {folder} (registered as {folder.name} v{version}; in the Predict tab)")
-            self.ctx.publish("model", folder)
+            self.ctx.announce(bundle=folder)
         elif stats and not weights:
             errors.append(f"{stats[0][0]}: pyreflect statistics need their .pth weights in the same upload")
         elif len(weights) > 1 or len(stats) > 1:

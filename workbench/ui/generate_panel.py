@@ -8,6 +8,7 @@ registry as a 'generate' run.  Headless twin: :func:`workbench.data.generate.gen
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
@@ -18,7 +19,7 @@ from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
 from ..fileio import safe_name
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard
+from .common import Panel, Status, panel_guard
 from .context import AppContext
 from ..plots.curves import profile_template, reflectivity_template
 from .background import Job
@@ -31,7 +32,7 @@ REALISM_FIELDS = ("counting_noise", "scale_error")
 CONSISTENT_ROUGHNESS = 0.5  # the "roughness ≤ 0.5 × thinner neighbour" option
 
 
-class GeneratePanel(FormFields, W.VBox):
+class GeneratePanel(FormFields, Panel, W.VBox):
     """The Generate tab; ``panel.num_curves``, ``panel.seed``, ... are widgets generated from :class:`GeneratorConfig`."""
 
     CHARTS = {"generated curves": "rq", "generated profiles": "sld"}
@@ -81,7 +82,7 @@ class GeneratePanel(FormFields, W.VBox):
 
     def config(self) -> GeneratorConfig:
         """The generator settings from the widgets and the probe panel (clamped to the limits)."""
-        p = self.ctx.model.probe_settings
+        p = self.ctx.stack.probe_settings
         values = self.generator_form.values()
         values["num_curves"] = int(min(max(values["num_curves"], 1), self.ctx.limits.max_curves))
         return GeneratorConfig(**values, q_min=p.q_min, q_max=p.q_max, num_q=p.num_q, q_resolution=p.q_resolution,
@@ -93,7 +94,7 @@ class GeneratePanel(FormFields, W.VBox):
         if self.job is not None and self.job.running:
             self.status.warn("a generation is already running")
             return
-        stack = self.ctx.model.stack
+        stack = self.ctx.stack.stack
         if not stack.free_parameters:
             raise ValueError("the film stack has no parameter with a range (min < max): tick 'vary' on at least one")
         config = self.config()
@@ -154,7 +155,7 @@ class GeneratePanel(FormFields, W.VBox):
                             f"hash {str(ds.content_hash)[:12]})</span>"
         self.status.ok(f"generated {ds.n} curves in {self.job.seconds:.2f} s")
         self._preview(ds)
-        self.ctx.publish("dataset", folder)
+        self.ctx.announce(dataset=Path(folder))
 
     def _failed(self, exc: BaseException) -> None:
         self._finish_buttons()

@@ -9,20 +9,21 @@ from __future__ import annotations
 import html
 import json
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import ipywidgets as W
 
 from ..store.registry import flatten
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, table_html
+from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
 from ..plots.curves import loss_template
 
 KINDS = [("all kinds", ""), ("generate", "generate"), ("train", "train"), ("refine", "refine"), ("sweep", "sweep")]
 
 
-class HistoryPanel(W.VBox):
+class HistoryPanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext, resume: Callable[[str], None] | None = None) -> None:
         self.ctx = ctx
         self._resume_cb = resume
@@ -45,7 +46,7 @@ class HistoryPanel(W.VBox):
         self.rename.on_click(self._rename)
         self.delete.on_click(self._delete)
         self.resume.on_click(self._resume)
-        ctx.subscribe("runs", lambda _: self.refresh_list())
+        ctx.follow("runs_version", lambda _: self.refresh_list())
         super().__init__([
             W.HTML("<b>History</b>: runs recorded in the workspace registry"), W.HBox([self.kind, self.refresh]),
             self.runs, W.HBox([self.open_button, self.new_name, self.rename, self.confirm, self.delete, self.resume]),
@@ -60,6 +61,10 @@ class HistoryPanel(W.VBox):
         if reg is None:
             raise ValueError("the run registry cannot be opened")
         return reg
+
+    def on_shown(self) -> None:
+        """Runs recorded since, by this page or another surface (the command line, a sweep)."""
+        self.refresh_list()
 
     @panel_guard
     def refresh_list(self) -> None:
@@ -105,7 +110,7 @@ class HistoryPanel(W.VBox):
         self.resume.disabled = not (row.kind == "train" and row.status == "paused")
         self.new_name.value = row.name
         if row.model:
-            self.ctx.publish("model", row.model)
+            self.ctx.announce(bundle=Path(row.model))
         self.status.info(f"opened {row.name} ({row.status})")
 
     @panel_guard

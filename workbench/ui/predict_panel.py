@@ -27,9 +27,10 @@ from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
 from ..store.model_bundle import ModelBundle, load_model_bundle
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, table_html
+from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
-from ..plots.curves import _base, profile_template, reflectivity_template
+from .curve_pair import CurvePair
+from ..plots.curves import _base
 from .train_panel import chi_data_allowed
 from ..data.parameters import stacks_from_parameters
 import json
@@ -102,7 +103,9 @@ def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | Non
     return Prediction(m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning)
 
 
-class PredictPanel(W.VBox):
+class PredictPanel(Panel, W.VBox):
+    CHARTS = {"prediction R(Q)": "rq", "prediction SLD": "sld"}
+
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         style = {"description_width": "9em"}
@@ -120,20 +123,19 @@ class PredictPanel(W.VBox):
         self.run = W.Button(description="Predict", icon="magic", button_style="primary")
         self.status = Status()
         self.metrics = W.HTML()
-        self.rq = ChartWidget(reflectivity_template((), "Reflectivity"))
-        self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
-        self.rq.add_scatter(x=[], y=[], mode="lines", name="computed from the prediction")
-        self.sld = ChartWidget(profile_template(("ground truth", "prediction"), "SLD profile"))
+        self.curves = CurvePair(("data", "computed from the prediction"), ("ground truth", "prediction"),
+                                markers=("data",))
+        self.rq, self.sld = self.curves.rq, self.curves.sld
         self._chi: ChartWidget | None = None  # made for the first χ prediction (only χ models need it)
         self.result: Prediction | None = None
         self.refresh.on_click(lambda _: self.refresh_lists())
         self.run.on_click(self._predict)
         self.source.observe(self._layout, "value")
         self.model.observe(self._layout, "value")
-        ctx.subscribe("model", lambda path: self.refresh_lists(select_model=path))
-        ctx.subscribe("dataset", lambda path: self.refresh_lists())
-        ctx.subscribe("measurement", lambda path: self.refresh_lists(select_measured=path))
-        self.nr_box = W.HBox([self.rq, self.sld])
+        ctx.follow("bundle", lambda path: self.refresh_lists(select_model=path))
+        ctx.follow("dataset", lambda path: self.refresh_lists())
+        ctx.follow("measurement", lambda path: self.refresh_lists(select_measured=path))
+        self.nr_box = self.curves.box
         self.chi_box = W.HBox()
         super().__init__([
             W.HTML("<b>Predict</b> with a trained model"), W.HBox([self.model, self.refresh]), self.source,
@@ -152,6 +154,10 @@ class PredictPanel(W.VBox):
             self.chi_box.children = [self._chi]
             self.ctx.charts["prediction chi"] = self._chi
         return self._chi
+
+    def on_shown(self) -> None:
+        """Models, data sets and measurements added since, the current choices kept."""
+        self.refresh_lists()
 
     def refresh_lists(self, select_model=None, select_measured=None) -> None:
         def fill(dropdown, paths, select):
@@ -204,19 +210,15 @@ class PredictPanel(W.VBox):
                 raise ValueError("no measured file: upload one in the Files panel")
             result = predict_file(bundle, self.measured.value, self.dq.value or None)
         self.show(result)
-        self.ctx.publish("prediction", result)
+        self.ctx.announce(prediction=result)
 
     def show(self, p: Prediction) -> None:
         self.result = p
         m = p.measurement.positive()
-        with self.rq.batch_update():
-            self.rq.data[0].x, self.rq.data[0].y = m.q, m.r
-            self.rq.data[0].name = "ground truth" if p.truth_profile is not None else "data"
-            self.rq.data[1].x, self.rq.data[1].y = p.measurement.q, p.computed
-        with self.sld.batch_update():
-            tz, tr = p.truth_profile if p.truth_profile is not None else ([], [])
-            self.sld.data[0].x, self.sld.data[0].y = tz, tr
-            self.sld.data[1].x, self.sld.data[1].y = p.profile
+        tz, tr = p.truth_profile if p.truth_profile is not None else ([], [])
+        self.curves.show(rq={"data": (m.q, m.r, "ground truth" if p.truth_profile is not None else "data"),
+                             "computed from the prediction": (p.measurement.q, p.computed)},
+                         sld={"ground truth": (tz, tr), "prediction": p.profile})
         rows = [{"metric": k, "value": float(v)} for k, v in p.metrics.items() if isinstance(v, (int, float))]
         text = "<b>Metrics</b>" + table_html(rows)
         if p.parameters:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from .common import Status, panel_guard
+from .common import Panel, Status, panel_guard
 from .context import AppContext
 
 FIELDS = {
@@ -21,7 +21,7 @@ FIELDS = {
 }
 
 
-class ProbePanel(W.VBox):
+class ProbePanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         lim = ctx.limits
@@ -31,7 +31,7 @@ class ProbePanel(W.VBox):
         self.status = Status()
         self.fields: dict[str, W.Widget] = {}
         rows = []
-        settings = ctx.model.probe_settings
+        settings = ctx.stack.probe_settings
         for key, (label, cls, kw) in FIELDS.items():
             lo, hi = ranges[key]
             w = cls(value=getattr(settings, key), min=lo, max=hi, description=label,
@@ -44,7 +44,7 @@ class ProbePanel(W.VBox):
         self._sync = False
         super().__init__([W.HTML("<b>Probe</b>: the Q grid and the instrument resolution used by the preview and by generation"),
                           *rows, self.summary, self.status])
-        ctx.model.observe(self._model_changed)
+        ctx.stack.observe(self._model_changed)
         self._show_summary()
 
     @panel_guard
@@ -52,7 +52,7 @@ class ProbePanel(W.VBox):
         if self._sync:
             return
         values = {k: w.value for k, w in self.fields.items()}
-        self.ctx.model.set_probe(**values)
+        self.ctx.stack.set_probe(**values)
         self.status.ok("probe updated")
 
     def _model_changed(self, what: str) -> None:
@@ -60,10 +60,10 @@ class ProbePanel(W.VBox):
             self._sync = True
             try:
                 for key, w in self.fields.items():
-                    w.value = getattr(self.ctx.model.probe_settings, key)
+                    w.value = getattr(self.ctx.stack.probe_settings, key)
             finally:
                 self._sync = False
             self._show_summary()
 
     def _show_summary(self) -> None:
-        self.summary.value = f"<small>{self.ctx.model.probe()!r}</small>"
+        self.summary.value = f"<small>{self.ctx.stack.probe()!r}</small>"

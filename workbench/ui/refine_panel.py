@@ -17,9 +17,10 @@ from ..analysis.uncertainty import Bands, dream_bands
 from ..events import Log, Progress, Record, Warning_
 from ..physics import FilmStack, sld_profile
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard, table_html
+from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
-from ..plots.curves import convergence_template, profile_template, reflectivity_template
+from .curve_pair import CurvePair
+from ..plots.curves import convergence_template
 from .background import Job
 from ..physics import reflectivity
 from contextlib import nullcontext
@@ -36,7 +37,9 @@ class FreeRow(W.HBox):
         super().__init__([self.free, self.value, self.lo, self.hi])
 
 
-class RefinePanel(W.VBox):
+class RefinePanel(Panel, W.VBox):
+    CHARTS = {"refinement convergence": "convergence", "refinement R(Q)": "rq", "refinement SLD": "sld"}
+
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         lim = ctx.limits
@@ -58,39 +61,45 @@ class RefinePanel(W.VBox):
         self.status = Status()
         self.table = W.HTML()
         self.convergence = ChartWidget(convergence_template())
-        self.rq = ChartWidget(reflectivity_template((), "Fit"))
-        self.rq.add_scatter(x=[], y=[], mode="markers", name="data", marker={"size": 4})
-        self.rq.add_scatter(x=[], y=[], mode="lines", name="start")
-        self.rq.add_scatter(x=[], y=[], mode="lines", name="fit")
-        self.sld = ChartWidget(profile_template(("start", "fit"), "SLD profile"))
+        self.curves = CurvePair(("data", "start", "fit"), ("start", "fit"), rq_title="Fit", markers=("data",))
+        self.rq, self.sld = self.curves.rq, self.curves.sld
         self.job: Job | None = None
         self.data = None
         self.start_stack: FilmStack | None = None
         self.result: RefineResult | None = None
         self.bands: Bands | None = None
         self._iterations: list[tuple[int, float]] = []
+        self._loaded = None  # the prediction the free-parameter rows were made from
         self.load.on_click(self._load)
         self.run.on_click(self._run)
         self.stop.on_click(self._stop)
         self.dream.on_click(self._dream)
-        ctx.subscribe("prediction", lambda p: self._load())
+        ctx.follow("prediction", lambda p: self.on_shown())
         super().__init__([
             W.HTML("<b>Refine</b> a prediction against its data"), W.HBox([self.start_from, self.load]),
             W.HTML("<small>free parameters and their bounds</small>"), self.rows_box, self.max_nfev,
             W.HBox([self.run, self.stop]), self.status, W.HBox([self.convergence]), self.table,
-            W.HBox([self.samples, self.burn, self.dream]), self.progress, W.HBox([self.rq, self.sld]),
+            W.HBox([self.samples, self.burn, self.dream]), self.progress, self.curves.box,
         ])
         self.add_class("wb-refine-panel")
+
+    def on_shown(self) -> None:
+        """Start from the current prediction when it is new (the bounds a user edited stay otherwise)."""
+        prediction = self.ctx.prediction
+        if prediction is None or prediction is self._loaded or (self.job is not None and self.job.running):
+            return
+        self._load()
 
     # ------------------------------------------------------------------ start
     @panel_guard
     def _load(self, _=None) -> None:
-        prediction = self.ctx.current.get("prediction")
+        prediction = self.ctx.prediction
         if prediction is None:
             raise ValueError("nothing to refine yet: make a prediction in the Predict panel first")
         self.data = prediction.measurement
+        self._loaded = prediction
         use_prediction = self.start_from.value == "prediction" and prediction.stack is not None
-        stack = prediction.stack if use_prediction else self.ctx.model.stack
+        stack = prediction.stack if use_prediction else self.ctx.stack.stack
         self.start_stack = stack
         rows = []
         for b in stack.bounds:
@@ -113,15 +122,9 @@ class RefinePanel(W.VBox):
         probe = self.data.merge_duplicate_q().probe() if self.data.has_duplicate_q else self.data.probe()
         r0 = np.asarray(reflectivity(self.start_stack, probe))[0]
         z, rho, _ = sld_profile(self.start_stack)
-        with self.rq.batch_update():
-            self.rq.data = self.rq.data[:3]
-            self.rq.data[0].x, self.rq.data[0].y = m.q, m.r
-            self.rq.data[1].x, self.rq.data[1].y = probe.q, r0
-            self.rq.data[2].x, self.rq.data[2].y = [], []
-        with self.sld.batch_update():
-            self.sld.data = self.sld.data[:2]
-            self.sld.data[0].x, self.sld.data[0].y = z[0], rho[0]
-            self.sld.data[1].x, self.sld.data[1].y = [], []
+        self._drop_bands()
+        self.curves.show(rq={"data": (m.q, m.r), "start": (probe.q, r0), "fit": ([], [])},
+                         sld={"start": (z[0], rho[0]), "fit": ([], [])})
 
     def free(self) -> tuple[list[str], dict[str, tuple[float, float]]]:
         names, bounds = [], {}
@@ -207,13 +210,10 @@ class RefinePanel(W.VBox):
         self.table.value = (f"<b>Result</b>: χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
                             f"{result.chi2:.4g}), {len(result.history)} iterations, {result.seconds:.2f} s"
                             + table_html(rows))
-        with self.rq.batch_update():
-            self.rq.data[2].x, self.rq.data[2].y = result.q, result.r_fit
-        with self.sld.batch_update():
-            self.sld.data[1].x, self.sld.data[1].y = result.profile
+        self.curves.show(rq={"fit": (result.q, result.r_fit)}, sld={"fit": result.profile})
         self.status.ok(f"refined: χ²/N {result.chi2_per_point:.4g}, {'converged' if result.converged else result.message}")
-        self.ctx.publish("refined", result)
-        self.ctx.publish("runs", None)
+        self.ctx.announce(refined=result)
+        self.ctx.runs_changed()
 
     def _failed(self, exc: BaseException) -> None:
         self._idle()
@@ -245,17 +245,24 @@ class RefinePanel(W.VBox):
         self.job = Job(work, on_events=self._events, on_done=self._bands_done, on_error=self._failed,
                        max_rate=self.ctx.limits.max_updates_per_second, name="workbench-dream").start()
 
+    def _drop_bands(self) -> None:
+        """Remove the DREAM bands of an earlier fit (they are the traces tagged ``band``)."""
+        for chart in (self.rq, self.sld):
+            kept = tuple(t for t in chart.data if t.meta != "band")
+            if len(kept) != len(chart.data):
+                chart.data = kept
+
     def _bands_done(self, bands: Bands) -> None:
         self.bands = bands
         self._idle()
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
-        band = {"mode": "lines", "line": {"width": 0}, "showlegend": True, "fillcolor": "rgba(31,119,180,0.2)"}
+        band = {"mode": "lines", "line": {"width": 0}, "showlegend": True, "fillcolor": "rgba(31,119,180,0.2)",
+                "meta": "band"}
+        self._drop_bands()
         with self.rq.batch_update():
-            self.rq.data = self.rq.data[:3]
             self.rq.add_scatter(x=bands.q, y=bands.r_95[0], name="95 % band (low)", **{**band, "showlegend": False})
             self.rq.add_scatter(x=bands.q, y=bands.r_95[1], name="95 % band", fill="tonexty", **band)
         with self.sld.batch_update():
-            self.sld.data = self.sld.data[:2]
             self.sld.add_scatter(x=bands.z, y=bands.sld_95[0], name="95 % band (low)", **{**band, "showlegend": False})
             self.sld.add_scatter(x=bands.z, y=bands.sld_95[1], name="95 % band", fill="tonexty", **band)
         rows = [{"parameter": r["name"], "median": r["median"], "68 % low": r["lo68"], "68 % high": r["hi68"]}

@@ -21,7 +21,7 @@ from ..batch.search import SearchConfig, SearchSpace, run_search, search_result,
 from ..events import Progress, Record
 from ..fileio import safe_name
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard
+from .common import Panel, Status, panel_guard
 from .background import Job
 from ..plots.sweep import history_figure, update_history_figure
 from ..store.workspace import Workspace
@@ -37,8 +37,11 @@ def _choices(text: str) -> list[int]:
     return values
 
 
-class SearchPanel(W.VBox):
+class SearchPanel(Panel, W.VBox):
     """Data set, trials, epochs, ranges, Run/Stop; live history chart; best settings and "Use in Train"."""
+
+    CHARTS = {"search history": "figure"}
+
 
     def __init__(self, ctx=None, *, workspace=None, dataset: str | Path | None = None, storage: str | Path | None = None,
                  on_use_best: Callable[[dict[str, Any]], None] | None = None, max_trials: int = 500, max_epochs: int = 1000) -> None:

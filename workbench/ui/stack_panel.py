@@ -1,6 +1,6 @@
 """Film stack panel: one row per layer parameter (slider + number + bound editors) and a live preview.
 
-The panel is a view of :class:`~workbench.ui.model.StackModel`: widgets write into the model, the
+The panel is a view of :class:`~workbench.ui.stack_model.StackModel`: widgets write into the model, the
 model notifies, the panel redraws R(Q) (log scale) and the SLD profile in two FigureWidgets that
 live as long as the panel.  Redraws run on a :class:`~workbench.ui.coalesce.Coalescer` worker: a
 single change is drawn at once, and while one redraw is being computed the changes that arrive
@@ -19,12 +19,11 @@ import ipywidgets as W
 from ..limits import default_slider_range
 from ..physics import FilmStack, Probe
 from ..physics.stack import PARAMETER_FIELDS
-from .chart_widget import ChartWidget
 from .coalesce import Coalescer
-from .common import Status, panel_guard
+from .common import Panel, Status, panel_guard
 from .context import AppContext
-from ..plots.curves import profile_template, reflectivity_template
-from .model import applicable, compute_preview
+from .curve_pair import CurvePair
+from .stack_model import applicable, compute_preview
 
 UNITS = {"sld": "10⁻⁶ Å⁻²", "isld": "10⁻⁶ Å⁻²", "thickness": "Å", "roughness": "Å"}
 LABELS = {"sld": "SLD", "isld": "iSLD", "thickness": "thickness", "roughness": "roughness"}
@@ -36,7 +35,7 @@ class ParameterRow(W.HBox):
 
     def __init__(self, panel: StackPanel, i: int, par: str) -> None:
         self.panel, self.i, self.par = panel, i, par
-        model = panel.ctx.model
+        model = panel.ctx.stack
         value = model.value(i, par)
         bound = model.bound(i, par)
         lo, hi = default_slider_range(par, value, model.limits)
@@ -77,7 +76,7 @@ class ParameterRow(W.HBox):
 
     @panel_guard
     def _set(self, value: float, typed: bool = False) -> None:
-        model = self.panel.ctx.model
+        model = self.panel.ctx.stack
         stored = model.set_value(self.i, self.par, value)
         if typed and stored != value:
             hard = model.limits.parameter(self.par)
@@ -103,7 +102,7 @@ class ParameterRow(W.HBox):
 
     @panel_guard
     def _bound_changed(self, change) -> None:
-        model = self.panel.ctx.model
+        model = self.panel.ctx.stack
         if not self.vary.value:
             model.set_bound(self.i, self.par, None)
             return
@@ -121,7 +120,7 @@ class LayerBox(W.VBox):
 
     def __init__(self, panel: StackPanel, i: int, expanded: bool = True) -> None:
         self.panel, self.i = panel, i
-        model = panel.ctx.model
+        model = panel.ctx.stack
         n = model.n_layers
         role = "substrate" if i == 0 else "ambient" if i == n - 1 else f"layer {i}"
         self.toggle = W.ToggleButton(value=expanded, icon="chevron-down" if expanded else "chevron-right",
@@ -150,7 +149,7 @@ class LayerBox(W.VBox):
 
     def _renamed(self, change) -> None:
         try:
-            self.panel.ctx.model.rename(self.i, change["new"])
+            self.panel.ctx.stack.rename(self.i, change["new"])
         except Exception as exc:  # noqa: BLE001
             self.panel.status.error(str(exc))
 
@@ -158,15 +157,18 @@ class LayerBox(W.VBox):
         return self.rows[PARAMETER_FIELDS.index(par)]
 
 
-class StackPanel(W.VBox):
+class StackPanel(Panel, W.VBox):
     """The film stack editor with a live R(Q) and SLD preview."""
+
+    CHARTS = {"film stack R(Q)": "rq", "film stack SLD": "sld"}
+
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.status = Status()
         self.timing = W.HTML()
-        self.rq = ChartWidget(reflectivity_template(("R(Q)",), "Reflectivity"))
-        self.sld = ChartWidget(profile_template(("ρ (SLD)", "ρ'' (absorption)"), "SLD profile"))
+        self.curves = CurvePair(("R(Q)",), ("ρ (SLD)", "ρ'' (absorption)"))
+        self.rq, self.sld = self.curves.rq, self.curves.sld
         for fig in (self.rq, self.sld):
             fig.layout.height = 360
         self.last_redraw_ms = 0.0  # compute + figure push of the last redraw
@@ -190,7 +192,7 @@ class StackPanel(W.VBox):
         toolbar = W.HBox([self.add, self.collapse, self.expand, self.reset])
         super().__init__([charts, self.timing, toolbar, self.status, self.layers_box])
         self.add_class("wb-stack-panel")
-        ctx.model.observe(self._model_changed)
+        ctx.stack.observe(self._model_changed)
         if ctx.restore_error:
             self.status.warn(ctx.restore_error)
         self.redraw()
@@ -198,7 +200,7 @@ class StackPanel(W.VBox):
     # ------------------------------------------------------------------ layers
     def _build_layers(self) -> None:
         expanded = {i: box.toggle.value for i, box in enumerate(self.layers)}
-        n = self.ctx.model.n_layers
+        n = self.ctx.stack.n_layers
         self.layers = [LayerBox(self, i, expanded.get(i, True)) for i in range(n)]
         self.layers_box.children = self.layers
 
@@ -208,17 +210,17 @@ class StackPanel(W.VBox):
 
     @panel_guard
     def _add(self, _=None) -> None:
-        i = self.ctx.model.add_layer()
-        self.status.ok(f"added {self.ctx.model.layer(i).name} below the ambient")
+        i = self.ctx.stack.add_layer()
+        self.status.ok(f"added {self.ctx.stack.layer(i).name} below the ambient")
 
     @panel_guard
     def move(self, i: int, delta: int) -> None:
-        self.ctx.model.move_layer(i, delta)
+        self.ctx.stack.move_layer(i, delta)
 
     @panel_guard
     def remove(self, i: int) -> None:
-        name = self.ctx.model.layer(i).name
-        self.ctx.model.remove_layer(i)
+        name = self.ctx.stack.layer(i).name
+        self.ctx.stack.remove_layer(i)
         self.status.ok(f"removed {name}")
 
     @panel_guard
@@ -233,7 +235,7 @@ class StackPanel(W.VBox):
             for i, box in enumerate(self.layers):
                 for par in PARAMETER_FIELDS:
                     row = box.row(par)
-                    v = self.ctx.model.value(i, par)
+                    v = self.ctx.stack.value(i, par)
                     if row.number.value != v:
                         row.show(v)
         if what != "bounds":
@@ -242,7 +244,7 @@ class StackPanel(W.VBox):
     # ------------------------------------------------------------------ preview
     def _snapshot(self) -> tuple[FilmStack, Probe, float] | None:
         try:
-            return self.ctx.model.stack, self.ctx.model.probe(), time.perf_counter()
+            return self.ctx.stack.stack, self.ctx.stack.probe(), time.perf_counter()
         except Exception as exc:  # noqa: BLE001
             self.status.error(f"cannot compute the preview: {exc}")
             return None
@@ -272,12 +274,9 @@ class StackPanel(W.VBox):
         with self._draw_lock:
             t0 = time.perf_counter()
             p = compute_preview(stack, probe)
-            with self.rq.batch_update():
-                self.rq.data[0].x, self.rq.data[0].y = p.q, p.r
-            with self.sld.batch_update():
-                self.sld.data[0].x, self.sld.data[0].y = p.z, p.rho
-                has_abs = bool((p.irho != 0).any())
-                self.sld.data[1].x, self.sld.data[1].y = (p.z, p.irho) if has_abs else ([], [])
+            has_abs = bool((p.irho != 0).any())
+            self.curves.show(rq={"R(Q)": (p.q, p.r)},
+                             sld={"ρ (SLD)": (p.z, p.rho), "ρ'' (absorption)": (p.z, p.irho) if has_abs else ([], [])})
             done = time.perf_counter()
             self.last_redraw_ms, self.last_latency_ms = (done - t0) * 1e3, (done - requested) * 1e3
             self.redraws += 1

@@ -24,7 +24,7 @@ from ..batch.sweep import grid, parameter_sets_from_mapping, results_frame, run_
 from ..events import Progress, Record, Warning_
 from ..fileio import safe_name
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard
+from .common import Panel, Status, panel_guard
 from .background import Job
 from ..plots.sweep import sweep_figure
 from ..batch.notebooks import shipped_notebooks
@@ -50,8 +50,11 @@ def parameter_sets_from_text(text: str) -> list[dict[str, Any]]:
     return [{**fixed, **g} for g in grid(axes)] if axes else [fixed]
 
 
-class SweepPanel(W.VBox):
+class SweepPanel(Panel, W.VBox):
     """Notebook, parameters (YAML), workers, Run/Stop; a per-run table, progress and the chart."""
+
+    CHARTS = {"sweep results": "figure"}
+
 
     def __init__(self, ctx=None, *, workspace=None, notebooks: dict[str, Path] | None = None, folder: str | os.PathLike | None = None,
                  workers: int = 2, scheduler: Any = None, processes: bool = True, max_workers: int | None = None,

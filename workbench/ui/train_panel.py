@@ -30,7 +30,7 @@ from ..training.trainer import TrainConfig
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
 from .background import Job
 from .chart_widget import ChartWidget
-from .common import Status, panel_guard
+from .common import Panel, Status, panel_guard
 from .context import AppContext
 from .forms import Form, FormFields
 
@@ -53,7 +53,7 @@ def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
     return any(folder == r or r in folder.parents for r in roots)
 
 
-class TrainPanel(FormFields, W.VBox):
+class TrainPanel(FormFields, Panel, W.VBox):
     """The Train tab; ``panel.epochs``, ``panel.dropout``, ... are the generated widgets (the chosen model's first)."""
 
     CHARTS = {"training loss": "loss"}
@@ -105,7 +105,7 @@ class TrainPanel(FormFields, W.VBox):
             w.observe(self._remember, "value")
         for form in (self.train_form, self.request_form, *self.model_forms.values()):
             form.observe(self._remember)
-        ctx.subscribe("dataset", lambda folder: self.refresh_datasets(select=folder))
+        ctx.follow("dataset", lambda folder: self.refresh_datasets(select=folder))
         self.form = W.VBox([self.model_kind, W.HBox([self.dataset, self.refresh]), self.chi_folder,
                             *[f.box for f in self.model_forms.values()], self.train_form.box, self.request_form.box,
                             self.device, self.name])
@@ -319,9 +319,8 @@ class TrainPanel(FormFields, W.VBox):
 
     def _draw_loss(self) -> None:
         epochs = [h["epoch"] for h in self.history]
-        with self.loss.batch_update():
-            for trace, key in zip(self.loss.data, ("train_loss", "train_loss_eval", "val_loss")):
-                trace.x, trace.y = epochs, [float(h.get(key, float("nan"))) for h in self.history]
+        self.loss.set_traces({key: (epochs, [float(h.get(key, float("nan"))) for h in self.history])
+                              for key in ("train_loss", "train_loss_eval", "val_loss")})
 
     def _buttons_idle(self, paused: bool) -> None:
         self.start.disabled, self.pause.disabled, self.stop.disabled = False, True, True
@@ -343,15 +342,15 @@ class TrainPanel(FormFields, W.VBox):
             self.status.ok(f"{out.status} after {out.epochs_done} epochs in {self.job.seconds:.1f} s; "
                            f"model bundle {out.bundle}")
             self.metrics.value = _metrics_html(out.metrics)
-            self.ctx.publish("model", out.bundle)
+            self.ctx.announce(bundle=out.bundle)
         self._buttons_idle(out.status == "paused")
-        self.ctx.publish("runs", out.run_id)
+        self.ctx.runs_changed()
 
     def _failed(self, exc: BaseException) -> None:
         self._flush_log()
         self._buttons_idle(False)
         self.status.error(f"training failed: {type(exc).__name__}: {exc}")
-        self.ctx.publish("runs", None)
+        self.ctx.runs_changed()
 
 
 def _metrics_html(metrics: dict[str, Any]) -> str:

@@ -236,7 +236,7 @@ def train_for_budget(
 # --------------------------------------------------------------------------- latency
 def latency_ms(model: torch.nn.Module, x: torch.Tensor, calls: int = 200, warmup: int = 10) -> dict[str, Any]:
     """Single-curve latency in eval mode, no grad, one torch thread, through the module that
-    ``workbench.analysis.predict`` uses (a frozen TorchScript copy, see workbench/models/inference.py)."""
+    ``workbench.analysis.predict`` uses (an eval copy with BatchNorm folded, see workbench/models/inference.py)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     model = inference_module(model.eval(), x[None])

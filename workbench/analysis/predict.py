@@ -87,7 +87,6 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
         profile, params = pred, None
     else:
-
         stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
         computed = reflectivity(stack, probe)[0]
         profile, params = None, pred

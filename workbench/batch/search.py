@@ -205,7 +205,6 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
     preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=config.seed)
     registry = None
     if config.workspace:
-
         registry = Workspace(config.workspace).registry
 
     def objective(trial: optuna.Trial) -> float:
@@ -229,7 +228,6 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
         if registry is None:
             outcome = fit(trial_reporter)
         else:
-
             with recorded_run(registry, "train", name=f"{config.study_name}-trial-{trial.number}", params={**settings, "trial": trial.number,
                               "study": config.study_name}, dataset_hash=ds.content_hash, reporter=trial_reporter) as run:
                 outcome = fit(run.reporter)

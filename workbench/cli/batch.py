@@ -32,7 +32,6 @@ def _notebook_path(name: str) -> Path:
     if path.is_file():
         return path.resolve()
     if path.suffix != ".ipynb" or len(path.parts) == 1:
-
         try:
             return shipped_notebook(path.name)
         except (ValueError, FileNotFoundError) as exc:
@@ -73,7 +72,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 130
     frame = result.frame
     if args.metric:
-
         choose_metric(frame, args.metric)
         write_text_atomic(result.chart, sweep_figure(frame, args.metric).to_html(include_plotlyjs=True, full_html=True))
     cols = [c for c in frame.columns if c.startswith("param.")] + ["status"]

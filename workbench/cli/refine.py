@@ -56,7 +56,6 @@ def _start_stack(args: argparse.Namespace, data) -> tuple[Any, str]:
     if args.stack:
         return stack_file(args.stack), f"stack file {args.stack}"
     if args.handfit:
-
         return load_handfit_spreadsheet(args.handfit), f"hand fit {args.handfit}"
 
     bundle = load_model_bundle(args.model)
@@ -120,12 +119,10 @@ def cmd_refine(args: argparse.Namespace) -> int:
     for row in result.table():
         print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:.2g}")
     if args.refl1d:
-
         script = export_refl1d(out / "refl1d", result, data, result.bounds)
         summary["refl1d_script"] = str(script)
         print(f"refl1d model: {script}")
     if args.dream_samples > 0:
-
         reporter.listeners.append(tqdm_listener("uncertainty", "DREAM", "generations"))
         bands = dream_bands(result.stack, data, result.bounds, scale=result.scale, background=result.background,
                             samples=args.dream_samples, seed=args.seed, reporter=reporter)

@@ -198,7 +198,6 @@ def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
 def _with_progress(reporter: Reporter | None, progress: bool) -> Reporter:
     reporter = reporter or Reporter()
     if progress:
-
         reporter.listeners.append(tqdm_listener(STAGE, "generating", "curves"))
     return reporter
 

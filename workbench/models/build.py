@@ -6,27 +6,19 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
+
+from .chi import ChiModel
 from .compact import CompactNR2SLD, ParamRegressor
 from .parity_cnn import ParityCNN
-from .chi import ChiModel
 
-
-def _kinds() -> dict[str, Callable[..., nn.Module]]:
-    kinds: dict[str, Callable[..., nn.Module]] = {"parity_cnn": ParityCNN, "compact": CompactNR2SLD, "param": ParamRegressor}
-    try:
-
-        kinds["chi"] = ChiModel
-    except ImportError:  # pragma: no cover - the χ model module is optional while it is being built
-        pass
-    return kinds
-
-
-MODEL_KINDS = ("parity_cnn", "compact", "param", "chi")
+KINDS: dict[str, Callable[..., nn.Module]] = {"parity_cnn": ParityCNN, "compact": CompactNR2SLD,
+                                             "param": ParamRegressor, "chi": ChiModel}
+MODEL_KINDS = tuple(KINDS)
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
     """A fresh model from ``config`` (as stored in ``model.config``); errors name the bad key."""
-    kinds = _kinds()
+    kinds = KINDS
     kind = config.get("kind")
     if kind not in kinds:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(sorted(kinds))}")

@@ -119,7 +119,6 @@ def reflectivity(
     if (q_factor is not None or out is not None) and engine != "fast":
         raise ValueError("q_factor and out are supported by the fast engine only")
     if engine == "refl1d":
-
         raw = reflectivity_refl1d(arrays.map(_numpy), Probe(probe.q, dq=probe.sigma, dq_is_fwhm=False))
         sc = np.broadcast_to(_numpy(scale), (arrays.batch,))[:, None]
         bg = np.broadcast_to(_numpy(background), (arrays.batch,))[:, None]

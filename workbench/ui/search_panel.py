@@ -49,7 +49,6 @@ class SearchPanel(Panel, W.VBox):
             workspace = ctx.workspace
             max_epochs = getattr(ctx.limits, "max_epochs", max_epochs)
         if workspace is None:
-
             workspace = Workspace()
         self.workspace = workspace
         self.on_use_best = on_use_best

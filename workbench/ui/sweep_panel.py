@@ -62,7 +62,6 @@ class SweepPanel(Panel, W.VBox):
         if ctx is not None:
             workspace = ctx.workspace
         if workspace is None:
-
             workspace = Workspace()
         self.workspace = workspace
         self.notebooks = dict(notebooks) if notebooks is not None else {

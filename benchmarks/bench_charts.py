@@ -69,18 +69,22 @@ def _measure(browser, url: str, n: int, rate: float) -> dict:
     problems: list[str] = []
     page = watched_page(browser, problems)
     page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": rate})
-    drawn_js = ("() => Array.from(document.querySelectorAll('.bench-chart')).filter(el => { const p ="
-                " el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');"
-                " return p && p.data && p.data[0] && p.data[0].y && p.data[0].y.length === 308; }).length")
+    drawn_js = (
+        "() => Array.from(document.querySelectorAll('.bench-chart')).filter(el => { const p ="
+        " el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');"
+        " return p && p.data && p.data[0] && p.data[0].y && p.data[0].y.length === 308; }).length"
+    )
     t0 = time.perf_counter()
     page.goto(url, timeout=600_000)
     drawn = None
     with contextlib.suppress(PlaywrightTimeout):  # a chart that never draws is the measurement
         page.wait_for_function(f"() => ({drawn_js})() === {n}", timeout=180_000)
         drawn = time.perf_counter() - t0
-    first_y = ("() => Array.from(document.querySelectorAll('.bench-chart')).map(el => { const p ="
-               " el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');"
-               " return p && p.data && p.data[0] ? p.data[0].y[0] : null; })")
+    first_y = (
+        "() => Array.from(document.querySelectorAll('.bench-chart')).map(el => { const p ="
+        " el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');"
+        " return p && p.data && p.data[0] ? p.data[0].y[0] : null; })"
+    )
     before = page.evaluate(first_y)
     page.locator(".bench-step .ui-slider-handle, .bench-step .noUi-handle").first.focus()
     page.keyboard.press("ArrowRight")
@@ -105,12 +109,22 @@ def run(counts: list[int], rates: list[float]) -> dict:
         made = _notebooks(root, counts)
         port = free_port()
         home = root / "home"
-        env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "cfg"), "JUPYTER_RUNTIME_DIR": str(home / "rt"),
-               "JUPYTER_DATA_DIR": str(home / "data"), "IPYTHONDIR": str(home / "ipy")}
+        env = {
+            **os.environ,
+            "HOME": str(home),
+            "JUPYTER_CONFIG_DIR": str(home / "cfg"),
+            "JUPYTER_RUNTIME_DIR": str(home / "rt"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "IPYTHONDIR": str(home / "ipy"),
+        }
         voila = Path(sys.executable).with_name("voila")
         with open(root / "voila.log", "w") as log:
-            proc = subprocess.Popen([str(voila), str(root), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [str(voila), str(root), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 base = f"http://127.0.0.1:{port}"
                 wait_for_http(base, proc, within=120)
@@ -132,7 +146,10 @@ def report(results: dict) -> None:
     print("|---|---|---|---|---|---|")
     for r in results["rows"]:
         drawn = f"{r['drawn_s']:.1f} s" if r["drawn_s"] is not None else "never (180 s)"
-        print(f"| {KINDS[r['kind']]} | {r['charts']} | {r['rate']:g}× | {drawn} | {r['follow']} of {r['charts']} | {r['errors']} |")
+        print(
+            f"| {KINDS[r['kind']]} | {r['charts']} | {r['rate']:g}× | {drawn} | {r['follow']} of {r['charts']} | "
+            f"{r['errors']} |"
+        )
 
 
 def main() -> int:

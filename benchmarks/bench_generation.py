@@ -528,7 +528,8 @@ def print_report(res: dict[str, Any]) -> None:
         f"1-min load average before/after: {before:.2f} / {after:.2f} (other processes on these cores slow every row)"
     )
     print(
-        f"fresh memory first touch: {thr['first_touch_gb_per_s']:.2f} GB/s (bare metal: several GB/s; a VM that returns "
+        f"fresh memory first touch: {thr['first_touch_gb_per_s']:.2f} GB/s (bare metal: several GB/s; a VM that "
+        "returns "
         "freed pages to its host: ~0.3 GB/s, paid by every new array and every page-cache page written)"
     )
     py = rows.get(ROW_PYREFLECT, {})
@@ -564,14 +565,16 @@ def print_report(res: dict[str, Any]) -> None:
         r = rows.get(row, {})
         if "bytes" in r:
             print(
-                f"{row}: bundle {r['bytes']['apparent'] / 1e9:.2f} GB on disk ({r['bytes']['apparent'] / r['n']:,.0f} B/curve), "
+                f"{row}: bundle {r['bytes']['apparent'] / 1e9:.2f} GB on disk ({r['bytes']['apparent'] / r['n']:,.0f} "
+                "B/curve), "
                 f"numba warm-up {r['warmup_seconds']:.1f} s, child process {r['child_wall_seconds']:.1f} s in all"
             )
     if res["dask"] is not None:
         d = res["dask"]
         verdict = "EQUAL" if d["equal"] else "DIFFERENT"
         print(
-            f"Dask vs one process, N={d['n']:,}: content_hash {verdict} ({(d['hash_dask'] or '?')[:16]}… / {(d['hash_single'] or '?')[:16]}…)"
+            f"Dask vs one process, N={d['n']:,}: content_hash {verdict} ({(d['hash_dask'] or '?')[:16]}… / "
+            f"{(d['hash_single'] or '?')[:16]}…)"
         )
 
     ph = res["physics"]
@@ -580,7 +583,8 @@ def print_report(res: dict[str, Any]) -> None:
         print(f"physics check: skipped: {ph['skipped']}")
     else:
         print(
-            f"physics: generate() vs pyreflect's calculate_reflectivity on {ph['n_sets']} parameter sets (seed {ph['seed']})"
+            f"physics: generate() vs pyreflect's calculate_reflectivity on {ph['n_sets']} parameter sets (seed "
+            f"{ph['seed']})"
         )
         head = (
             "set",
@@ -612,13 +616,16 @@ def print_report(res: dict[str, Any]) -> None:
         print(
             f"max: R ours vs pyreflect {m['R_ours_vs_pyreflect']:.2e}; vs the converged integral ours "
             f"{m['R_ours_vs_converged']:.2e}, pyreflect {m['R_pyreflect_vs_converged']:.2e}; "
-            f"SLD max|Δρ|/max|ρ| as generated {m['SLD_as_generated']:.2e}, on pyreflect's z points {m['SLD_same_z']:.2e}, "
+            f"SLD max|Δρ|/max|ρ| as generated {m['SLD_as_generated']:.2e}, on pyreflect's z points "
+            f"{m['SLD_same_z']:.2e}, "
             f"on refl1d's own dz = 0.1 Å points {m['SLD_vs_refl1d_raw']:.2e}"
         )
         print(
-            "R: max |R/R_ref - 1| over Q (refl1d's smearing: piecewise-linear R, Gaussian cut at ±3σ and at the Q range ends). "
+            "R: max |R/R_ref - 1| over Q (refl1d's smearing: piecewise-linear R, Gaussian cut at ±3σ and at the Q "
+            "range ends). "
             "SLD 'as gen.': float32 outputs on each one's z grid; 'same z': ours at pyreflect's z points "
-            "(its np.interp of refl1d's dz = 0.1 Å profile); 'refl1d': ours at refl1d's smooth_profile points, before resampling"
+            "(its np.interp of refl1d's dz = 0.1 Å profile); 'refl1d': ours at refl1d's smooth_profile points, before "
+            "resampling"
         )
 
     print()

@@ -58,13 +58,30 @@ START = [
     {"name": "SiO2", "sld": 3.47, "thickness": 30.0, "roughness": 3.0},
     {"name": "Si", "sld": 2.07},
 ]
-BOUNDS = {"D2O.sld": (5.9, 6.36), "D2O.roughness": (1, 15), "polymer.sld": (0.1, 3), "polymer.thickness": (200, 300),
-          "polymer.roughness": (1, 15), "SiO2.thickness": (15, 50), "SiO2.roughness": (1, 15), "probe.scale": (0.6, 1.2),
-          "probe.background": (1e-9, 9e-6)}
-SWOLLEN_START = START[:1] + [{"name": "swollen", "sld": 4.0, "thickness": 15.0, "roughness": 3.0},
-                             {**START[1], "thickness": 240.0}] + START[2:]
-SWOLLEN_BOUNDS = {**BOUNDS, "D2O.roughness": (0.5, 15), "swollen.sld": (2.0, 6.36), "swollen.thickness": (0.5, 100),
-                  "swollen.roughness": (1, 40)}
+BOUNDS = {
+    "D2O.sld": (5.9, 6.36),
+    "D2O.roughness": (1, 15),
+    "polymer.sld": (0.1, 3),
+    "polymer.thickness": (200, 300),
+    "polymer.roughness": (1, 15),
+    "SiO2.thickness": (15, 50),
+    "SiO2.roughness": (1, 15),
+    "probe.scale": (0.6, 1.2),
+    "probe.background": (1e-9, 9e-6),
+}
+SWOLLEN_START = [
+    *START[:1],
+    {"name": "swollen", "sld": 4.0, "thickness": 15.0, "roughness": 3.0},
+    {**START[1], "thickness": 240.0},
+    *START[2:],
+]
+SWOLLEN_BOUNDS = {
+    **BOUNDS,
+    "D2O.roughness": (0.5, 15),
+    "swollen.sld": (2.0, 6.36),
+    "swollen.thickness": (0.5, 100),
+    "swollen.roughness": (1, 40),
+}
 
 
 def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -85,11 +102,19 @@ def platypus() -> Measurement:
 
 def workbench_row(data: Measurement, engine: str, repeats: int, start=START, bounds=BOUNDS) -> dict[str, Any]:
     stack = FilmStack.from_pyreflect(start)
-    seconds, r = best_of(lambda: refine(data, stack, free=list(bounds), bounds=bounds, background=3e-6, engine=engine), repeats)
+    seconds, r = best_of(
+        lambda: refine(data, stack, free=list(bounds), bounds=bounds, background=3e-6, engine=engine), repeats
+    )
     values = dict(zip(r.names, r.values))
     thickness = values["polymer.thickness"] + values.get("swollen.thickness", 0.0)
-    return {"seconds": seconds, "chi2_per_point": r.chi2_per_point, "thickness": thickness, "sld": values["polymer.sld"],
-            "iterations": len(r.history), "free": len(r.names)}
+    return {
+        "seconds": seconds,
+        "chi2_per_point": r.chi2_per_point,
+        "thickness": thickness,
+        "sld": values["polymer.sld"],
+        "iterations": len(r.history),
+        "free": len(r.names),
+    }
 
 
 def refnx_row(repeats: int) -> dict[str, Any]:
@@ -119,8 +144,12 @@ def refnx_row(repeats: int) -> dict[str, Any]:
         return objective, film_l, data
 
     seconds, (objective, film_l, data) = best_of(fit, repeats)
-    return {"seconds": seconds, "chi2_per_point": objective.chisqr() / data.y.size, "thickness": film_l.thick.value,
-            "sld": film_l.sld.real.value}
+    return {
+        "seconds": seconds,
+        "chi2_per_point": objective.chisqr() / data.y.size,
+        "thickness": film_l.thick.value,
+        "sld": film_l.sld.real.value,
+    }
 
 
 def refl1d_row(data: Measurement, repeats: int) -> dict[str, Any]:
@@ -139,8 +168,12 @@ def refl1d_row(data: Measurement, repeats: int) -> dict[str, Any]:
     seconds, m = best_of(run, repeats)
     values = dict(zip(m.names, (p.value for p in m.parameters)))
     chi2 = float(np.sum(m.problem.residuals() ** 2))
-    return {"seconds": seconds, "chi2_per_point": chi2 / m.inputs.q.size, "thickness": values["polymer.thickness"],
-            "sld": values["polymer.sld"]}
+    return {
+        "seconds": seconds,
+        "chi2_per_point": chi2 / m.inputs.q.size,
+        "thickness": values["polymer.thickness"],
+        "sld": values["polymer.sld"],
+    }
 
 
 def ref_l(folder: pathlib.Path) -> dict[str, Any]:
@@ -158,13 +191,26 @@ def ref_l(folder: pathlib.Path) -> dict[str, Any]:
     for layer in start.layers[1:-1]:
         bounds[f"{layer.name}.sld"] = (0.0, 7.0)
         bounds[f"{layer.name}.thickness"] = (0.7 * layer.thickness, 1.3 * layer.thickness)
-    bounds.update({"PEO_1.roughness": (0, 15), "SiOx.roughness": (0, 10), "probe.scale": (0.8, 1.2),
-                   "probe.background": (0, 1e-5)})
+    bounds.update(
+        {
+            "PEO_1.roughness": (0, 15),
+            "SiOx.roughness": (0, 10),
+            "probe.scale": (0.8, 1.2),
+            "probe.background": (0, 1e-5),
+        }
+    )
     t0 = time.perf_counter()
     r = refine(data, start, free=list(bounds), bounds=bounds, max_nfev=2000)
-    return {"points": int(problem.q.size), "hand_fit_chi2_per_point": hand_chi2, "hand_fit_points": int(inside.sum()),
-            "hand_stack_chi2_per_point": r.start_chi2 / r.n_points, "refined_chi2_per_point": r.chi2_per_point,
-            "seconds": time.perf_counter() - t0, "iterations": len(r.history), "free": len(r.names)}
+    return {
+        "points": int(problem.q.size),
+        "hand_fit_chi2_per_point": hand_chi2,
+        "hand_fit_points": int(inside.sum()),
+        "hand_stack_chi2_per_point": r.start_chi2 / r.n_points,
+        "refined_chi2_per_point": r.chi2_per_point,
+        "seconds": time.perf_counter() - t0,
+        "iterations": len(r.history),
+        "free": len(r.names),
+    }
 
 
 def batch(n: int, seed: int) -> dict[str, Any]:
@@ -184,31 +230,54 @@ def batch(n: int, seed: int) -> dict[str, Any]:
         for b, v in zip(stack.bounds, row):
             s = s.with_value(b.i, b.par, float(v))
         starts.append(s)
-    data = [Measurement(q=probe.q, r=noisy[k], dr=dr[k], dq_sigma=probe.sigma, source=f"synthetic {k}",
-                        dq_convention_of_file="sigma", metadata={}) for k in range(n)]
+    data = [
+        Measurement(
+            q=probe.q,
+            r=noisy[k],
+            dr=dr[k],
+            dq_sigma=probe.sigma,
+            source=f"synthetic {k}",
+            dq_convention_of_file="sigma",
+            metadata={},
+        )
+        for k in range(n)
+    ]
     t0 = time.perf_counter()
     results = refine_batch(data, starts)
     seconds = time.perf_counter() - t0
     chi2 = np.array([r.chi2_per_point for r in results])
-    return {"curves": n, "free": len(stack.bounds), "seconds": seconds, "fits_per_s": n / seconds,
-            "median_chi2_per_point": float(np.median(chi2)), "fraction_chi2_below_1_5": float(np.mean(chi2 < 1.5))}
+    return {
+        "curves": n,
+        "free": len(stack.bounds),
+        "seconds": seconds,
+        "fits_per_s": n / seconds,
+        "median_chi2_per_point": float(np.median(chi2)),
+        "fraction_chi2_below_1_5": float(np.mean(chi2 < 1.5)),
+    }
 
 
 def print_report(res: dict[str, Any]) -> None:
-    print(f"\nPlatypus polymer film ({res['points']} points), best of {res['repeats']} warm fits; "
-          f"load average before/after {res['load'][0]:.2f} / {res['load'][1]:.2f}")
+    print(
+        f"\nPlatypus polymer film ({res['points']} points), best of {res['repeats']} warm fits; "
+        f"load average before/after {res['load'][0]:.2f} / {res['load'][1]:.2f}"
+    )
     print(f"{'':52s}{'time, s':>10s}{'χ²/N':>9s}{'polymer Å':>11s}{'SLD':>7s}")
     for name, row in res["platypus"].items():
         print(f"{name:52s}{row['seconds']:10.3f}{row['chi2_per_point']:9.3f}{row['thickness']:11.1f}{row['sld']:7.3f}")
     r = res["ref_l"]
-    print(f"\nREF_L 212592 ({r['points']} merged points): facility hand fit χ²/N {r['hand_fit_chi2_per_point']:.2f} "
-          f"(its curve, on {r['hand_fit_points']} points; its spreadsheet says χ² 57.1); the hand-fit stack through "
-          f"Névot–Croce slabs {r['hand_stack_chi2_per_point']:.1f}; refined ({r['free']} free) {r['refined_chi2_per_point']:.2f} "
-          f"in {r['seconds']:.1f} s, {r['iterations']} iterations")
+    print(
+        f"\nREF_L 212592 ({r['points']} merged points): facility hand fit χ²/N {r['hand_fit_chi2_per_point']:.2f} "
+        f"(its curve, on {r['hand_fit_points']} points; its spreadsheet says χ² 57.1); the hand-fit stack through "
+        f"Névot–Croce slabs {r['hand_stack_chi2_per_point']:.1f}; refined ({r['free']} free) "
+        f"{r['refined_chi2_per_point']:.2f} "
+        f"in {r['seconds']:.1f} s, {r['iterations']} iterations"
+    )
     b = res["batch"]
-    print(f"\nbatch: {b['curves']} curves × {b['free']} free parameters in {b['seconds']:.1f} s "
-          f"({b['fits_per_s']:.1f} fits/s, one process); median χ²/N {b['median_chi2_per_point']:.3f}, "
-          f"{100 * b['fraction_chi2_below_1_5']:.1f} % below 1.5")
+    print(
+        f"\nbatch: {b['curves']} curves × {b['free']} free parameters in {b['seconds']:.1f} s "
+        f"({b['fits_per_s']:.1f} fits/s, one process); median χ²/N {b['median_chi2_per_point']:.3f}, "
+        f"{100 * b['fraction_chi2_below_1_5']:.1f} % below 1.5"
+    )
 
 
 def main() -> int:
@@ -221,14 +290,19 @@ def main() -> int:
     shared = pathlib.Path(os.environ.get("WORKBENCH_EXAMPLE_DATA", REPO.parent / "shared" / "data"))
     load0 = os.getloadavg()[0]
     data = platypus()
-    res: dict[str, Any] = {"points": len(data), "repeats": args.repeats, "platypus": {
-        "workbench fast (slab model, 9 free)": workbench_row(data, "fast", args.repeats),
-        "workbench torch (slab model, 9 free)": workbench_row(data, "torch", args.repeats),
-        "refnx least_squares (slab model, 9 free)": refnx_row(args.repeats),
-        "refl1d + bumps LM (slab model, 9 free)": refl1d_row(data, args.repeats),
-        "workbench fast (dense + swollen polymer, 12 free)": workbench_row(data, "fast", args.repeats, SWOLLEN_START,
-                                                                            SWOLLEN_BOUNDS),
-    }}
+    res: dict[str, Any] = {
+        "points": len(data),
+        "repeats": args.repeats,
+        "platypus": {
+            "workbench fast (slab model, 9 free)": workbench_row(data, "fast", args.repeats),
+            "workbench torch (slab model, 9 free)": workbench_row(data, "torch", args.repeats),
+            "refnx least_squares (slab model, 9 free)": refnx_row(args.repeats),
+            "refl1d + bumps LM (slab model, 9 free)": refl1d_row(data, args.repeats),
+            "workbench fast (dense + swollen polymer, 12 free)": workbench_row(
+                data, "fast", args.repeats, SWOLLEN_START, SWOLLEN_BOUNDS
+            ),
+        },
+    }
     res["ref_l"] = ref_l(shared / "real" / "ornl-ref-l-212592")
     res["batch"] = batch(args.batch, args.seed)
     res["load"] = (load0, os.getloadavg()[0])

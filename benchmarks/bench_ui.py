@@ -70,24 +70,42 @@ def run(steps: int, interval_ms: float = 10.0, burst: int = 20) -> dict:
             burst_redraws.append(panel.redraws - before)
         ctx.save_settings()
     single, compute, latencies = np.array(single), np.array(compute), np.array(latencies)
-    return {"steps": steps, "q_points": 308, "median_ms": float(np.median(single)), "p95_ms": float(np.percentile(single, 95)),
-            "max_ms": float(single.max()), "median_preview_ms": float(np.median(compute)),
-            "drag_interval_ms": interval_ms, "drag_steps": steps, "drag_redraws": drag_drawn,
-            "drag_median_latency_ms": float(np.median(latencies)), "drag_p95_latency_ms": float(np.percentile(latencies, 95)),
-            "drag_last_step_to_redraw_ms": drag_final, "burst": burst, "burst_median_ms": float(np.median(bursts)),
-            "burst_redraws": float(np.median(burst_redraws)),
-            "burst_if_queued_ms": float(burst * np.median(single))}
+    return {
+        "steps": steps,
+        "q_points": 308,
+        "median_ms": float(np.median(single)),
+        "p95_ms": float(np.percentile(single, 95)),
+        "max_ms": float(single.max()),
+        "median_preview_ms": float(np.median(compute)),
+        "drag_interval_ms": interval_ms,
+        "drag_steps": steps,
+        "drag_redraws": drag_drawn,
+        "drag_median_latency_ms": float(np.median(latencies)),
+        "drag_p95_latency_ms": float(np.percentile(latencies, 95)),
+        "drag_last_step_to_redraw_ms": drag_final,
+        "burst": burst,
+        "burst_median_ms": float(np.median(bursts)),
+        "burst_redraws": float(np.median(burst_redraws)),
+        "burst_if_queued_ms": float(burst * np.median(single)),
+    }
 
 
 def report(r: dict) -> None:
     print(f"slider change → R(Q) + SLD figures updated ({r['q_points']} Q points):")
-    print(f"  single change ({r['steps']} steps): median {r['median_ms']:.1f} ms, 95th percentile {r['p95_ms']:.1f} ms, "
-          f"max {r['max_ms']:.1f} ms (of which compute + figure push: median {r['median_preview_ms']:.1f} ms)")
-    print(f"  drag (a step every {r['drag_interval_ms']:g} ms, {r['drag_steps']} steps): {r['drag_redraws']} redraws, "
-          f"each {r['drag_median_latency_ms']:.1f} ms after its change (95th percentile {r['drag_p95_latency_ms']:.1f} ms); "
-          f"last step drawn {r['drag_last_step_to_redraw_ms']:.1f} ms after it")
-    print(f"  burst of {r['burst']} steps at once: last value drawn after {r['burst_median_ms']:.1f} ms "
-          f"({r['burst_redraws']:.0f} redraws; one redraw per step would take ≈ {r['burst_if_queued_ms']:.0f} ms)")
+    print(
+        f"  single change ({r['steps']} steps): median {r['median_ms']:.1f} ms, 95th percentile {r['p95_ms']:.1f} ms, "
+        f"max {r['max_ms']:.1f} ms (of which compute + figure push: median {r['median_preview_ms']:.1f} ms)"
+    )
+    print(
+        f"  drag (a step every {r['drag_interval_ms']:g} ms, {r['drag_steps']} steps): {r['drag_redraws']} redraws, "
+        f"each {r['drag_median_latency_ms']:.1f} ms after its change "
+        f"(95th percentile {r['drag_p95_latency_ms']:.1f} ms); "
+        f"last step drawn {r['drag_last_step_to_redraw_ms']:.1f} ms after it"
+    )
+    print(
+        f"  burst of {r['burst']} steps at once: last value drawn after {r['burst_median_ms']:.1f} ms "
+        f"({r['burst_redraws']:.0f} redraws; one redraw per step would take ≈ {r['burst_if_queued_ms']:.0f} ms)"
+    )
 
 
 def main() -> int:

@@ -14,8 +14,15 @@ from urllib.request import urlopen
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 IGNORED = ("Unsatisfied version", "No satisfying version", "Failed to load resource", "favicon")
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")
@@ -79,6 +86,12 @@ def watched_page(owner, problems: list[str], who: str = ""):
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
     prefix = f"{who} " if who else ""
     page.on("pageerror", lambda e: problems.append(f"{prefix}pageerror: {e}"))
-    page.on("console", lambda m: problems.append(f"{prefix}console {m.type}: {m.text}")
-            if m.type == "error" and not any(s in m.text for s in IGNORED) else None)
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"{prefix}console {m.type}: {m.text}")
+            if m.type == "error" and not any(s in m.text for s in IGNORED)
+            else None
+        ),
+    )
     return page

@@ -73,7 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.state  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ plumbing
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, *, head: bool = False) -> None:
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, *, head: bool = False
+    ) -> None:
         self.send_response(status)
         headers = {"Content-Type": "application/json", **(headers or {})}
         for k, v in headers.items():
@@ -87,7 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), headers)
 
-    def _error(self, status: int, code: str | None, message: str, headers: dict[str, str] | None = None, head=False) -> None:
+    def _error(
+        self, status: int, code: str | None, message: str, headers: dict[str, str] | None = None, head=False
+    ) -> None:
         h = dict(headers or {})
         if code:
             h["X-Error-Code"] = code
@@ -163,7 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"http://{self.headers['Host']}/{url_prefix}{repo_id}"
         with self.state.lock:
             if (repo_type, repo_id) in self.state.repos:
-                msg = "You already created this model repo"  # the Hub's 409 body carries the url, which create_repo reads
+                msg = (
+                    "You already created this model repo"  # the Hub's 409 body carries the url, which create_repo reads
+                )
                 return self._send(409, json.dumps({"error": msg, "url": url}).encode(), {"X-Error-Message": msg})
             private = payload.get("visibility", "public") == "private" or bool(payload.get("private"))
             repo = Repo(repo_type, repo_id, private)
@@ -181,7 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
         if oid is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         files = repo.commits[oid]
-        self._json(200, {"id": repo_id, "sha": oid, "private": repo.private, "siblings": [{"rfilename": p} for p in sorted(files)]})
+        self._json(
+            200,
+            {"id": repo_id, "sha": oid, "private": repo.private, "siblings": [{"rfilename": p} for p in sorted(files)]},
+        )
 
     def _tree(self, repo_type: str, repo_id: str, rev: str, path: str, query: dict) -> None:
         repo = self._repo(repo_type, repo_id)
@@ -197,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{path} does not exist on {rev}", {"X-Repo-Commit": oid})
         entries, folders = [], set()
         for p in sorted(files):
-            rel = p[len(prefix):]
+            rel = p[len(prefix) :]
             if not recursive and "/" in rel:
                 folders.add(prefix + rel.split("/", 1)[0])
                 continue
@@ -205,8 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
                 parts = rel.split("/")[:-1]
                 folders.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
             entries.append({"type": "file", "oid": git_blob_oid(files[p]), "size": len(files[p]), "path": p})
-        entries += [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "size": 0, "path": f}
-                    for f in sorted(folders)]
+        entries += [
+            {"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "size": 0, "path": f}
+            for f in sorted(folders)
+        ]
         self._json(200, entries)
 
     def _preupload(self, repo_type: str, repo_id: str, rev: str) -> None:
@@ -218,8 +229,15 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.loads(self._body())
         oid = repo.resolve(rev)
         current = repo.commits[oid] if oid else {}
-        out = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                "oid": git_blob_oid(current[f["path"]]) if f["path"] in current else None} for f in payload["files"]]
+        out = [
+            {
+                "path": f["path"],
+                "uploadMode": "regular",
+                "shouldIgnore": False,
+                "oid": git_blob_oid(current[f["path"]]) if f["path"] in current else None,
+            }
+            for f in payload["files"]
+        ]
         self._json(200, {"files": out, "commitOid": oid})
 
     def _commit(self, repo_type: str, repo_id: str, rev: str) -> None:
@@ -257,8 +275,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, None, f"commits go to a branch; {rev} is not one")
             repo.branches[rev] = oid
         url_prefix = "" if repo_type == "model" else f"{repo_type}s/"
-        self._json(200, {"commitUrl": f"http://{self.headers['Host']}/{url_prefix}{repo_id}/commit/{oid}",
-                         "commitOid": oid, "pullRequestUrl": None})
+        self._json(
+            200,
+            {
+                "commitUrl": f"http://{self.headers['Host']}/{url_prefix}{repo_id}/commit/{oid}",
+                "commitOid": oid,
+                "pullRequestUrl": None,
+            },
+        )
 
     def _resolve(self, repo_type: str, repo_id: str, rev: str, path: str, head: bool) -> None:
         repo = self._repo(repo_type, repo_id, head=head)
@@ -272,8 +296,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{path} does not exist", {"X-Repo-Commit": oid}, head=head)
         data = files[path]
         etag = f'"{git_blob_oid(data)}"'
-        self._send(200, data, {"Content-Type": "application/octet-stream", "X-Repo-Commit": oid, "ETag": etag,
-                               "Content-Length": str(len(data))}, head=head)
+        self._send(
+            200,
+            data,
+            {
+                "Content-Type": "application/octet-stream",
+                "X-Repo-Commit": oid,
+                "ETag": etag,
+                "Content-Length": str(len(data)),
+            },
+            head=head,
+        )
 
 
 class FakeHub:

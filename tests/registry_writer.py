@@ -15,8 +15,18 @@ def writer(db: str, worker: int) -> None:
     for r in range(RUNS):
         with recorded_run(reg, "sweep", name=f"w{worker}-r{r}", params={"worker": worker, "run": r}) as run:
             for epoch in range(1, EPOCHS + 1):
-                run.reporter.emit(Record("train", "epoch", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 0.5}))
+                run.reporter.emit(
+                    Record("train", "epoch", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 0.5})
+                )
                 run.reporter.log("train", f"worker {worker} run {r} epoch {epoch}")
             run.metrics["worker"] = worker
-        reg.register_model(f"w{worker}", None, target="sld", path=f"p{worker}-{r}", metrics={}, dataset_hash=None,
-                           run_id=run.id, active=True)
+        reg.register_model(
+            f"w{worker}",
+            None,
+            target="sld",
+            path=f"p{worker}-{r}",
+            metrics={},
+            dataset_hash=None,
+            run_id=run.id,
+            active=True,
+        )

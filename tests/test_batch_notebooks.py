@@ -17,8 +17,17 @@ from workbench.store.workspace import Workspace
 
 def test_pipeline_parameters_are_typed_annotated_and_cheap():
     params = notebook_parameters(shipped_notebook("pipeline"))
-    assert {"num_curves", "epochs", "learning_rate", "layers", "dropout", "batch_size", "kernel_size", "workspace",
-            "summary_path"} <= set(params)
+    assert {
+        "num_curves",
+        "epochs",
+        "learning_rate",
+        "layers",
+        "dropout",
+        "batch_size",
+        "kernel_size",
+        "workspace",
+        "summary_path",
+    } <= set(params)
     assert all(p["inferred_type_name"] in ("int", "float", "str") and p["help"] for p in params.values())
     assert int(params["num_curves"]["default"]) <= 256 and int(params["epochs"]["default"]) <= 2
     nb = nbformat.read(shipped_notebook("pipeline"), as_version=4)
@@ -30,9 +39,19 @@ def test_pipeline_parameters_are_typed_annotated_and_cheap():
 def test_pipeline_generates_trains_predicts_and_records_the_runs(tmp_path):
     summary_path = tmp_path / "summary.json"
     papermill.execute_notebook(
-        str(shipped_notebook("pipeline")), str(tmp_path / "out.ipynb"), kernel_name="python3", progress_bar=False,
-        parameters={"num_curves": 128, "epochs": 2, "layers": 1, "seed": 4, "workspace": str(tmp_path / "ws"),
-                    "summary_path": str(summary_path), "name": "nb-test"},
+        str(shipped_notebook("pipeline")),
+        str(tmp_path / "out.ipynb"),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            "num_curves": 128,
+            "epochs": 2,
+            "layers": 1,
+            "seed": 4,
+            "workspace": str(tmp_path / "ws"),
+            "summary_path": str(summary_path),
+            "name": "nb-test",
+        },
     )
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
@@ -56,8 +75,12 @@ def test_pipeline_generates_trains_predicts_and_records_the_runs(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_with_a_bad_setting_fails_before_any_work_and_records_nothing(tmp_path):
-    run = run_notebook(shipped_notebook("pipeline"), tmp_path / "out.ipynb",
-                       {"epochs": 0, "workspace": str(tmp_path / "ws")}, summary_path=tmp_path / "s.json")
+    run = run_notebook(
+        shipped_notebook("pipeline"),
+        tmp_path / "out.ipynb",
+        {"epochs": 0, "workspace": str(tmp_path / "ws")},
+        summary_path=tmp_path / "s.json",
+    )
     assert run.status == "failed" and "epochs" in run.error and "greater than or equal to 1" in run.error
     assert (tmp_path / "out.ipynb").is_file() and not (tmp_path / "s.json").exists()
     assert not (tmp_path / "ws").exists()  # validated before the workspace was opened

@@ -31,12 +31,22 @@ def voila(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("voila")
     port = free_port()
     home = tmp_path / "home"
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "cfg"),
-           "JUPYTER_RUNTIME_DIR": str(home / "rt"), "JUPYTER_DATA_DIR": str(home / "data"),
-           "IPYTHONDIR": str(home / "ipy"), "WORKBENCH_LIMITS": '{"max_curves": 2000, "max_epochs": 50}'}
-    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115 - held open for the server's lifetime
-    proc = subprocess.Popen([WORKBENCH, "start", "--no-browser", "--port", str(port), "--workspace", str(tmp_path / "ws")],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / "cfg"),
+        "JUPYTER_RUNTIME_DIR": str(home / "rt"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "IPYTHONDIR": str(home / "ipy"),
+        "WORKBENCH_LIMITS": '{"max_curves": 2000, "max_epochs": 50}',
+    }
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen(
+        [WORKBENCH, "start", "--no-browser", "--port", str(port), "--workspace", str(tmp_path / "ws")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     wait_for_http(url, proc, within=120, request_timeout=600)  # Voilà answers once it has run the notebook
     yield url
@@ -53,15 +63,20 @@ def _chart_y(page, panel: str, trace: int = 0) -> list:
 
 def _wait_stack_drawn(page) -> list:
     """Wait until the Film stack's R(Q) chart shows its 308 points; returns them."""
-    page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                           " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
-                           timeout=300_000)
+    page.wait_for_function(
+        "() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+        " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
+        timeout=300_000,
+    )
     return _chart_y(page, ".wb-stack-panel")
 
 
 def _wait_stack_changed(page, before: list, timeout: float) -> None:
-    page.wait_for_function(f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                           f" return el.data[0].y[150] !== {before[150]}; }}", timeout=timeout)
+    page.wait_for_function(
+        f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+        f" return el.data[0].y[150] !== {before[150]}; }}",
+        timeout=timeout,
+    )
 
 
 def test_dashboard_in_chromium(voila, tmp_path):
@@ -104,27 +119,42 @@ def test_dashboard_in_chromium(voila, tmp_path):
         epochs.fill("50")
         epochs.press("Enter")
         page.locator(".wb-train-panel button", has_text="Start").click()
-        page.wait_for_function("() => { const el = document.querySelector('.wb-train-panel .js-plotly-plot');"
-                               " return el && el.data[0].x && el.data[0].x.length >= 2; }", timeout=300_000)
+        page.wait_for_function(
+            "() => { const el = document.querySelector('.wb-train-panel .js-plotly-plot');"
+            " return el && el.data[0].x && el.data[0].x.length >= 2; }",
+            timeout=300_000,
+        )
         page.locator(".wb-train-panel button", has_text="Stop").click()
-        page.wait_for_function("() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
-                               ".some(e => e.textContent.includes('stopped after'))", timeout=300_000)
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
+            ".some(e => e.textContent.includes('stopped after'))",
+            timeout=300_000,
+        )
         page.screenshot(path=str(ARTIFACTS / "4-stopped.png"))
         # a short training that runs to the end gives a model to predict with
         epochs.fill("2")
         epochs.press("Enter")
         page.locator(".wb-train-panel button", has_text="Start").click()
-        page.wait_for_function("() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
-                               ".some(e => e.textContent.includes('completed after'))", timeout=300_000)
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
+            ".some(e => e.textContent.includes('completed after'))",
+            timeout=300_000,
+        )
         # predict a test sample of the generated set: both charts get the prediction, metrics appear
         page.get_by_role("tab", name="Predict").click()
         page.wait_for_selector(".wb-predict-panel .js-plotly-plot", timeout=300_000)
         page.locator(".wb-predict-panel button", has_text="Predict").click()
-        page.wait_for_function("() => { const p = document.querySelectorAll('.wb-predict-panel .js-plotly-plot');"
-                               " return p.length >= 2 && [p[0], p[1]].every(el => el.data && el.data[1] && el.data[1].y"
-                               " && el.data[1].y.length > 0); }", timeout=300_000)
-        page.wait_for_function("() => { const t = document.querySelector('.wb-predict-panel').textContent;"
-                               " return t.includes('Metrics') && t.includes('r2'); }", timeout=60_000)
+        page.wait_for_function(
+            "() => { const p = document.querySelectorAll('.wb-predict-panel .js-plotly-plot');"
+            " return p.length >= 2 && [p[0], p[1]].every(el => el.data && el.data[1] && el.data[1].y"
+            " && el.data[1].y.length > 0); }",
+            timeout=300_000,
+        )
+        page.wait_for_function(
+            "() => { const t = document.querySelector('.wb-predict-panel').textContent;"
+            " return t.includes('Metrics') && t.includes('r2'); }",
+            timeout=60_000,
+        )
         page.screenshot(path=str(ARTIFACTS / "5-predicted.png"))
         # refine (from the film stack: this model predicts a profile): convergence points, then the result table
         page.get_by_role("tab", name="Refine").click()
@@ -133,10 +163,14 @@ def test_dashboard_in_chromium(voila, tmp_path):
         nfev.fill("30")
         nfev.press("Enter")
         page.locator(".wb-refine-panel button", has_text="Refine").click()
-        page.wait_for_function("() => { const el = document.querySelector('.wb-refine-panel .js-plotly-plot');"
-                               " return el && el.data[0].x && el.data[0].x.length >= 2; }", timeout=300_000)
-        page.wait_for_function("() => document.querySelector('.wb-refine-panel').textContent.includes('χ²/N =')",
-                               timeout=300_000)
+        page.wait_for_function(
+            "() => { const el = document.querySelector('.wb-refine-panel .js-plotly-plot');"
+            " return el && el.data[0].x && el.data[0].x.length >= 2; }",
+            timeout=300_000,
+        )
+        page.wait_for_function(
+            "() => document.querySelector('.wb-refine-panel').textContent.includes('χ²/N =')", timeout=300_000
+        )
         page.screenshot(path=str(ARTIFACTS / "6-refined.png"))
     assert not problems, "\n".join(problems[:20])
 
@@ -152,6 +186,8 @@ def test_charts_load_and_update_in_a_slow_browser(voila):
         page.locator(".wb-row-3-thickness .wb-slider .noUi-handle").first.focus()
         page.keyboard.press("PageUp")
         _wait_stack_changed(page, before, 120_000)
-        profile = page.evaluate("() => document.querySelectorAll('.wb-stack-panel .js-plotly-plot')[1].data[0].y.length")
+        profile = page.evaluate(
+            "() => document.querySelectorAll('.wb-stack-panel .js-plotly-plot')[1].data[0].y.length"
+        )
         assert profile > 10  # the second chart of the page got its data too
     assert not problems, "\n".join(problems[:20])

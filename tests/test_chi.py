@@ -56,11 +56,15 @@ def trained(shared_data) -> ChiResult:
 def _batch(profiles: np.ndarray, chi: np.ndarray, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     lo, hi = profiles.min(), profiles.max()
     y = (chi[:n] - chi.mean(axis=0)) / chi.std(axis=0)
-    return torch.as_tensor((profiles[:n] - lo) / (hi - lo), dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    return torch.as_tensor((profiles[:n] - lo) / (hi - lo), dtype=torch.float32), torch.as_tensor(
+        y, dtype=torch.float32
+    )
 
 
 # ------------------------------------------------------------------ model
-@pytest.mark.parametrize("kwargs", [{}, {"vae_beta": 0.5, "latent": 8, "hidden": (64, 32), "mlp_hidden": (16,)}, {"whiten": 12}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"vae_beta": 0.5, "latent": 8, "hidden": (64, 32), "mlp_hidden": (16,)}, {"whiten": 12}]
+)
 def test_config_round_trips_through_build_model(kwargs) -> None:
     torch.manual_seed(0)
     model = ChiModel(**kwargs)
@@ -102,7 +106,9 @@ def test_vae_kl_term_is_in_the_loss_and_inference_is_deterministic(data) -> None
     loss_vae = task.loss(vae, x, y)
     assert loss_vae.item() > task.loss(ae, x, y).item()  # training: sampled code and the KL term
     loss_vae.backward()
-    assert vae.logvar.weight.grad is not None and float(vae.logvar.weight.grad.abs().sum()) > 0  # the KL term trains the encoder
+    assert (
+        vae.logvar.weight.grad is not None and float(vae.logvar.weight.grad.abs().sum()) > 0
+    )  # the KL term trains the encoder
     assert not torch.equal(task.loss(vae, x, y), task.loss(vae, x, y))  # the reparameterised code is sampled
     vae.eval()
     with torch.no_grad():
@@ -136,7 +142,9 @@ def test_split_is_disjoint_and_normalisers_saw_training_rows_only(trained, data)
     assert len(np.union1d(np.union1d(s["train"], s["val"]), s["test"])) == len(profiles)
     tr = s["train"]
     stats = trained.profile_norm["stats"]
-    assert np.isclose(np.ravel(stats["min"])[0], profiles[tr].min()) and np.isclose(np.ravel(stats["max"])[0], profiles[tr].max())
+    assert np.isclose(np.ravel(stats["min"])[0], profiles[tr].min()) and np.isclose(
+        np.ravel(stats["max"])[0], profiles[tr].max()
+    )
     np.testing.assert_allclose(trained.chi_norm["stats"]["mean"], chi[tr].mean(axis=0))
     np.testing.assert_allclose(trained.chi_norm["stats"]["std"], chi[tr].std(axis=0), rtol=1e-6)
     for j, name in enumerate(CHI_NAMES):
@@ -187,7 +195,9 @@ def test_pause_resume_continues_the_same_run(data, tmp_path) -> None:
     config = TrainConfig(epochs=2, batch_size=64, device="cpu")
     full = train_chi(profiles, chi, train_config=config, seed=3)
     reporter = Reporter()
-    reporter.listeners.append(lambda e: reporter.pause.set() if isinstance(e, Record) and e.data.get("epoch") == 1 else None)
+    reporter.listeners.append(
+        lambda e: reporter.pause.set() if isinstance(e, Record) and e.data.get("epoch") == 1 else None
+    )
     ckpt = tmp_path / "chi.safetensors"
     paused = train_chi(profiles, chi, train_config=config, seed=3, reporter=reporter, checkpoint_path=ckpt)
     assert paused.metrics["status"] == "paused" and ckpt.is_file()
@@ -195,7 +205,9 @@ def test_pause_resume_continues_the_same_run(data, tmp_path) -> None:
     assert resumed.metrics["status"] == "completed" and [h["epoch"] for h in resumed.history] == [1, 2]
     assert all(np.array_equal(full.split[k], resumed.split[k]) for k in full.split)
     assert resumed.profile_norm == full.profile_norm and resumed.chi_range == full.chi_range
-    np.testing.assert_allclose(predict_chi(resumed, profiles[:50])[0], predict_chi(full, profiles[:50])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_chi(resumed, profiles[:50])[0], predict_chi(full, profiles[:50])[0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_model_bundle_round_trip_predicts_the_same(trained, data, tmp_path) -> None:
@@ -203,7 +215,9 @@ def test_model_bundle_round_trip_predicts_the_same(trained, data, tmp_path) -> N
 
     _, profiles, _, _, _ = data
     parts = trained.parts()
-    folder = save_model_bundle(tmp_path / "chi", trained.model, task="chi", normalization=parts, metrics=parts["metrics"])
+    folder = save_model_bundle(
+        tmp_path / "chi", trained.model, task="chi", normalization=parts, metrics=parts["metrics"]
+    )
     bundle = load_model_bundle(folder)
     got, flags = predict_chi({**bundle.normalization, "model": bundle.model}, profiles[:20])
     want, want_flags = predict_chi(trained, profiles[:20])

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([WORKBENCH, *map(str, args)], check=False, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [WORKBENCH, *map(str, args)], check=False, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_sweep_command_runs_a_grid_reports_failures_and_resumes(tmp_path):
@@ -52,10 +54,33 @@ def test_search_command_writes_best_settings_that_train_accepts(tmp_path):
     from workbench.data.generate import GeneratorConfig, generate_to_disk
     from workbench.physics import FilmStack
 
-    data = generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=128, seed=2), tmp_path / "ds", progress=False)
+    data = generate_to_disk(
+        FilmStack.default(), GeneratorConfig(num_curves=128, seed=2), tmp_path / "ds", progress=False
+    )
     out = tmp_path / "best.json"
-    args = ("search", "--data", data, "--trials", "2", "--epochs", "1", "--storage", tmp_path / "s.sqlite", "--study", "cli",
-            "--lr", "1e-3,1e-2", "--layers", "1,1", "--width", "8", "--batch-size", "32", "--out", out)
+    args = (
+        "search",
+        "--data",
+        data,
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--storage",
+        tmp_path / "s.sqlite",
+        "--study",
+        "cli",
+        "--lr",
+        "1e-3,1e-2",
+        "--layers",
+        "1,1",
+        "--width",
+        "8",
+        "--batch-size",
+        "32",
+        "--out",
+        out,
+    )
     result = run(*args)
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())
@@ -91,24 +116,54 @@ def test_notebooks_command_copies_and_keeps_edited_copies(tmp_path):
 @pytest.mark.slow
 def test_an_installed_wheel_ships_the_notebooks(tmp_path):
     wheels = tmp_path / "wheels"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w",
-                            str(wheels)], check=False, capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr
     prefix = tmp_path / "prefix"
     # --ignore-installed: never uninstall the development (editable) install while installing into the prefix
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
-                              "--prefix", str(prefix),
-                              str(next(wheels.glob("workbench-*.whl")))], check=False, capture_output=True, text=True, timeout=600)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            "-q",
+            "--prefix",
+            str(prefix),
+            str(next(wheels.glob("workbench-*.whl"))),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr
     site = next(prefix.glob("lib/python*/site-packages"))
     env = {**os.environ, "PYTHONPATH": str(site)}
     code = "import workbench, workbench.batch.notebooks as n; print(workbench.__file__); print(n.notebooks_folder())"
-    where = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    where = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert where.returncode == 0, where.stderr
     package, folder = where.stdout.split()
     assert package.startswith(str(prefix)) and folder == str(prefix / "share" / "workbench" / "notebooks")
-    copied = subprocess.run([sys.executable, "-m", "workbench", "notebooks", "--dest", str(tmp_path / "dest")], check=False, capture_output=True,
-                            text=True, env=env, cwd=tmp_path, timeout=120)
+    copied = subprocess.run(
+        [sys.executable, "-m", "workbench", "notebooks", "--dest", str(tmp_path / "dest")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert copied.returncode == 0, copied.stderr
     assert (tmp_path / "dest" / "pipeline.ipynb").read_bytes() == (REPO / "notebooks" / "pipeline.ipynb").read_bytes()
 
@@ -141,10 +196,21 @@ def test_dashboard_serves_a_notebook_with_voila(tmp_path):
     nb = toy_notebook(tmp_path / "toy.ipynb")
     port = _free_port()
     home = tmp_path / "home"
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "cfg"), "JUPYTER_DATA_DIR": str(home / "data"),
-           "JUPYTER_RUNTIME_DIR": str(home / "rt"), "IPYTHONDIR": str(home / "ipy")}
-    proc = subprocess.Popen([WORKBENCH, "dashboard", "--notebook", str(nb), "--port", str(port), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / "cfg"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "rt"),
+        "IPYTHONDIR": str(home / "ipy"),
+    }
+    proc = subprocess.Popen(
+        [WORKBENCH, "dashboard", "--notebook", str(nb), "--port", str(port), "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         body, deadline = None, time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:

@@ -33,17 +33,44 @@ def _platypus() -> pathlib.Path:
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([WORKBENCH, "refine", *map(str, args)], check=False, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [WORKBENCH, "refine", *map(str, args)], check=False, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_refine_writes_fit_profile_summary_and_a_refl1d_model(tmp_path):
     (tmp_path / "stack.yaml").write_text(STACK)
-    (tmp_path / "bounds.yaml").write_text("D2O.sld: [5.9, 6.36]\nprobe.scale: [0.6, 1.2]\nprobe.background: [1.0e-9, 9.0e-6]\n")
+    (tmp_path / "bounds.yaml").write_text(
+        "D2O.sld: [5.9, 6.36]\nprobe.scale: [0.6, 1.2]\nprobe.background: [1.0e-9, 9.0e-6]\n"
+    )
     out = tmp_path / "out"
-    free = ["D2O.sld", "D2O.roughness", "polymer.sld", "polymer.thickness", "polymer.roughness", "SiO2.thickness",
-            "SiO2.roughness", "probe.scale", "probe.background"]
-    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--bounds", tmp_path / "bounds.yaml", "--free", *free,
-               "--background", "3e-6", "--dq-convention", "fwhm", "--refl1d", "--out", out)
+    free = [
+        "D2O.sld",
+        "D2O.roughness",
+        "polymer.sld",
+        "polymer.thickness",
+        "polymer.roughness",
+        "SiO2.thickness",
+        "SiO2.roughness",
+        "probe.scale",
+        "probe.background",
+    ]
+    proc = run(
+        _platypus(),
+        "--stack",
+        tmp_path / "stack.yaml",
+        "--bounds",
+        tmp_path / "bounds.yaml",
+        "--free",
+        *free,
+        "--background",
+        "3e-6",
+        "--dq-convention",
+        "fwhm",
+        "--refl1d",
+        "--out",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "refinement.json").read_text())
     values = {row["name"]: row["value"] for row in summary["parameters"]}
@@ -63,12 +90,30 @@ def test_refine_errors_name_the_problem(tmp_path):
     (tmp_path / "stack.yaml").write_text(STACK)
     proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--out", tmp_path / "o")
     assert proc.returncode == 2 and "--dq-convention" in proc.stderr  # the file does not say FWHM or σ
-    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--free", "gold.thickness", "--dq-convention", "fwhm",
-               "--out", tmp_path / "o")
+    proc = run(
+        _platypus(),
+        "--stack",
+        tmp_path / "stack.yaml",
+        "--free",
+        "gold.thickness",
+        "--dq-convention",
+        "fwhm",
+        "--out",
+        tmp_path / "o",
+    )
     assert proc.returncode == 2 and "unknown layer 'gold'" in proc.stderr
     (tmp_path / "bounds.yaml").write_text("polymer.thickness: 300\n")
-    proc = run(_platypus(), "--stack", tmp_path / "stack.yaml", "--bounds", tmp_path / "bounds.yaml", "--dq-convention", "fwhm",
-               "--out", tmp_path / "o")
+    proc = run(
+        _platypus(),
+        "--stack",
+        tmp_path / "stack.yaml",
+        "--bounds",
+        tmp_path / "bounds.yaml",
+        "--dq-convention",
+        "fwhm",
+        "--out",
+        tmp_path / "o",
+    )
     assert proc.returncode == 2 and "bounds of 'polymer.thickness' must be a [lo, hi] pair" in proc.stderr
     proc = run(tmp_path / "missing.txt", "--stack", tmp_path / "stack.yaml")
     assert proc.returncode == 2 and "missing.txt" in proc.stderr

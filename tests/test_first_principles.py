@@ -39,7 +39,7 @@ def test_splitting_a_layer_into_two_identical_halves_changes_nothing(engine):
     base = FilmStack.default()
     layers = [layer.model_copy() for layer in base.layers]
     half = layers[3].model_copy(update={"thickness": layers[3].thickness / 2})
-    split = layers[:3] + [half.model_copy(update={"roughness": 0.0}), half] + layers[4:]
+    split = [*layers[:3], half.model_copy(update={"roughness": 0.0}), half, *layers[4:]]
     split_stack = FilmStack(layers=split)
     probe = Probe(np.geomspace(0.005, 0.3, 500), dq_over_q=None)
     a = np.asarray(reflectivity(base, probe, engine=engine))

@@ -1,4 +1,4 @@
-"""Settings declared once: the widgets and the command-line options carry every field of the config models, with its limits."""
+"""Settings declared once: widgets and command-line options carry every field of the config models, with its limits."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_command_line_options_come_from_the_config_fields():
     assert set(TrainConfig.model_fields) - {"progress_every"} <= set(options)
     assert options["optimizer"].choices == ["adam", "adamw", "sgd"]
     assert "[1, 100000]" in options["epochs"].help and "batchSize" in options["batch_size"].help
-    args = train.parse_args(["--data", "d", "--out", "o", "--epochs", "3", "--schedule", "cosine", "--kernel-size", "7"])
+    args = train.parse_args(
+        ["--data", "d", "--out", "o", "--epochs", "3", "--schedule", "cosine", "--kernel-size", "7"]
+    )
     assert (args.epochs, args.schedule, args.kernel_size, args.batch_size) == (3, "cosine", 7, None)
     with pytest.raises(SystemExit):
         train.parse_args(["--data", "d", "--out", "o", "--optimizer", "lion"])
@@ -84,7 +86,7 @@ def test_a_bad_saved_model_choice_does_not_break_the_train_tab(tmp_path):
     assert panel.model_kind.value == "compact" and panel.epochs.value == 1 and panel.optimizer.value == "adam"
 
 
-@given(st.one_of(st.integers(-10**9, 10**9), st.floats(allow_nan=False, allow_infinity=False, width=32)))
+@given(st.one_of(st.integers(-(10**9), 10**9), st.floats(allow_nan=False, allow_infinity=False, width=32)))
 def test_clamped_values_stay_in_range_and_odd(value):
     spec = next(s for s in field_specs(ParitySettings) if s.name == "kernel_size")
     out = spec.clamp(value)

@@ -47,8 +47,16 @@ def test_sld_profiles_match_pyreflects_refl1d_resampling():
     arrays = apply_parameters(STACK, data.params)
     for b in range(4):
         stack = FilmStack.from_pyreflect(
-            [dict(d, **{k: float(getattr(arrays, k)[b, i]) if k != "roughness" or i < 7 else 0.0 for k in ("sld", "thickness", "roughness")})
-             for i, d in enumerate(STACK.to_layer_desc())]
+            [
+                dict(
+                    d,
+                    **{
+                        k: float(getattr(arrays, k)[b, i]) if k != "roughness" or i < 7 else 0.0
+                        for k in ("sld", "thickness", "roughness")
+                    },
+                )
+                for i, d in enumerate(STACK.to_layer_desc())
+            ]
         )
         z, rho, _ = sld_profile_refl1d(stack)
         # same range (refl1d's arange may overshoot its end by < dz = 0.1 Å), 900 points from 0
@@ -145,7 +153,10 @@ def test_two_worker_dask_cluster_writes_the_same_files(tmp_path):
     dask = generate_to_disk(STACK, cfg, tmp_path / "dask", dask="local", reporter=Reporter([events.append]))
     for name in ("nr_train.npy", "sld_train.npy", "params.npy"):
         assert (local / name).read_bytes() == (dask / name).read_bytes(), name
-    assert json.loads((local / "dataset.json").read_text())["content_hash"] == json.loads((dask / "dataset.json").read_text())["content_hash"]
+    assert (
+        json.loads((local / "dataset.json").read_text())["content_hash"]
+        == json.loads((dask / "dataset.json").read_text())["content_hash"]
+    )
     assert [e.done for e in events if isinstance(e, Progress)][-1] == 3 * BLOCK
 
 
@@ -155,7 +166,9 @@ def test_cancel_leaves_no_half_written_bundle_and_keeps_existing_ones(tmp_path):
     reporter = Reporter()
     reporter.listeners.append(lambda e: reporter.stop.stop("user pressed Cancel") if isinstance(e, Progress) else None)
     with pytest.raises(Cancelled, match="user pressed Cancel"):
-        generate_to_disk(STACK, GeneratorConfig(num_curves=4 * BLOCK, chunk_size=BLOCK), tmp_path / "new", reporter=reporter)
+        generate_to_disk(
+            STACK, GeneratorConfig(num_curves=4 * BLOCK, chunk_size=BLOCK), tmp_path / "new", reporter=reporter
+        )
     assert os.listdir(tmp_path / "new") == []
     with pytest.raises(FileExistsError, match="already holds a data set"):
         generate_to_disk(STACK, GeneratorConfig(num_curves=10, seed=1), existing)
@@ -179,7 +192,7 @@ def test_loading_says_exactly_what_is_wrong(tmp_path):
     with pytest.raises(DatasetError, match=r"non-finite value at index \(7, 1, 30\)"):
         load_dataset(bad)
     np.save(bad / "nr_train.npy", nr[:10])
-    with pytest.raises(DatasetError, match="has 10 curves but sld_train.npy has 20"):
+    with pytest.raises(DatasetError, match=r"has 10 curves but sld_train\.npy has 20"):
         load_dataset(bad)
     np.save(bad / "nr_train.npy", nr.astype(np.int64))
     with pytest.raises(DatasetError, match="must be float32 or float64, got int64"):

@@ -70,7 +70,9 @@ def test_gradients_are_finite_exactly_at_a_critical_edge():
 
 def test_batched_gradients_are_per_stack():
     a = FilmStack.default().to_arrays()
-    batch = StackArrays(*(torch.tensor(np.repeat(x, 3, 0), requires_grad=True) for x in (a.sld, a.isld, a.thickness, a.roughness)))
+    batch = StackArrays(
+        *(torch.tensor(np.repeat(x, 3, 0), requires_grad=True) for x in (a.sld, a.isld, a.thickness, a.roughness))
+    )
     r = reflectivity_torch(batch, Probe())
     r[1].sum().backward()
     g = batch.thickness.grad

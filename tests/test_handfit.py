@@ -14,7 +14,11 @@ from workbench.physics.probe import FWHM_PER_SIGMA
 @pytest.fixture
 def ref_l(shared_data):
     folder = shared_data / "real" / "ornl-ref-l-212592"
-    return folder, load_handfit_spreadsheet(folder / "manual_fit_spreadsheet.csv"), load_measurement(folder / "REFL_212592_reduced.txt")
+    return (
+        folder,
+        load_handfit_spreadsheet(folder / "manual_fit_spreadsheet.csv"),
+        load_measurement(folder / "REFL_212592_reduced.txt"),
+    )
 
 
 def test_layer_table_becomes_a_substrate_first_stack_with_rms_roughness(ref_l):
@@ -34,8 +38,10 @@ def test_bad_tables_are_named(tmp_path):
     bad.write_text("Compound,Nb (Å-2)\nair,0\n", encoding="utf-8")
     with pytest.raises(HandFitError, match="lacks the columns"):
         load_handfit_spreadsheet(bad)
-    bad.write_text("Compound,Nb (Å-2),μlabs/l [Å-2],d (Å),σfwhm (Å)\nair,0,0,100,\nfilm,abc,0,30,5\nSi,2.07e-6,0,100,5\n",
-                   encoding="utf-8")
+    bad.write_text(
+        "Compound,Nb (Å-2),μlabs/l [Å-2],d (Å),σfwhm (Å)\nair,0,0,100,\nfilm,abc,0,30,5\nSi,2.07e-6,0,100,5\n",
+        encoding="utf-8",
+    )
     with pytest.raises(HandFitError, match=r"row 3, column 'Nb \(Å-2\)': 'abc' is not a number"):
         load_handfit_spreadsheet(bad)
 
@@ -52,7 +58,14 @@ def test_refinement_from_the_hand_fit_beats_the_hand_fit_curve(ref_l):
     for layer in start.layers[1:-1]:
         bounds[f"{layer.name}.sld"] = (0.0, 7.0)
         bounds[f"{layer.name}.thickness"] = (0.7 * layer.thickness, 1.3 * layer.thickness)
-    bounds.update({"PEO_1.roughness": (0, 15), "SiOx.roughness": (0, 10), "probe.scale": (0.8, 1.2), "probe.background": (0, 1e-5)})
+    bounds.update(
+        {
+            "PEO_1.roughness": (0, 15),
+            "SiOx.roughness": (0, 10),
+            "probe.scale": (0.8, 1.2),
+            "probe.background": (0, 1e-5),
+        }
+    )
     result = refine(data, start, free=list(bounds), bounds=bounds, max_nfev=2000)
 
     # the spreadsheet's own model curve, scored the same way (same points, same dR)

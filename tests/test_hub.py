@@ -31,12 +31,19 @@ def trained(tmp_path_factory):
     """A tiny generated data set and a model bundle trained on it (2 epochs, seconds)."""
     from workbench.data.generate import GeneratorConfig, generate_to_disk
     from workbench.physics import FilmStack
+
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("trained")
     config = GeneratorConfig(num_curves=64, seed=1, sld_points=40, num_q=60)
     data = generate_to_disk(FilmStack.default(), config, root / "ds", progress=False)
-    out = run_training(TrainRequest(data=data, out=root / "sld-tiny", model={"width": 4, "stages": 2, "latent": 8},
-                                    train=TrainConfig(epochs=2, batch_size=16, device="cpu")))
+    out = run_training(
+        TrainRequest(
+            data=data,
+            out=root / "sld-tiny",
+            model={"width": 4, "stages": 2, "latent": 8},
+            train=TrainConfig(epochs=2, batch_size=16, device="cpu"),
+        )
+    )
     return {"data": data, "bundle": out.bundle, "config": config, "stack": FilmStack.default()}
 
 
@@ -73,8 +80,16 @@ def test_push_then_pull_by_revision_and_load(trained, hub, tmp_path):
     repo = hub.state.repos[("model", "lab/nr-models")]
     assert repo.private  # private by default
     files = hub.files("lab/nr-models")
-    for name in ("model.safetensors", "config.json", "normalization.json", "metrics.json", "README.md",
-                 "nr_train.npy", "sld_train.npy", "dataset.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "normalization.json",
+        "metrics.json",
+        "README.md",
+        "nr_train.npy",
+        "sld_train.npy",
+        "dataset.json",
+    ):
         assert f"models/sld-tiny/{name}" in files
     card = files["models/sld-tiny/README.md"].decode()
     assert "sld_r2" in card and "Test metrics" in card
@@ -135,8 +150,10 @@ def test_a_failing_upload_is_retried_with_backoff_and_otherwise_keeps_the_local_
     before = {p.name: p.read_bytes() for p in trained["bundle"].iterdir()}
     events.clear()
     hub.state.fail["commit"] = 10
-    with pytest.raises(H.HubUploadError, match="failed after 3 attempts .* the local copy is kept at") as info:
-        H.push_model_bundle(trained["bundle"], "lab/flaky", model_id="v2", reporter=reporter, attempts=3, base_delay=0.01)
+    with pytest.raises(H.HubUploadError, match=r"failed after 3 attempts .* the local copy is kept at") as info:
+        H.push_model_bundle(
+            trained["bundle"], "lab/flaky", model_id="v2", reporter=reporter, attempts=3, base_delay=0.01
+        )
     assert info.value.local == trained["bundle"]
     assert {p.name: p.read_bytes() for p in trained["bundle"].iterdir()} == before
     assert "local copy is kept" in _warnings(events)[-1] and len(_warnings(events)) == 3
@@ -146,18 +163,32 @@ def test_a_failing_upload_is_retried_with_backoff_and_otherwise_keeps_the_local_
 def test_training_data_is_uploaded_after_generation_and_reused_by_a_retry(trained, hub, tmp_path):
     stack, config = trained["stack"], trained["config"].model_copy(update={"seed": 5})
     events = []
-    first, reused = H.generate_or_fetch(stack, config, tmp_path / "first", repo_id="lab/training-data",
-                                        reporter=Reporter([events.append]), progress=False)
+    first, reused = H.generate_or_fetch(
+        stack,
+        config,
+        tmp_path / "first",
+        repo_id="lab/training-data",
+        reporter=Reporter([events.append]),
+        progress=False,
+    )
     assert not reused
     key = H.dataset_key(stack, config)
     assert f"datasets/{key}/nr_train.npy" in hub.files("lab/training-data", "dataset")
     assert hub.state.repos[("dataset", "lab/training-data")].private
 
     events.clear()
-    again, reused = H.generate_or_fetch(stack, config, tmp_path / "retry", repo_id="lab/training-data",
-                                        reporter=Reporter([events.append]), progress=False)
+    again, reused = H.generate_or_fetch(
+        stack,
+        config,
+        tmp_path / "retry",
+        repo_id="lab/training-data",
+        reporter=Reporter([events.append]),
+        progress=False,
+    )
     assert reused
-    assert not any(isinstance(e, Record) for e in events) and not any(getattr(e, "stage", "") == "generate" for e in events)
+    assert not any(isinstance(e, Record) for e in events) and not any(
+        getattr(e, "stage", "") == "generate" for e in events
+    )
     for name in ("nr_train.npy", "sld_train.npy", "params.npy"):
         np.testing.assert_array_equal(np.load(again / name), np.load(first / name))
 
@@ -165,8 +196,16 @@ def test_training_data_is_uploaded_after_generation_and_reused_by_a_retry(traine
     hub.state.fail["commit"] = 99
     events.clear()
     other = config.model_copy(update={"seed": 6})
-    local, reused = H.generate_or_fetch(stack, other, tmp_path / "offline-copy", repo_id="lab/training-data",
-                                        reporter=Reporter([events.append]), progress=False, attempts=2, base_delay=0.01)
+    local, reused = H.generate_or_fetch(
+        stack,
+        other,
+        tmp_path / "offline-copy",
+        repo_id="lab/training-data",
+        reporter=Reporter([events.append]),
+        progress=False,
+        attempts=2,
+        base_delay=0.01,
+    )
     assert not reused and (local / "nr_train.npy").is_file()
     assert "local copy is kept" in _warnings(events)[-1]
 
@@ -175,11 +214,20 @@ def test_checkpoints_go_to_the_hub_and_a_paused_run_resumes_from_there(trained, 
     ws = Workspace(tmp_path / "ws")
     reg = ws.registry
     bundle_dir = ws.models / "sld-resumed"
-    request = TrainRequest(target="sld", data=trained["data"], out=bundle_dir, name="hub-resume",
-                           model={"width": 4, "stages": 2, "latent": 8}, hub_repo="lab/checkpoints", hub_every=1,
-                           train=TrainConfig(epochs=4, batch_size=16, device="cpu", checkpoint_every=1))
+    request = TrainRequest(
+        target="sld",
+        data=trained["data"],
+        out=bundle_dir,
+        name="hub-resume",
+        model={"width": 4, "stages": 2, "latent": 8},
+        hub_repo="lab/checkpoints",
+        hub_every=1,
+        train=TrainConfig(epochs=4, batch_size=16, device="cpu", checkpoint_every=1),
+    )
     reporter = Reporter()
-    reporter.listeners.append(lambda e: reporter.pause.set() if isinstance(e, Record) and e.data.get("epoch") == 2 else None)
+    reporter.listeners.append(
+        lambda e: reporter.pause.set() if isinstance(e, Record) and e.data.get("epoch") == 2 else None
+    )
     out = run_training(request, reporter, reg)
     run, checkpoint = reg.get_run(out.run_id), out.checkpoint
     uploads = [line["message"] for line in reg.logs(run.id) if line["message"].startswith("uploaded checkpoint")]
@@ -220,21 +268,29 @@ def test_hub_push_and_pull_from_the_command_line(trained, hub, tmp_path):
     env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}  # HF_ENDPOINT, HF_TOKEN, HF_HOME from the fixture
 
     def run(*args):
-        return subprocess.run([wb, "hub", *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False)
+        return subprocess.run(
+            [wb, "hub", *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False
+        )
 
-    pushed = run("push", trained["bundle"], "--repo", "lab/cli", "--model-id", "cli-model", "--dataset", trained["data"])
+    pushed = run(
+        "push", trained["bundle"], "--repo", "lab/cli", "--model-id", "cli-model", "--dataset", trained["data"]
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert "pushed" in pushed.stdout and "model:lab/cli:models/cli-model@" in pushed.stdout
     assert "models/cli-model/sld_train.npy" in hub.files("lab/cli")
     pulled = run("pull", "--repo", "lab/cli", "--model-id", "cli-model", "--out", tmp_path / "pulled")
     assert pulled.returncode == 0, pulled.stderr
-    assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == (trained["bundle"] / "model.safetensors").read_bytes()
+    assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == (
+        trained["bundle"] / "model.safetensors"
+    ).read_bytes()
     # without --out the bundle goes into the workspace and the registry, with where it came from
     adopted = run("pull", "--repo", "lab/cli", "--model-id", "cli-model")
     again = run("pull", "--repo", "lab/cli", "--model-id", "cli-model")
     assert adopted.returncode == 0 and again.returncode == 0, adopted.stderr + again.stderr
     models = tmp_path / "home" / "models"
-    assert (models / "cli-model" / "model.safetensors").read_bytes() == (trained["bundle"] / "model.safetensors").read_bytes()
+    assert (models / "cli-model" / "model.safetensors").read_bytes() == (
+        trained["bundle"] / "model.safetensors"
+    ).read_bytes()
     assert (models / "cli-model-1").is_dir()  # a second pull never overwrites the first
 
     registered = {m["name"]: m for m in Workspace(tmp_path / "home").registry.list_models("sld")}

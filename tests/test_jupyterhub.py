@@ -40,8 +40,11 @@ def _required(what: str, found) -> None:
 
 
 def _proxy() -> str | None:
-    for candidate in (os.environ.get("WORKBENCH_CHP"), str(REPO / ".ci" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"),
-                      shutil.which("configurable-http-proxy")):
+    for candidate in (
+        os.environ.get("WORKBENCH_CHP"),
+        str(REPO / ".ci" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"),
+        shutil.which("configurable-http-proxy"),
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -96,16 +99,34 @@ def hub(tmp_path):
         home = root / "home" / user
         home.mkdir(parents=True)
         # what a hub user does once (or an admin's pre-spawn hook): copy the shipped notebooks
-        subprocess.run([str(BIN / "workbench"), "notebooks", "--dest", str(home / "workbench")], check=True,
-                       capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [str(BIN / "workbench"), "notebooks", "--dest", str(home / "workbench")],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     port = free_port()
-    (root / "jupyterhub_config.py").write_text(CONFIG.format(
-        root=str(root), port=port, hub_port=free_port(), api_port=free_port(), proxy=proxy, password=PASSWORD,
-        singleuser=str(BIN / "jupyterhub-singleuser")))
+    (root / "jupyterhub_config.py").write_text(
+        CONFIG.format(
+            root=str(root),
+            port=port,
+            hub_port=free_port(),
+            api_port=free_port(),
+            proxy=proxy,
+            password=PASSWORD,
+            singleuser=str(BIN / "jupyterhub-singleuser"),
+        )
+    )
     env = {**os.environ, "HOME": str(root), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log = open(tmp_path / "hub.log", "w")  # noqa: SIM115 - the hub outlives this block; closed at teardown
-    proc = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(root / "jupyterhub_config.py")], cwd=root, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp_path / "hub.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "jupyterhub"), "-f", str(root / "jupyterhub_config.py")],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     if not wait_for_http(f"{url}/hub/health", proc, within=120, request_timeout=10):
         log.close()
@@ -132,9 +153,11 @@ def _dashboard(page, url: str, query: str, panel: str = ".wb-stack-panel", chart
     try:
         page.wait_for_selector(panel, timeout=300_000)
         if chart:
-            page.wait_for_function(f"() => {{ const el = document.querySelector('{panel} .js-plotly-plot');"
-                                   " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length > 0; }",
-                                   timeout=300_000)
+            page.wait_for_function(
+                f"() => {{ const el = document.querySelector('{panel} .js-plotly-plot');"
+                " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length > 0; }",
+                timeout=300_000,
+            )
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "hub-failed.png"))
         raise
@@ -171,8 +194,11 @@ def test_two_users_on_a_real_jupyterhub(hub):
         page.wait_for_selector(".wb-train-panel .js-plotly-plot", timeout=300_000)
         assert page.locator(".wb-train-panel input[type=number]").nth(1).input_value() == "1"
         page.locator(".wb-train-panel button", has_text="Start").click()
-        page.wait_for_function("() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
-                               ".some(e => /(completed|finished) after 1 epochs/.test(e.textContent))", timeout=600_000)
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"
+            ".some(e => /(completed|finished) after 1 epochs/.test(e.textContent))",
+            timeout=600_000,
+        )
         page.screenshot(path=str(ARTIFACTS / "hub-2-alice-trained.png"))
         alice_runs = _runs(root, "alice")
         done = {(kind, status) for _, _, kind, status in alice_runs}
@@ -181,7 +207,9 @@ def test_two_users_on_a_real_jupyterhub(hub):
         page.get_by_role("tab", name="History").click()
         page.wait_for_selector(".wb-history-panel select", timeout=120_000)
         page.get_by_role("button", name="Refresh").click()
-        page.wait_for_function("() => document.querySelector('.wb-history-panel select').options.length >= 2", timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('.wb-history-panel select').options.length >= 2", timeout=60_000
+        )
         text = page.locator(".wb-history-panel").inner_text()
         assert all(name in text for _, name, _, _ in alice_runs), text
         page.goto(f"{url}/hub/home")  # leave the dashboard so its kernel shuts down
@@ -192,7 +220,9 @@ def test_two_users_on_a_real_jupyterhub(hub):
         page.wait_for_selector(".wb-history-panel select", timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "hub-3-bob-history.png"))
         text = page.locator(".wb-history-panel").inner_text()
-        assert not any(run_id in text or name in text for run_id, name, _, _ in alice_runs), text  # none of alice's runs
+        assert not any(run_id in text or name in text for run_id, name, _, _ in alice_runs), (
+            text
+        )  # none of alice's runs
         assert not any(kind in ("generate", "train") for _, _, kind, _ in _runs(root, "bob"))
         assert len(_runs(root, "alice")) == len(alice_runs)  # bob's dashboard touched nothing of alice's
         page.goto(f"{url}/hub/home")

@@ -48,16 +48,40 @@ def jupyterlab(tmp_path):
     notebook.cells.append(nbformat.v4.new_code_cell(LIVE_CELL))
     nbformat.write(notebook, root / NOTEBOOK.name)
     config = home / "cfg"
-    notify = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notify = (
+        config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
     notify.parent.mkdir(parents=True)
     notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no news pop-up, no network
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(home / "rt"),
-           "JUPYTER_DATA_DIR": str(home / "data"), "IPYTHONDIR": str(home / "ipy"), "WORKBENCH_HOME": str(tmp_path / "ws")}
-    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - held open for the server's lifetime
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-                             "--ServerApp.port_retries=0", "--ServerApp.open_browser=False", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(home / "rt"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "IPYTHONDIR": str(home / "ipy"),
+        "WORKBENCH_HOME": str(tmp_path / "ws"),
+    }
+    log = open(tmp_path / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=None",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for_http(f"{base}/api/status?token={token}", proc, within=180)
     yield f"{base}/lab/tree/{NOTEBOOK.name}?token={token}"
@@ -77,14 +101,18 @@ def test_dashboard_notebook_runs_in_jupyterlab(jupyterlab):
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
             page.wait_for_selector(".wb-stack-panel", timeout=300_000)
-            page.wait_for_function("() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
-                                   " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
-                                   timeout=300_000)
+            page.wait_for_function(
+                "() => { const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
+                " return el && el.data && el.data[0] && el.data[0].y && el.data[0].y.length === 308; }",
+                timeout=300_000,
+            )
             # the live chart draws and follows while its cell still runs
             live = "document.querySelector('.wb-live-chart.js-plotly-plot, .wb-live-chart .js-plotly-plot')"
-            page.wait_for_function(f"() => {{ const el = {live};"
-                                   " return el && el.data && el.data[0] && el.data[0].x && el.data[0].x.length >= 3; }",
-                                   timeout=120_000)
+            page.wait_for_function(
+                f"() => {{ const el = {live};"
+                " return el && el.data && el.data[0] && el.data[0].x && el.data[0].x.length >= 3; }",
+                timeout=120_000,
+            )
             shown = page.evaluate(f"() => {live}.data[0].x.length")
             assert shown < LIVE_STEPS, "the live chart only drew once its cell had finished"
         except Exception:

@@ -131,15 +131,19 @@ def test_orso_round_trip_without_errors_and_overwrite(tmp_path: pathlib.Path) ->
 def test_orso_fwhm_column_is_converted(tmp_path: pathlib.Path) -> None:
     m = curve()
     info = orso.Orso.empty()
-    info.columns = [orso.Column("Qz", "1/nm"), orso.Column("R"), orso.ErrorColumn("R", "uncertainty", "sigma"),
-                    orso.ErrorColumn("Qz", "resolution", "FWHM")]
+    info.columns = [
+        orso.Column("Qz", "1/nm"),
+        orso.Column("R"),
+        orso.ErrorColumn("R", "uncertainty", "sigma"),
+        orso.ErrorColumn("Qz", "resolution", "FWHM"),
+    ]
     path = tmp_path / "fwhm.ort"
     orso.save_orso([orso.OrsoDataset(info, np.column_stack([10 * m.q, m.r, m.dr, 10 * m.dq_sigma]))], str(path))
     back = load_measurement(path)
     assert back.dq_convention_of_file == "fwhm"
     np.testing.assert_allclose(back.q, m.q, rtol=1e-15)  # 1/nm → 1/Å
     np.testing.assert_allclose(back.dq_sigma, m.dq_sigma / FWHM_PER_SIGMA, rtol=1e-15)
-    with pytest.raises(MeasurementError, match="fwhm.ort.*ORSO header says sQz is fwhm"):
+    with pytest.raises(MeasurementError, match=r"fwhm\.ort.*ORSO header says sQz is fwhm"):
         load_measurement(path, dq_convention="sigma")
 
 

@@ -14,7 +14,9 @@ def test_parity_cnn_has_pyreflects_parameter_count():
     assert count_parameters(ParityCNN(layers=12)) == 155_285_778  # ≈ 155 M, 91 % in one dense layer
     model = ParityCNN(layers=12)
     assert model.linear1.weight.numel() / count_parameters(model) > 0.91
-    assert count_parameters(ParityCNN(layers=12)) == count_parameters(pyreflect_cnn_class()(layers=12, dropout_prob=0.5))
+    assert count_parameters(ParityCNN(layers=12)) == count_parameters(
+        pyreflect_cnn_class()(layers=12, dropout_prob=0.5)
+    )
 
 
 def test_pyreflect_pth_loads_and_predicts_the_same(tmp_path):
@@ -55,7 +57,10 @@ def test_parameter_model_stays_inside_its_bounds():
 
 
 def test_registry_round_trips_configs_and_names_bad_ones():
-    for config in ({"kind": "parity_cnn", "layers": 3, "kernel_size": 11}, {"kind": "compact", "width": 8, "latent": 16}):
+    for config in (
+        {"kind": "parity_cnn", "layers": 3, "kernel_size": 11},
+        {"kind": "compact", "width": 8, "latent": 16},
+    ):
         model = build_model(config)
         assert build_model(model.config).config == model.config
     with pytest.raises(ValueError, match="unknown model kind 'transformer'"):
@@ -73,6 +78,8 @@ def test_frozen_inference_module_predicts_like_the_model():
     model = build_model({"kind": "compact", "width": 8, "latent": 32}).eval()
     x = torch.rand(1, 308)
     frozen = inference_module(model, x)
-    assert isinstance(frozen, InferenceModule) and not any(isinstance(m, torch.nn.BatchNorm1d) for m in frozen.modules())
+    assert isinstance(frozen, InferenceModule) and not any(
+        isinstance(m, torch.nn.BatchNorm1d) for m in frozen.modules()
+    )
     with torch.no_grad():
         torch.testing.assert_close(frozen(torch.rand(3, 308) * 0 + x), model(x).expand(3, -1, -1), rtol=1e-4, atol=1e-5)

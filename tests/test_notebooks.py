@@ -14,7 +14,9 @@ def test_notebooks_are_committed_without_outputs():
     for path in NOTEBOOKS.glob("*.ipynb"):
         nb = json.loads(path.read_text())
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), path.name
-        assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"]), f"{path.name} has no parameters cell"
+        assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"]), (
+            f"{path.name} has no parameters cell"
+        )
 
 
 def test_quickstart_runs_with_papermill(tmp_path):
@@ -34,15 +36,19 @@ def test_quickstart_runs_with_papermill(tmp_path):
 def test_refinement_demo_meets_its_criteria_and_fails_when_it_cannot(tmp_path):
     summary = tmp_path / "summary.json"
     papermill.execute_notebook(
-        str(NOTEBOOKS / "refinement_demo.ipynb"), str(tmp_path / "out.ipynb"),
+        str(NOTEBOOKS / "refinement_demo.ipynb"),
+        str(tmp_path / "out.ipynb"),
         parameters={"seed": 3, "noise": 0.03, "n_draws": 200, "summary_path": str(summary)},
-        kernel_name="python3", progress_bar=False,
+        kernel_name="python3",
+        progress_bar=False,
     )
     data = json.loads(summary.read_text())
     assert all(data["criteria"].values()) and 0.8 <= data["chi2_per_point"] <= 1.2
     assert data["loss_drop"] > 10 and {row["parameter"] for row in data["table"]} >= {"dPS.thickness", "PMMA.sld"}
     out = json.loads((tmp_path / "out.ipynb").read_text())
-    figures = [o for c in out["cells"] for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    figures = [
+        o for c in out["cells"] for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})
+    ]
     assert len(figures) == 4  # curves, convergence, traces, profile band
 
     # an engine that does not exist: the notebook stops with the refinement's own error
@@ -50,6 +56,9 @@ def test_refinement_demo_meets_its_criteria_and_fails_when_it_cannot(tmp_path):
 
     with pytest.raises(papermill.PapermillExecutionError, match="unknown engine 'magic'"):
         papermill.execute_notebook(
-            str(NOTEBOOKS / "refinement_demo.ipynb"), str(tmp_path / "bad.ipynb"),
-            parameters={"engine": "magic"}, kernel_name="python3", progress_bar=False,
+            str(NOTEBOOKS / "refinement_demo.ipynb"),
+            str(tmp_path / "bad.ipynb"),
+            parameters={"engine": "magic"},
+            kernel_name="python3",
+            progress_bar=False,
         )

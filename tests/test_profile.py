@@ -17,8 +17,13 @@ def test_matches_refl1d_smooth_profile(seed):
     a = random_stacks(rng, 1, 7, absorbing=True, sharp=seed % 2 == 0)
     stack = FilmStack(
         layers=[
-            Layer(name=f"L{j}", sld=a.sld[0, j], isld=a.isld[0, j], thickness=a.thickness[0, j],
-                  roughness=a.roughness[0, j] if j < 6 else 0.0)
+            Layer(
+                name=f"L{j}",
+                sld=a.sld[0, j],
+                isld=a.isld[0, j],
+                thickness=a.thickness[0, j],
+                roughness=a.roughness[0, j] if j < 6 else 0.0,
+            )
             for j in range(7)
         ]
     )

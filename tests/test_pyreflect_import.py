@@ -1,4 +1,4 @@
-"""A model trained in pyreflect (its .pth and its normalisation .npy) predicts in the workbench exactly as in pyreflect."""
+"""A model trained in pyreflect (its .pth and normalisation .npy) predicts in the workbench exactly as in pyreflect."""
 
 from __future__ import annotations
 
@@ -19,15 +19,20 @@ def pyreflect_model(tmp_path):
     dp = pyreflect_data_processor()
     rng = np.random.default_rng(3)
     base = FilmStack.default()
-    stacks = [base.with_value(3, "thickness", float(t)).with_value(2, "sld", float(s))
-              for t, s in zip(rng.uniform(80, 300, 12), rng.uniform(1.0, 4.0, 12), strict=True)]
+    stacks = [
+        base.with_value(3, "thickness", float(t)).with_value(2, "sld", float(s))
+        for t, s in zip(rng.uniform(80, 300, 12), rng.uniform(1.0, 4.0, 12), strict=True)
+    ]
     probe = Probe()
     nr = np.stack([np.stack([probe.q, reflectivity(s, probe)[0]]) for s in stacks])  # (N, 2, 308)
     z, rho, _ = sld_profile(stacks, n_points=900)
-    sld = np.stack([z, rho], axis=1)                                                    # (N, 2, 900)
+    sld = np.stack([z, rho], axis=1)  # (N, 2, 900)
     log_nr = nr.copy()
     log_nr[:, 1] = np.log10(np.clip(log_nr[:, 1], 1e-8, None))
-    stats = {"nr": dp.DataProcessor.get_xy_norm_stats(None, log_nr), "sld": dp.DataProcessor.get_xy_norm_stats(None, sld)}
+    stats = {
+        "nr": dp.DataProcessor.get_xy_norm_stats(None, log_nr),
+        "sld": dp.DataProcessor.get_xy_norm_stats(None, sld),
+    }
     np.save(tmp_path / "normalization_stat.npy", stats, allow_pickle=True)  # as pyreflect's preprocess() does
     torch.manual_seed(1)
     cnn = pyreflect_cnn_class()(layers=4, dropout_prob=0.1)
@@ -41,8 +46,9 @@ def pyreflect_model(tmp_path):
 
 def test_the_bundle_predicts_what_pyreflect_predicts(pyreflect_model, tmp_path):
     m = pyreflect_model
-    folder = bundle_from_pyreflect(m["dir"] / "trained_nr_sld_model.pth", m["dir"] / "normalization_stat.npy",
-                                   tmp_path / "bundle")
+    folder = bundle_from_pyreflect(
+        m["dir"] / "trained_nr_sld_model.pth", m["dir"] / "normalization_stat.npy", tmp_path / "bundle"
+    )
     bundle = load_model_bundle(folder)
     assert bundle.task == "nr_sld"
     np.testing.assert_allclose(bundle.config["data"]["q"], Probe().q, rtol=1e-6)  # pyreflect's Q grid, from the stats
@@ -50,8 +56,9 @@ def test_the_bundle_predicts_what_pyreflect_predicts(pyreflect_model, tmp_path):
     # pyreflect's predict_sld_from_nr, step by step with its own functions
     dp = m["dp"]
     proc = dp.NRSLDDataProcessor()
-    x = proc.reshape_nr_to_single_channel(dp.DataProcessor.normalize_xy_curves(m["nr"], apply_log=True,
-                                                                                min_max_stats=m["stats"]["nr"]))
+    x = proc.reshape_nr_to_single_channel(
+        dp.DataProcessor.normalize_xy_curves(m["nr"], apply_log=True, min_max_stats=m["stats"]["nr"])
+    )
     with torch.no_grad():
         y = m["cnn"](torch.tensor(x, dtype=torch.float32)).numpy()
     theirs = proc.denormalize(y, curve_type="sld", min_max_stats=m["stats"]["sld"])
@@ -61,7 +68,7 @@ def test_the_bundle_predicts_what_pyreflect_predicts(pyreflect_model, tmp_path):
 
 
 def test_bad_statistics_are_refused_without_running_them(pyreflect_model, tmp_path):
-    with pytest.raises(ValueError, match="nr.x needs finite min < max"):
+    with pytest.raises(ValueError, match=r"nr\.x needs finite min < max"):
         bad = {**pyreflect_model["stats"], "nr": {"x": {"min": 1.0, "max": 1.0}, "y": {"min": -8.0, "max": 0.0}}}
         np.save(tmp_path / "flat.npy", bad, allow_pickle=True)
         read_pyreflect_stats(tmp_path / "flat.npy")
@@ -86,7 +93,9 @@ def test_uploading_the_pair_in_the_files_tab_gives_a_registered_model(pyreflect_
     from workbench.ui.context import AppContext
     from workbench.ui.files_panel import FilesPanel
 
-    ctx = AppContext(tmp_path / "ws", autosave_delay=0, limits=Limits(max_upload_bytes=2**30))  # pyreflect's are ~0.6 GB
+    ctx = AppContext(
+        tmp_path / "ws", autosave_delay=0, limits=Limits(max_upload_bytes=2**30)
+    )  # pyreflect's are ~0.6 GB
     panel = FilesPanel(ctx)
     pth = (pyreflect_model["dir"] / "trained_nr_sld_model.pth").read_bytes()
     npy = (pyreflect_model["dir"] / "normalization_stat.npy").read_bytes()
@@ -112,10 +121,21 @@ def test_import_pyreflect_from_the_command_line(pyreflect_model, tmp_path):
     np.save(tmp_path / "nr_train.npy", pyreflect_model["nr"])  # pyreflect's NR array carries the Q grid
 
     def run(*args):
-        return subprocess.run([wb, *map(str, args), "--workspace", tmp_path / "ws"], capture_output=True, text=True,
-                              timeout=300, check=False)
+        return subprocess.run(
+            [wb, *map(str, args), "--workspace", tmp_path / "ws"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
-    done = run("import-pyreflect", d / "trained_nr_sld_model.pth", d / "normalization_stat.npy", "--q", tmp_path / "nr_train.npy")
+    done = run(
+        "import-pyreflect",
+        d / "trained_nr_sld_model.pth",
+        d / "normalization_stat.npy",
+        "--q",
+        tmp_path / "nr_train.npy",
+    )
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "ws" / "models" / "trained_nr_sld_model"
     assert f"registered as {folder.name} v1" in done.stdout

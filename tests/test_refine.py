@@ -13,15 +13,26 @@ from workbench.data.measured import Measurement, load_measurement
 from workbench.events import Cancelled, Record, Reporter
 from workbench.physics import FilmStack, Probe, reflectivity
 
-TRUTH = FilmStack.from_pyreflect([
-    {"name": "Si", "sld": 2.07, "roughness": 3.0},
-    {"name": "SiOx", "sld": 3.47, "thickness": 15.0, "roughness": 2.5},
-    {"name": "dPS", "sld": 6.2, "thickness": 180.0, "roughness": 6.0},
-    {"name": "PMMA", "sld": 1.1, "thickness": 95.0, "roughness": 4.0},
-    {"name": "air", "sld": 0.0},
-])
-FREE = ["Si.roughness", "SiOx.thickness", "SiOx.roughness", "dPS.sld", "dPS.thickness", "dPS.roughness",
-        "PMMA.sld", "PMMA.thickness", "PMMA.roughness"]
+TRUTH = FilmStack.from_pyreflect(
+    [
+        {"name": "Si", "sld": 2.07, "roughness": 3.0},
+        {"name": "SiOx", "sld": 3.47, "thickness": 15.0, "roughness": 2.5},
+        {"name": "dPS", "sld": 6.2, "thickness": 180.0, "roughness": 6.0},
+        {"name": "PMMA", "sld": 1.1, "thickness": 95.0, "roughness": 4.0},
+        {"name": "air", "sld": 0.0},
+    ]
+)
+FREE = [
+    "Si.roughness",
+    "SiOx.thickness",
+    "SiOx.roughness",
+    "dPS.sld",
+    "dPS.thickness",
+    "dPS.roughness",
+    "PMMA.sld",
+    "PMMA.thickness",
+    "PMMA.roughness",
+]
 Q = np.geomspace(0.008, 0.25, 300)
 
 
@@ -44,7 +55,9 @@ def _start_and_bounds() -> tuple[FilmStack, dict]:
 
 
 def _data(r: np.ndarray, dr: np.ndarray, probe: Probe) -> Measurement:
-    return Measurement(q=Q, r=r, dr=dr, dq_sigma=probe.sigma, source="synthetic", dq_convention_of_file="sigma", metadata={})
+    return Measurement(
+        q=Q, r=r, dr=dr, dq_sigma=probe.sigma, source="synthetic", dq_convention_of_file="sigma", metadata={}
+    )
 
 
 @pytest.mark.parametrize("engine", ["fast", "torch"])
@@ -53,7 +66,9 @@ def test_noise_free_data_recovers_every_parameter(engine):
     r = reflectivity(TRUTH, probe, engine="torch").numpy()[0]
     start, bounds = _start_and_bounds()
     events = []
-    result = refine(_data(r, 0.01 * r, probe), start, free=FREE, bounds=bounds, engine=engine, reporter=Reporter([events.append]))
+    result = refine(
+        _data(r, 0.01 * r, probe), start, free=FREE, bounds=bounds, engine=engine, reporter=Reporter([events.append])
+    )
     truth = np.array([_value(TRUTH, n) for n in FREE])
     begin = np.array([_value(start, n) for n in FREE])
     assert result.start_chi2 / result.chi2 > 1e4  # the loss fell by at least 10⁴×
@@ -113,14 +128,24 @@ def _platypus() -> Measurement:
 def test_platypus_polymer_film_thickness():
     """refnx's Si / SiO2 / polymer / D2O film, measured through the silicon (FWHM dQ)."""
     data = _platypus()
-    start = FilmStack.from_pyreflect([
-        {"name": "D2O", "sld": 6.36, "roughness": 3.0},
-        {"name": "polymer", "sld": 2.0, "thickness": 220.0, "roughness": 4.0},
-        {"name": "SiO2", "sld": 3.47, "thickness": 30.0, "roughness": 3.0},
-        {"name": "Si", "sld": 2.07},
-    ])
-    bounds = {"D2O.roughness": (0, 15), "polymer.sld": (0.01, 4), "polymer.thickness": (0.01, 400), "polymer.roughness": (0, 20),
-              "SiO2.thickness": (0.2, 80), "SiO2.roughness": (0, 8), "probe.scale": (0.1, 2), "probe.background": (1e-10, 8e-6)}
+    start = FilmStack.from_pyreflect(
+        [
+            {"name": "D2O", "sld": 6.36, "roughness": 3.0},
+            {"name": "polymer", "sld": 2.0, "thickness": 220.0, "roughness": 4.0},
+            {"name": "SiO2", "sld": 3.47, "thickness": 30.0, "roughness": 3.0},
+            {"name": "Si", "sld": 2.07},
+        ]
+    )
+    bounds = {
+        "D2O.roughness": (0, 15),
+        "polymer.sld": (0.01, 4),
+        "polymer.thickness": (0.01, 400),
+        "polymer.roughness": (0, 20),
+        "SiO2.thickness": (0.2, 80),
+        "SiO2.roughness": (0, 8),
+        "probe.scale": (0.1, 2),
+        "probe.background": (1e-10, 8e-6),
+    }
     result = refine(data, start, free=list(bounds), bounds=bounds, background=2e-7)
     thickness = _value(result.stack, "polymer.thickness")
     assert abs(thickness / 259.0 - 1) < 0.01
@@ -131,16 +156,29 @@ def test_platypus_polymer_film_thickness():
 def test_platypus_with_a_swollen_polymer_top_reaches_the_published_fit_quality():
     """One uniform polymer slab leaves χ²/N at 2.36 (refnx: 2.38); a dense + solvent-swollen
     polymer gets below 2.3 with the same total film thickness."""
-    start = FilmStack.from_pyreflect([
-        {"name": "D2O", "sld": 6.36, "roughness": 3.0},
-        {"name": "swollen", "sld": 4.0, "thickness": 15.0, "roughness": 3.0},
-        {"name": "polymer", "sld": 2.0, "thickness": 240.0, "roughness": 3.0},
-        {"name": "SiO2", "sld": 3.47, "thickness": 30.0, "roughness": 3.0},
-        {"name": "Si", "sld": 2.07},
-    ])
-    bounds = {"D2O.sld": (5.9, 6.36), "D2O.roughness": (0.5, 15), "swollen.sld": (2.0, 6.36), "swollen.thickness": (0.5, 100),
-              "swollen.roughness": (1, 40), "polymer.sld": (0.1, 3), "polymer.thickness": (200, 300), "polymer.roughness": (1, 15),
-              "SiO2.thickness": (15, 50), "SiO2.roughness": (1, 15), "probe.scale": (0.6, 1.2), "probe.background": (1e-9, 9e-6)}
+    start = FilmStack.from_pyreflect(
+        [
+            {"name": "D2O", "sld": 6.36, "roughness": 3.0},
+            {"name": "swollen", "sld": 4.0, "thickness": 15.0, "roughness": 3.0},
+            {"name": "polymer", "sld": 2.0, "thickness": 240.0, "roughness": 3.0},
+            {"name": "SiO2", "sld": 3.47, "thickness": 30.0, "roughness": 3.0},
+            {"name": "Si", "sld": 2.07},
+        ]
+    )
+    bounds = {
+        "D2O.sld": (5.9, 6.36),
+        "D2O.roughness": (0.5, 15),
+        "swollen.sld": (2.0, 6.36),
+        "swollen.thickness": (0.5, 100),
+        "swollen.roughness": (1, 40),
+        "polymer.sld": (0.1, 3),
+        "polymer.thickness": (200, 300),
+        "polymer.roughness": (1, 15),
+        "SiO2.thickness": (15, 50),
+        "SiO2.roughness": (1, 15),
+        "probe.scale": (0.6, 1.2),
+        "probe.background": (1e-9, 9e-6),
+    }
     result = refine(_platypus(), start, free=list(bounds), bounds=bounds, background=3e-6)
     film = _value(result.stack, "polymer.thickness") + _value(result.stack, "swollen.thickness")
     assert result.chi2_per_point <= 2.3

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from registry_writer import EPOCHS, RUNS, WRITERS, writer
 
 from workbench.events import Cancelled, Record, Reporter
-from workbench.workflows.training import resume_training
 from workbench.store.recorded import recorded_run
 from workbench.store.registry import Registry
 from workbench.store.workspace import Workspace
+from workbench.workflows.training import resume_training
 
 
 def _tiny_trainer(reporter, epochs=3, checkpoint=None):
@@ -33,8 +34,15 @@ def _tiny_trainer(reporter, epochs=3, checkpoint=None):
     y = (x @ rng.normal(size=(4, 2))).astype(np.float32)
     split = {"train": np.arange(48), "val": np.arange(48, 56), "test": np.arange(56, 64)}
     model = torch.nn.Linear(4, 2)
-    return Trainer(model, x, y, split, TrainConfig(epochs=epochs, batch_size=16, device="cpu"), reporter=reporter,
-                   checkpoint_path=checkpoint)
+    return Trainer(
+        model,
+        x,
+        y,
+        split,
+        TrainConfig(epochs=epochs, batch_size=16, device="cpu"),
+        reporter=reporter,
+        checkpoint_path=checkpoint,
+    )
 
 
 def test_workspace_layout_and_default_from_the_environment(tmp_path, monkeypatch):
@@ -131,7 +139,8 @@ reg = Registry(sys.argv[1])
 run = reg.start_run("train", name="doomed")
 listen = reg.listener(run)
 for epoch in (1, 2, 3):
-    listen(__import__("workbench.events", fromlist=["Record"]).Record("train", "epoch", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 2.0 / epoch}))
+    record = __import__("workbench.events", fromlist=["Record"]).Record
+    listen(record("train", "epoch", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 2.0 / epoch}))
 print(run, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -139,7 +148,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def test_a_killed_job_shows_as_failed_with_its_last_epoch(tmp_path):
     db = tmp_path / "registry.sqlite"
-    proc = subprocess.run([sys.executable, "-c", _CRASH, str(db)], check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(db)], check=False, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr
     run_id = proc.stdout.strip()
     reg = Registry(db, heartbeat_timeout=3600)  # the process is gone: no need to wait for the timeout
@@ -220,7 +231,10 @@ def test_models_are_versioned_by_name_with_one_active_per_target(tmp_path):
     reg.register_dataset("h1", tmp_path / "ds", {"num_curves": 10})
     assert reg.get_dataset("h1")["config"] == {"num_curves": 10} and reg.get_dataset("nope") is None
     metrics = {"train": {"loss": 0.1}, "val": {"loss": 0.2}, "test": {"sld_r2": 0.95}}
-    assert reg.register_model("sld-net", None, target="sld", path="m1", metrics=metrics, dataset_hash="h1", active=True) == 1
+    assert (
+        reg.register_model("sld-net", None, target="sld", path="m1", metrics=metrics, dataset_hash="h1", active=True)
+        == 1
+    )
     assert reg.register_model("sld-net", None, target="sld", path="m2", metrics=metrics, dataset_hash="h1") == 2
     assert reg.register_model("par-net", 7, target="params", path="p7", metrics={}, dataset_hash=None, active=True) == 7
     with pytest.raises(ValueError, match="already registered"):
@@ -235,7 +249,6 @@ def test_models_are_versioned_by_name_with_one_active_per_target(tmp_path):
 
 
 # ---------------------------------------------------------------------------- concurrency
-from registry_writer import EPOCHS, RUNS, WRITERS, writer
 
 
 def test_several_writer_processes_lose_nothing(tmp_path):
@@ -272,7 +285,9 @@ WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
 
 def _wb(*args, env, timeout=300):
-    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    return subprocess.run(
+        [WORKBENCH, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 @pytest.mark.slow
@@ -284,12 +299,19 @@ def test_cli_records_generate_and_train_and_manages_runs(tmp_path):
     gen = _wb("generate", "--config", config, "--out", data, env=env)
     assert gen.returncode == 0, gen.stderr
     train_cfg = tmp_path / "train.json"
-    train_cfg.write_text(json.dumps({"batch_size": 16, "device": "cpu", "model": {"width": 4, "stages": 2, "latent": 8}}))
+    train_cfg.write_text(
+        json.dumps({"batch_size": 16, "device": "cpu", "model": {"width": 4, "stages": 2, "latent": 8}})
+    )
 
     # a long training run paused with Ctrl-C after its first epoch, then resumed from the history
     model = tmp_path / "model"
-    proc = subprocess.Popen([WORKBENCH, "train", "--data", str(data), "--out", str(model), "--config", str(train_cfg),
-                             "--epochs", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [WORKBENCH, "train", "--data", str(data), "--out", str(model), "--config", str(train_cfg), "--epochs", "400"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     for line in proc.stdout:
         if line.startswith("epoch 1:"):
             proc.send_signal(signal.SIGINT)
@@ -301,7 +323,10 @@ def test_cli_records_generate_and_train_and_manages_runs(tmp_path):
     listed = json.loads(_wb("runs", "list", "--json", env=env).stdout)
     assert [r["kind"] for r in listed] == ["train", "generate"]
     train_run, gen_run = listed
-    assert gen_run["status"] == "completed" and gen_run["dataset_hash"] == json.loads((data / "dataset.json").read_text())["content_hash"]
+    assert (
+        gen_run["status"] == "completed"
+        and gen_run["dataset_hash"] == json.loads((data / "dataset.json").read_text())["content_hash"]
+    )
     assert train_run["status"] == "paused" and train_run["dataset_hash"] == gen_run["dataset_hash"]
     paused_at = train_run["last_epoch"]
     assert 1 <= paused_at < 400

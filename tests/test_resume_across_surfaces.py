@@ -33,8 +33,9 @@ TINY = ["--width", "4", "--stages", "2", "--latent", "8"]
 def dataset(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("data") / "ds"
-    return generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=400, seed=2, sld_points=60), folder,
-                            progress=False)
+    return generate_to_disk(
+        FilmStack.default(), GeneratorConfig(num_curves=400, seed=2, sld_points=60), folder, progress=False
+    )
 
 
 def _env(ws: Path) -> dict[str, str]:
@@ -42,9 +43,29 @@ def _env(ws: Path) -> dict[str, str]:
 
 
 def _start_cli_training(ws: Path, dataset: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen([WORKBENCH, "train", "--data", str(dataset), "--out", str(ws / "models" / name),
-                             "--epochs", str(EPOCHS), "--batch-size", "32", "--checkpoint-every", "1", "--device", "cpu",
-                             *TINY], env=_env(ws), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            WORKBENCH,
+            "train",
+            "--data",
+            str(dataset),
+            "--out",
+            str(ws / "models" / name),
+            "--epochs",
+            str(EPOCHS),
+            "--batch-size",
+            "32",
+            "--checkpoint-every",
+            "1",
+            "--device",
+            "cpu",
+            *TINY,
+        ],
+        env=_env(ws),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
@@ -117,8 +138,14 @@ def test_a_paused_panel_run_resumes_from_the_command_line(dataset, tmp_path):
     run_id = panel.paused["run_id"]
     assert ws.registry.get_run(run_id).status == "paused"
 
-    done = subprocess.run([WORKBENCH, "runs", "resume", run_id], env=_env(ws.root), capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [WORKBENCH, "runs", "resume", run_id],
+        env=_env(ws.root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"completed at epoch {EPOCHS}" in done.stdout
     _assert_finished_with_bundle(ws, run_id, ws.root / "models" / "panel-model")
@@ -128,8 +155,10 @@ def test_a_paused_panel_run_resumes_from_the_command_line(dataset, tmp_path):
 def test_a_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path, surface):
     ws = Workspace(tmp_path / "ws")
     proc = _start_cli_training(ws.root, dataset, "killed-model")
-    _wait_for(lambda: (run := _only_train_run(ws)) is not None and ws.registry.latest_checkpoint(run.id) is not None,
-              what="the first registered checkpoint")
+    _wait_for(
+        lambda: (run := _only_train_run(ws)) is not None and ws.registry.latest_checkpoint(run.id) is not None,
+        what="the first registered checkpoint",
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     run = _only_train_run(ws)
@@ -137,8 +166,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path, surfac
     assert not (ws.root / "models" / "killed-model").exists()
 
     if surface == "cli":
-        done = subprocess.run([WORKBENCH, "runs", "resume", run.id], env=_env(ws.root), capture_output=True, text=True,
-                              timeout=300, check=False)
+        done = subprocess.run(
+            [WORKBENCH, "runs", "resume", run.id],
+            env=_env(ws.root),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
     else:
         _panel_resume(ws.root, run.id)

@@ -32,13 +32,22 @@ def test_a_diverging_trial_is_pruned_and_a_resumed_study_adds_trials(tiny_datase
     cfg = config(tiny_dataset, tmp_path, workspace=str(tmp_path / "ws"))
     events = []
     # two sane trials, then one whose learning rate makes the loss explode at once
-    first = run_search(cfg, 3, reporter=Reporter([events.append]),
-                       enqueue=[{"learning_rate": 1e-3, "layers": 1}, {"learning_rate": 3e-3, "layers": 2},
-                                {"learning_rate": 10.0, "layers": 1}])
+    first = run_search(
+        cfg,
+        3,
+        reporter=Reporter([events.append]),
+        enqueue=[
+            {"learning_rate": 1e-3, "layers": 1},
+            {"learning_rate": 3e-3, "layers": 2},
+            {"learning_rate": 10.0, "layers": 1},
+        ],
+    )
     states = list(first.trials["state"])
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
     pruned = first.trials.iloc[2]
-    assert pruned["epochs_reported"] == 1 and pruned["last_intermediate"] > 100 * first.best_value  # stopped after epoch 1 of 3
+    assert (
+        pruned["epochs_reported"] == 1 and pruned["last_intermediate"] > 100 * first.best_value
+    )  # stopped after epoch 1 of 3
     epochs = [e.data for e in events if isinstance(e, Record) and e.name == "epoch"]
     assert [(d["trial"], d["epoch"]) for d in epochs] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 1)]
     assert first.best_value == pytest.approx(min(first.trials["value"][:2]))
@@ -70,9 +79,13 @@ def test_bad_search_settings_name_the_problem(tiny_dataset, tmp_path):
 
 
 def test_parity_cnn_settings_map_layers_and_kernel_size():
-    s = settings_from_params({"layers": 3, "kernel_size": 7, "dropout": 0.2, "learning_rate": 0.01}, "parity_cnn", {"epochs": 4})
-    assert s == {"train": {"learning_rate": 0.01, "epochs": 4}, "model": {"kind": "parity_cnn", "dropout": 0.2, "layers": 3,
-                                                                          "kernel_size": 7}}
+    s = settings_from_params(
+        {"layers": 3, "kernel_size": 7, "dropout": 0.2, "learning_rate": 0.01}, "parity_cnn", {"epochs": 4}
+    )
+    assert s == {
+        "train": {"learning_rate": 0.01, "epochs": 4},
+        "model": {"kind": "parity_cnn", "dropout": 0.2, "layers": 3, "kernel_size": 7},
+    }
 
 
 @pytest.mark.slow
@@ -89,8 +102,12 @@ def test_search_panel_shows_the_history_and_hands_over_the_best_settings(tiny_da
     from workbench.ui.search_panel import SearchPanel
 
     received = []
-    panel = SearchPanel(workspace=Workspace(tmp_path / "ws"), dataset=tiny_dataset, storage=tmp_path / "panel.sqlite",
-                        on_use_best=received.append)
+    panel = SearchPanel(
+        workspace=Workspace(tmp_path / "ws"),
+        dataset=tiny_dataset,
+        storage=tmp_path / "panel.sqlite",
+        on_use_best=received.append,
+    )
     panel.trials.value, panel.epochs.value, panel.batch_sizes.value = 2, 2, "32"
     panel.layers_lo.value, panel.layers_hi.value = 1, 1
     assert panel.use_button.disabled

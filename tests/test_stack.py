@@ -14,7 +14,14 @@ from workbench.physics.stack import DEFAULT_LAYER_BOUND, DEFAULT_LAYER_DESC
 def test_default_stack_is_pyreflects_example_with_values_at_bound_midpoints():
     stack = FilmStack.default()
     assert [layer.name for layer in stack.layers] == [
-        "substrate", "siox", "layer_1", "layer_2", "layer_3", "layer_4", "layer_5", "air",
+        "substrate",
+        "siox",
+        "layer_1",
+        "layer_2",
+        "layer_3",
+        "layer_4",
+        "layer_5",
+        "air",
     ]
     assert stack.substrate.sld == 2.07 and stack.ambient.sld == 0.0
     for b in stack.bounds:
@@ -28,12 +35,20 @@ def test_pyreflect_layer_desc_and_layer_bound_round_trip_losslessly():
     assert stack.to_layer_desc() == DEFAULT_LAYER_DESC
     assert stack.to_layer_bound() == DEFAULT_LAYER_BOUND
     # and through JSON, as a pyreflect settings file would carry them
-    again = FilmStack.from_pyreflect(json.loads(json.dumps(stack.to_layer_desc())), json.loads(json.dumps(stack.to_layer_bound())))
+    again = FilmStack.from_pyreflect(
+        json.loads(json.dumps(stack.to_layer_desc())), json.loads(json.dumps(stack.to_layer_bound()))
+    )
     assert again == stack
 
 
 def test_solid_liquid_cell_with_silicon_ambient_is_valid():
-    stack = FilmStack(layers=[Layer(name="D2O", sld=6.36, roughness=3), Layer(name="film", sld=1.0, thickness=50, roughness=4), Layer(name="Si", sld=2.07)])
+    stack = FilmStack(
+        layers=[
+            Layer(name="D2O", sld=6.36, roughness=3),
+            Layer(name="film", sld=1.0, thickness=50, roughness=4),
+            Layer(name="Si", sld=2.07),
+        ]
+    )
     assert stack.ambient.name == "Si"
     assert stack.to_arrays().roughness.shape == (1, 2)
 

@@ -20,20 +20,37 @@ from workbench.store.workspace import Workspace
 
 def toy_notebook(path: Path) -> Path:
     """A notebook with typed parameters that squares x, or raises when fail is true."""
-    params = new_code_cell('x: int = 1  # a value\nfail: bool = False  # raise instead\nsummary_path: str = "s.json"', id="params")
+    params = new_code_cell(
+        'x: int = 1  # a value\nfail: bool = False  # raise instead\nsummary_path: str = "s.json"', id="params"
+    )
     params.metadata["tags"] = ["parameters"]
-    body = new_code_cell("import json, pathlib\nif fail:\n    raise ValueError(f'x={x} is not allowed')\n"
-                         "pathlib.Path(summary_path).write_text(json.dumps({'metrics': {'square': x * x}}))", id="body")
-    nbformat.write(new_notebook(cells=[params, body], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                              "language": "python"}}), path)
+    body = new_code_cell(
+        "import json, pathlib\nif fail:\n    raise ValueError(f'x={x} is not allowed')\n"
+        "pathlib.Path(summary_path).write_text(json.dumps({'metrics': {'square': x * x}}))",
+        id="body",
+    )
+    nbformat.write(
+        new_notebook(
+            cells=[params, body],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        ),
+        path,
+    )
     return path
 
 
 def test_grid_and_sweep_files_expand_to_parameter_sets():
-    assert grid({"a": [1, 2], "b": ["x", "y"]}) == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
-    sets = parameter_sets_from_mapping({"grid": {"lr": [0.1, 0.2]}, "runs": [{"lr": 0.5, "layers": 3}], "fixed": {"epochs": 2}})
+    assert grid({"a": [1, 2], "b": ["x", "y"]}) == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+    sets = parameter_sets_from_mapping(
+        {"grid": {"lr": [0.1, 0.2]}, "runs": [{"lr": 0.5, "layers": 3}], "fixed": {"epochs": 2}}
+    )
     assert sets == [{"epochs": 2, "lr": 0.1}, {"epochs": 2, "lr": 0.2}, {"epochs": 2, "lr": 0.5, "layers": 3}]
-    with pytest.raises(ValueError, match="unknown key.*gird"):
+    with pytest.raises(ValueError, match=r"unknown key.*gird"):
         parameter_sets_from_mapping({"gird": {"lr": [1]}})
     with pytest.raises(ValueError, match="non-empty list"):
         grid({"lr": []})
@@ -58,7 +75,9 @@ def test_pipeline_sweep_with_a_failing_run_then_a_rerun_skips_the_done_ones(tmp_
     sets = [{**fixed, "learning_rate": lr, "layers": layers} for lr, layers in ((1e-3, 1), (3e-3, 1), (1e-3, 2))]
     sets.insert(2, {**fixed, "learning_rate": -1.0, "layers": 1})  # invalid: the notebook raises before any work
     events = []
-    result = run_sweep(shipped_notebook("pipeline"), sets, tmp_path / "sweep", workers=2, reporter=Reporter([events.append]))
+    result = run_sweep(
+        shipped_notebook("pipeline"), sets, tmp_path / "sweep", workers=2, reporter=Reporter([events.append])
+    )
 
     assert [r["status"] for r in result.runs] == ["completed", "completed", "failed", "completed"]
     bad = result.runs[2]
@@ -86,7 +105,9 @@ def test_pipeline_sweep_with_a_failing_run_then_a_rerun_skips_the_done_ones(tmp_
 
     # re-run: the three completed runs are skipped, only the failing one runs again
     events.clear()
-    again = run_sweep(shipped_notebook("pipeline"), sets, tmp_path / "sweep", workers=2, reporter=Reporter([events.append]))
+    again = run_sweep(
+        shipped_notebook("pipeline"), sets, tmp_path / "sweep", workers=2, reporter=Reporter([events.append])
+    )
     assert sorted(again.skipped) == sorted(r["key"] for r in result.completed)
     assert again.executed == [bad["key"]] and again.runs[2]["status"] == "failed"
     assert len(registry.list_runs(kind="train")) == 3

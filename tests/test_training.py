@@ -13,6 +13,7 @@ from workbench.analysis.predict import predict, predict_measurement
 from workbench.data.dataset import load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.data.measured import load_measurement
+from workbench.data.parameters import stacks_from_parameters
 from workbench.data.preprocess import PreprocessConfig
 from workbench.events import Progress, Record, Reporter
 from workbench.models import build_model
@@ -20,7 +21,6 @@ from workbench.physics import FilmStack
 from workbench.store.model_bundle import BundleError, load_model_bundle
 from workbench.training import TrainConfig, Trainer
 from workbench.training.checkpoint import load_checkpoint
-from workbench.data.parameters import stacks_from_parameters
 from workbench.training.nr_workflow import prepare, resume_nr_training, train_nr_model
 from workbench.workflows.training import TrainRequest, run_training
 
@@ -30,7 +30,9 @@ TINY = {"width": 8, "stages": 3, "latent": 32}
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data") / "ds"
-    return load_dataset(generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=640, seed=3, sld_points=120), folder))
+    return load_dataset(
+        generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=640, seed=3, sld_points=120), folder)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,9 @@ def _trainer(prepared, config: TrainConfig, **kw) -> Trainer:
 
 def test_epochs_report_losses_and_learning_progresses(prepared):
     events = []
-    result = _trainer(prepared, TrainConfig(epochs=4, batch_size=32, learning_rate=3e-3), reporter=Reporter([events.append])).fit()
+    result = _trainer(
+        prepared, TrainConfig(epochs=4, batch_size=32, learning_rate=3e-3), reporter=Reporter([events.append])
+    ).fit()
     epochs = [e.data for e in events if isinstance(e, Record) and e.name == "epoch"]
     assert result.status == "completed" and [e["epoch"] for e in epochs] == [1, 2, 3, 4]
     for e in epochs:
@@ -92,7 +96,9 @@ def test_pause_then_resume_is_bit_identical_to_an_uninterrupted_run(prepared, tm
 
 def test_periodic_checkpoints_and_best_weights(prepared, tmp_path):
     ckpt = tmp_path / "periodic.safetensors"
-    trainer = _trainer(prepared, TrainConfig(epochs=4, batch_size=64, checkpoint_every=2, early_stopping=10), checkpoint_path=ckpt)
+    trainer = _trainer(
+        prepared, TrainConfig(epochs=4, batch_size=64, checkpoint_every=2, early_stopping=10), checkpoint_path=ckpt
+    )
     result = trainer.fit()
     assert ckpt.exists() and not list(tmp_path.glob(".*.tmp"))
     _, meta, _ = load_checkpoint(ckpt)
@@ -103,7 +109,9 @@ def test_periodic_checkpoints_and_best_weights(prepared, tmp_path):
 
 @pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("sgd", "step"), ("adam", "plateau")])
 def test_optimizers_and_schedules(prepared, optimizer, schedule):
-    trainer = _trainer(prepared, TrainConfig(epochs=2, batch_size=64, optimizer=optimizer, schedule=schedule, learning_rate=1e-2))
+    trainer = _trainer(
+        prepared, TrainConfig(epochs=2, batch_size=64, optimizer=optimizer, schedule=schedule, learning_rate=1e-2)
+    )
     result = trainer.fit()
     assert result.status == "completed" and all(math.isfinite(h["val_loss"]) for h in result.history)
 
@@ -112,21 +120,32 @@ def test_device_requests_are_checked(prepared):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device is visible"):
             _trainer(prepared, TrainConfig(device="cuda"))
-    assert _trainer(prepared, TrainConfig(device="auto")).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert _trainer(prepared, TrainConfig(device="auto")).device.type == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
 
 
 def test_sld_workflow_bundle_round_trip_and_resume_checks(dataset, tmp_path):
-    out = run_training(TrainRequest(data=dataset.path, out=tmp_path / "m", model=TINY,
-                                    train=TrainConfig(epochs=2, batch_size=32)))
+    out = run_training(
+        TrainRequest(data=dataset.path, out=tmp_path / "m", model=TINY, train=TrainConfig(epochs=2, batch_size=32))
+    )
     assert out.status == "completed" and out.bundle == tmp_path / "m"
     assert {"sld_mse", "sld_mae", "sld_r2", "computed_nr_log_r_rmse"} <= set(out.metrics)
     assert out.metrics["test_curves"] == 64
     bundle = load_model_bundle(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "README.md", "config.json", "history.json", "metrics.json", "model.safetensors", "normalization.json"]
+        "README.md",
+        "config.json",
+        "history.json",
+        "metrics.json",
+        "model.safetensors",
+        "normalization.json",
+    ]
     assert bundle.config["data"]["dataset"]["content_hash"] == dataset.content_hash
     curves = np.asarray(dataset.nr[:4])
-    trained = train_nr_model(dataset, target="sld", model=TINY, train=TrainConfig(epochs=2, batch_size=32))  # same seeds
+    trained = train_nr_model(
+        dataset, target="sld", model=TINY, train=TrainConfig(epochs=2, batch_size=32)
+    )  # same seeds
     with torch.no_grad():
         from workbench.analysis.predict import model_inputs
 
@@ -143,9 +162,19 @@ def test_resume_refuses_a_different_data_set(dataset, tmp_path):
     ckpt = tmp_path / "run.safetensors"
     reporter = Reporter()
     reporter.listeners.append(lambda e: reporter.pause.set() if isinstance(e, Progress) else None)  # a Pause click
-    out = train_nr_model(dataset, model=TINY, train=TrainConfig(epochs=1, batch_size=32, progress_every=1), checkpoint_path=ckpt, reporter=reporter)
+    out = train_nr_model(
+        dataset,
+        model=TINY,
+        train=TrainConfig(epochs=1, batch_size=32, progress_every=1),
+        checkpoint_path=ckpt,
+        reporter=reporter,
+    )
     assert out.result.status == "paused"
-    other = load_dataset(generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=640, seed=4, sld_points=120), tmp_path / "other"))
+    other = load_dataset(
+        generate_to_disk(
+            FilmStack.default(), GeneratorConfig(num_curves=640, seed=4, sld_points=120), tmp_path / "other"
+        )
+    )
     with pytest.raises(ValueError, match="resume on the same data"):
         resume_nr_training(ckpt, other)
     done = resume_nr_training(ckpt, dataset)
@@ -153,8 +182,15 @@ def test_resume_refuses_a_different_data_set(dataset, tmp_path):
 
 
 def test_parameter_model_predicts_stacks_inside_the_bounds(dataset, tmp_path, shared_data):
-    out = run_training(TrainRequest(target="params", data=dataset.path, out=tmp_path / "p",
-                                    model={**TINY, "kind": "param"}, train=TrainConfig(epochs=2, batch_size=32)))
+    out = run_training(
+        TrainRequest(
+            target="params",
+            data=dataset.path,
+            out=tmp_path / "p",
+            model={**TINY, "kind": "param"},
+            train=TrainConfig(epochs=2, batch_size=32),
+        )
+    )
     assert set(out.metrics["mae"]) == set(out.metrics["r2"]) and "layer_2.thickness" in out.metrics["mae"]
     bundle = load_model_bundle(tmp_path / "p")
     values = predict(bundle, np.asarray(dataset.nr[:3]))

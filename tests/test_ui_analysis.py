@@ -10,11 +10,11 @@ import torch
 
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.physics import FilmStack
-from workbench.workflows.training import TrainRequest, run_training
 from workbench.training.trainer import TrainConfig
 from workbench.ui.context import AppContext
 from workbench.ui.predict_panel import PredictPanel
 from workbench.ui.refine_panel import RefinePanel
+from workbench.workflows.training import TrainRequest, run_training
 
 
 def small_stack() -> FilmStack:
@@ -30,11 +30,19 @@ def workspace(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ws")
     ctx = AppContext(root, autosave_delay=0)
-    ds = generate_to_disk(small_stack(), GeneratorConfig(num_curves=200, seed=1), ctx.workspace.datasets / "ds",
-                          progress=False)
+    ds = generate_to_disk(
+        small_stack(), GeneratorConfig(num_curves=200, seed=1), ctx.workspace.datasets / "ds", progress=False
+    )
     for target, name in (("sld", "sld1"), ("params", "par1")):
-        run_training(TrainRequest(target=target, data=ds, out=ctx.workspace.models / name, name=name,
-                                  train=TrainConfig(epochs=1, batch_size=32, device="cpu")))
+        run_training(
+            TrainRequest(
+                target=target,
+                data=ds,
+                out=ctx.workspace.models / name,
+                name=name,
+                train=TrainConfig(epochs=1, batch_size=32, device="cpu"),
+            )
+        )
     return root
 
 

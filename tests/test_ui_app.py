@@ -16,8 +16,8 @@ import papermill
 import pytest
 import torch
 
-from workbench.limits import Limits
 from workbench.data.generate import GeneratorConfig, generate
+from workbench.limits import Limits
 from workbench.physics import FilmStack
 from workbench.ui.app import TABS, URL_PARAMETERS, Workbench, apply_query_string
 from workbench.ui.context import AppContext
@@ -40,7 +40,9 @@ def test_uploads_are_validated_and_stored(tmp_path, shared_data):
     nr, sld = io.BytesIO(), io.BytesIO()
     np.save(nr, data.nr)
     np.save(sld, data.sld)
-    lines = panel.handle([("REFL_212592_reduced.txt", text), ("my_nr.npy", nr.getvalue()), ("my_sld.npy", sld.getvalue())])
+    lines = panel.handle(
+        [("REFL_212592_reduced.txt", text), ("my_nr.npy", nr.getvalue()), ("my_sld.npy", sld.getvalue())]
+    )
     assert panel.status.level == "ok", panel.status.text
     assert (ctx.measured_dir / "REFL_212592_reduced.txt").is_file()
     assert ctx.datasets()[0].name == "my_nr" and ctx.dataset == ctx.datasets()[0]
@@ -51,12 +53,27 @@ def test_uploads_are_validated_and_stored(tmp_path, shared_data):
         z.writestr("../../etc/evil", "x")
     pickled = io.BytesIO()
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    lines = panel.handle([("big.txt", b"0" * (3 * 2**20)), ("bad.dat", b"hello world\n"), ("evil.zip", evil.getvalue()),
-                          ("x.exe", b"MZ"), ("obj.npy", pickled.getvalue())])
+    lines = panel.handle(
+        [
+            ("big.txt", b"0" * (3 * 2**20)),
+            ("bad.dat", b"hello world\n"),
+            ("evil.zip", evil.getvalue()),
+            ("x.exe", b"MZ"),
+            ("obj.npy", pickled.getvalue()),
+        ]
+    )
     assert panel.status.level == "error"
     msg = panel.status.text
-    assert "upload limit" in msg and "bad.dat" in msg and "unsafe path" in msg and "unsupported" in msg and "obj.npy" in msg
-    assert not (ctx.measured_dir / "bad.dat").exists() and not any(p.name.startswith(".") for p in ctx.measured_dir.iterdir())
+    assert (
+        "upload limit" in msg
+        and "bad.dat" in msg
+        and "unsafe path" in msg
+        and "unsupported" in msg
+        and "obj.npy" in msg
+    )
+    assert not (ctx.measured_dir / "bad.dat").exists() and not any(
+        p.name.startswith(".") for p in ctx.measured_dir.iterdir()
+    )
 
 
 def test_bundle_and_pth_uploads_and_downloads(tmp_path):
@@ -76,7 +93,9 @@ def test_bundle_and_pth_uploads_and_downloads(tmp_path):
     torch.save(model.state_dict(), pth)
     panel.handle([("b1.zip", buf.getvalue()), ("cnn.pth", pth.getvalue()), ("junk.pth", b"not a torch file")])
     assert (ctx.workspace.models / "b1" / "model.safetensors").is_file()
-    assert [(m["name"], m["target"], m["active"]) for m in ctx.workspace.registry.list_models()] == [("b1", "sld", True)]
+    assert [(m["name"], m["target"], m["active"]) for m in ctx.workspace.registry.list_models()] == [
+        ("b1", "sld", True)
+    ]
     assert (ctx.workspace.root / "weights" / "cnn.pth").is_file()
     assert "junk.pth" in panel.status.text and panel.status.level == "error"
     assert "parameters" in panel.uploaded.value
@@ -149,8 +168,9 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
 
 def test_query_string_overrides_ui_parameters_but_never_paths():
     params = {"tab": "stack", "epochs": 0, "num_curves": 0, "model": "", "workspace": "", "summary_path": ""}
-    out = apply_query_string(params, "tab=train&epochs=5&unknown=1&model=param"
-                                     "&workspace=/tmp/elsewhere&summary_path=/tmp/x.json")
+    out = apply_query_string(
+        params, "tab=train&epochs=5&unknown=1&model=param&workspace=/tmp/elsewhere&summary_path=/tmp/x.json"
+    )
     assert out == {"tab": "train", "epochs": 5, "num_curves": 0, "model": "param", "workspace": "", "summary_path": ""}
     assert "workspace" not in URL_PARAMETERS and "summary_path" not in URL_PARAMETERS
     with pytest.raises(ValueError, match="epochs"):
@@ -164,10 +184,13 @@ def test_dashboard_notebook_runs_with_papermill_and_the_url_parameters(tmp_path,
     # a link may choose the tab and settings, never the workspace or where the summary is written
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("QUERY_STRING", f"tab=train&epochs=7&workspace={elsewhere}&summary_path={elsewhere}.json")
-    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"),
-                               parameters={"workspace": str(tmp_path / "ws"), "num_curves": 300,
-                                           "summary_path": str(summary)},
-                               kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(tmp_path / "out.ipynb"),
+        parameters={"workspace": str(tmp_path / "ws"), "num_curves": 300, "summary_path": str(summary)},
+        kernel_name="python3",
+        progress_bar=False,
+    )
     data = json.loads(summary.read_text())
     assert data["tab"] == TABS.index("train") and data["epochs"] == 7 and data["num_curves"] == 300
     assert data["q_points"] == 308 and data["layers"] == 8
@@ -215,4 +238,6 @@ def test_search_tab_hands_its_best_settings_to_the_train_tab(tmp_path):
     assert "pipeline.ipynb" in wb.sweep.notebook.options and "wb-sweep-panel" in wb.sweep._dom_classes
     wb.sweep.spec.value = "workspace: [/tmp/elsewhere]\nepochs: [1]\n"  # a page visitor cannot pick where runs write
     wb.sweep.run_button.click()
-    assert wb.sweep.status.level == "error" and "workspace cannot be set" in wb.sweep.status.text and wb.sweep.job is None
+    assert (
+        wb.sweep.status.level == "error" and "workspace cannot be set" in wb.sweep.status.text and wb.sweep.job is None
+    )

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.limits import Limits
 from workbench.data.dataset import load_dataset
+from workbench.limits import Limits
 from workbench.store.model_bundle import load_model_bundle
 from workbench.ui.context import AppContext
 from workbench.ui.generate_panel import GeneratePanel

@@ -27,14 +27,21 @@ from workbench.data.measured import Measurement
 from workbench.events import Reporter, Timing
 from workbench.physics import FilmStack, Probe, critical_edge, reflectivity, sld_profile
 
-TRUTH = FilmStack.from_pyreflect([
-    {"name": "Si", "sld": 2.07, "roughness": 3.0},
-    {"name": "SiOx", "sld": 3.47, "thickness": 15.0, "roughness": 3.0},
-    {"name": "film", "sld": 1.5, "thickness": 220.0, "roughness": 5.0},
-    {"name": "air", "sld": 0.0},
-])
+TRUTH = FilmStack.from_pyreflect(
+    [
+        {"name": "Si", "sld": 2.07, "roughness": 3.0},
+        {"name": "SiOx", "sld": 3.47, "thickness": 15.0, "roughness": 3.0},
+        {"name": "film", "sld": 1.5, "thickness": 220.0, "roughness": 5.0},
+        {"name": "air", "sld": 0.0},
+    ]
+)
 TRUE_VALUES = {"film.sld": 1.5, "film.thickness": 220.0, "film.roughness": 5.0, "probe.scale": 1.0}
-FREE = {"film.sld": (0.5, 3.0), "film.thickness": (150.0, 300.0), "film.roughness": (0.0, 15.0), "probe.scale": (0.8, 1.2)}
+FREE = {
+    "film.sld": (0.5, 3.0),
+    "film.thickness": (150.0, 300.0),
+    "film.roughness": (0.0, 15.0),
+    "probe.scale": (0.8, 1.2),
+}
 Q = np.geomspace(0.008, 0.2, 100)
 Z = np.linspace(-30.0, 280.0, 311)
 # One noise realisation.  Pointwise SLD bands over a plateau are set by that layer's SLD alone, so in
@@ -55,8 +62,13 @@ def _data(scale: float = 1.0, background: float = 0.0, noise_seed: int | None = 
 # ----------------------------------------------------------------------------------------- export
 def test_exported_script_runs_under_refl1d_with_the_free_parameters_and_our_curve(tmp_path):
     data, r_ours = _data(scale=0.95, background=2e-7)
-    free = {"Si.roughness": (0.0, 10.0), "film.sld": (0.5, 3.0), "film.thickness": (150.0, 300.0),
-            "probe.scale": (0.8, 1.1), "probe.background": (0.0, 1e-6)}
+    free = {
+        "Si.roughness": (0.0, 10.0),
+        "film.sld": (0.5, 3.0),
+        "film.thickness": (150.0, 300.0),
+        "probe.scale": (0.8, 1.1),
+        "probe.background": (0.0, 1e-6),
+    }
     path = export_refl1d(tmp_path / "export", TRUTH, data, free, scale=0.95, background=2e-7)
     assert path == tmp_path / "export" / MODEL_FILE and (path.parent / DATA_FILE).is_file()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left behind
@@ -65,14 +77,24 @@ def test_exported_script_runs_under_refl1d_with_the_free_parameters_and_our_curv
     np.testing.assert_array_equal(columns[:, 3], data.dq_sigma)  # dQ written as 1σ
 
     problem = load_problem(path)  # what `refl1d model.py` does: chdir to the folder and execute the script
-    expected = {"Si interface": (0.0, 10.0), "film rho": (0.5, 3.0), "film thickness": (150.0, 300.0),
-                "intensity": (0.8, 1.1), "background": (0.0, 1e-6)}
+    expected = {
+        "Si interface": (0.0, 10.0),
+        "film rho": (0.5, 3.0),
+        "film thickness": (150.0, 300.0),
+        "intensity": (0.8, 1.1),
+        "background": (0.0, 1e-6),
+    }
     assert sorted(problem.labels()) == sorted(expected)
     for label, (lo, hi) in zip(problem.labels(), problem.bounds().T):
         assert (lo, hi) == expected[label]
     values = dict(zip(problem.labels(), problem.getp()))
-    assert values == {"Si interface": 3.0, "film rho": 1.5, "film thickness": 220.0, "intensity": 0.95,
-                      "background": 2e-7}
+    assert values == {
+        "Si interface": 3.0,
+        "film rho": 1.5,
+        "film thickness": 220.0,
+        "intensity": 0.95,
+        "background": 2e-7,
+    }
 
     # theory at the fitted values vs reflectivity(stack, probe, engine="torch"), default oversample=10
     (experiment,) = problem.models
@@ -101,16 +123,24 @@ def test_refl1d_smearing_needs_oversampling_and_converges_with_it():
 def test_script_text_maps_every_parameter_kind_and_names_conventions():
     stack = TRUTH.with_value(2, "isld", 0.01)
     data, _ = _data()
-    free = {"SiOx.thickness": (5.0, 30.0), "SiOx.roughness": (0.0, 10.0), "film.sld": (0.5, 3.0),
-            "film.isld": (0.0, 0.1), "probe.scale": (0.5, 1.5), "probe.background": (0.0, 1e-6)}
+    free = {
+        "SiOx.thickness": (5.0, 30.0),
+        "SiOx.roughness": (0.0, 10.0),
+        "film.sld": (0.5, 3.0),
+        "film.isld": (0.0, 0.1),
+        "probe.scale": (0.5, 1.5),
+        "probe.background": (0.0, 1e-6),
+    }
     text = refl1d_script(stack, data, free=free, oversample=None)
-    for line in ("layers[1].thickness.range(5.0, 30.0)  # SiOx.thickness",
-                 "layers[1].interface.range(0.0, 10.0)  # SiOx.roughness",
-                 "layers[2].material.rho.range(0.5, 3.0)  # film.sld",
-                 "layers[2].material.irho.range(0.0, 0.1)  # film.isld",
-                 "probe.intensity.range(0.5, 1.5)  # probe.scale",
-                 "probe.background.range(0.0, 1e-06)  # probe.background",
-                 "problem = FitProblem(experiment)"):
+    for line in (
+        "layers[1].thickness.range(5.0, 30.0)  # SiOx.thickness",
+        "layers[1].interface.range(0.0, 10.0)  # SiOx.roughness",
+        "layers[2].material.rho.range(0.5, 3.0)  # film.sld",
+        "layers[2].material.irho.range(0.0, 0.1)  # film.isld",
+        "probe.intensity.range(0.5, 1.5)  # probe.scale",
+        "probe.background.range(0.0, 1e-06)  # probe.background",
+        "problem = FitProblem(experiment)",
+    ):
         assert line in text
     assert "1σ" in text and "NOT FWHM" in text and "probe.oversample(" not in text
     model = refl1d_model(stack, data, free=free, oversample=None)
@@ -138,7 +168,7 @@ def test_parameters_without_effect_in_refl1d_are_refused(name):
 
 def test_start_outside_its_range_is_refused():
     data, _ = _data()
-    with pytest.raises(RefineError, match="film.thickness"):
+    with pytest.raises(RefineError, match=r"film\.thickness"):
         refl1d_script(TRUTH, data, free={"film.thickness": (100.0, 200.0)})
 
 
@@ -150,8 +180,19 @@ def fitted_bands():
     fit = refine(data, TRUTH.with_value(2, "thickness", 200.0), free=list(FREE), bounds=FREE)
     events = []
     t0 = time.perf_counter()
-    bands = dream_bands(fit.stack, data, FREE, scale=fit.scale, background=fit.background, samples=5000, burn=50,
-                        seed=0, z=Z, n_draws=300, reporter=Reporter([events.append]))
+    bands = dream_bands(
+        fit.stack,
+        data,
+        FREE,
+        scale=fit.scale,
+        background=fit.background,
+        samples=5000,
+        burn=50,
+        seed=0,
+        z=Z,
+        n_draws=300,
+        reporter=Reporter([events.append]),
+    )
     return fit, bands, events, time.perf_counter() - t0
 
 

@@ -36,7 +36,7 @@ def replace_folder(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
     only after the new one is in place.
     """
     tmp, dest = Path(tmp), Path(dest)
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, 0o755)  # noqa: S103 - a folder of data others on the hub may read, as mkdir would make it
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -107,8 +107,13 @@ def _kind(annotation: Any) -> tuple[Kind, tuple[Any, ...], bool]:
     return "text", (), optional
 
 
-def field_specs(model: type[BaseModel], *, limits: Limits | None = None, exclude: tuple[str, ...] = (),
-                include: tuple[str, ...] | None = None) -> list[FieldSpec]:
+def field_specs(
+    model: type[BaseModel],
+    *,
+    limits: Limits | None = None,
+    exclude: tuple[str, ...] = (),
+    include: tuple[str, ...] | None = None,
+) -> list[FieldSpec]:
     """The form fields of a pydantic model, in declaration order, capped by ``limits`` where a field names one."""
     specs = []
     for name, info in model.model_fields.items():
@@ -124,9 +129,21 @@ def field_specs(model: type[BaseModel], *, limits: Limits | None = None, exclude
         hi = extra.get("max", hi)
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         labels = extra.get("choice_labels") or {}
-        specs.append(FieldSpec(name, kind, default, lo, hi, tuple(choices), str(extra.get("label", name)),
-                               info.description or "", optional, bool(extra.get("odd", False)),
-                               tuple(str(labels.get(c, c)) for c in choices) if labels else ()))
+        specs.append(
+            FieldSpec(
+                name,
+                kind,
+                default,
+                lo,
+                hi,
+                tuple(choices),
+                str(extra.get("label", name)),
+                info.description or "",
+                optional,
+                bool(extra.get("odd", False)),
+                tuple(str(labels.get(c, c)) for c in choices) if labels else (),
+            )
+        )
     return specs
 
 
@@ -140,6 +157,8 @@ def clamp_values(specs: list[FieldSpec], values: dict[str, Any]) -> tuple[dict[s
             continue
         value = spec.clamp(raw)
         if value != raw and spec.kind in ("int", "float") and raw is not None:
-            notes.append(f"{name} {raw:g} → {value:g} (limit)" if isinstance(raw, (int, float)) else f"{name} → {value}")
+            notes.append(
+                f"{name} {raw:g} → {value:g} (limit)" if isinstance(raw, (int, float)) else f"{name} → {value}"
+            )
         out[name] = value
     return out, notes, sorted(set(values) - set(by_name))

@@ -36,12 +36,18 @@ def sld_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def nr_metrics(r_data: np.ndarray, r_model: np.ndarray, dr: np.ndarray | None = None, floor: float = 1e-10) -> dict[str, float]:
+def nr_metrics(
+    r_data: np.ndarray, r_model: np.ndarray, dr: np.ndarray | None = None, floor: float = 1e-10
+) -> dict[str, float]:
     """log-R RMSE over points with R > 0, and χ²/N against dR where it is known."""
     r_data = np.asarray(r_data, dtype=np.float64)
     r_model = np.asarray(r_model, dtype=np.float64)
     ok = (r_data > 0) & (r_model > 0)
-    out = {"log_r_rmse": float(np.sqrt(np.mean((np.log10(r_data[ok]) - np.log10(r_model[ok])) ** 2))) if ok.any() else float("nan")}
+    out = {
+        "log_r_rmse": float(np.sqrt(np.mean((np.log10(r_data[ok]) - np.log10(r_model[ok])) ** 2)))
+        if ok.any()
+        else float("nan")
+    }
     if dr is not None:
         dr = np.maximum(np.asarray(dr, dtype=np.float64), floor)
         out["chi2_per_point"] = float(np.mean(((r_data - r_model) / dr) ** 2))

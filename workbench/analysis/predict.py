@@ -9,19 +9,23 @@ import numpy as np
 import torch
 
 from ..data.measured import Measurement, resample
+from ..data.parameters import stacks_from_parameters
 from ..data.preprocess import Normalizer, log_reflectivity
 from ..models.inference import inference_module
+from ..physics import reflectivity
 from ..store.model_bundle import ModelBundle
 from .metrics import nr_metrics
 from .profile_nr import reflectivity_of_profile
-from ..physics import reflectivity
-from ..data.parameters import stacks_from_parameters
 
 
 def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
     """Normalised network input from R (N, nQ) on the model's Q grid."""
     pre = bundle.normalization["preprocess"]
-    x = log_reflectivity(np.asarray(r, dtype=np.float64), pre["clip_min"]) if pre["apply_log_transform"] else np.asarray(r)
+    x = (
+        log_reflectivity(np.asarray(r, dtype=np.float64), pre["clip_min"])
+        if pre["apply_log_transform"]
+        else np.asarray(r)
+    )
     return torch.as_tensor(Normalizer.from_dict(bundle.normalization["x"]).transform(x))
 
 
@@ -54,13 +58,13 @@ def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MeasuredPrediction:
-    q: np.ndarray                  # the measurement's Q
-    r: np.ndarray                  # measured R
+    q: np.ndarray  # the measurement's Q
+    r: np.ndarray  # measured R
     dr: np.ndarray | None
-    profile: np.ndarray | None     # (2, nZ) for SLD models
+    profile: np.ndarray | None  # (2, nZ) for SLD models
     parameters: np.ndarray | None  # (P,) for parameter models
-    computed: np.ndarray           # R computed from the prediction at the measured Q, with its resolution
-    outside: np.ndarray            # model Q points the measurement does not cover
+    computed: np.ndarray  # R computed from the prediction at the measured Q, with its resolution
+    outside: np.ndarray  # model Q points the measurement does not cover
     metrics: dict[str, float]
     warning: str | None
 
@@ -77,7 +81,8 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         r_in[rs.outside] = np.interp(q_model[rs.outside], q_model[inside], rs.r[inside])
         warning = (
             f"the measurement covers Q {m.q[0]:.4g}–{m.q[-1]:.4g} Å⁻¹ but the model was trained on "
-            f"{q_model[0]:.4g}–{q_model[-1]:.4g} Å⁻¹: {int(rs.outside.sum())} of {q_model.size} model points were filled "
+            f"{q_model[0]:.4g}–{q_model[-1]:.4g} Å⁻¹: {int(rs.outside.sum())} of {q_model.size} model points were "
+            "filled "
             "with the nearest measured values"
         )
         warnings.warn(warning, stacklevel=2)
@@ -90,4 +95,6 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
         computed = reflectivity(stack, probe)[0]
         profile, params = None, pred
-    return MeasuredPrediction(m.q, m.r, m.dr, profile, params, computed, rs.outside, nr_metrics(m.r, computed, m.dr), warning)
+    return MeasuredPrediction(
+        m.q, m.r, m.dr, profile, params, computed, rs.outside, nr_metrics(m.r, computed, m.dr), warning
+    )

@@ -13,7 +13,9 @@ import numpy as np
 from ..physics import Probe, StackArrays, reflectivity
 
 
-def profile_to_slabs(z: np.ndarray, rho: np.ndarray, irho: np.ndarray | None = None, max_slabs: int = 400) -> StackArrays:
+def profile_to_slabs(
+    z: np.ndarray, rho: np.ndarray, irho: np.ndarray | None = None, max_slabs: int = 400
+) -> StackArrays:
     """Micro-slab stacks (B, L) from profiles (B, nZ) on increasing z rows (resampled to ≤ max_slabs)."""
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     rho = np.atleast_2d(np.asarray(rho, dtype=np.float64))

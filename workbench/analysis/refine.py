@@ -156,8 +156,21 @@ def build_problem(
     arrays = start.to_arrays()
     base = {f: torch.as_tensor(getattr(arrays, f)[0], dtype=torch.float64) for f in PARAMETER_FIELDS}
     plan = _fit_plan(start, probe, arrays.thickness[0], slots, hi)
-    return Problem(q=q, r=r, dr=dr, probe=probe, start=start, names=names, lo=np.array(lo), hi=np.array(hi),
-                   x0=np.array(x0, dtype=float), base=base, slots=slots, plan=plan, calc_q=torch.as_tensor(plan.calc_q))
+    return Problem(
+        q=q,
+        r=r,
+        dr=dr,
+        probe=probe,
+        start=start,
+        names=names,
+        lo=np.array(lo),
+        hi=np.array(hi),
+        x0=np.array(x0, dtype=float),
+        base=base,
+        slots=slots,
+        plan=plan,
+        calc_q=torch.as_tensor(plan.calc_q),
+    )
 
 
 def _free_parameter(
@@ -340,18 +353,24 @@ def _best_fit(
             reporter.log(STAGE, f"start {k + 1} of {len(starts)}")
         history_before = len(objective.history)
         res = least_squares(
-            objective.residuals, np.clip(x_start, problem.lo, problem.hi), jac=objective.jacobian,
-            bounds=(problem.lo, problem.hi), method="trf", x_scale="jac", max_nfev=max_nfev,
-            callback=objective.record_iteration, ftol=tolerance, xtol=tolerance, gtol=tolerance,
+            objective.residuals,
+            np.clip(x_start, problem.lo, problem.hi),
+            jac=objective.jacobian,
+            bounds=(problem.lo, problem.hi),
+            method="trf",
+            x_scale="jac",
+            max_nfev=max_nfev,
+            callback=objective.record_iteration,
+            ftol=tolerance,
+            xtol=tolerance,
+            gtol=tolerance,
         )
         if best is None or res.cost < best[0].cost:
             best = (res, objective.history[history_before:])
     return best
 
 
-def _covariance(
-    jac: np.ndarray, chi2: float, n_points: int, n_free: int, scale: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _covariance(jac: np.ndarray, chi2: float, n_points: int, n_free: int, scale: bool) -> tuple[np.ndarray, np.ndarray]:
     """cov = (JᵀJ)⁺ at the optimum (× χ²/(N − P) when ``scale`` and N > P) and the 1σ uncertainties."""
     cov = np.linalg.pinv(jac.T @ jac)
     if scale and n_points > n_free:
@@ -386,10 +405,25 @@ def _assemble_result(
     r_fit = _fitted_curve(problem, fit.x, engine)
     z, rho, _ = sld_profile(stack)
     return RefineResult(
-        stack=stack, scale=scale, background=background, names=list(problem.names), values=fit.x.copy(),
-        uncertainties=sigma, covariance=cov, chi2=chi2, chi2_per_point=chi2 / n, n_points=n, history=history,
-        q=problem.q, r_fit=r_fit, profile=(z[0], rho[0]), seconds=time.perf_counter() - started,
-        converged=bool(fit.success), message=str(fit.message), starts=starts, start_chi2=start_chi2,
+        stack=stack,
+        scale=scale,
+        background=background,
+        names=list(problem.names),
+        values=fit.x.copy(),
+        uncertainties=sigma,
+        covariance=cov,
+        chi2=chi2,
+        chi2_per_point=chi2 / n,
+        n_points=n,
+        history=history,
+        q=problem.q,
+        r_fit=r_fit,
+        profile=(z[0], rho[0]),
+        seconds=time.perf_counter() - started,
+        converged=bool(fit.success),
+        message=str(fit.message),
+        starts=starts,
+        start_chi2=start_chi2,
         bounds={name: (float(a), float(b)) for name, a, b in zip(problem.names, problem.lo, problem.hi)},
         probe=problem.probe,
     )
@@ -422,14 +456,31 @@ def refine(
         raise RefineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
-    problem = build_problem(data, start, free=free, bounds=bounds, probe=probe, scale=scale, background=background,
-                            dr_floor=dr_floor, q_range=q_range)
+    problem = build_problem(
+        data,
+        start,
+        free=free,
+        bounds=bounds,
+        probe=probe,
+        scale=scale,
+        background=background,
+        dr_floor=dr_floor,
+        q_range=q_range,
+    )
     objective = _Objective(problem, engine, reporter)
     starts = _starting_points(problem, multi_start, seed)
     start_chi2 = float(np.sum(objective.residuals(problem.x0) ** 2))
     fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
-    result = _assemble_result(problem, fit, history, engine=engine, scale_covariance=scale_covariance,
-                              starts=len(starts), start_chi2=start_chi2, started=t0)
+    result = _assemble_result(
+        problem,
+        fit,
+        history,
+        engine=engine,
+        scale_covariance=scale_covariance,
+        starts=len(starts),
+        start_chi2=start_chi2,
+        started=t0,
+    )
     reporter.timing(STAGE, "refine", result.seconds, int(fit.nfev))
     return result
 

@@ -67,10 +67,22 @@ class Bands:
         note = f"posterior median and central 68 %/95 % bands from {self.n_draws} DREAM draws"
         out = []
         for name, x, header, med, b68, b95 in (
-            ("sld_bands.csv", self.z, "# z in Å (0 = top of the substrate), SLD in 1e-6 Å⁻²; ", self.sld_median,
-             self.sld_68, self.sld_95),
-            ("reflectivity_bands.csv", self.q, "# q in Å⁻¹, R dimensionless (with scale and background); ",
-             self.r_median, self.r_68, self.r_95),
+            (
+                "sld_bands.csv",
+                self.z,
+                "# z in Å (0 = top of the substrate), SLD in 1e-6 Å⁻²; ",
+                self.sld_median,
+                self.sld_68,
+                self.sld_95,
+            ),
+            (
+                "reflectivity_bands.csv",
+                self.q,
+                "# q in Å⁻¹, R dimensionless (with scale and background); ",
+                self.r_median,
+                self.r_68,
+                self.r_95,
+            ),
         ):
             first = "z" if x is self.z else "q"
             rows = np.column_stack([x, med, b68[0], b68[1], b95[0], b95[1]])
@@ -102,8 +114,9 @@ def _seed_numba(seed: int) -> None:
     np.random.seed(seed)
 
 
-def run_dream(problem, *, samples: int, burn: int, pop: int, seed: int, init: str = "eps",
-              reporter: Reporter | None = None) -> tuple[Any, bool]:
+def run_dream(
+    problem, *, samples: int, burn: int, pop: int, seed: int, init: str = "eps", reporter: Reporter | None = None
+) -> tuple[Any, bool]:
     """Run bumps DREAM on ``problem`` with numpy's global RNG seeded; returns (DREAM state, converged).
 
     ``converged`` is bumps' own verdict (a Kolmogorov–Smirnov test of log p between the start and
@@ -115,9 +128,16 @@ def run_dream(problem, *, samples: int, burn: int, pop: int, seed: int, init: st
     reporter = reporter or Reporter()
     chains = pop * len(problem.getp())
     total = burn + (samples + chains - 1) // chains
-    driver = FitDriver(DreamFit, problem=problem, monitors=[_Progress(reporter, total)],
-                       abort_test=lambda: reporter.stop.stopped, samples=int(samples), burn=int(burn), pop=int(pop),
-                       init=init)
+    driver = FitDriver(
+        DreamFit,
+        problem=problem,
+        monitors=[_Progress(reporter, total)],
+        abort_test=lambda: reporter.stop.stopped,
+        samples=int(samples),
+        burn=int(burn),
+        pop=int(pop),
+        init=init,
+    )
     with push_seed(seed), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _seed_numba(seed)
@@ -131,18 +151,23 @@ def run_dream(problem, *, samples: int, burn: int, pop: int, seed: int, init: st
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     reporter.check_stop()  # DREAM returns early on abort: report it as a cancellation
     if not converged:
-        reporter.warn(STAGE, f"DREAM did not reach equilibrium in {samples} samples (bumps' K-S test); "
-                      "bands use the second half of the chains: raise samples or burn")
+        reporter.warn(
+            STAGE,
+            f"DREAM did not reach equilibrium in {samples} samples (bumps' K-S test); "
+            "bands use the second half of the chains: raise samples or burn",
+        )
     return driver.fitter.state, converged
 
 
-def _draw_arrays(stack: FilmStack, slots: list[tuple[str, int]], points: np.ndarray, scale: float,
-                 background: float) -> tuple[StackArrays, np.ndarray, np.ndarray]:
+def _draw_arrays(
+    stack: FilmStack, slots: list[tuple[str, int]], points: np.ndarray, scale: float, background: float
+) -> tuple[StackArrays, np.ndarray, np.ndarray]:
     """Stacks (n, L) and per-draw scale and background for posterior ``points`` (n, k) in ``slots`` order."""
     n = points.shape[0]
     base = stack.to_arrays()
-    arrays = StackArrays(*(np.repeat(np.asarray(a), n, axis=0) for a in (base.sld, base.isld, base.thickness,
-                                                                           base.roughness)))
+    arrays = StackArrays(
+        *(np.repeat(np.asarray(a), n, axis=0) for a in (base.sld, base.isld, base.thickness, base.roughness))
+    )
     sc, bg = np.full(n, float(scale)), np.full(n, float(background))
     for k, (what, i) in enumerate(slots):
         if what == "probe.scale":
@@ -184,7 +209,9 @@ def dream_bands(
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
     model = refl1d_model(stack, data, free=free, scale=scale, background=background, oversample=oversample)
-    state, converged = run_dream(model.problem, samples=samples, burn=burn, pop=pop, seed=seed, init=init, reporter=reporter)
+    state, converged = run_dream(
+        model.problem, samples=samples, burn=burn, pop=pop, seed=seed, init=init, reporter=reporter
+    )
     points = state.draw().points[:, model.order]  # columns in our ``free`` order
     n_posterior = points.shape[0]
     if n_posterior > n_draws:
@@ -204,13 +231,35 @@ def dream_bands(
     r_median, r_68, r_95 = _band(curves)
     p_median, p_68, p_95 = _band(points)
     best = state.best()[0][model.order]
-    table = [{"name": name, "median": float(p_median[k]), "lo68": float(p_68[0][k]), "hi68": float(p_68[1][k]),
-              "lo95": float(p_95[0][k]), "hi95": float(p_95[1][k]), "best": float(best[k])}
-             for k, name in enumerate(model.names)]
+    table = [
+        {
+            "name": name,
+            "median": float(p_median[k]),
+            "lo68": float(p_68[0][k]),
+            "hi68": float(p_68[1][k]),
+            "lo95": float(p_95[0][k]),
+            "hi95": float(p_95[1][k]),
+            "best": float(best[k]),
+        }
+        for k, name in enumerate(model.names)
+    ]
     seconds = time.perf_counter() - t0
     reporter.timing(STAGE, "dream", seconds, int(samples))
-    return Bands(z, sld_median, sld_68, sld_95, inputs.q, r_median, r_68, r_95, table, points.shape[0], n_posterior,
-                 converged, seconds)
+    return Bands(
+        z,
+        sld_median,
+        sld_68,
+        sld_95,
+        inputs.q,
+        r_median,
+        r_68,
+        r_95,
+        table,
+        points.shape[0],
+        n_posterior,
+        converged,
+        seconds,
+    )
 
 
 def covariance_bands(result, *, n_draws: int = 500, seed: int = 0, z: np.ndarray | None = None) -> Bands:
@@ -239,8 +288,30 @@ def covariance_bands(result, *, n_draws: int = 500, seed: int = 0, z: np.ndarray
     sld_median, sld_68, sld_95 = _band(rho)
     r_median, r_68, r_95 = _band(curves)
     p_median, p_68, p_95 = _band(points)
-    table = [{"name": name, "median": float(p_median[k]), "lo68": float(p_68[0][k]), "hi68": float(p_68[1][k]),
-              "lo95": float(p_95[0][k]), "hi95": float(p_95[1][k]), "best": float(result.values[k])}
-             for k, name in enumerate(result.names)]
-    return Bands(z, sld_median, sld_68, sld_95, result.q, r_median, r_68, r_95, table, n_draws, n_draws, True,
-                 time.perf_counter() - t0)
+    table = [
+        {
+            "name": name,
+            "median": float(p_median[k]),
+            "lo68": float(p_68[0][k]),
+            "hi68": float(p_68[1][k]),
+            "lo95": float(p_95[0][k]),
+            "hi95": float(p_95[1][k]),
+            "best": float(result.values[k]),
+        }
+        for k, name in enumerate(result.names)
+    ]
+    return Bands(
+        z,
+        sld_median,
+        sld_68,
+        sld_95,
+        result.q,
+        r_median,
+        r_68,
+        r_95,
+        table,
+        n_draws,
+        n_draws,
+        True,
+        time.perf_counter() - t0,
+    )

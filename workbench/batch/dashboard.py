@@ -29,13 +29,28 @@ def dashboard_notebook(notebook: str | os.PathLike | None = None) -> Path:
     return path.resolve()
 
 
-def voila_command(notebook: Path, port: int = DEFAULT_PORT, *, open_browser: bool = True, ip: str = "127.0.0.1",
-                  extra: list[str] | None = None) -> list[str]:
+def voila_command(
+    notebook: Path,
+    port: int = DEFAULT_PORT,
+    *,
+    open_browser: bool = True,
+    ip: str = "127.0.0.1",
+    extra: list[str] | None = None,
+) -> list[str]:
     """The Voilà command line serving ``notebook`` (tracebacks hidden from visitors, no port hopping)."""
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port}")
-    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", f"--Voila.ip={ip}", "--Voila.port_retries=0",
-           f"--Voila.root_dir={notebook.parent}", "--show_tracebacks=False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        f"--port={port}",
+        f"--Voila.ip={ip}",
+        "--Voila.port_retries=0",
+        f"--Voila.root_dir={notebook.parent}",
+        "--show_tracebacks=False",
+    ]
     if not open_browser:
         cmd.append("--no-browser")
     return cmd + list(extra or [])
@@ -53,9 +68,16 @@ def voila_environment(workspace: str | os.PathLike | None = None) -> dict[str, s
     return env
 
 
-def launch_dashboard(port: int = DEFAULT_PORT, notebook: str | os.PathLike | None = None, open_browser: bool = True, *,
-                     ip: str = "127.0.0.1", workspace: str | os.PathLike | None = None, wait: bool = True,
-                     extra: list[str] | None = None) -> int | subprocess.Popen:
+def launch_dashboard(
+    port: int = DEFAULT_PORT,
+    notebook: str | os.PathLike | None = None,
+    open_browser: bool = True,
+    *,
+    ip: str = "127.0.0.1",
+    workspace: str | os.PathLike | None = None,
+    wait: bool = True,
+    extra: list[str] | None = None,
+) -> int | subprocess.Popen:
     """Serve the dashboard with Voilà at ``http://<ip>:<port>/``: what ``workbench start`` and ``dashboard`` run.
 
     ``wait=True`` (the CLI): this process becomes Voilà (exec), so a signal that stops the command
@@ -66,9 +88,10 @@ def launch_dashboard(port: int = DEFAULT_PORT, notebook: str | os.PathLike | Non
     cmd = voila_command(path, port, open_browser=open_browser, ip=ip, extra=extra)
     env = voila_environment(workspace)
     if not wait:
-        return subprocess.Popen(cmd, cwd=path.parent, env=env)
-    print(f"starting the workbench dashboard: {path} on http://{ip}:{port} (Ctrl-C stops it)")
+        return subprocess.Popen(cmd, cwd=path.parent, env=env)  # noqa: S603 - our own interpreter running Voilà
+    # the launcher speaks once before it becomes Voilà
+    print(f"starting the workbench dashboard: {path} on http://{ip}:{port} (Ctrl-C stops it)")  # noqa: T201
     sys.stdout.flush()
     os.chdir(path.parent)
-    os.execve(sys.executable, cmd, env)
+    os.execve(sys.executable, cmd, env)  # noqa: S606 - this process becomes Voilà, so Ctrl-C stops its kernels too
     return 0  # not reached

@@ -18,8 +18,23 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Literal
 
-PACKAGES = ("workbench", "ipywidgets", "jupyterlab_widgets", "anywidget", "plotly", "voila", "ipykernel", "jupyterlab",
-            "jupyter_server", "papermill", "torch", "refl1d", "dask", "distributed", "optuna")
+PACKAGES = (
+    "workbench",
+    "ipywidgets",
+    "jupyterlab_widgets",
+    "anywidget",
+    "plotly",
+    "voila",
+    "ipykernel",
+    "jupyterlab",
+    "jupyter_server",
+    "papermill",
+    "torch",
+    "refl1d",
+    "dask",
+    "distributed",
+    "optuna",
+)
 
 
 @dataclass
@@ -57,29 +72,52 @@ def check_versions(versions: dict[str, str | None]) -> list[Check]:
     if ipw is None:
         checks.append(Check("ipywidgets", "fail", "ipywidgets is not installed: the panels cannot be shown"))
     elif jlw is None:
-        checks.append(Check("jupyterlab_widgets", "fail", f"ipywidgets {ipw} is installed without jupyterlab_widgets: "
-                            "JupyterLab cannot render widgets (pip install jupyterlab_widgets)"))
+        checks.append(
+            Check(
+                "jupyterlab_widgets",
+                "fail",
+                f"ipywidgets {ipw} is installed without jupyterlab_widgets: "
+                "JupyterLab cannot render widgets (pip install jupyterlab_widgets)",
+            )
+        )
     else:
         wanted = {8: 3, 7: 1}.get(ipw.major)
         if wanted is not None and jlw.major != wanted:
-            checks.append(Check("jupyterlab_widgets", "fail", f"ipywidgets {ipw} needs jupyterlab_widgets {wanted}.x, found {jlw} "
-                                f"(pip install 'jupyterlab_widgets>={wanted},<{wanted + 1}')"))
+            checks.append(
+                Check(
+                    "jupyterlab_widgets",
+                    "fail",
+                    f"ipywidgets {ipw} needs jupyterlab_widgets {wanted}.x, found {jlw} "
+                    f"(pip install 'jupyterlab_widgets>={wanted},<{wanted + 1}')",
+                )
+            )
         else:
             checks.append(Check("jupyterlab_widgets", "ok", f"ipywidgets {ipw} with jupyterlab_widgets {jlw}"))
     ipk = _v(versions.get("ipykernel"))
     if ipk is None:
         checks.append(Check("ipykernel", "fail", "ipykernel is not installed: no Python kernel for notebooks"))
     elif ipk < _v("7.1"):
-        checks.append(Check("ipykernel", "fail", f"ipykernel {ipk} is older than 7.1 (7.0.x drops widget updates sent from "
-                            "threads); pip install 'ipykernel>=7.1'"))
+        checks.append(
+            Check(
+                "ipykernel",
+                "fail",
+                f"ipykernel {ipk} is older than 7.1 (7.0.x drops widget updates sent from "
+                "threads); pip install 'ipykernel>=7.1'",
+            )
+        )
     else:
         checks.append(Check("ipykernel", "ok", f"ipykernel {ipk} ≥ 7.1"))
     plotly, anyw = _v(versions.get("plotly")), _v(versions.get("anywidget"))
     if plotly is None:
         checks.append(Check("plotly", "fail", "plotly is not installed: no charts"))
     elif plotly.major >= 6 and anyw is None:
-        checks.append(Check("anywidget", "fail", f"plotly {plotly} draws FigureWidgets with anywidget, which is not installed "
-                            "(pip install anywidget)"))
+        checks.append(
+            Check(
+                "anywidget",
+                "fail",
+                f"plotly {plotly} draws FigureWidgets with anywidget, which is not installed (pip install anywidget)",
+            )
+        )
     else:
         checks.append(Check("plotly", "ok", f"plotly {plotly}" + (f" with anywidget {anyw}" if anyw else "")))
     if versions.get("voila") is None:
@@ -125,8 +163,12 @@ def check_kernel() -> Check:
     same = bool(exe) and Path(exe).is_absolute() and Path(exe).parent == Path(sys.executable).parent  # same environment
     if exe in ("python", "python3", "{python}") or same:
         return Check("kernel", "ok", f"python3 kernel runs {sys.executable}")
-    return Check("kernel", "warn", f"the python3 kernel runs {exe}, not {sys.executable}: notebooks may not find workbench "
-                 f"({spec.resource_dir}); fix with: {sys.executable} -m ipykernel install --sys-prefix")
+    return Check(
+        "kernel",
+        "warn",
+        f"the python3 kernel runs {exe}, not {sys.executable}: notebooks may not find workbench "
+        f"({spec.resource_dir}); fix with: {sys.executable} -m ipykernel install --sys-prefix",
+    )
 
 
 def check_gpu() -> Check:

@@ -43,7 +43,8 @@ def notebooks_folder() -> Path:
         if folder.is_dir() and any(folder.glob("*.ipynb")):
             return folder
     raise FileNotFoundError(
-        "the shipped notebooks were not found; looked in " + ", ".join(str(f) for f in dict.fromkeys(folders))
+        "the shipped notebooks were not found; looked in "
+        + ", ".join(str(f) for f in dict.fromkeys(folders))
         + " (reinstall workbench: pip install workbench)"
     )
 
@@ -65,9 +66,9 @@ def shipped_notebook(name: str) -> Path:
 
 @dataclass
 class CopyReport:
-    copied: list[Path] = field(default_factory=list)      # new files, or replaced with --force
-    unchanged: list[Path] = field(default_factory=list)   # an identical copy was already there
-    kept: list[Path] = field(default_factory=list)        # the user's edited copy, left alone
+    copied: list[Path] = field(default_factory=list)  # new files, or replaced with --force
+    unchanged: list[Path] = field(default_factory=list)  # an identical copy was already there
+    kept: list[Path] = field(default_factory=list)  # the user's edited copy, left alone
 
 
 def copy_notebooks(dest: str | os.PathLike, *, force: bool = False) -> CopyReport:

@@ -5,6 +5,7 @@ JSON summary the notebook wrote read back.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import time
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-import ast
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -45,7 +45,9 @@ def notebook_defaults(declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def coerce(notebook_params: dict[str, dict[str, Any]], name: str, value: Any, notebook: str | os.PathLike = "notebook") -> Any:
+def coerce(
+    notebook_params: dict[str, dict[str, Any]], name: str, value: Any, notebook: str | os.PathLike = "notebook"
+) -> Any:
     """``value`` (a string from the command line, or already typed) as the parameter's declared type."""
     if name not in notebook_params:
         raise ValueError(f"{notebook} has no parameter {name!r}; its parameters: {', '.join(notebook_params)}")
@@ -79,8 +81,8 @@ def check_parameters(notebook: str | os.PathLike, parameters: dict[str, Any]) ->
 
 @dataclass
 class NotebookRun:
-    status: str                         # "completed" | "failed"
-    output: Path                        # the executed notebook (kept on failure, with the traceback)
+    status: str  # "completed" | "failed"
+    output: Path  # the executed notebook (kept on failure, with the traceback)
     summary_path: Path | None
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -114,8 +116,14 @@ def run_notebook(
     error = None
     try:
         papermill.execute_notebook(
-            str(notebook), str(out), parameters=params, kernel_name=kernel_name, progress_bar=False,
-            cwd=str(cwd) if cwd else None, execution_timeout=timeout, store_widget_state=False,
+            str(notebook),
+            str(out),
+            parameters=params,
+            kernel_name=kernel_name,
+            progress_bar=False,
+            cwd=str(cwd) if cwd else None,
+            execution_timeout=timeout,
+            store_widget_state=False,
         )
     except PapermillExecutionError as exc:
         error = f"In [{exc.exec_count}]: {exc.ename}: {exc.evalue}"

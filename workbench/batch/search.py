@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..events import Cancelled, Event, Record, Reporter, StopSignal
 from ..data.dataset import load_dataset
 from ..data.preprocess import PreprocessConfig
+from ..events import Cancelled, Event, Record, Reporter, StopSignal
+from ..store.recorded import recorded_run
+from ..store.workspace import Workspace
 from ..training import TrainConfig
 from ..training.nr_workflow import train_nr_model
-from ..store.workspace import Workspace
-from ..store.recorded import recorded_run
 
 if TYPE_CHECKING:
     import optuna
@@ -82,7 +82,9 @@ class SearchConfig(BaseModel):
 
     dataset: str = Field(description="data-set folder to train on")
     study_name: str = "workbench-search"
-    storage: str = Field("search.sqlite", description="SQLite file, or an Optuna storage URL (sqlite:///..., postgresql://...)")
+    storage: str = Field(
+        "search.sqlite", description="SQLite file, or an Optuna storage URL (sqlite:///..., postgresql://...)"
+    )
     target: Literal["sld", "params"] = "sld"
     model_kind: Literal["compact", "param", "parity_cnn"] | None = None
     epochs: int = Field(5, ge=1, le=100000)
@@ -128,11 +130,23 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     return p
 
 
-TRAIN_KEYS = ("learning_rate", "batch_size", "optimizer", "weight_decay", "epochs", "seed", "device", "schedule", "momentum",
-              "early_stopping")
+TRAIN_KEYS = (
+    "learning_rate",
+    "batch_size",
+    "optimizer",
+    "weight_decay",
+    "epochs",
+    "seed",
+    "device",
+    "schedule",
+    "momentum",
+    "early_stopping",
+)
 
 
-def settings_from_params(params: dict[str, Any], kind: str = "compact", fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+def settings_from_params(
+    params: dict[str, Any], kind: str = "compact", fixed: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Flat search parameters → ``{"train": {...TrainConfig fields}, "model": {...model config}}``."""
     flat = {**(fixed or {}), **params}
     train = {k: flat[k] for k in TRAIN_KEYS if k in flat}
@@ -160,9 +174,17 @@ def open_study(config: SearchConfig, *, seed_offset: int = 0) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if "://" not in config.storage:
         Path(config.storage).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials, n_warmup_steps=config.pruner_warmup_epochs)
-    study = optuna.create_study(storage=config.storage_url, study_name=config.study_name, direction="minimize",
-                                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=config.seed), pruner=pruner)
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=config.pruner_startup_trials, n_warmup_steps=config.pruner_warmup_epochs
+    )
+    study = optuna.create_study(
+        storage=config.storage_url,
+        study_name=config.study_name,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=pruner,
+    )
     # re-seed after loading: a resumed (or parallel) search must not replay the first proposals
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + seed_offset + len(study.trials))
     return study
@@ -186,7 +208,9 @@ class _TrialListener:
         value = d["val_loss"] if not math.isnan(d["val_loss"]) else d["train_loss_eval"]
         self.last = value
         self.trial.report(value, d["epoch"])
-        self.outer.record(STAGE, "epoch", trial=self.trial.number, epoch=d["epoch"], val_loss=value, train_loss=d["train_loss"])
+        self.outer.record(
+            STAGE, "epoch", trial=self.trial.number, epoch=d["epoch"], val_loss=value, train_loss=d["train_loss"]
+        )
         if self.check_study_stop():
             self.stop.stop("search stopped")
         elif self.trial.should_prune():
@@ -198,7 +222,6 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
     """The objective: train with the trial's settings, return the best validation loss."""
     import optuna  # heavy (optuna): imported on use
 
-
     outer = reporter or Reporter()
     ds = load_dataset(config.dataset)
     v = config.validation_split
@@ -209,8 +232,9 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, config.space)
-        settings = settings_from_params(params, config.kind, {"epochs": config.epochs, "seed": config.seed, "device": config.device,
-                                                              **config.fixed})
+        settings = settings_from_params(
+            params, config.kind, {"epochs": config.epochs, "seed": config.seed, "device": config.device, **config.fixed}
+        )
         train = TrainConfig(**settings["train"])
         stop = StopSignal()
 
@@ -222,14 +246,27 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
         outer.record(STAGE, "trial", number=trial.number, state="RUNNING", params=params)
 
         def fit(rep: Reporter):
-            return train_nr_model(ds, target=config.target, model=settings["model"], train=train, preprocess=preprocess,
-                                  reporter=rep, name=f"{config.study_name}-trial-{trial.number}")
+            return train_nr_model(
+                ds,
+                target=config.target,
+                model=settings["model"],
+                train=train,
+                preprocess=preprocess,
+                reporter=rep,
+                name=f"{config.study_name}-trial-{trial.number}",
+            )
 
         if registry is None:
             outcome = fit(trial_reporter)
         else:
-            with recorded_run(registry, "train", name=f"{config.study_name}-trial-{trial.number}", params={**settings, "trial": trial.number,
-                              "study": config.study_name}, dataset_hash=ds.content_hash, reporter=trial_reporter) as run:
+            with recorded_run(
+                registry,
+                "train",
+                name=f"{config.study_name}-trial-{trial.number}",
+                params={**settings, "trial": trial.number, "study": config.study_name},
+                dataset_hash=ds.content_hash,
+                reporter=trial_reporter,
+            ) as run:
                 outcome = fit(run.reporter)
                 run.metrics.update({**outcome.metrics, "best_val_loss": outcome.result.best_val_loss})
                 if outcome.result.status == "stopped":
@@ -239,7 +276,9 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
         trial.set_user_attr("epochs_done", result.epochs_done)
         if result.status == "stopped":
             if listener.pruned_at is not None:
-                raise optuna.TrialPruned(f"validation loss {listener.last:.4g} at epoch {listener.pruned_at} is above the median")
+                raise optuna.TrialPruned(
+                    f"validation loss {listener.last:.4g} at epoch {listener.pruned_at} is above the median"
+                )
             raise Cancelled(stop.reason or "stopped")
         trial.set_user_attr("metrics", {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))})
         return float(result.best_val_loss) if result.best_val_loss is not None else float("nan")
@@ -255,7 +294,7 @@ class SearchResult:
     trials: pd.DataFrame
     best_params: dict[str, Any] | None
     best_value: float | None
-    best_settings: dict[str, Any] | None   # {"train": ..., "model": ...}: ready for TrainConfig / the Train panel
+    best_settings: dict[str, Any] | None  # {"train": ..., "model": ...}: ready for TrainConfig / the Train panel
 
     @property
     def pruned(self) -> int:
@@ -270,11 +309,26 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         inter = t.intermediate_values
         last = inter[max(inter)] if inter else None
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "last_intermediate": last,
-                     "epochs_reported": len(inter), "seconds": seconds, **{f"param.{k}": v for k, v in t.params.items()},
-                     "run_id": t.user_attrs.get("run_id")})
-    return pd.DataFrame(rows, columns=None if rows else ["number", "state", "value", "last_intermediate", "epochs_reported", "seconds"])
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "last_intermediate": last,
+                "epochs_reported": len(inter),
+                "seconds": seconds,
+                **{f"param.{k}": v for k, v in t.params.items()},
+                "run_id": t.user_attrs.get("run_id"),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=None if rows else ["number", "state", "value", "last_intermediate", "epochs_reported", "seconds"]
+    )
 
 
 def search_result(config: SearchConfig, study: optuna.Study | None = None) -> SearchResult:
@@ -286,8 +340,14 @@ def search_result(config: SearchConfig, study: optuna.Study | None = None) -> Se
         return SearchResult(config.study_name, config.storage_url, frame, None, None, None)
     best = min(complete, key=lambda t: t.value)
     fixed = {"epochs": config.epochs, "seed": config.seed, "device": config.device, **config.fixed}
-    return SearchResult(config.study_name, config.storage_url, frame, dict(best.params), float(best.value),
-                        settings_from_params(best.params, config.kind, fixed))
+    return SearchResult(
+        config.study_name,
+        config.storage_url,
+        frame,
+        dict(best.params),
+        float(best.value),
+        settings_from_params(best.params, config.kind, fixed),
+    )
 
 
 def _optimize_part(config_json: str, n_trials: int, seed_offset: int) -> int:
@@ -332,12 +392,16 @@ def run_search(
     before = len(study.trials)
     for params in enqueue or []:
         study.enqueue_trial(params)
-    reporter.log(STAGE, f"study {config.study_name!r} in {config.storage_url}: {before} trials so far, adding {n_trials}")
+    reporter.log(
+        STAGE, f"study {config.study_name!r} in {config.storage_url}: {before} trials so far, adding {n_trials}"
+    )
     reporter.progress(STAGE, 0, n_trials, "trials")
 
     def after_trial(study, trial) -> None:
         done = len(study.trials) - before
-        reporter.record(STAGE, "trial", number=trial.number, state=trial.state.name, value=trial.value, params=dict(trial.params))
+        reporter.record(
+            STAGE, "trial", number=trial.number, state=trial.state.name, value=trial.value, params=dict(trial.params)
+        )
         reporter.progress(STAGE, min(done, n_trials), n_trials, "trials")
 
     if workers <= 1 and scheduler is None:
@@ -349,7 +413,9 @@ def run_search(
     return result
 
 
-def _run_on_dask(config: SearchConfig, n_trials: int, study, before: int, reporter: Reporter, workers: int, scheduler) -> None:
+def _run_on_dask(
+    config: SearchConfig, n_trials: int, study, before: int, reporter: Reporter, workers: int, scheduler
+) -> None:
     from distributed import Client, LocalCluster, wait  # heavy (distributed): imported on use
 
     if config.storage_url.startswith("sqlite:") and scheduler is not None:
@@ -362,8 +428,13 @@ def _run_on_dask(config: SearchConfig, n_trials: int, study, before: int, report
     elif scheduler:
         client = Client(scheduler, timeout="20s")
     else:
-        cluster = LocalCluster(n_workers=len(parts), threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        cluster = LocalCluster(
+            n_workers=len(parts),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        )
         client = Client(cluster)
     try:
         payload = config.model_dump_json()
@@ -374,14 +445,17 @@ def _run_on_dask(config: SearchConfig, n_trials: int, study, before: int, report
             for t in finished:
                 if t.number not in seen:
                     seen.add(t.number)
-                    reporter.record(STAGE, "trial", number=t.number, state=t.state.name, value=t.value, params=dict(t.params))
+                    reporter.record(
+                        STAGE, "trial", number=t.number, state=t.state.name, value=t.value, params=dict(t.params)
+                    )
                     reporter.progress(STAGE, min(len(seen), n_trials), n_trials, "trials")
             if reporter.stop.stopped:
                 study.set_user_attr(STOP_ATTR, reporter.stop.reason or "stopped")
                 wait(futures)
                 raise Cancelled(reporter.stop.reason or "stopped")
-            if all(f.done() for f in futures) and len(seen) >= len([t for t in study.get_trials(deepcopy=False)
-                                                                      if t.number >= before and t.state.is_finished()]):
+            if all(f.done() for f in futures) and len(seen) >= len(
+                [t for t in study.get_trials(deepcopy=False) if t.number >= before and t.state.is_finished()]
+            ):
                 break
             time.sleep(0.5)
         for f in futures:

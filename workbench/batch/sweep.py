@@ -112,9 +112,9 @@ def run_key(params: dict[str, Any]) -> str:
 @dataclass
 class SweepResult:
     folder: Path
-    runs: list[dict[str, Any]]          # one per parameter set, in the order given
-    executed: list[str] = field(default_factory=list)   # keys run this time
-    skipped: list[str] = field(default_factory=list)    # keys already completed before
+    runs: list[dict[str, Any]]  # one per parameter set, in the order given
+    executed: list[str] = field(default_factory=list)  # keys run this time
+    skipped: list[str] = field(default_factory=list)  # keys already completed before
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -153,8 +153,15 @@ def results_frame(runs: Iterable[dict[str, Any]]) -> pd.DataFrame:
         row.update({f"param.{k}": v for k, v in r["params"].items()})
         row.update(_scalar_metrics(r.get("summary") or {}))
         summary = r.get("summary") or {}
-        row.update({"run_id": summary.get("run_id"), "model_id": summary.get("model_id"), "seconds": r.get("seconds"),
-                    "error": r.get("error"), "output": r.get("output")})
+        row.update(
+            {
+                "run_id": summary.get("run_id"),
+                "model_id": summary.get("model_id"),
+                "seconds": r.get("seconds"),
+                "error": r.get("error"),
+                "output": r.get("output"),
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -167,9 +174,7 @@ def load_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path}: not a valid sweep manifest ({exc}); move it away to start the sweep afresh"
-        ) from exc
+        raise ValueError(f"{path}: not a valid sweep manifest ({exc}); move it away to start the sweep afresh") from exc
 
 
 def sweep_results(folder: str | os.PathLike) -> pd.DataFrame:
@@ -178,8 +183,15 @@ def sweep_results(folder: str | os.PathLike) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ execution
-def _execute(notebook: str, key: str, params: dict[str, Any], run_folder: str, kernel_name: str | None,
-             cwd: str | None, timeout: float | None) -> dict[str, Any]:
+def _execute(
+    notebook: str,
+    key: str,
+    params: dict[str, Any],
+    run_folder: str,
+    kernel_name: str | None,
+    cwd: str | None,
+    timeout: float | None,
+) -> dict[str, Any]:
     """One run (on a Dask worker or here); never raises for a failure inside the notebook."""
     try:
         from distributed import get_worker  # heavy optional dependency (distributed): only runs on Dask need it
@@ -188,10 +200,24 @@ def _execute(notebook: str, key: str, params: dict[str, Any], run_folder: str, k
     except (ImportError, ValueError):
         pass  # not on a worker
     folder = Path(run_folder)
-    run = run_notebook(notebook, folder / "output.ipynb", params, summary_path=folder / "summary.json",
-                       kernel_name=kernel_name, cwd=cwd, timeout=timeout)
-    return {"key": key, "status": run.status, "error": run.error, "summary": run.summary, "seconds": run.seconds,
-            "output": str(run.output), "finished": time.time()}
+    run = run_notebook(
+        notebook,
+        folder / "output.ipynb",
+        params,
+        summary_path=folder / "summary.json",
+        kernel_name=kernel_name,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    return {
+        "key": key,
+        "status": run.status,
+        "error": run.error,
+        "summary": run.summary,
+        "seconds": run.seconds,
+        "output": str(run.output),
+        "finished": time.time(),
+    }
 
 
 def _client(scheduler: Any, workers: int, processes: bool) -> tuple[Any, Any]:
@@ -204,8 +230,9 @@ def _client(scheduler: Any, workers: int, processes: bool) -> tuple[Any, Any]:
         return Client(scheduler, timeout="20s"), None
     threads = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     extra = {"env": threads} if processes else {}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
-                           **extra)
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None, **extra
+    )
     return Client(cluster), cluster
 
 
@@ -287,9 +314,16 @@ def _plan_runs(state: _SweepState, sets: list[dict[str, Any]], declared: dict[st
         folder_k = state.out / "runs" / key
         if names_runs and "name" not in params:  # registry runs named after the sweep and the run
             params = {**params, "name": f"{state.out.name}-{key[:8]}"}
-        state.records[key] = {"key": key, "params": params, "status": "queued",
-                              "output": str(folder_k / "output.ipynb"), "summary_path": str(folder_k / "summary.json"),
-                              "error": None, "summary": {}, "seconds": None}
+        state.records[key] = {
+            "key": key,
+            "params": params,
+            "status": "queued",
+            "output": str(folder_k / "output.ipynb"),
+            "summary_path": str(folder_k / "summary.json"),
+            "error": None,
+            "summary": {},
+            "seconds": None,
+        }
         state.todo[key] = params
     state.done = len(state.skipped)
 
@@ -298,8 +332,11 @@ def _announce(state: _SweepState, nb: Path) -> None:
     """Report every run as queued or skipped, log the plan and the starting progress; save the manifest."""
     for key in state.order:
         state.report(key, "skipped" if key in state.skipped else "queued")
-    state.reporter.log(STAGE, f"sweep of {nb.name}: {len(state.order)} runs, {len(state.skipped)} already done, "
-                              f"{len(state.todo)} to run in {state.out}")
+    state.reporter.log(
+        STAGE,
+        f"sweep of {nb.name}: {len(state.order)} runs, {len(state.skipped)} already done, "
+        f"{len(state.todo)} to run in {state.out}",
+    )
     state.reporter.progress(STAGE, state.done, len(state.order), "runs")
     state.save()
 
@@ -319,13 +356,29 @@ def _follow_start_events(client: Any, state: _SweepState) -> None:
     client.subscribe_topic(TOPIC, on_worker_event)
 
 
-def _submit_runs(client: Any, state: _SweepState, nb: Path, kernel_name: str | None,
-                 cwd: str | os.PathLike | None, timeout: float | None) -> dict[Any, str]:
+def _submit_runs(
+    client: Any,
+    state: _SweepState,
+    nb: Path,
+    kernel_name: str | None,
+    cwd: str | os.PathLike | None,
+    timeout: float | None,
+) -> dict[Any, str]:
     """Submit every run to do; future → run key (unique Dask keys: a re-run never reuses an old result)."""
     work_dir = str(Path(cwd).resolve()) if cwd else os.getcwd()
     return {
-        client.submit(_execute, str(nb), key, params, str(state.out / "runs" / key), kernel_name, work_dir, timeout,
-                      key=f"workbench-sweep-{key}-{time.time_ns()}", pure=False): key
+        client.submit(
+            _execute,
+            str(nb),
+            key,
+            params,
+            str(state.out / "runs" / key),
+            kernel_name,
+            work_dir,
+            timeout,
+            key=f"workbench-sweep-{key}-{time.time_ns()}",
+            pure=False,
+        ): key
         for key, params in state.todo.items()
     }
 
@@ -375,8 +428,17 @@ def _collect_runs(client: Any, futures: dict[Any, str], state: _SweepState) -> N
             _record_finished(future, futures[future], state)
 
 
-def _run_on_dask(state: _SweepState, nb: Path, *, scheduler: Any, workers: int, processes: bool,
-                 kernel_name: str | None, cwd: str | os.PathLike | None, timeout: float | None) -> None:
+def _run_on_dask(
+    state: _SweepState,
+    nb: Path,
+    *,
+    scheduler: Any,
+    workers: int,
+    processes: bool,
+    kernel_name: str | None,
+    cwd: str | os.PathLike | None,
+    timeout: float | None,
+) -> None:
     """Execute the runs to do on Dask and record each as it ends; the client (and a cluster it started) closes."""
     client, cluster = _client(scheduler, workers, processes)
     try:
@@ -396,11 +458,15 @@ def _run_on_dask(state: _SweepState, nb: Path, *, scheduler: Any, workers: int, 
 def _finish(state: _SweepState) -> SweepResult:
     """Save the manifest, table and chart; the sweep's result, with a closing log line."""
     state.save(chart=True)
-    result = SweepResult(state.out, [state.records[k] for k in state.order], executed=list(state.todo),
-                         skipped=state.skipped)
+    result = SweepResult(
+        state.out, [state.records[k] for k in state.order], executed=list(state.todo), skipped=state.skipped
+    )
     failed = len(result.failed)
-    state.reporter.log(STAGE, f"sweep done: {len(result.completed)} completed, {failed} failed, "
-                              f"{len(state.skipped)} skipped (already done)", "warning" if failed else "info")
+    state.reporter.log(
+        STAGE,
+        f"sweep done: {len(result.completed)} completed, {failed} failed, {len(state.skipped)} skipped (already done)",
+        "warning" if failed else "info",
+    )
     return result
 
 
@@ -432,8 +498,16 @@ def run_sweep(
     _plan_runs(state, sets, declared)
     _announce(state, nb)
     if state.todo:
-        _run_on_dask(state, nb, scheduler=scheduler, workers=workers, processes=processes,
-                     kernel_name=kernel_name, cwd=cwd, timeout=timeout)
+        _run_on_dask(
+            state,
+            nb,
+            scheduler=scheduler,
+            workers=workers,
+            processes=processes,
+            kernel_name=kernel_name,
+            cwd=cwd,
+            timeout=timeout,
+        )
     return _finish(state)
 
 
@@ -444,9 +518,16 @@ def _label(params: dict[str, Any]) -> str:
 
 def _event(record: dict[str, Any], status: str) -> dict[str, Any]:
     """The fields of a run's ``Record("sweep", "run", ...)`` event (what the Sweep panel shows)."""
-    return {"key": record["key"], "status": status, "params": record["params"], "label": _label(record["params"]),
-            "error": record.get("error"), "metrics": _scalar_metrics(record.get("summary") or {}),
-            "seconds": record.get("seconds"), "output": record.get("output")}
+    return {
+        "key": record["key"],
+        "status": status,
+        "params": record["params"],
+        "label": _label(record["params"]),
+        "error": record.get("error"),
+        "metrics": _scalar_metrics(record.get("summary") or {}),
+        "seconds": record.get("seconds"),
+        "output": record.get("output"),
+    }
 
 
 def _now() -> str:

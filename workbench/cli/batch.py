@@ -11,19 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from .common import interrupts, load_config_file, validation_message
-from ..batch.notebooks import shipped_notebook
-from ..events import Cancelled, Reporter, tqdm_listener
-from ..batch.sweep import grid, parameter_sets_from_mapping, parse_value_list, run_sweep
-from ..events import Record
-from ..fileio import write_text_atomic
-from ..plots.sweep import choose_metric, sweep_figure
-from pydantic import ValidationError
-from ..batch.search import SearchConfig, run_search
-from ..plots.sweep import history_figure
 import yaml
-from ..batch.notebooks import copy_notebooks, shipped_notebooks
+from pydantic import ValidationError
+
 from ..batch.doctor import report, run_doctor
+from ..batch.notebooks import copy_notebooks, shipped_notebook, shipped_notebooks
+from ..batch.search import SearchConfig, run_search
+from ..batch.sweep import grid, parameter_sets_from_mapping, parse_value_list, run_sweep
+from ..events import Cancelled, Record, Reporter, tqdm_listener
+from ..fileio import write_text_atomic
+from ..plots.sweep import choose_metric, history_figure, sweep_figure
+from .common import interrupts, load_config_file, validation_message
 
 
 def _notebook_path(name: str) -> Path:
@@ -44,10 +42,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_config_file(args.file) if args.file else {}
     notebook = args.notebook or spec.get("notebook")
     if not notebook:
-        raise ValueError("name the notebook to sweep (a file, or a shipped one such as 'pipeline'), or give 'notebook' in --file")
+        raise ValueError(
+            "name the notebook to sweep (a file, or a shipped one such as 'pipeline'), or give 'notebook' in --file"
+        )
     nb = _notebook_path(notebook)
-    base = parameter_sets_from_mapping({k: v for k, v in spec.items() if k != "notebook"}, args.file) \
-        if {"grid", "runs"} & set(spec) else [dict(spec.get("fixed") or {})]
+    base = (
+        parameter_sets_from_mapping({k: v for k, v in spec.items() if k != "notebook"}, args.file)
+        if {"grid", "runs"} & set(spec)
+        else [dict(spec.get("fixed") or {})]
+    )
     axes: dict[str, list[str]] = {}
     for name, values in args.param or []:
         if name in axes:
@@ -64,11 +67,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     reporter = Reporter([tqdm_listener("sweep", "sweep", "runs"), on_event])
     with interrupts(reporter):
         try:
-            result = run_sweep(nb, sets, args.out, workers=args.workers, scheduler=args.scheduler, processes=not args.threads,
-                               reporter=reporter, timeout=args.timeout)
+            result = run_sweep(
+                nb,
+                sets,
+                args.out,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                processes=not args.threads,
+                reporter=reporter,
+                timeout=args.timeout,
+            )
         except Cancelled as exc:
-            print(f"workbench sweep: stopped ({exc}); finished runs are kept in {args.out}; run the same command to continue",
-                  file=sys.stderr)
+            print(
+                f"workbench sweep: stopped ({exc}); finished runs are kept in {args.out}; run the same command to "
+                "continue",
+                file=sys.stderr,
+            )
             return 130
     frame = result.frame
     if args.metric:
@@ -84,8 +98,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     done_now = sum(r["status"] == "completed" and r["key"] in ran for r in result.runs)
     print(f"{done_now} completed, {len(result.failed)} failed, {len(result.skipped)} skipped (already done)")
     for run in result.failed:
-        print(f"failed: {', '.join(f'{k}={v}' for k, v in run['params'].items())}: {run['error']}\n  notebook: {run['output']}",
-              file=sys.stderr)
+        print(
+            f"failed: {', '.join(f'{k}={v}' for k, v in run['params'].items())}: {run['error']}\n  notebook: "
+            f"{run['output']}",
+            file=sys.stderr,
+        )
     print(f"results: {result.csv}\nchart: {result.chart}\nmanifest: {result.folder / 'sweep.json'}")
     return 1 if result.failed else 0
 
@@ -111,15 +128,31 @@ def _choices(text: str, cast=int) -> list:
 def cmd_search(args: argparse.Namespace) -> int:
     settings = load_config_file(args.config) if args.config else {}
     space = dict(settings.pop("space", {}) or {})
-    for flag, key, parse in (("lr", "learning_rate", _range), ("dropout", "dropout", _range),
-                             ("layers", "layers", lambda t: _range(t, int)), ("batch_size", "batch_size", _choices),
-                             ("width", "width", _choices), ("kernel_size", "kernel_size", _choices)):
+    for flag, key, parse in (
+        ("lr", "learning_rate", _range),
+        ("dropout", "dropout", _range),
+        ("layers", "layers", lambda t: _range(t, int)),
+        ("batch_size", "batch_size", _choices),
+        ("width", "width", _choices),
+        ("kernel_size", "kernel_size", _choices),
+    ):
         value = getattr(args, flag)
         if value is not None:
             space[key] = None if value.lower() == "none" else parse(value)
     settings["space"] = space
-    for key in ("study_name", "storage", "target", "model_kind", "epochs", "seed", "device", "workspace", "validation_split",
-                "pruner_startup_trials", "pruner_warmup_epochs"):
+    for key in (
+        "study_name",
+        "storage",
+        "target",
+        "model_kind",
+        "epochs",
+        "seed",
+        "device",
+        "workspace",
+        "validation_split",
+        "pruner_startup_trials",
+        "pruner_warmup_epochs",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
@@ -144,15 +177,27 @@ def cmd_search(args: argparse.Namespace) -> int:
         try:
             result = run_search(config, args.trials, reporter=reporter, workers=args.workers, scheduler=args.scheduler)
         except Cancelled as exc:
-            print(f"workbench search: stopped ({exc}); the study keeps the finished trials; run again to continue", file=sys.stderr)
+            print(
+                f"workbench search: stopped ({exc}); the study keeps the finished trials; run again to continue",
+                file=sys.stderr,
+            )
             return 130
-    summary = {"study": config.study_name, "storage": result.storage, "trials": len(result.trials), "pruned": result.pruned,
-               "best_value": result.best_value, "best_params": result.best_params, "best_settings": result.best_settings}
+    summary = {
+        "study": config.study_name,
+        "storage": result.storage,
+        "trials": len(result.trials),
+        "pruned": result.pruned,
+        "best_value": result.best_value,
+        "best_params": result.best_params,
+        "best_settings": result.best_settings,
+    }
     out = Path(args.out)
     write_text_atomic(out, json.dumps(summary, indent=2))
     write_text_atomic(out.with_suffix(".trials.csv"), result.trials.to_csv(index=False))
 
-    write_text_atomic(out.with_suffix(".history.html"), history_figure(result.trials).to_html(include_plotlyjs=True, full_html=True))
+    write_text_atomic(
+        out.with_suffix(".history.html"), history_figure(result.trials).to_html(include_plotlyjs=True, full_html=True)
+    )
     print(f"{len(result.trials)} trials in study {config.study_name!r} ({result.pruned} pruned)")
     if result.best_settings is None:
         print("no trial completed yet", file=sys.stderr)
@@ -162,7 +207,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     best["model"] = result.best_settings["model"]
     write_text_atomic(out.with_suffix(".train.yaml"), yaml.safe_dump(best, sort_keys=False))
     print(f"best validation loss {result.best_value:.4g}: {json.dumps(result.best_settings)}")
-    print(f"wrote {out}; train with these settings: workbench train --config {out.with_suffix('.train.yaml')} --data ... --out ...")
+    print(
+        f"wrote {out}; train with these settings: workbench train --config {out.with_suffix('.train.yaml')} --data "
+        "... --out ..."
+    )
     return 0
 
 
@@ -198,25 +246,43 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add sweep, search, notebooks and doctor to the ``workbench`` subcommands."""
-    sw = sub.add_parser("sweep", help="run a notebook over a grid or a list of parameter sets, in parallel on Dask",
-                        description="Each run gets its own output notebook and JSON summary under --out; a failing run does not "
-                        "stop the others; running the same sweep again skips the runs already completed.")
+    sw = sub.add_parser(
+        "sweep",
+        help="run a notebook over a grid or a list of parameter sets, in parallel on Dask",
+        description="Each run gets its own output notebook and JSON summary under --out; a failing run does not "
+        "stop the others; running the same sweep again skips the runs already completed.",
+    )
     sw.add_argument("notebook", nargs="?", help="notebook file, or a shipped notebook name (pipeline)")
-    sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUES"),
-                    help="a parameter and its values separated by commas (grid axis), e.g. -p learning_rate 1e-3,3e-3")
-    sw.add_argument("--file", help="YAML or JSON: 'grid' {name: [values]}, 'runs' [{...}], 'fixed' {...}, optional 'notebook'")
+    sw.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUES"),
+        help="a parameter and its values separated by commas (grid axis), e.g. -p learning_rate 1e-3,3e-3",
+    )
+    sw.add_argument(
+        "--file", help="YAML or JSON: 'grid' {name: [values]}, 'runs' [{...}], 'fixed' {...}, optional 'notebook'"
+    )
     sw.add_argument("--out", required=True, help="sweep folder (runs/, sweep.json, results.csv, chart.html)")
     sw.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default: %(default)s)")
-    sw.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:8786) instead of a LocalCluster")
-    sw.add_argument("--threads", action="store_true", help="LocalCluster workers as threads of this process, not processes")
+    sw.add_argument(
+        "--scheduler", help="address of an existing Dask scheduler (tcp://host:8786) instead of a LocalCluster"
+    )
+    sw.add_argument(
+        "--threads", action="store_true", help="LocalCluster workers as threads of this process, not processes"
+    )
     sw.add_argument("--metric", help="metric of the comparison chart (default: best_val_loss or the first reported)")
     sw.add_argument("--timeout", type=float, help="seconds a single cell may run before its run fails")
     sw.add_argument("-v", "--verbose", action="store_true", help="also list the runs skipped as done")
     sw.set_defaults(func=cmd_sweep)
 
-    se = sub.add_parser("search", help="Optuna search over training settings (SQLite storage: resumable)",
-                        description="Adds --trials trials to the study (created, or continued when it exists). Ranges are "
-                        "'lo,hi', choices 'a,b,c'; 'none' fixes a setting.")
+    se = sub.add_parser(
+        "search",
+        help="Optuna search over training settings (SQLite storage: resumable)",
+        description="Adds --trials trials to the study (created, or continued when it exists). Ranges are "
+        "'lo,hi', choices 'a,b,c'; 'none' fixes a setting.",
+    )
     se.add_argument("--data", required=True, help="data-set folder to train on")
     se.add_argument("--trials", type=int, default=10, help="trials to add (default: %(default)s)")
     se.add_argument("--config", help="YAML or JSON with search settings and 'space': {...}")
@@ -236,14 +302,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     se.add_argument("--kernel-size", help="parity_cnn: kernel-size choices (odd)")
     se.add_argument("--pruner-startup-trials", type=int, help="trials completed before pruning starts")
     se.add_argument("--pruner-warmup-epochs", type=int, help="epochs of each trial never pruned")
-    se.add_argument("--workers", type=int, default=1, help="parallel trial processes on a LocalCluster (default: %(default)s)")
+    se.add_argument(
+        "--workers", type=int, default=1, help="parallel trial processes on a LocalCluster (default: %(default)s)"
+    )
     se.add_argument("--scheduler", help="address of an existing Dask scheduler")
     se.add_argument("--workspace", help="record each trial in this workspace's run registry")
-    se.add_argument("--out", default="search-best.json",
-                    help="best settings JSON; .trials.csv, .history.html and .train.yaml beside it (default: %(default)s)")
+    se.add_argument(
+        "--out",
+        default="search-best.json",
+        help="best settings JSON; .trials.csv, .history.html and .train.yaml beside it (default: %(default)s)",
+    )
     se.set_defaults(func=cmd_search)
 
-    nb = sub.add_parser("notebooks", help="copy the shipped notebooks into a folder (edited copies are kept unless --force)")
+    nb = sub.add_parser(
+        "notebooks", help="copy the shipped notebooks into a folder (edited copies are kept unless --force)"
+    )
     nb.add_argument("--dest", help="folder to copy into (created)")
     nb.add_argument("--force", action="store_true", help="replace copies you edited with the shipped versions")
     nb.add_argument("--list", action="store_true", help="list the shipped notebooks and where they are")

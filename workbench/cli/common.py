@@ -94,12 +94,17 @@ def print_epochs(event: Any) -> None:
     """A reporter listener that prints one line per training epoch."""
     if isinstance(event, Record) and event.name == "epoch":
         d = event.data
-        print(f"epoch {d['epoch']}: train {d['train_loss']:.4g} (eval mode {d.get('train_loss_eval', float('nan')):.4g}), "
-              f"validation {d['val_loss']:.4g}, {d.get('seconds', 0.0):.1f} s")
+        print(
+            f"epoch {d['epoch']}: train {d['train_loss']:.4g} (eval mode "
+            f"{d.get('train_loss_eval', float('nan')):.4g}), "
+            f"validation {d['val_loss']:.4g}, {d.get('seconds', 0.0):.1f} s"
+        )
 
 
 def add_workspace_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", help="workspace folder with the run registry (default: $WORKBENCH_HOME or ~/.workbench)")
+    parser.add_argument(
+        "--workspace", help="workspace folder with the run registry (default: $WORKBENCH_HOME or ~/.workbench)"
+    )
 
 
 def workspace_of(args: argparse.Namespace) -> Workspace:
@@ -116,8 +121,9 @@ def registry_of(args: argparse.Namespace):
 
 
 @contextmanager
-def recording(args: argparse.Namespace, kind: str, *, name: str | None, params: dict,
-              reporter: Reporter) -> Iterator[RecordedRun | None]:
+def recording(
+    args: argparse.Namespace, kind: str, *, name: str | None, params: dict, reporter: Reporter
+) -> Iterator[RecordedRun | None]:
     """``recorded_run`` in the CLI's workspace; yields None (and warns) when the registry cannot be opened."""
     registry = registry_of(args)
     if registry is None:

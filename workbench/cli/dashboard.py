@@ -21,7 +21,9 @@ from ..plots.curves import stack_figure
 def add_parser(sub: argparse._SubParsersAction) -> None:
     start = sub.add_parser("start", help="start the Voilà dashboard (notebooks/workbench.ipynb) on this machine")
     start.add_argument("--port", type=int, default=8866, help="port to serve on (default: %(default)s)")
-    start.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    start.add_argument(
+        "--ip", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
+    )
     start.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
     start.add_argument("--no-browser", action="store_true", help="do not open a browser")
     start.set_defaults(func=cmd_start)
@@ -31,12 +33,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--q-min", type=float, default=DEFAULT_Q_MIN, help="Å⁻¹ (default: %(default)s)")
     report.add_argument("--q-max", type=float, default=DEFAULT_Q_MAX, help="Å⁻¹ (default: %(default)s)")
     report.add_argument("--num-q", type=int, default=DEFAULT_NUM_Q, help="number of Q points (default: %(default)s)")
-    report.add_argument("--q-resolution", type=float, default=DEFAULT_DQ_OVER_Q_FWHM, help="dQ/Q, FWHM (default: %(default)s)")
+    report.add_argument(
+        "--q-resolution", type=float, default=DEFAULT_DQ_OVER_Q_FWHM, help="dQ/Q, FWHM (default: %(default)s)"
+    )
     report.set_defaults(func=cmd_report)
 
     da = sub.add_parser("dashboard", help="serve the dashboard notebook with Voilà")
     da.add_argument("--port", type=int, default=8866, help="(default: %(default)s)")
-    da.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s; anyone who reaches it can run jobs)")
+    da.add_argument(
+        "--ip",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s; anyone who reaches it can run jobs)",
+    )
     da.add_argument("--notebook", help="another notebook to serve (default: the shipped workbench.ipynb)")
     da.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
     da.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -51,8 +59,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     kernels too.  The notebook is found like every shipped notebook (checkout, prefix or --user install).
     """
 
-    return int(launch_dashboard(args.port, getattr(args, "notebook", None), not args.no_browser, ip=args.ip,
-                                workspace=args.workspace))
+    return int(
+        launch_dashboard(
+            args.port, getattr(args, "notebook", None), not args.no_browser, ip=args.ip, workspace=args.workspace
+        )
+    )
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -69,6 +80,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     fig = stack_figure(stack, probe)
     out = Path(args.out).resolve()
     write_text_atomic(out, fig.to_html(include_plotlyjs=True, full_html=True))
-    print(f"default film stack ({len(stack.layers)} layers, {probe.q.size} Q points) computed in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"default film stack ({len(stack.layers)} layers, {probe.q.size} Q points) computed in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     print(f"wrote {out}  (open it in a browser: interactive R(Q) and SLD profile)")
     return 0

@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--noise", action="store_true", help="add Poisson counting noise (REF_L-like dR/R)")
     gen.add_argument("--dask", help="'local' for a 2-worker LocalCluster, or a scheduler address tcp://host:port")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out")
-    gen.add_argument("--hub-repo", help="Hub dataset repo: reuse the data set stored there, or upload it right after generating")
+    gen.add_argument(
+        "--hub-repo", help="Hub dataset repo: reuse the data set stored there, or upload it right after generating"
+    )
     add_workspace_option(gen)
     gen.set_defaults(func=cmd_generate)
 
@@ -63,10 +65,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError(validation_message(exc)) from None
     reporter = Reporter([tqdm_listener("generate", "generating", "curves"), _print_timing])
     refuse_existing_dataset(args.out, args.overwrite)
-    params = {"out": str(Path(args.out).resolve()), "generator": config.model_dump(mode="json"), "hub_repo": args.hub_repo}
+    params = {
+        "out": str(Path(args.out).resolve()),
+        "generator": config.model_dump(mode="json"),
+        "hub_repo": args.hub_repo,
+    }
     try:
-        with interrupts(reporter), recording(args, "generate", name=Path(args.out).name, params=params,
-                                             reporter=reporter) as run:
+        with (
+            interrupts(reporter),
+            recording(args, "generate", name=Path(args.out).name, params=params, reporter=reporter) as run,
+        ):
             out = generate_dataset(args, stack, config, reporter)
             record_generated(run, out, config)
     except Cancelled as exc:
@@ -86,13 +94,22 @@ def refuse_existing_dataset(out: str, overwrite: bool) -> None:
 def generate_dataset(args: argparse.Namespace, stack: FilmStack, config: GeneratorConfig, reporter: Reporter) -> Path:
     """Generate into ``args.out``; with ``--hub-repo`` reuse the Hub's copy or upload right after generating."""
     if getattr(args, "hub_repo", None):
-        out, reused = generate_or_fetch(stack, config, args.out, repo_id=args.hub_repo, reporter=reporter,
-                                        overwrite=args.overwrite, dask=args.dask, progress=False)
+        out, reused = generate_or_fetch(
+            stack,
+            config,
+            args.out,
+            repo_id=args.hub_repo,
+            reporter=reporter,
+            overwrite=args.overwrite,
+            dask=args.dask,
+            progress=False,
+        )
         if reused:
             print(f"reused the data set stored on the Hub ({args.hub_repo}); nothing was regenerated")
         return out
-    return generate_to_disk(stack, config, args.out, reporter=reporter, overwrite=args.overwrite, dask=args.dask,
-                            progress=False)
+    return generate_to_disk(
+        stack, config, args.out, reporter=reporter, overwrite=args.overwrite, dask=args.dask, progress=False
+    )
 
 
 def record_generated(run: RecordedRun | None, out: Path, config: GeneratorConfig) -> None:

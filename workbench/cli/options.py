@@ -27,8 +27,9 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_model_options(parser: argparse.ArgumentParser | Any, model: type[BaseModel], *,
-                      exclude: tuple[str, ...] = ()) -> list[str]:
+def add_model_options(
+    parser: argparse.ArgumentParser | Any, model: type[BaseModel], *, exclude: tuple[str, ...] = ()
+) -> list[str]:
     """Add one option per field of ``model``; returns the field names added (``args.<name>``)."""
     added = []
     for spec in field_specs(model, exclude=exclude):
@@ -42,8 +43,9 @@ def add_model_options(parser: argparse.ArgumentParser | Any, model: type[BaseMod
             parser.add_argument(flag, choices=list(spec.choices), default=None, help=text)
         else:
             cast = {"int": int, "float": float}.get(spec.kind, str)
-            parser.add_argument(flag, type=cast, default=None, help=text,
-                                metavar=spec.name.upper() if spec.kind != "text" else None)
+            parser.add_argument(
+                flag, type=cast, default=None, help=text, metavar=spec.name.upper() if spec.kind != "text" else None
+            )
         added.append(spec.name)
     return added
 

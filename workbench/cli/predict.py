@@ -45,15 +45,26 @@ def _predict_chi(bundle: ModelBundle, args: argparse.Namespace) -> int:
     names = bundle.normalization.get("chi_names", ["chi_AB", "chi_substrate", "chi_air"])
     rows = []
     for i in range(len(chi)):
-        rows.append({
-            "chi": dict(zip(names, map(float, chi[i]))),
-            "outside_training_range": [n for n, f in zip(names, flags.chi[i]) if f],
-            "profile_outside_training_values": bool(flags.profile[i]),
-            "unlike_training_profiles": bool(flags.unlike_training[i]),
-        })
-        flagged = rows[-1]["outside_training_range"] or rows[-1]["unlike_training_profiles"] or rows[-1]["profile_outside_training_values"]
-        print(", ".join(f"{k} = {v:.4g}" for k, v in rows[-1]["chi"].items()) + ("   ⚠ FLAGGED: do not report" if flagged else ""))
-    write_text_atomic(Path(args.out), json.dumps({"model": str(args.model), "input": str(args.input), "predictions": rows}, indent=2))
+        rows.append(
+            {
+                "chi": dict(zip(names, map(float, chi[i]))),
+                "outside_training_range": [n for n, f in zip(names, flags.chi[i]) if f],
+                "profile_outside_training_values": bool(flags.profile[i]),
+                "unlike_training_profiles": bool(flags.unlike_training[i]),
+            }
+        )
+        flagged = (
+            rows[-1]["outside_training_range"]
+            or rows[-1]["unlike_training_profiles"]
+            or rows[-1]["profile_outside_training_values"]
+        )
+        print(
+            ", ".join(f"{k} = {v:.4g}" for k, v in rows[-1]["chi"].items())
+            + ("   ⚠ FLAGGED: do not report" if flagged else "")
+        )
+    write_text_atomic(
+        Path(args.out), json.dumps({"model": str(args.model), "input": str(args.input), "predictions": rows}, indent=2)
+    )
     return 0
 
 
@@ -81,5 +92,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         summary["parameters"] = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
     summary["computed"] = {"q": result.q.tolist(), "r": result.computed.tolist()}
     write_text_atomic(out, json.dumps(summary, indent=2))
-    print(f"χ²/N {result.metrics.get('chi2_per_point', float('nan')):.3g}, log-R RMSE {result.metrics['log_r_rmse']:.3g} → {out}")
+    print(
+        f"χ²/N {result.metrics.get('chi2_per_point', float('nan')):.3g}, log-R RMSE "
+        f"{result.metrics['log_r_rmse']:.3g} → {out}"
+    )
     return 0

@@ -17,37 +17,51 @@ from typing import Any
 
 import numpy as np
 
-from .common import load_config_file, stack_file
-from ..data.handfit import load_handfit_spreadsheet
-from ..analysis.predict import predict_measurement
-from ..store.model_bundle import load_model_bundle
-from ..data.parameters import stacks_from_parameters
-from ..fileio import write_text_atomic
-from ..analysis.refine import refine
-from ..data.measured import load_measurement
-from ..events import Cancelled, Reporter, tqdm_listener
 from ..analysis.export_refl1d import export_refl1d
+from ..analysis.predict import predict_measurement
+from ..analysis.refine import refine
 from ..analysis.uncertainty import dream_bands
+from ..data.handfit import load_handfit_spreadsheet
+from ..data.measured import load_measurement
+from ..data.parameters import stacks_from_parameters
+from ..events import Cancelled, Reporter, tqdm_listener
+from ..fileio import write_text_atomic
+from ..store.model_bundle import load_model_bundle
+from .common import load_config_file, stack_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("refine", help="fit a film stack to a measured curve (least squares, then optional DREAM bands)")
     p.add_argument("data", help="measured curve: .txt/.dat (Q R [dR [dQ]]), .ort, or .npy")
     start = p.add_mutually_exclusive_group(required=True)
-    start.add_argument("--stack", help="starting stack: YAML/JSON with 'stack: {layer_desc, layer_bound}' (bounds = free ranges)")
+    start.add_argument(
+        "--stack", help="starting stack: YAML/JSON with 'stack: {layer_desc, layer_bound}' (bounds = free ranges)"
+    )
     start.add_argument("--handfit", help="starting stack: a facility hand-fit spreadsheet (CSV layer table)")
     start.add_argument("--model", help="starting stack: a parameter-model bundle's prediction for this curve")
-    p.add_argument("--free", nargs="+", metavar="LAYER.PAR",
-                   help="parameters to fit (e.g. polymer.thickness probe.scale); default: every bounded parameter")
+    p.add_argument(
+        "--free",
+        nargs="+",
+        metavar="LAYER.PAR",
+        help="parameters to fit (e.g. polymer.thickness probe.scale); default: every bounded parameter",
+    )
     p.add_argument("--bounds", help="YAML/JSON mapping of LAYER.PAR to [lo, hi], overriding the stack's bounds")
-    p.add_argument("--dq-convention", choices=["fwhm", "sigma"], help="what the file's dQ column means (when its header does not say)")
-    p.add_argument("--engine", choices=["fast", "torch"], default="fast", help="model and Jacobian engine (default: %(default)s)")
+    p.add_argument(
+        "--dq-convention",
+        choices=["fwhm", "sigma"],
+        help="what the file's dQ column means (when its header does not say)",
+    )
+    p.add_argument(
+        "--engine", choices=["fast", "torch"], default="fast", help="model and Jacobian engine (default: %(default)s)"
+    )
     p.add_argument("--multi-start", type=int, default=0, help="extra random starts inside the bounds (default: 0)")
     p.add_argument("--scale", type=float, default=1.0, help="starting scale factor (default: 1)")
     p.add_argument("--background", type=float, default=0.0, help="starting background (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts and of DREAM (default: 0)")
     p.add_argument("--refl1d", action="store_true", help="also export a runnable refl1d model script with the data")
-    p.add_argument("--dream-samples", type=int, default=0, help="run bumps DREAM with this many samples for 68/95 %% bands")
+    p.add_argument(
+        "--dream-samples", type=int, default=0, help="run bumps DREAM with this many samples for 68/95 %% bands"
+    )
     p.add_argument("--out", default="refinement", help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_refine)
 
@@ -60,7 +74,9 @@ def _start_stack(args: argparse.Namespace, data) -> tuple[Any, str]:
 
     bundle = load_model_bundle(args.model)
     if bundle.task != "nr_params":
-        raise ValueError(f"{args.model}: a {bundle.task} model predicts no film stack; use a parameter model (train --target params)")
+        raise ValueError(
+            f"{args.model}: a {bundle.task} model predicts no film stack; use a parameter model (train --target params)"
+        )
     prediction = predict_measurement(bundle, data)
     if prediction.warning:
         print(f"warning: {prediction.warning}", file=sys.stderr)
@@ -97,25 +113,47 @@ def cmd_refine(args: argparse.Namespace) -> int:
     free = args.free or (list(bounds) if bounds else None)
     reporter = Reporter()
     try:
-        result = refine(data, stack, free=free, bounds=bounds, scale=args.scale, background=args.background,
-                        multi_start=args.multi_start, seed=args.seed, engine=args.engine, reporter=reporter)
+        result = refine(
+            data,
+            stack,
+            free=free,
+            bounds=bounds,
+            scale=args.scale,
+            background=args.background,
+            multi_start=args.multi_start,
+            seed=args.seed,
+            engine=args.engine,
+            reporter=reporter,
+        )
     except Cancelled as exc:
         print(f"refinement stopped: {exc}", file=sys.stderr)
         return 130
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
-        "data": str(args.data), "start": origin, "chi2_per_point": result.chi2_per_point, "chi2": result.chi2,
-        "points": result.n_points, "start_chi2_per_point": result.start_chi2 / result.n_points,
-        "seconds": result.seconds, "converged": result.converged, "message": result.message, "engine": args.engine,
-        "parameters": result.table(), "bounds": result.bounds, "scale": result.scale, "background": result.background,
+        "data": str(args.data),
+        "start": origin,
+        "chi2_per_point": result.chi2_per_point,
+        "chi2": result.chi2,
+        "points": result.n_points,
+        "start_chi2_per_point": result.start_chi2 / result.n_points,
+        "seconds": result.seconds,
+        "converged": result.converged,
+        "message": result.message,
+        "engine": args.engine,
+        "parameters": result.table(),
+        "bounds": result.bounds,
+        "scale": result.scale,
+        "background": result.background,
         "stack": {"layer_desc": result.stack.to_layer_desc(), "layer_bound": result.stack.to_layer_bound()},
         "history": result.history,
     }
     _csv(out / "fit.csv", "q,r,dr,r_fit", [result.q, *_data_columns(data, result.q), result.r_fit])
     _csv(out / "profile.csv", "z,sld", [result.profile[0], result.profile[1]])
-    print(f"χ²/N {summary['start_chi2_per_point']:.4g} → {result.chi2_per_point:.4g} in {result.seconds:.2f} s "
-          f"({len(result.history)} iterations, start: {origin})")
+    print(
+        f"χ²/N {summary['start_chi2_per_point']:.4g} → {result.chi2_per_point:.4g} in {result.seconds:.2f} s "
+        f"({len(result.history)} iterations, start: {origin})"
+    )
     for row in result.table():
         print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:.2g}")
     if args.refl1d:
@@ -124,12 +162,27 @@ def cmd_refine(args: argparse.Namespace) -> int:
         print(f"refl1d model: {script}")
     if args.dream_samples > 0:
         reporter.listeners.append(tqdm_listener("uncertainty", "DREAM", "generations"))
-        bands = dream_bands(result.stack, data, result.bounds, scale=result.scale, background=result.background,
-                            samples=args.dream_samples, seed=args.seed, reporter=reporter)
+        bands = dream_bands(
+            result.stack,
+            data,
+            result.bounds,
+            scale=result.scale,
+            background=result.background,
+            samples=args.dream_samples,
+            seed=args.seed,
+            reporter=reporter,
+        )
         sld_csv, r_csv = bands.to_csv(out / "bands")
-        summary["bands"] = {"sld": str(sld_csv), "reflectivity": str(r_csv), "converged": bands.converged,
-                            "parameters": bands.parameter_table}
-        print(f"DREAM bands: {sld_csv}, {r_csv}" + ("" if bands.converged else "  (chains not converged: raise --dream-samples)"))
+        summary["bands"] = {
+            "sld": str(sld_csv),
+            "reflectivity": str(r_csv),
+            "converged": bands.converged,
+            "parameters": bands.parameter_table,
+        }
+        print(
+            f"DREAM bands: {sld_csv}, {r_csv}"
+            + ("" if bands.converged else "  (chains not converged: raise --dream-samples)")
+        )
     write_text_atomic(out / "refinement.json", json.dumps(summary, indent=2, default=float))
     print(f"results → {out / 'refinement.json'}")
     return 0

@@ -66,7 +66,7 @@ def _find(registry, run_id: str):
         raise ValueError(exc.args[0]) from None
 
 
-def cmd_runs(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
+def cmd_runs(args: argparse.Namespace) -> int:
     ws = workspace_of(args)
     reg = ws.registry
     action = args.runs_command
@@ -81,13 +81,26 @@ def cmd_runs(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912 - one b
         print(f"{'id':34} {'name':24} {'kind':9} {'status':10} {'epoch':>5}  {'created':16}  metrics")
         for r in runs:
             epoch = "" if r.last_epoch is None else str(r.last_epoch)
-            print(f"{r.id:34} {r.name[:24]:24} {r.kind:9} {r.status:10} {epoch:>5}  {_when(r.created):16}  {_short_metrics(r.metrics)}")
+            print(
+                f"{r.id:34} {r.name[:24]:24} {r.kind:9} {r.status:10} {epoch:>5}  {_when(r.created):16}  "
+                f"{_short_metrics(r.metrics)}"
+            )
         return 0
     if action == "show":
         run = _find(reg, args.run_id)
         if args.json:
-            print(json.dumps({**run.as_dict(), "epochs": reg.epochs(run.id), "logs": reg.logs(run.id),
-                              "checkpoints": reg.checkpoints(run.id)}, indent=2, default=str))
+            print(
+                json.dumps(
+                    {
+                        **run.as_dict(),
+                        "epochs": reg.epochs(run.id),
+                        "logs": reg.logs(run.id),
+                        "checkpoints": reg.checkpoints(run.id),
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
             return 0
         print(f"run {run.id}: {run.name} ({run.kind}), {run.status}")
         print(f"  created {_when(run.created)}, updated {_when(run.updated)}; last epoch {run.last_epoch}")
@@ -103,8 +116,11 @@ def cmd_runs(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912 - one b
         if epochs:
             print("  epoch  train_loss  val_loss")
             for e in epochs:
-                print(f"  {e['epoch']:>5}  {e.get('train_loss', float('nan')):10.4g}  {e.get('val_loss', float('nan')):8.4g}")
-        for line in reg.logs(run.id)[-args.logs:]:
+                print(
+                    f"  {e['epoch']:>5}  {e.get('train_loss', float('nan')):10.4g}  "
+                    f"{e.get('val_loss', float('nan')):8.4g}"
+                )
+        for line in reg.logs(run.id)[-args.logs :]:
             print(f"  [{line['level']}] {line['message']}")
         return 0
     if action == "rename":
@@ -131,12 +147,21 @@ def cmd_runs(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912 - one b
         metric_keys = sorted({k for r in rows for k in r["metrics"] if isinstance(r["metrics"][k], (int, float))})
         width = max(12, *(len(r["id"]) for r in rows))
         print(f"{'':28}" + "".join(f"{r['id']:>{width + 2}}" for r in rows))
-        for label, get in ([("name", lambda r: r["name"]), ("status", lambda r: r["status"]),
-                            ("last epoch", lambda r: r["last_epoch"]), ("best val loss", lambda r: r["best_val_loss"])]
-                           + [(k, lambda r, k=k: r["params"].get(k)) for k in keys]
-                           + [(k, lambda r, k=k: r["metrics"].get(k)) for k in metric_keys]):
+        for label, get in (
+            [
+                ("name", lambda r: r["name"]),
+                ("status", lambda r: r["status"]),
+                ("last epoch", lambda r: r["last_epoch"]),
+                ("best val loss", lambda r: r["best_val_loss"]),
+            ]
+            + [(k, lambda r, k=k: r["params"].get(k)) for k in keys]
+            + [(k, lambda r, k=k: r["metrics"].get(k)) for k in metric_keys]
+        ):
             cells = [get(r) for r in rows]
-            print(f"{label[:28]:28}" + "".join(f"{(f'{c:.4g}' if isinstance(c, float) else str(c)):>{width + 2}}" for c in cells))
+            print(
+                f"{label[:28]:28}"
+                + "".join(f"{(f'{c:.4g}' if isinstance(c, float) else str(c)):>{width + 2}}" for c in cells)
+            )
         return 0
     raise ValueError(f"unknown runs command {action!r}")
 

@@ -31,9 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, help="data-set folder (workbench generate, or a pyreflect pair)")
     tr.add_argument("--out", required=True, help="model bundle folder to write")
     tr.add_argument("--config", help="YAML or JSON with training settings (and 'model': {...})")
-    tr.add_argument("--target", choices=["sld", "params", "chi"], default="sld",
-                    help="sld: NR → SLD profile; params: NR → layer parameters; "
-                         "chi: SLD → χ (data: train_data.npy/train_pars.npy)")
+    tr.add_argument(
+        "--target",
+        choices=["sld", "params", "chi"],
+        default="sld",
+        help="sld: NR → SLD profile; params: NR → layer parameters; chi: SLD → χ (data: train_data.npy/train_pars.npy)",
+    )
     tr.add_argument("--model", choices=list(SETTINGS), help="architecture (default: compact / param / chi by target)")
     names = set()
     for kind, cls in SETTINGS.items():
@@ -42,12 +45,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     group = tr.add_argument_group("training")
     add_model_options(group, TrainConfig, exclude=TRAIN_HIDDEN)
     group.add_argument("--device", help="auto, cpu, cuda, cuda:1")
-    tr.add_argument("--validation-split", type=float,
-                    help="validationSplit: fraction held out for validation (0.1); as much again for test")
+    tr.add_argument(
+        "--validation-split",
+        type=float,
+        help="validationSplit: fraction held out for validation (0.1); as much again for test",
+    )
     tr.add_argument("--checkpoint", help="checkpoint file (default: in the run's folder, else next to --out)")
     tr.add_argument("--resume", help="continue a paused run from this checkpoint (as a new run)")
     tr.add_argument("--hub-repo", help="Hub model repo to upload checkpoints to (private; see --hub-every)")
-    tr.add_argument("--hub-every", type=int, default=1, help="upload a checkpoint at most every N epochs (default: %(default)s)")
+    tr.add_argument(
+        "--hub-every", type=int, default=1, help="upload a checkpoint at most every N epochs (default: %(default)s)"
+    )
     add_workspace_option(tr)
     tr.set_defaults(func=cmd_train)
     return tr
@@ -61,8 +69,10 @@ def _model_settings(args: argparse.Namespace, settings: dict[str, Any]) -> dict[
     typed = given(args, sorted({n for fields in MODEL_FIELDS.values() for n in fields}))
     foreign = [n for n in typed if n not in MODEL_FIELDS[kind]]
     if foreign:
-        raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in foreign)} do(es) not apply to a {kind} model "
-                         f"(its options: {', '.join(MODEL_FIELDS[kind])})")
+        raise ValueError(
+            f"{', '.join('--' + n.replace('_', '-') for n in foreign)} do(es) not apply to a {kind} model "
+            f"(its options: {', '.join(MODEL_FIELDS[kind])})"
+        )
     return {**model, **typed}
 
 
@@ -75,10 +85,18 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         split = args.validation_split
     train = {**settings, **given(args, [n for n in TrainConfig.model_fields if n != "progress_every"])}
     try:
-        return TrainRequest(target=args.target, data=args.data, out=args.out, checkpoint=args.checkpoint,
-                            train=TrainConfig(**train), model=model, name=Path(args.out).name,
-                            hub_repo=args.hub_repo, hub_every=args.hub_every,
-                            **({"validation_split": split} if split is not None else {}))
+        return TrainRequest(
+            target=args.target,
+            data=args.data,
+            out=args.out,
+            checkpoint=args.checkpoint,
+            train=TrainConfig(**train),
+            model=model,
+            name=Path(args.out).name,
+            hub_repo=args.hub_repo,
+            hub_every=args.hub_every,
+            **({"validation_split": split} if split is not None else {}),
+        )
     except ValidationError as exc:
         raise ValueError(validation_message(exc)) from None
 
@@ -87,22 +105,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     reporter = Reporter([tqdm_listener("train", "training", "batches"), print_epochs])
     with interrupts(reporter, pause_first=True):
-        outcome = run_training(request, reporter, registry_of(args), resume_from=args.resume,
-                               epochs=args.epochs if args.resume else None)
+        outcome = run_training(
+            request, reporter, registry_of(args), resume_from=args.resume, epochs=args.epochs if args.resume else None
+        )
     return report_outcome(outcome, request)
 
 
 def report_outcome(outcome: TrainingOutcome, request: TrainRequest) -> int:
     """Print how a training ended; the exit code (0 completed or paused, 130 stopped)."""
     if outcome.status == "paused":
-        how = f"workbench runs resume {outcome.run_id}" if outcome.run_id else (
-            f"workbench train --data {request.data} --out {request.out} --resume {outcome.checkpoint}")
+        how = (
+            f"workbench runs resume {outcome.run_id}"
+            if outcome.run_id
+            else (f"workbench train --data {request.data} --out {request.out} --resume {outcome.checkpoint}")
+        )
         print(f"paused after {outcome.epochs_done} epochs; checkpoint {outcome.checkpoint}; continue with: {how}")
         return 0
     if outcome.status == "stopped":
-        print(f"stopped after {outcome.epochs_done} epochs; no model was written"
-              + (f" (the last checkpoint {outcome.checkpoint} can be resumed)" if outcome.checkpoint
-                 and outcome.checkpoint.is_file() else ""), file=sys.stderr)
+        print(
+            f"stopped after {outcome.epochs_done} epochs; no model was written"
+            + (
+                f" (the last checkpoint {outcome.checkpoint} can be resumed)"
+                if outcome.checkpoint and outcome.checkpoint.is_file()
+                else ""
+            ),
+            file=sys.stderr,
+        )
         return 130
     print(f"{outcome.status} after {outcome.epochs_done} epochs; test metrics:")
     for key, value in outcome.metrics.items():

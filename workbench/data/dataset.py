@@ -64,7 +64,9 @@ class NpyStreamWriter:
     def write_rows(self, start: int, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.shape[1:] or start < 0 or start + rows.shape[0] > self.shape[0]:
-            raise ValueError(f"{self.path.name}: rows {start}..{start + rows.shape[0]} of shape {rows.shape} do not fit {self.shape}")
+            raise ValueError(
+                f"{self.path.name}: rows {start}..{start + rows.shape[0]} of shape {rows.shape} do not fit {self.shape}"
+            )
         pwrite_rows(self.partial, self.offset + start * self.row_bytes, rows)
 
     def finish(self) -> None:
@@ -185,7 +187,10 @@ def _load_npy(path: Path, mmap: bool) -> np.ndarray:
 
 def _check_curves(path: Path, a: np.ndarray, what: str) -> None:
     if a.ndim != 3 or a.shape[1] != 2:
-        raise DatasetError(f"{path}: {what} must have shape (N, 2, points) with rows ({'Q, R' if what == 'NR' else 'z, SLD'}), got {a.shape}")
+        raise DatasetError(
+            f"{path}: {what} must have shape (N, 2, points) with rows ({'Q, R' if what == 'NR' else 'z, SLD'}), got "
+            f"{a.shape}"
+        )
     if a.dtype not in (np.float32, np.float64):
         raise DatasetError(f"{path}: {what} must be float32 or float64, got {a.dtype}")
     if a.shape[0] == 0 or a.shape[2] < 2:
@@ -230,7 +235,9 @@ def load_dataset(path: str | os.PathLike, *, mmap: bool = True, verify_hash: boo
             raise DatasetError(f"{folder / PARAMS_FILE}: expected shape ({nr.shape[0]}, P), got {params.shape}")
         names = meta.get("parameter_names")
         if names is not None and len(names) != params.shape[1]:
-            raise DatasetError(f"{folder / META_FILE}: {len(names)} parameter names for {params.shape[1]} columns in {PARAMS_FILE}")
+            raise DatasetError(
+                f"{folder / META_FILE}: {len(names)} parameter names for {params.shape[1]} columns in {PARAMS_FILE}"
+            )
     if (folder / DR_FILE).exists():
         dr = _load_npy(folder / DR_FILE, mmap)
         if dr.shape != (nr.shape[0], nr.shape[2]):
@@ -243,7 +250,10 @@ def load_dataset(path: str | os.PathLike, *, mmap: bool = True, verify_hash: boo
         expected = meta.get("content_hash")
         actual = dataset_hash(data)
         if expected is not None and expected != actual:
-            raise DatasetError(f"{folder}: content hash mismatch (dataset.json {expected[:12]}…, files {actual[:12]}…): the files were changed")
+            raise DatasetError(
+                f"{folder}: content hash mismatch (dataset.json {expected[:12]}…, files {actual[:12]}…): the files "
+                "were changed"
+            )
     return data
 
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..events import Cancelled, Reporter
+from ..events import Cancelled, Reporter, tqdm_listener
 from ..physics.kernel_profile import profile_range_numpy, sld_profiles_fast
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN, Probe
 from ..physics.reflectivity import reflectivity
@@ -34,7 +34,6 @@ from ..versions import package_versions
 from . import dataset as B
 from .realism import Realism
 from .sampling import BLOCK, STREAM_NOISE, ParameterSampler, apply_parameters, block_rng
-from ..events import tqdm_listener
 
 STAGE = "generate"
 IN_MEMORY_LIMIT_BYTES = 4 * 2**30
@@ -45,11 +44,19 @@ class GeneratorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_curves: int = Field(1000, ge=1, le=100_000_000, description="curves to generate",
-                            json_schema_extra={"label": "numCurves", "limit": "max_curves"})
+    num_curves: int = Field(
+        1000,
+        ge=1,
+        le=100_000_000,
+        description="curves to generate",
+        json_schema_extra={"label": "numCurves", "limit": "max_curves"},
+    )
     seed: int = Field(0, ge=0, description="random seed", json_schema_extra={"max": 2**31 - 1})
-    sampling: Literal["uniform", "lhs"] = Field("lhs", description="uniform or Latin hypercube (pyreflect's)",
-                                                json_schema_extra={"choice_labels": {"lhs": "Latin hypercube (pyreflect)"}})
+    sampling: Literal["uniform", "lhs"] = Field(
+        "lhs",
+        description="uniform or Latin hypercube (pyreflect's)",
+        json_schema_extra={"choice_labels": {"lhs": "Latin hypercube (pyreflect)"}},
+    )
     q_min: float = Field(DEFAULT_Q_MIN, gt=0, description="qMin, Å⁻¹")
     q_max: float = Field(DEFAULT_Q_MAX, gt=0, description="qMax, Å⁻¹")
     num_q: int = Field(DEFAULT_NUM_Q, ge=2, le=20000, description="numQPoints")
@@ -59,8 +66,11 @@ class GeneratorConfig(BaseModel):
     consistent_roughness: float | None = Field(
         None, gt=0, le=10, description="if set, roughness ≤ this fraction of the thinner adjacent layer"
     )
-    fixed_z_grid: bool = Field(False, description="one z grid for every profile (covers the widest stack)",
-                               json_schema_extra={"label": "one z grid for every profile"})
+    fixed_z_grid: bool = Field(
+        False,
+        description="one z grid for every profile (covers the widest stack)",
+        json_schema_extra={"label": "one z grid for every profile"},
+    )
     realism: Realism = Field(default_factory=Realism)
     chunk_size: int = Field(16 * BLOCK, ge=BLOCK, le=4_000_000, description="curves per chunk (rounded to blocks)")
 
@@ -215,7 +225,8 @@ def generate(
     size = config.num_curves * 2 * (probe.q.size + config.sld_points) * itemsize
     if size > IN_MEMORY_LIMIT_BYTES:
         raise ValueError(
-            f"{config.num_curves} curves need {size / 2**30:.1f} GiB in memory; write them to disk with generate_to_disk()"
+            f"{config.num_curves} curves need {size / 2**30:.1f} GiB in memory; write them to disk with "
+            "generate_to_disk()"
         )
     sampler = ParameterSampler(stack, config.num_curves, config.seed, config.sampling, config.consistent_roughness)
     names = sampler.names + config.realism.extra_parameter_names()
@@ -230,7 +241,9 @@ def generate(
     return GeneratedData(full["nr"], full["sld"], full["params"], names, full.get("dr"))
 
 
-def _write_chunk(paths: dict[str, tuple[str, int, int]], start: int, data: dict[str, np.ndarray]) -> list[tuple[int, str]]:
+def _write_chunk(
+    paths: dict[str, tuple[str, int, int]], start: int, data: dict[str, np.ndarray]
+) -> list[tuple[int, str]]:
     """Write a chunk's rows into the partial files (header offset and row size given) and hash it."""
     digests = B.block_digests([data[k] for k in ("nr", "sld", "params", "dr") if k in data], start)
     for key, (path, offset, row_bytes) in paths.items():
@@ -301,13 +314,22 @@ def generate_to_disk(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "generator": config.model_dump(mode="json"),
         "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()},
-        "probe": {"q_min": config.q_min, "q_max": config.q_max, "num_q": config.num_q,
-                  "dq_over_q": config.q_resolution, "dq_convention": "FWHM"},
+        "probe": {
+            "q_min": config.q_min,
+            "q_max": config.q_max,
+            "num_q": config.num_q,
+            "dq_over_q": config.q_resolution,
+            "dq_convention": "FWHM",
+        },
         "seed": config.seed,
         "parameter_names": names,
         "counts": {"curves": n, "q_points": int(probe.q.size), "sld_points": config.sld_points},
-        "layout": {"nr": "(N, 2, nQ): rows Q [1/Å], R", "sld": "(N, 2, nZ): rows z [Å, from the profile start], SLD [1e-6/Å²]"},
-        "z_origin": "each profile's refl1d range starts at z = 0" if not config.fixed_z_grid
+        "layout": {
+            "nr": "(N, 2, nQ): rows Q [1/Å], R",
+            "sld": "(N, 2, nZ): rows z [Å, from the profile start], SLD [1e-6/Å²]",
+        },
+        "z_origin": "each profile's refl1d range starts at z = 0"
+        if not config.fixed_z_grid
         else {"shared_grid_left": shared_z_range(stack)[0], "shared_grid_right": shared_z_range(stack)[1]},
         "versions": package_versions(("workbench", "refl1d", "numpy", "numba")),
         "generation_seconds": round(seconds, 3),
@@ -348,8 +370,13 @@ def _client(dask: Any):
     if isinstance(dask, Client):
         return dask, False
     if dask == "local":
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        )
         return Client(cluster), True
     return Client(dask), True
 

@@ -16,7 +16,13 @@ from pathlib import Path
 from ..physics import FilmStack
 from ..physics.probe import FWHM_PER_SIGMA
 
-COLUMNS = {"name": "Compound", "sld": "Nb (Å-2)", "absorption": "μlabs/l [Å-2]", "thickness": "d (Å)", "fwhm": "σfwhm (Å)"}
+COLUMNS = {
+    "name": "Compound",
+    "sld": "Nb (Å-2)",
+    "absorption": "μlabs/l [Å-2]",
+    "thickness": "d (Å)",
+    "fwhm": "σfwhm (Å)",
+}
 
 
 class HandFitError(ValueError):
@@ -53,13 +59,15 @@ def load_handfit_spreadsheet(path: str | os.PathLike) -> FilmStack:
             break
         line = i + 1
         fwhm_text = r[col["fwhm"]].strip()
-        layers.append({
-            "name": name,
-            "sld": 1e6 * _number(path, line, COLUMNS["sld"], r[col["sld"]]),
-            "isld": 1e6 * _number(path, line, COLUMNS["absorption"], r[col["absorption"]] or "0"),
-            "thickness": _number(path, line, COLUMNS["thickness"], r[col["thickness"]]),
-            "fwhm": None if not fwhm_text else _number(path, line, COLUMNS["fwhm"], fwhm_text),
-        })
+        layers.append(
+            {
+                "name": name,
+                "sld": 1e6 * _number(path, line, COLUMNS["sld"], r[col["sld"]]),
+                "isld": 1e6 * _number(path, line, COLUMNS["absorption"], r[col["absorption"]] or "0"),
+                "thickness": _number(path, line, COLUMNS["thickness"], r[col["thickness"]]),
+                "fwhm": None if not fwhm_text else _number(path, line, COLUMNS["fwhm"], fwhm_text),
+            }
+        )
     if len(layers) < 2:
         raise HandFitError(f"{path}: the layer table needs at least an ambient and a substrate row")
     entries = []
@@ -70,7 +78,9 @@ def load_handfit_spreadsheet(path: str | os.PathLike) -> FilmStack:
             entry["thickness"] = layer["thickness"]
         if k > 0:
             if layer["fwhm"] is None:
-                raise HandFitError(f"{path}: layer {layer['name']!r} has no {COLUMNS['fwhm']} for the interface above it")
+                raise HandFitError(
+                    f"{path}: layer {layer['name']!r} has no {COLUMNS['fwhm']} for the interface above it"
+                )
             entry["roughness"] = layer["fwhm"] / FWHM_PER_SIGMA
         entries.append(entry)
     entries[0]["name"] = entries[0]["name"].replace(" (Substrate)", "")

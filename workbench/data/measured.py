@@ -95,9 +95,17 @@ class Measurement:
         return bool(np.any(np.diff(self.q) == 0))
 
     def _subset(self, keep: np.ndarray, **metadata: Any) -> Measurement:
-        pick = (lambda a: None if a is None else a[keep])
-        return replace(self, q=self.q[keep], r=self.r[keep], dr=pick(self.dr), dq_sigma=pick(self.dq_sigma),
-                       metadata={**self.metadata, **metadata})
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
+
+        return replace(
+            self,
+            q=self.q[keep],
+            r=self.r[keep],
+            dr=pick(self.dr),
+            dq_sigma=pick(self.dq_sigma),
+            metadata={**self.metadata, **metadata},
+        )
 
     def positive(self) -> Measurement:
         """A copy without the R ≤ 0 points, for log-scale plots (fits should use all points)."""
@@ -120,8 +128,14 @@ class Measurement:
         if self.dr is not None:
             dr = 1.0 / np.sqrt(wsum) if weighted else np.sqrt(np.bincount(inverse, self.dr**2)) / counts
         dq = None if self.dq_sigma is None else np.bincount(inverse, self.dq_sigma) / counts
-        return replace(self, q=uq, r=r, dr=dr, dq_sigma=dq,
-                       metadata={**self.metadata, "merged_duplicate_q": int(self.q.size - uq.size)})
+        return replace(
+            self,
+            q=uq,
+            r=r,
+            dr=dr,
+            dq_sigma=dq,
+            metadata={**self.metadata, "merged_duplicate_q": int(self.q.size - uq.size)},
+        )
 
     def probe(
         self,
@@ -137,17 +151,25 @@ class Measurement:
         """
         if self.has_duplicate_q:
             i = int(np.flatnonzero(np.diff(self.q) == 0)[0])
-            raise MeasurementError(self.source, None, f"Q repeats (Q[{i}] = Q[{i + 1}] = {self.q[i]}); a Probe needs "
-                                   "strictly increasing Q: use measurement.merge_duplicate_q().probe(...)")
+            raise MeasurementError(
+                self.source,
+                None,
+                f"Q repeats (Q[{i}] = Q[{i + 1}] = {self.q[i]}); a Probe needs "
+                "strictly increasing Q: use measurement.merge_duplicate_q().probe(...)",
+            )
         if self.dq_sigma is not None:
             return Probe(self.q, dq=self.dq_sigma, dq_is_fwhm=False, scale=scale, background=background)
-        return Probe(self.q, dq_over_q=default_dq_over_q, dq_is_fwhm=default_is_fwhm, scale=scale,
-                     background=background)
+        return Probe(
+            self.q, dq_over_q=default_dq_over_q, dq_is_fwhm=default_is_fwhm, scale=scale, background=background
+        )
 
     def __repr__(self) -> str:
-        parts = [f"{self.q.size} points", f"Q {self.q[0]:.4g}–{self.q[-1]:.4g} Å⁻¹",
-                 "dR" if self.dr is not None else "no dR",
-                 f"dQ (file: {self.dq_convention_of_file})" if self.dq_sigma is not None else "no dQ"]
+        parts = [
+            f"{self.q.size} points",
+            f"Q {self.q[0]:.4g}–{self.q[-1]:.4g} Å⁻¹",
+            "dR" if self.dr is not None else "no dR",
+            f"dQ (file: {self.dq_convention_of_file})" if self.dq_sigma is not None else "no dQ",
+        ]
         if self.n_nonpositive:
             parts.append(f"{self.n_nonpositive} with R ≤ 0")
         return f"Measurement({self.source!r}: {', '.join(parts)})"
@@ -201,8 +223,12 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise MeasurementError(path, None, f"not a text file ({exc.reason} at byte {exc.start}); expected a "
-                               "text table, an ORSO .ort file or a .npy array") from None
+        raise MeasurementError(
+            path,
+            None,
+            f"not a text file ({exc.reason} at byte {exc.start}); expected a "
+            "text table, an ORSO .ort file or a .npy array",
+        ) from None
 
 
 def _parse_rows(path: Path, lines: Iterable[tuple[int, str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -233,20 +259,30 @@ def _parse_rows(path: Path, lines: Iterable[tuple[int, str]]) -> tuple[list[str]
                     header.append(s)
                     break
                 what = "an empty field" if not f else f"{f!r} is not a number"
-                raise MeasurementError(path, f"line {n}", f"column {k + 1}: {what}; data lines must hold only "
-                                       "numbers (comment lines start with '#')") from None
+                raise MeasurementError(
+                    path,
+                    f"line {n}",
+                    f"column {k + 1}: {what}; data lines must hold only numbers (comment lines start with '#')",
+                ) from None
         else:
             if rows and len(values) != len(rows[0]):
-                raise MeasurementError(path, f"line {n}", f"{len(values)} columns, but the first data line "
-                                       f"(line {first_line}) has {len(rows[0])}; every data line needs the same "
-                                       "number of columns")
+                raise MeasurementError(
+                    path,
+                    f"line {n}",
+                    f"{len(values)} columns, but the first data line "
+                    f"(line {first_line}) has {len(rows[0])}; every data line needs the same "
+                    "number of columns",
+                )
             if not rows:
                 first_line = n
             rows.append(values)
             line_numbers.append(n)
     if not rows:
-        raise MeasurementError(path, None, "no data lines found; expected rows of 2–4 numbers (Q, R, dR, dQ) "
-                               "after optional '#' header lines")
+        raise MeasurementError(
+            path,
+            None,
+            "no data lines found; expected rows of 2–4 numbers (Q, R, dR, dQ) after optional '#' header lines",
+        )
     return header, np.array(rows, dtype=np.float64), np.array(line_numbers)
 
 
@@ -255,7 +291,7 @@ _FWHM_WORD = re.compile(r"fwhm", re.IGNORECASE)
 _SIGMA_WORD = re.compile(r"sigma|σ|std\b|standard deviation", re.IGNORECASE)
 
 
-def _convention_in_header(header: Sequence[str]) -> DqConvention | None | Literal["both"]:
+def _convention_in_header(header: Sequence[str]) -> DqConvention | Literal["both"] | None:
     """What the header says about dQ: 'fwhm', 'sigma', None (nothing) or 'both' (contradictory)."""
     said = set()
     for line in header:
@@ -269,14 +305,18 @@ def _convention_in_header(header: Sequence[str]) -> DqConvention | None | Litera
     return said.pop() if said else None
 
 
-def _load_text(path: Path, text: str, convention: DqConvention | None,
-               columns: Sequence[int | None] | None) -> Measurement:
+def _load_text(
+    path: Path, text: str, convention: DqConvention | None, columns: Sequence[int | None] | None
+) -> Measurement:
     header, table, line_numbers = _parse_rows(path, enumerate(text.splitlines(), start=1))
     ncols = table.shape[1]
     if columns is None:
         if not 2 <= ncols <= 4:
-            raise MeasurementError(path, f"line {line_numbers[0]}", f"{ncols} columns; expected 2–4 (Q, R, dR, "
-                                   "dQ), or pass columns=(iQ, iR, idR, idQ) to pick them")
+            raise MeasurementError(
+                path,
+                f"line {line_numbers[0]}",
+                f"{ncols} columns; expected 2–4 (Q, R, dR, dQ), or pass columns=(iQ, iR, idR, idQ) to pick them",
+            )
         picks: list[int | None] = list(range(ncols)) + [None] * (4 - ncols)
     else:
         picks = list(columns) + [None] * (4 - len(columns))
@@ -284,8 +324,11 @@ def _load_text(path: Path, text: str, convention: DqConvention | None,
         if not 2 <= len(columns) <= 4 or picks[0] is None or picks[1] is None or len(set(used)) != len(used):
             raise ValueError(f"columns must give distinct indices for Q and R and optionally dR, dQ; got {columns}")
         if any(not 0 <= c < ncols for c in used):
-            raise MeasurementError(path, f"line {line_numbers[0]}", f"{ncols} columns, but columns={tuple(columns)} "
-                                   f"asks for index {max(used)}")
+            raise MeasurementError(
+                path,
+                f"line {line_numbers[0]}",
+                f"{ncols} columns, but columns={tuple(columns)} asks for index {max(used)}",
+            )
     q, r, dr, dq = (None if c is None else table[:, c] for c in picks)
     _validate(path, q, r, dr, dq, lambda i: f"line {line_numbers[i]}")
 
@@ -295,22 +338,40 @@ def _load_text(path: Path, text: str, convention: DqConvention | None,
         stated = _convention_in_header(header)
         if stated == "both":
             if convention is None:
-                raise MeasurementError(path, None, "the header mentions both FWHM and sigma for dQ; pass "
-                                       "dq_convention='fwhm' or 'sigma' to say which the dQ column is")
+                raise MeasurementError(
+                    path,
+                    None,
+                    "the header mentions both FWHM and sigma for dQ; pass "
+                    "dq_convention='fwhm' or 'sigma' to say which the dQ column is",
+                )
             stated = None
         if stated and convention and stated != convention:
-            raise MeasurementError(path, None, f"the header says dQ is {stated}, but dq_convention={convention!r} "
-                                   "was given; drop the argument or correct it")
+            raise MeasurementError(
+                path,
+                None,
+                f"the header says dQ is {stated}, but dq_convention={convention!r} "
+                "was given; drop the argument or correct it",
+            )
         if stated is None and convention is None:
-            raise MeasurementError(path, None, "the file has a dQ column but does not say whether it is FWHM or "
-                                   "1σ; pass dq_convention='fwhm' (refnx/Platypus, REF_L) or 'sigma' (refl1d, ORSO)")
+            raise MeasurementError(
+                path,
+                None,
+                "the file has a dQ column but does not say whether it is FWHM or "
+                "1σ; pass dq_convention='fwhm' (refnx/Platypus, REF_L) or 'sigma' (refl1d, ORSO)",
+            )
         file_convention = stated or convention
         stated_by = "header" if stated else "argument"
         if file_convention == "fwhm":
             dq = dq / FWHM_PER_SIGMA
-    return Measurement(q, r, dr, dq, str(path), file_convention,
-                       {"format": "text", "header": header, "dq_convention_from": stated_by,
-                        "columns": tuple(picks)})
+    return Measurement(
+        q,
+        r,
+        dr,
+        dq,
+        str(path),
+        file_convention,
+        {"format": "text", "header": header, "dq_convention_from": stated_by, "columns": tuple(picks)},
+    )
 
 
 def _validate(path: Path, q, r, dr, dq, where: Callable[[int], str]) -> None:
@@ -329,8 +390,11 @@ def _validate(path: Path, q, r, dr, dq, where: Callable[[int], str]) -> None:
     bad = np.flatnonzero(np.diff(q) < 0)
     if bad.size:
         i = int(bad[0]) + 1
-        raise MeasurementError(path, where(i), f"Q = {q[i]} is smaller than the previous Q = {q[i - 1]}; Q must be "
-                               "in increasing order (sort the rows)")
+        raise MeasurementError(
+            path,
+            where(i),
+            f"Q = {q[i]} is smaller than the previous Q = {q[i - 1]}; Q must be in increasing order (sort the rows)",
+        )
     for name, a in (("dR", dr), ("dQ", dq)):
         if a is not None and np.any(a < 0):
             i = int(np.flatnonzero(a < 0)[0])
@@ -346,18 +410,19 @@ def _load_npy(path: Path, index: int) -> Measurement:
     if a.ndim == 2 and shape[0] == 2:
         a = a[None]
     if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] == 0:
-        raise MeasurementError(path, None, f"array of shape {shape}; expected (2, nQ), (1, 2, nQ) or (N, 2, nQ) "
-                               "with rows Q, R")
+        raise MeasurementError(
+            path, None, f"array of shape {shape}; expected (2, nQ), (1, 2, nQ) or (N, 2, nQ) with rows Q, R"
+        )
     if not 0 <= index < a.shape[0]:
-        raise MeasurementError(path, None, f"index={index} but the file holds {a.shape[0]} curve(s) "
-                               f"(index 0–{a.shape[0] - 1})")
+        raise MeasurementError(
+            path, None, f"index={index} but the file holds {a.shape[0]} curve(s) (index 0–{a.shape[0] - 1})"
+        )
     try:
         q, r = np.asarray(a[index], dtype=np.float64)
     except (TypeError, ValueError):
         raise MeasurementError(path, None, f"array of dtype {a.dtype}; expected real numbers") from None
     _validate(path, q, r, None, None, lambda i: f"curve {index}, point {i}")
-    return Measurement(q, r, None, None, str(path), None,
-                       {"format": "npy", "index": index, "n_curves": a.shape[0]})
+    return Measurement(q, r, None, None, str(path), None, {"format": "npy", "index": index, "n_curves": a.shape[0]})
 
 
 def _load_orso(path: Path, text: str, convention: DqConvention | None, index: int) -> Measurement:
@@ -379,8 +444,9 @@ def _load_orso(path: Path, text: str, convention: DqConvention | None, index: in
     info = dataset.info
     cols = info.columns
     if table.shape[1] != len(cols):
-        raise MeasurementError(path, f"line {line_numbers[0]}", f"{table.shape[1]} data columns but the header "
-                               f"declares {len(cols)}")
+        raise MeasurementError(
+            path, f"line {line_numbers[0]}", f"{table.shape[1]} data columns but the header declares {len(cols)}"
+        )
     names = [c.name for c in cols]
     if names[:2] != ["Qz", "R"]:
         raise MeasurementError(path, None, f"columns {names}; ORSO files start with Qz, R")
@@ -402,14 +468,25 @@ def _load_orso(path: Path, text: str, convention: DqConvention | None, index: in
     q = table[:, 0]
     _validate(path, q, table[:, 1], dr, dq, lambda i: f"line {line_numbers[i]}")
     if dq is not None and convention is not None and convention != file_convention:
-        raise MeasurementError(path, None, f"the ORSO header says sQz is {file_convention}, but "
-                               f"dq_convention={convention!r} was given; drop the argument or correct it")
+        raise MeasurementError(
+            path,
+            None,
+            f"the ORSO header says sQz is {file_convention}, but "
+            f"dq_convention={convention!r} was given; drop the argument or correct it",
+        )
     return Measurement(
-        q * q_factor, table[:, 1], None if dr is None else dr * dr_factor,
-        None if dq is None else dq * dq_factor * q_factor, str(path),
+        q * q_factor,
+        table[:, 1],
+        None if dr is None else dr * dr_factor,
+        None if dq is None else dq * dq_factor * q_factor,
+        str(path),
         file_convention if dq is not None else None,
-        {"format": "orso", "data_set": info.data_set, "dq_convention_from": "orso" if dq is not None else None,
-         "orso_header": info.to_yaml()},
+        {
+            "format": "orso",
+            "data_set": info.data_set,
+            "dq_convention_from": "orso" if dq is not None else None,
+            "orso_header": info.to_yaml(),
+        },
     )
 
 

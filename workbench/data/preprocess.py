@@ -46,7 +46,9 @@ def log_reflectivity(r: np.ndarray, clip_min: float = 1e-8) -> np.ndarray:
     return np.log10(np.clip(r, clip_min, None))
 
 
-def split_indices(n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
+def split_indices(
+    n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, np.ndarray]:
     """Seeded disjoint train/val/test index arrays covering range(n)."""
     if n < 1:
         raise ValueError(f"cannot split an empty data set (n = {n})")

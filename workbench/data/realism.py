@@ -10,7 +10,8 @@ Each effect is off by default, so default data sets keep pyreflect's noise-free 
   ``incident_counts · (Q_i/Q_min)^flux_exponent · R_i``: an instrument that opens its slits with
   angle (constant dQ/Q) gains flux ∝ Q², so dR/R grows far more slowly with Q than R falls,
   ranging from ~0.3 % near the critical edge to tens of per cent at the highest Q — the shape of
-  REF_L error bars (1–3 % at the edge, ~5 % at 0.09 Å⁻¹, 40–50 % at 0.23 Å⁻¹ for run 212592).  dR = √counts / norm (√1 / norm where nothing was counted).
+  REF_L error bars (1–3 % at the edge, ~5 % at 0.09 Å⁻¹, 40–50 % at 0.23 Å⁻¹ for run 212592).
+  dR = √counts / norm (√1 / norm where nothing was counted).
 """
 
 from __future__ import annotations
@@ -24,13 +25,21 @@ class Realism(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    counting_noise: bool = Field(False, description="Poisson counting noise on R",
-                                 json_schema_extra={"label": "Poisson counting noise (REF_L-like)"})
+    counting_noise: bool = Field(
+        False,
+        description="Poisson counting noise on R",
+        json_schema_extra={"label": "Poisson counting noise (REF_L-like)"},
+    )
     incident_counts: float = Field(1e5, gt=0, description="counts at R = 1 at the lowest Q (1e5: REF_L-like errors)")
     flux_exponent: float = Field(2.0, ge=0, le=4, description="incident flux ∝ (Q/Q_min)^exponent")
     background: tuple[float, float] | None = Field(None, description="per-curve background range [lo, hi]")
-    scale_error: float = Field(0.0, ge=0, le=0.5, description="relative 1σ error of the scale factor",
-                               json_schema_extra={"label": "scale error (1σ)"})
+    scale_error: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="relative 1σ error of the scale factor",
+        json_schema_extra={"label": "scale error (1σ)"},
+    )
     q_shift: float = Field(0.0, ge=0, le=0.05, description="relative 1σ misalignment of Q")
 
     @model_validator(mode="after")

@@ -11,8 +11,12 @@ from .chi import ChiModel
 from .compact import CompactNR2SLD, ParamRegressor
 from .parity_cnn import ParityCNN
 
-KINDS: dict[str, Callable[..., nn.Module]] = {"parity_cnn": ParityCNN, "compact": CompactNR2SLD,
-                                             "param": ParamRegressor, "chi": ChiModel}
+KINDS: dict[str, Callable[..., nn.Module]] = {
+    "parity_cnn": ParityCNN,
+    "compact": CompactNR2SLD,
+    "param": ParamRegressor,
+    "chi": ChiModel,
+}
 MODEL_KINDS = tuple(KINDS)
 
 

@@ -45,14 +45,25 @@ class ChiModel(nn.Module):
         super().__init__()
         hidden, mlp_hidden = [int(h) for h in hidden], [int(h) for h in mlp_hidden]
         if n_points < 1 or n_chi < 1 or latent < 1 or any(h < 1 for h in hidden + mlp_hidden):
-            raise ValueError(f"n_points, n_chi, latent and every hidden size must be ≥ 1; got n_points={n_points}, n_chi={n_chi}, latent={latent}, hidden={hidden}, mlp_hidden={mlp_hidden}")
+            raise ValueError(
+                f"n_points, n_chi, latent and every hidden size must be ≥ 1; got n_points={n_points}, n_chi={n_chi}, "
+                f"latent={latent}, hidden={hidden}, mlp_hidden={mlp_hidden}"
+            )
         if not 0 <= whiten <= n_points:
-            raise ValueError(f"whiten must be between 0 (off) and n_points={n_points} principal components; got {whiten}")
+            raise ValueError(
+                f"whiten must be between 0 (off) and n_points={n_points} principal components; got {whiten}"
+            )
         if vae_beta < 0:
             raise ValueError(f"vae_beta must be ≥ 0 (0 = plain autoencoder); got {vae_beta}")
         self.config = {
-            "kind": self.kind, "n_points": int(n_points), "n_chi": int(n_chi), "hidden": hidden,
-            "latent": int(latent), "vae_beta": float(vae_beta), "mlp_hidden": mlp_hidden, "whiten": int(whiten),
+            "kind": self.kind,
+            "n_points": int(n_points),
+            "n_chi": int(n_chi),
+            "hidden": hidden,
+            "latent": int(latent),
+            "vae_beta": float(vae_beta),
+            "mlp_hidden": mlp_hidden,
+            "whiten": int(whiten),
         }
         self.vae_beta = float(vae_beta)
         self.whiten = int(whiten)
@@ -78,7 +89,10 @@ class ChiModel(nn.Module):
         if not self.whiten:
             raise ValueError("this χ model was built with whiten=0; it has no input projection to set")
         if tuple(components.shape) != (self.whiten, self.pca_mean.numel()) or scale.numel() != self.whiten:
-            raise ValueError(f"whitening needs components of shape ({self.whiten}, {self.pca_mean.numel()}) and {self.whiten} scales; got {tuple(components.shape)} and {scale.numel()}")
+            raise ValueError(
+                f"whitening needs components of shape ({self.whiten}, {self.pca_mean.numel()}) and {self.whiten} "
+                f"scales; got {tuple(components.shape)} and {scale.numel()}"
+            )
         with torch.no_grad():
             self.pca_mean.copy_(mean)
             self.pca_proj.copy_((components / scale.clamp_min(1e-12)[:, None]).T)
@@ -89,7 +103,9 @@ class ChiModel(nn.Module):
         if not self.whiten:
             return x
         if not bool(self.pca_ready):
-            raise RuntimeError("the χ model's whitening has not been fitted (set_whitening) nor loaded from its weights")
+            raise RuntimeError(
+                "the χ model's whitening has not been fitted (set_whitening) nor loaded from its weights"
+            )
         return (x - self.pca_mean) @ self.pca_proj
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -46,8 +46,16 @@ class ResidualBlock(nn.Module):
 class ResidualEncoder(nn.Module):
     """(B, nQ) normalised log R → (B, latent)."""
 
-    def __init__(self, n_q: int = 308, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1, stem_stride: int = 2,
-                 act: str = "relu"):
+    def __init__(
+        self,
+        n_q: int = 308,
+        width: int = 32,
+        stages: int = 4,
+        latent: int = 256,
+        dropout: float = 0.1,
+        stem_stride: int = 2,
+        act: str = "relu",
+    ):
         super().__init__()
         # a strided stem halves the work of every later layer
         self.stem = nn.Sequential(
@@ -73,11 +81,29 @@ class CompactNR2SLD(nn.Module):
 
     kind = "compact"
 
-    def __init__(self, n_q: int = 308, n_z: int = 900, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1,
-                 stem_stride: int = 2, act: str = "relu"):
+    def __init__(
+        self,
+        n_q: int = 308,
+        n_z: int = 900,
+        width: int = 32,
+        stages: int = 4,
+        latent: int = 256,
+        dropout: float = 0.1,
+        stem_stride: int = 2,
+        act: str = "relu",
+    ):
         super().__init__()
-        self.config = {"kind": self.kind, "n_q": n_q, "n_z": n_z, "width": width, "stages": stages, "latent": latent,
-                       "dropout": dropout, "stem_stride": stem_stride, "act": act}
+        self.config = {
+            "kind": self.kind,
+            "n_q": n_q,
+            "n_z": n_z,
+            "width": width,
+            "stages": stages,
+            "latent": latent,
+            "dropout": dropout,
+            "stem_stride": stem_stride,
+            "act": act,
+        }
         self.n_z = n_z
         self.encoder = ResidualEncoder(n_q, width, stages, latent, dropout, stem_stride, act)
         self.head = nn.Linear(latent, 2 * n_z)
@@ -91,11 +117,29 @@ class ParamRegressor(nn.Module):
 
     kind = "param"
 
-    def __init__(self, n_q: int = 308, n_params: int = 19, width: int = 32, stages: int = 4, latent: int = 256, dropout: float = 0.1,
-                 stem_stride: int = 2, act: str = "relu"):
+    def __init__(
+        self,
+        n_q: int = 308,
+        n_params: int = 19,
+        width: int = 32,
+        stages: int = 4,
+        latent: int = 256,
+        dropout: float = 0.1,
+        stem_stride: int = 2,
+        act: str = "relu",
+    ):
         super().__init__()
-        self.config = {"kind": self.kind, "n_q": n_q, "n_params": n_params, "width": width, "stages": stages, "latent": latent,
-                       "dropout": dropout, "stem_stride": stem_stride, "act": act}
+        self.config = {
+            "kind": self.kind,
+            "n_q": n_q,
+            "n_params": n_params,
+            "width": width,
+            "stages": stages,
+            "latent": latent,
+            "dropout": dropout,
+            "stem_stride": stem_stride,
+            "act": act,
+        }
         self.encoder = ResidualEncoder(n_q, width, stages, latent, dropout, stem_stride, act)
         self.head = nn.Linear(latent, n_params)
 

@@ -28,7 +28,14 @@ class ParityCNN(nn.Module):
             raise ValueError(f"kernelSize must be a positive odd number (same padding), got {kernel_size}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.config = {"kind": self.kind, "layers": layers, "kernel_size": kernel_size, "dropout": dropout, "n_q": n_q, "n_z": n_z}
+        self.config = {
+            "kind": self.kind,
+            "layers": layers,
+            "kernel_size": kernel_size,
+            "dropout": dropout,
+            "n_q": n_q,
+            "n_z": n_z,
+        }
         self.n_z = n_z
         pad = kernel_size // 2
         self.layers = nn.ModuleList()
@@ -62,12 +69,18 @@ def load_pyreflect_state_dict(path, *, layers: int = 12, dropout: float = 0.5, k
     if not isinstance(state, dict) or "linear1.weight" not in state:
         raise ValueError(f"{path}: not a pyreflect CNN state_dict (no 'linear1.weight')")
     out_features, in_features = state["linear1.weight"].shape
-    convs = sorted(int(k.split(".")[1]) for k in state if k.startswith("layers.") and k.endswith(".weight") and state[k].ndim == 3)
+    convs = sorted(
+        int(k.split(".")[1]) for k in state if k.startswith("layers.") and k.endswith(".weight") and state[k].ndim == 3
+    )
     if len(convs) != layers:
         layers = len(convs)
     kernel_size = int(state[f"layers.{convs[0]}.weight"].shape[-1])
-    model = ParityCNN(layers=layers, kernel_size=kernel_size, dropout=dropout, n_q=in_features // 256, n_z=out_features // 2)
+    model = ParityCNN(
+        layers=layers, kernel_size=kernel_size, dropout=dropout, n_q=in_features // 256, n_z=out_features // 2
+    )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: state_dict does not match pyreflect's CNN (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{path}: state_dict does not match pyreflect's CNN (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model

@@ -39,8 +39,13 @@ class ParitySettings(_Settings):
 
     kind: Literal["parity_cnn"] = "parity_cnn"
     layers: int = Field(12, ge=1, le=24, description="convolution blocks")
-    kernel_size: int = Field(51, ge=1, le=101, description="kernel size (odd: same padding)",
-                             json_schema_extra={"label": "kernelSize", "odd": True})
+    kernel_size: int = Field(
+        51,
+        ge=1,
+        le=101,
+        description="kernel size (odd: same padding)",
+        json_schema_extra={"label": "kernelSize", "odd": True},
+    )
     dropout: float = Field(0.5, ge=0, le=0.9, description="dropout probability")
 
 
@@ -49,19 +54,28 @@ class ChiSettings(_Settings):
 
     kind: Literal["chi"] = "chi"
     latent: int = Field(16, ge=1, le=1024, description="size of the autoencoder's latent code")
-    vae_beta: float = Field(0.0, ge=0, le=10, description="weight of the VAE's KL term (0: plain autoencoder)",
-                            json_schema_extra={"label": "VAE β"})
+    vae_beta: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="weight of the VAE's KL term (0: plain autoencoder)",
+        json_schema_extra={"label": "VAE β"},
+    )
     whiten: int = Field(16, ge=0, le=1024, description="principal components the profiles are projected on (0: off)")
     hidden: list[int] = Field([500, 300, 200, 72], description="encoder layer sizes")
     mlp_hidden: list[int] = Field([36, 12], description="χ head layer sizes")
 
 
-SETTINGS: dict[str, type[_Settings]] = {"compact": CompactSettings, "param": ParamSettings,
-                                        "parity_cnn": ParitySettings, "chi": ChiSettings}
+SETTINGS: dict[str, type[_Settings]] = {
+    "compact": CompactSettings,
+    "param": ParamSettings,
+    "parity_cnn": ParitySettings,
+    "chi": ChiSettings,
+}
 
 
 def model_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` checked against its kind's settings (unknown keys and bad values name themselves); only given keys kept."""
+    """``config`` checked against its kind's settings (unknown keys and bad values name themselves)."""
     kind = config.get("kind")
     if kind not in SETTINGS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(SETTINGS)}")

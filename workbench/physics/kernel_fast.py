@@ -339,8 +339,19 @@ def reflectivity_fast(
         numba.set_num_threads(1)
     try:
         _batch(
-            plan.calc_q, sld, isld, thickness, roughness, plan.start, plan.counts, plan.weights, scale, background,
-            q_factor, plan.identity, out,
+            plan.calc_q,
+            sld,
+            isld,
+            thickness,
+            roughness,
+            plan.start,
+            plan.counts,
+            plan.weights,
+            scale,
+            background,
+            q_factor,
+            plan.identity,
+            out,
         )
     finally:
         numba.set_num_threads(threads)

@@ -71,7 +71,9 @@ class Probe:
             raise ProbeError(f"Q must be > 0 Å⁻¹; Q[{bad[0]}] = {q[bad[0]]}")
         bad = np.flatnonzero(np.diff(q) <= 0)
         if bad.size:
-            raise ProbeError(f"Q must be strictly increasing; Q[{bad[0] + 1}] = {q[bad[0] + 1]} ≤ Q[{bad[0]}] = {q[bad[0]]}")
+            raise ProbeError(
+                f"Q must be strictly increasing; Q[{bad[0] + 1}] = {q[bad[0] + 1]} ≤ Q[{bad[0]}] = {q[bad[0]]}"
+            )
         for name, value in (("scale", scale), ("background", background)):
             if not math.isfinite(value):
                 raise ProbeError(f"{name} must be finite, got {value}")
@@ -110,7 +112,9 @@ class Probe:
         background: float = 0.0,
     ) -> Probe:
         """pyreflect's settings: qMin, qMax, numQPoints, qResolution (dQ/Q, FWHM)."""
-        return cls(q_grid(q_min, q_max, num_q), dq_over_q=q_resolution, dq_is_fwhm=True, scale=scale, background=background)
+        return cls(
+            q_grid(q_min, q_max, num_q), dq_over_q=q_resolution, dq_is_fwhm=True, scale=scale, background=background
+        )
 
     @property
     def smeared(self) -> bool:
@@ -130,4 +134,5 @@ class Probe:
             if self.dq_over_q is not None
             else "pointwise dQ"
         )
-        return f"Probe({self.q.size} Q points {self.q[0]:.4g}–{self.q[-1]:.4g} Å⁻¹, {res}, scale={self.scale}, background={self.background})"
+        span = f"{self.q[0]:.4g}–{self.q[-1]:.4g} Å⁻¹"
+        return f"Probe({self.q.size} Q points {span}, {res}, scale={self.scale}, background={self.background})"

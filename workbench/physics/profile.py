@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import torch
+
 from .reflectivity import as_arrays
 
 DEFAULT_PROFILE_POINTS = 900  # pyreflect's sldOutputPoints

@@ -24,7 +24,9 @@ def _experiment(sld, isld, thickness, roughness, probe: Probe, oversample: int |
     for j in range(n):
         interface = float(roughness[j]) if j < n - 1 else 0.0
         width = float(thickness[j]) if 0 < j < n - 1 else 0.0
-        slab = Slab(material=SLD(name=f"L{j}", rho=float(sld[j]), irho=float(isld[j])), thickness=width, interface=interface)
+        slab = Slab(
+            material=SLD(name=f"L{j}", rho=float(sld[j]), irho=float(isld[j])), thickness=width, interface=interface
+        )
         sample = slab if sample is None else sample | slab
     return Experiment(probe=qprobe, sample=sample)
 

@@ -19,9 +19,9 @@ import torch
 from .kernel_fast import reflectivity_fast
 from .kernel_torch import reflectivity_unsmeared
 from .probe import Probe
+from .refl1d_engine import reflectivity_refl1d
 from .resolution import ResolutionPlan, build_plan
 from .stack import FilmStack, StackArrays, StackError
-from .refl1d_engine import reflectivity_refl1d
 
 Engine = Literal["fast", "torch", "refl1d"]
 ENGINES: tuple[str, ...] = ("fast", "torch", "refl1d")
@@ -46,7 +46,7 @@ def _numpy(x) -> np.ndarray:
 
 
 def _probe_key(probe: Probe) -> str:
-    h = hashlib.sha1(probe.q.tobytes())
+    h = hashlib.sha1(probe.q.tobytes(), usedforsecurity=False)  # a cache key, not a secret
     h.update(probe.sigma.tobytes())
     return h.hexdigest()
 
@@ -138,7 +138,9 @@ def reflectivity(
             return reflectivity_fast(groups[0][1], a.sld, a.isld, a.thickness, a.roughness, sc, bg, qf, out=out)
         for idx, plan in groups:
             sub = a[idx]
-            out[idx] = reflectivity_fast(plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx], qf[idx])
+            out[idx] = reflectivity_fast(
+                plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx], qf[idx]
+            )
         return out
 
     return reflectivity_torch(arrays, probe, scale=scale, background=background, dtype=dtype, device=device)

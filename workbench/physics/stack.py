@@ -93,7 +93,8 @@ class FilmStack(BaseModel):
         for b in self.bounds:
             if not 0 <= b.i < len(self.layers):
                 raise StackError(
-                    f"bound for layer {b.i} {b.par}: layer index out of range, the stack has layers 0..{len(self.layers) - 1}"
+                    f"bound for layer {b.i} {b.par}: layer index out of range, the stack has layers "
+                    f"0..{len(self.layers) - 1}"
                 )
             if (b.i, b.par) in seen:
                 raise StackError(f"bound for layer {b.i} ({self.layers[b.i].name!r}) {b.par} is given twice")
@@ -106,7 +107,8 @@ class FilmStack(BaseModel):
                 )
             if b.par == "roughness" and b.i == last:
                 raise StackError(
-                    f"bound for layer {b.i} ({self.layers[b.i].name!r}) roughness: the ambient has no interface above it; "
+                    f"bound for layer {b.i} ({self.layers[b.i].name!r}) roughness: "
+                    "the ambient has no interface above it; "
                     "the roughness of layer i is the interface between layers i and i + 1"
                 )
             if b.par == "isld" and b.i == last:
@@ -246,7 +248,8 @@ class StackArrays:
             )
         if tuple(roughness.shape) != (sld.shape[0], sld.shape[1] - 1):
             raise StackError(
-                f"roughness must have shape (batch, layers - 1) = {(sld.shape[0], sld.shape[1] - 1)}, got {tuple(roughness.shape)}"
+                f"roughness must have shape (batch, layers - 1) = {(sld.shape[0], sld.shape[1] - 1)}, got "
+                f"{tuple(roughness.shape)}"
             )
 
     @classmethod

@@ -29,14 +29,18 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
     fig.add_trace(go.Scatter(x=probe.q, y=r, mode="lines", name="R(Q)"), row=1, col=1)
     fig.add_trace(go.Scatter(x=z[0], y=rho[0], mode="lines", name="ρ (SLD)"), row=1, col=2)
     if np.any(irho != 0):
-        fig.add_trace(go.Scatter(x=z[0], y=irho[0], mode="lines", name="ρ'' (absorption)", line={"dash": "dot"}), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(x=z[0], y=irho[0], mode="lines", name="ρ'' (absorption)", line={"dash": "dot"}), row=1, col=2
+        )
     fig.update_xaxes(**Q_AXIS, row=1, col=1)
     fig.update_yaxes(**R_AXIS, row=1, col=1)
     fig.update_xaxes(**Z_AXIS, row=1, col=2)
     fig.update_yaxes(**SLD_AXIS, row=1, col=2)
     names = " / ".join(layer.name for layer in stack.layers)
     subtitle = f"{probe.q.size} Q points {probe.q[0]:.4g}–{probe.q[-1]:.4g} Å⁻¹" + (
-        f", dQ/Q = {probe.dq_over_q:g} {'FWHM' if probe.dq_is_fwhm else '1σ'}" if probe.constant_dq_over_q else ", pointwise dQ"
+        f", dQ/Q = {probe.dq_over_q:g} {'FWHM' if probe.dq_is_fwhm else '1σ'}"
+        if probe.constant_dq_over_q
+        else ", pointwise dQ"
     )
     fig.update_layout(
         title={"text": f"{title or names}<br><sup>{subtitle}</sup>"},
@@ -62,8 +66,13 @@ LOSS_AXIS = {"title": "loss (MSE, normalised)", "type": "log", "exponentformat":
 
 def _base(height: int = 340, **layout) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 40, "b": 50},
-                      legend={"x": 0.99, "xanchor": "right", "y": 0.99}, **layout)
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        legend={"x": 0.99, "xanchor": "right", "y": 0.99},
+        **layout,
+    )
     return fig
 
 
@@ -93,8 +102,11 @@ def loss_template() -> go.Figure:
 
 def convergence_template() -> go.Figure:
     """χ² against iteration of a refinement."""
-    fig = _base(title={"text": "Convergence"}, xaxis={"title": "iteration"},
-                yaxis={"title": "χ²", "type": "log", "exponentformat": "power"})
+    fig = _base(
+        title={"text": "Convergence"},
+        xaxis={"title": "iteration"},
+        yaxis={"title": "χ²", "type": "log", "exponentformat": "power"},
+    )
     fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="χ²", meta="chi2"))
     return fig
 

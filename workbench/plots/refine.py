@@ -13,8 +13,14 @@ from plotly.subplots import make_subplots
 def fit_figure(q: np.ndarray, r: np.ndarray, dr: np.ndarray | None, curves: Mapping[str, np.ndarray]) -> go.Figure:
     """Data with error bars and model curves (e.g. initial, refined) on a log R axis."""
     fig = go.Figure()
-    fig.add_scatter(x=q, y=r, mode="markers", name="data", marker={"size": 4, "color": "black"},
-                    error_y=None if dr is None else {"type": "data", "array": dr, "thickness": 0.8})
+    fig.add_scatter(
+        x=q,
+        y=r,
+        mode="markers",
+        name="data",
+        marker={"size": 4, "color": "black"},
+        error_y=None if dr is None else {"type": "data", "array": dr, "thickness": 0.8},
+    )
     for name, curve in curves.items():
         fig.add_scatter(x=q, y=curve, mode="lines", name=name)
     fig.update_layout(xaxis_title="Q (Å⁻¹)", yaxis_title="R", yaxis_type="log", height=380, margin={"t": 30})
@@ -29,8 +35,9 @@ def convergence_figure(history: list[dict[str, float]], n_points: int) -> go.Fig
     return fig
 
 
-def traces_figure(history: list[dict[str, float]], names: list[str], truth: Mapping[str, float] | None = None,
-                  cols: int = 3) -> go.Figure:
+def traces_figure(
+    history: list[dict[str, float]], names: list[str], truth: Mapping[str, float] | None = None, cols: int = 3
+) -> go.Figure:
     """Every parameter per iteration, with a dashed line at its true value when known."""
     rows = -(-len(names) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, vertical_spacing=0.12 / max(rows, 1) * 2)
@@ -44,16 +51,29 @@ def traces_figure(history: list[dict[str, float]], names: list[str], truth: Mapp
     return fig
 
 
-def profile_band_figure(z: np.ndarray, median: np.ndarray, band68: tuple[np.ndarray, np.ndarray],
-                        band95: tuple[np.ndarray, np.ndarray], profiles: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> go.Figure:
+def profile_band_figure(
+    z: np.ndarray,
+    median: np.ndarray,
+    band68: tuple[np.ndarray, np.ndarray],
+    band95: tuple[np.ndarray, np.ndarray],
+    profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> go.Figure:
     """SLD profiles (e.g. truth, initial, refined) over the 68 %/95 % band of the fit."""
     fig = go.Figure()
     for (lo, hi), name, alpha in ((band95, "95 % band", 0.15), (band68, "68 % band", 0.3)):
-        fig.add_scatter(x=np.concatenate([z, z[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself", mode="lines",
-                        line={"width": 0}, fillcolor=f"rgba(31,119,180,{alpha})", name=name)
+        fig.add_scatter(
+            x=np.concatenate([z, z[::-1]]),
+            y=np.concatenate([hi, lo[::-1]]),
+            fill="toself",
+            mode="lines",
+            line={"width": 0},
+            fillcolor=f"rgba(31,119,180,{alpha})",
+            name=name,
+        )
     fig.add_scatter(x=z, y=median, mode="lines", name="band median", line={"color": "rgb(31,119,180)", "dash": "dot"})
     for name, (zz, rho) in profiles.items():
         fig.add_scatter(x=zz, y=rho, mode="lines", name=name)
-    fig.update_layout(xaxis_title="z (Å, 0 = top of the substrate)", yaxis_title="SLD (10⁻⁶ Å⁻²)", height=380,
-                      margin={"t": 30})
+    fig.update_layout(
+        xaxis_title="z (Å, 0 = top of the substrate)", yaxis_title="SLD (10⁻⁶ Å⁻²)", height=380, margin={"t": 30}
+    )
     return fig

@@ -32,16 +32,28 @@ def register_bundle(workspace: Workspace, folder: str | os.PathLike, *, hub: str
         raise ValueError(f"{folder}: unknown task {config.get('task')!r} (expected one of {', '.join(TARGET_OF_TASK)})")
     dataset = (config.get("data") or {}).get("dataset") or {}
     registry = workspace.registry
-    version = registry.register_model(folder.name, None, target=target, path=folder, metrics={"test": metrics},
-                                      dataset_hash=dataset.get("content_hash"),
-                                      active=registry.active_model(target) is None)
+    version = registry.register_model(
+        folder.name,
+        None,
+        target=target,
+        path=folder,
+        metrics={"test": metrics},
+        dataset_hash=dataset.get("content_hash"),
+        active=registry.active_model(target) is None,
+    )
     if hub:
         registry.set_model_hub(folder.name, version, hub)
     return version
 
 
-def adopt_bundle(workspace: Workspace, source: str | os.PathLike, *, name: str | None = None,
-                 hub: str | None = None, bundle: ModelBundle | None = None) -> tuple[Path, int]:
+def adopt_bundle(
+    workspace: Workspace,
+    source: str | os.PathLike,
+    *,
+    name: str | None = None,
+    hub: str | None = None,
+    bundle: ModelBundle | None = None,
+) -> tuple[Path, int]:
     """Copy the bundle folder ``source`` into the workspace's models and register it.
 
     Returns the new folder and its registry version. ``source`` is loaded first (unless the caller
@@ -55,8 +67,15 @@ def adopt_bundle(workspace: Workspace, source: str | os.PathLike, *, name: str |
     return folder, register_bundle(workspace, folder, hub=hub)
 
 
-def import_pyreflect(workspace: Workspace, weights: str | os.PathLike, stats: str | os.PathLike | dict, *,
-                     q: Any = None, dq_over_q: float = DEFAULT_DQ_OVER_Q_FWHM, name: str | None = None) -> tuple[Path, int]:
+def import_pyreflect(
+    workspace: Workspace,
+    weights: str | os.PathLike,
+    stats: str | os.PathLike | dict,
+    *,
+    q: Any = None,
+    dq_over_q: float = DEFAULT_DQ_OVER_Q_FWHM,
+    name: str | None = None,
+) -> tuple[Path, int]:
     """pyreflect's trained CNN + its normalisation statistics → a registered bundle in the workspace.
 
     Named after ``name`` or the weights file; returns the folder and its registry version.

@@ -33,13 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from ..data.dataset import FORMAT, load_dataset
+from ..data.generate import generate_to_disk
 from ..events import Event, Log, Reporter, Warning_, log
 from ..fileio import copy_folder_atomic
-from .registry import Registry, redact
 from .model_bundle import load_model_bundle
-from ..data.dataset import FORMAT
-from ..data.dataset import load_dataset
-from ..data.generate import generate_to_disk
+from .registry import Registry, redact
 
 STAGE = "hub"
 MODELS, DATASETS, CHECKPOINTS = "models", "datasets", "checkpoints"
@@ -139,8 +138,15 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.split(".")[0] in ("httpx", "httpx2")
 
 
-def with_retries(fn: Callable[[], Any], *, what: str, local: Path | None = None, attempts: int = 4,
-                 base_delay: float = 1.0, reporter: Reporter | None = None) -> Any:
+def with_retries(
+    fn: Callable[[], Any],
+    *,
+    what: str,
+    local: Path | None = None,
+    attempts: int = 4,
+    base_delay: float = 1.0,
+    reporter: Reporter | None = None,
+) -> Any:
     """Call ``fn``; on a transient failure wait ``base_delay · 2^k`` s and try again, ``attempts`` times in all.
 
     The last failure raises :class:`HubUploadError` saying that the local copy is kept.
@@ -155,13 +161,23 @@ def with_retries(fn: Callable[[], Any], *, what: str, local: Path | None = None,
                 _emit_warning(reporter, message)
                 raise HubUploadError(message, local) from exc
             delay = base_delay * 2 ** (attempt - 1)
-            _emit_warning(reporter, f"{what} failed (attempt {attempt} of {attempts}: {_short(exc)}); retrying in {delay:.3g} s")
+            _emit_warning(
+                reporter, f"{what} failed (attempt {attempt} of {attempts}: {_short(exc)}); retrying in {delay:.3g} s"
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
-def _commit_files(files: dict[str, Path], repo_id: str, *, repo_type: str, private: bool, revision: str | None,
-                  endpoint: str | None, message: str) -> str:
+def _commit_files(
+    files: dict[str, Path],
+    repo_id: str,
+    *,
+    repo_type: str,
+    private: bool,
+    revision: str | None,
+    endpoint: str | None,
+    message: str,
+) -> str:
     """Create the repo if needed and commit ``{path in repo: local file}``; returns the commit id."""
     from huggingface_hub import CommitOperationAdd  # heavy (huggingface_hub): imported on use
 
@@ -172,21 +188,46 @@ def _commit_files(files: dict[str, Path], repo_id: str, *, repo_type: str, priva
     return str(info.oid)
 
 
-def _snapshot(repo_id: str, pattern: str, *, repo_type: str, revision: str | None, endpoint: str | None,
-              cache_dir: str | os.PathLike | None, local_only: bool | None, what: str) -> Path:
+def _snapshot(
+    repo_id: str,
+    pattern: str,
+    *,
+    repo_type: str,
+    revision: str | None,
+    endpoint: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_only: bool | None,
+    what: str,
+) -> Path:
     from huggingface_hub import snapshot_download  # heavy (huggingface_hub): imported on use
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError  # heavy (huggingface_hub): imported on use
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )  # heavy (huggingface_hub): imported on use
 
     offline = hub_offline() if local_only is None else local_only
     where = f"{repo_type} repo {repo_id} at revision {revision or 'main'}"
     try:
-        root = snapshot_download(repo_id, repo_type=repo_type, revision=revision, allow_patterns=[pattern],
-                                 cache_dir=_cache_dir(cache_dir), endpoint=hub_endpoint(endpoint), local_files_only=offline)
+        root = snapshot_download(
+            repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            allow_patterns=[pattern],
+            cache_dir=_cache_dir(cache_dir),
+            endpoint=hub_endpoint(endpoint),
+            local_files_only=offline,
+        )
     except RepositoryNotFoundError as exc:
-        raise HubError(f"{where}: repository not found (or private and no token: set HF_TOKEN or run `hf auth login`)") from exc
+        raise HubError(
+            f"{where}: repository not found (or private and no token: set HF_TOKEN or run `hf auth login`)"
+        ) from exc
     except LocalEntryNotFoundError as exc:
-        hint = ("HF_HUB_OFFLINE=1 and it is not in the local cache; download it once online"
-                if offline else f"the Hub ({hub_endpoint(endpoint) or 'huggingface.co'}) cannot be reached and it is not cached")
+        hint = (
+            "HF_HUB_OFFLINE=1 and it is not in the local cache; download it once online"
+            if offline
+            else f"the Hub ({hub_endpoint(endpoint) or 'huggingface.co'}) cannot be reached and it is not cached"
+        )
         raise HubError(f"{what} from {where}: {hint}") from exc
     except HfHubHTTPError as exc:
         raise HubError(f"{what} from {where}: {_short(exc)}") from exc
@@ -226,10 +267,21 @@ def push_model_bundle(
             raise ValueError(f"{ds}: not a data set folder (missing {', '.join(missing)})")
         files.update({f"{prefix}/{n}": ds / n for n in DATASET_FILES if (ds / n).is_file()})
     oid = with_retries(
-        lambda: _commit_files(files, repo_id, repo_type=repo_type, private=private, revision=revision, endpoint=endpoint,
-                              message=f"Upload model {model_id}"),
-        what=f"upload of model bundle {bundle.name} to {repo_id}", local=bundle, attempts=attempts,
-        base_delay=base_delay, reporter=reporter)
+        lambda: _commit_files(
+            files,
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            revision=revision,
+            endpoint=endpoint,
+            message=f"Upload model {model_id}",
+        ),
+        what=f"upload of model bundle {bundle.name} to {repo_id}",
+        local=bundle,
+        attempts=attempts,
+        base_delay=base_delay,
+        reporter=reporter,
+    )
     if reporter is not None:
         reporter.log(STAGE, f"pushed {bundle} to {repo_type} repo {repo_id}/{prefix} (commit {oid[:10]})")
     return HubRef(repo_id, repo_type, prefix, oid)
@@ -252,16 +304,29 @@ def pull_model_bundle(
     with ``dest`` they are also copied into that folder, which is returned instead.
     """
     model_id = _component(model_id, "model id")
-    root = _snapshot(repo_id, f"{MODELS}/{model_id}/*", repo_type=repo_type, revision=revision, endpoint=endpoint,
-                     cache_dir=cache_dir, local_only=local_only, what=f"model {model_id}")
+    root = _snapshot(
+        repo_id,
+        f"{MODELS}/{model_id}/*",
+        repo_type=repo_type,
+        revision=revision,
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        local_only=local_only,
+        what=f"model {model_id}",
+    )
     folder = root / MODELS / model_id
     if not (folder / "config.json").is_file():
         found = sorted(p.name for p in (root / MODELS).iterdir()) if (root / MODELS).is_dir() else []
         where = f"{repo_type} repo {repo_id} at revision {revision or 'main'}"
         if hub_offline() if local_only is None else local_only:
-            raise HubError(f"model {model_id} from {where}: HF_HUB_OFFLINE=1 and it is not in the local cache"
-                           + (f" (cached: {', '.join(found)})" if found else "") + "; download it once online")
-        raise HubError(f"{where} has no model bundle {MODELS}/{model_id}/" + (f" (it has {', '.join(found)})" if found else ""))
+            raise HubError(
+                f"model {model_id} from {where}: HF_HUB_OFFLINE=1 and it is not in the local cache"
+                + (f" (cached: {', '.join(found)})" if found else "")
+                + "; download it once online"
+            )
+        raise HubError(
+            f"{where} has no model bundle {MODELS}/{model_id}/" + (f" (it has {', '.join(found)})" if found else "")
+        )
     return copy_folder_atomic(folder, Path(dest)) if dest is not None else folder
 
 
@@ -275,8 +340,12 @@ def load_hub_model(repo_id: str, model_id: str, **kwargs: Any):
 def dataset_key(stack: Any, config: Any) -> str:
     """A key for the data set that ``generate_to_disk(stack, config)`` writes (same settings → same key)."""
 
-    spec = {"format": FORMAT, "generator": config.model_dump(mode="json"),
-            "layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()}
+    spec = {
+        "format": FORMAT,
+        "generator": config.model_dump(mode="json"),
+        "layer_desc": stack.to_layer_desc(),
+        "layer_bound": stack.to_layer_bound(),
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -299,36 +368,73 @@ def upload_dataset(
         raise ValueError(f"{folder}: not a generated data set (no dataset.json)")
     key = _component(key or json.loads(meta_path.read_text())["content_hash"], "data set key")
     prefix = f"{DATASETS}/{key}"
-    files = {f"{prefix}/{f.name}": f for f in sorted(folder.iterdir())
-             if f.is_file() and not f.name.startswith(".") and f.suffix in (".npy", ".json")}
+    files = {
+        f"{prefix}/{f.name}": f
+        for f in sorted(folder.iterdir())
+        if f.is_file() and not f.name.startswith(".") and f.suffix in (".npy", ".json")
+    }
     oid = with_retries(
-        lambda: _commit_files(files, repo_id, repo_type=repo_type, private=private, revision=None, endpoint=endpoint,
-                              message=f"Upload training data {key}"),
-        what=f"upload of training data {folder.name} to {repo_id}", local=folder, attempts=attempts,
-        base_delay=base_delay, reporter=reporter)
+        lambda: _commit_files(
+            files,
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            revision=None,
+            endpoint=endpoint,
+            message=f"Upload training data {key}",
+        ),
+        what=f"upload of training data {folder.name} to {repo_id}",
+        local=folder,
+        attempts=attempts,
+        base_delay=base_delay,
+        reporter=reporter,
+    )
     if reporter is not None:
-        reporter.log(STAGE, f"uploaded training data {folder} to {repo_type} repo {repo_id}/{prefix} (commit {oid[:10]})")
+        reporter.log(
+            STAGE, f"uploaded training data {folder} to {repo_type} repo {repo_id}/{prefix} (commit {oid[:10]})"
+        )
     return HubRef(repo_id, repo_type, prefix, oid)
 
 
 def find_dataset(repo_id: str, key: str, *, repo_type: str = "dataset", endpoint: str | None = None) -> bool:
     """True when ``datasets/<key>/dataset.json`` is in the repository (False when the repo or folder is absent)."""
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError  # heavy (huggingface_hub): imported on use
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+    )  # heavy (huggingface_hub): imported on use
 
     try:
-        entries = _api(endpoint).list_repo_tree(repo_id, path_in_repo=f"{DATASETS}/{key}", repo_type=repo_type, recursive=True)
+        entries = _api(endpoint).list_repo_tree(
+            repo_id, path_in_repo=f"{DATASETS}/{key}", repo_type=repo_type, recursive=True
+        )
         return any(getattr(e, "path", "") == f"{DATASETS}/{key}/dataset.json" for e in entries)
     except (RepositoryNotFoundError, EntryNotFoundError):
         return False
 
 
-def download_dataset(repo_id: str, key: str, dest: str | os.PathLike, *, repo_type: str = "dataset",
-                     revision: str | None = None, endpoint: str | None = None,
-                     cache_dir: str | os.PathLike | None = None, local_only: bool | None = None) -> Path:
+def download_dataset(
+    repo_id: str,
+    key: str,
+    dest: str | os.PathLike,
+    *,
+    repo_type: str = "dataset",
+    revision: str | None = None,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_only: bool | None = None,
+) -> Path:
     """Download ``datasets/<key>/`` into ``dest`` and check its content hash."""
 
-    root = _snapshot(repo_id, f"{DATASETS}/{_component(key, 'data set key')}/*", repo_type=repo_type, revision=revision,
-                     endpoint=endpoint, cache_dir=cache_dir, local_only=local_only, what=f"training data {key}")
+    root = _snapshot(
+        repo_id,
+        f"{DATASETS}/{_component(key, 'data set key')}/*",
+        repo_type=repo_type,
+        revision=revision,
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        local_only=local_only,
+        what=f"training data {key}",
+    )
     folder = root / DATASETS / key
     if not (folder / "dataset.json").is_file():
         raise HubError(f"{repo_type} repo {repo_id} has no training data {DATASETS}/{key}/")
@@ -369,11 +475,22 @@ def generate_or_fetch(
                     reporter.log(STAGE, f"reused training data {key} from {repo_id} (not regenerated) → {out}")
                 return out, True
         except Exception as exc:  # noqa: BLE001 - the Hub being unreachable must not stop a generation
-            _emit_warning(reporter, f"could not look up training data {key} on {repo_id} ({_short(exc)}); generating locally")
+            _emit_warning(
+                reporter, f"could not look up training data {key} on {repo_id} ({_short(exc)}); generating locally"
+            )
     out = generate_to_disk(stack, config, out_dir, reporter=reporter, **generate_kwargs)
     try:
-        upload_dataset(out, repo_id, key=key, repo_type=repo_type, private=private, endpoint=endpoint, reporter=reporter,
-                       attempts=attempts, base_delay=base_delay)
+        upload_dataset(
+            out,
+            repo_id,
+            key=key,
+            repo_type=repo_type,
+            private=private,
+            endpoint=endpoint,
+            reporter=reporter,
+            attempts=attempts,
+            base_delay=base_delay,
+        )
     except HubUploadError:
         pass  # already reported as a warning; the local data set stays
     return Path(out), False
@@ -467,11 +584,21 @@ class CheckpointUploader:
         where = f"epoch {epoch}" + (f", batch {batch}" if batch else "")
         try:
             oid = with_retries(
-                lambda: _commit_files({self.path_in_repo: frozen}, self.repo_id, repo_type=self.repo_type,
-                                      private=self.private, revision=None, endpoint=self.endpoint,
-                                      message=f"Checkpoint at {where}"),
-                what=f"upload of checkpoint ({where}) to {self.repo_id}", local=self.path, attempts=self.attempts,
-                base_delay=self.base_delay, reporter=self.reporter)
+                lambda: _commit_files(
+                    {self.path_in_repo: frozen},
+                    self.repo_id,
+                    repo_type=self.repo_type,
+                    private=self.private,
+                    revision=None,
+                    endpoint=self.endpoint,
+                    message=f"Checkpoint at {where}",
+                ),
+                what=f"upload of checkpoint ({where}) to {self.repo_id}",
+                local=self.path,
+                attempts=self.attempts,
+                base_delay=self.base_delay,
+                reporter=self.reporter,
+            )
         except HubUploadError as exc:
             self.failed.append(str(exc))
             return
@@ -499,17 +626,33 @@ class CheckpointUploader:
         self.close()
 
 
-def download_checkpoint(ref: HubRef | str, dest: str | os.PathLike, *, endpoint: str | None = None,
-                        cache_dir: str | os.PathLike | None = None, local_only: bool | None = None) -> Path:
+def download_checkpoint(
+    ref: HubRef | str,
+    dest: str | os.PathLike,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_only: bool | None = None,
+) -> Path:
     """Fetch a checkpoint uploaded by :class:`CheckpointUploader` and copy it to the file ``dest``."""
     from huggingface_hub import hf_hub_download  # heavy (huggingface_hub): imported on use
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # heavy (huggingface_hub): imported on use
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+    )  # heavy (huggingface_hub): imported on use
 
     ref = HubRef.parse(ref) if isinstance(ref, str) else ref
     offline = hub_offline() if local_only is None else local_only
     try:
-        cached = hf_hub_download(ref.repo_id, ref.path, repo_type=ref.repo_type, revision=ref.revision,
-                                 cache_dir=_cache_dir(cache_dir), endpoint=hub_endpoint(endpoint), local_files_only=offline)
+        cached = hf_hub_download(
+            ref.repo_id,
+            ref.path,
+            repo_type=ref.repo_type,
+            revision=ref.revision,
+            cache_dir=_cache_dir(cache_dir),
+            endpoint=hub_endpoint(endpoint),
+            local_files_only=offline,
+        )
     except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
         raise HubError(f"cannot fetch checkpoint {ref}: {_short(exc)}") from exc
     dest = Path(dest)

@@ -64,21 +64,32 @@ def _card(config: dict[str, Any], metrics: dict[str, Any], n_params: int) -> str
         f"# {config.get('name', 'workbench model')}",
         "",
         f"- task: **{config['task']}**; architecture: `{config['model']['kind']}` ({n_params:,} parameters)",
-        f"- trained with workbench {config['versions'].get('workbench')}, torch {config['versions'].get('torch')} on {config['created']}",
+        f"- trained with workbench {config['versions'].get('workbench')}, torch {config['versions'].get('torch')} on "
+        f"{config['created']}",
     ]
     ds = config.get("data", {}).get("dataset") or {}
     if ds:
         lines.append(f"- data set: {ds.get('curves', '?')} curves, content hash `{str(ds.get('content_hash'))[:16]}`")
     train = config.get("train", {})
     if train:
-        lines.append(f"- training: {train.get('optimizer')} lr {train.get('learning_rate')}, batch {train.get('batch_size')}, {train.get('epochs')} epochs")
+        lines.append(
+            f"- training: {train.get('optimizer')} lr {train.get('learning_rate')}, batch {train.get('batch_size')}, "
+            f"{train.get('epochs')} epochs"
+        )
     lines += ["", "## Test metrics (physical units)", ""]
     for key, value in metrics.items():
         if isinstance(value, float):
             lines.append(f"- {key}: {value:.6g}")
         elif isinstance(value, dict):
-            lines.append(f"- {key}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()))
-    lines += ["", "Load with `workbench.store.model_bundle.load_model_bundle(path)` (safetensors + JSON, no pickle).", ""]
+            lines.append(
+                f"- {key}: "
+                + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+            )
+    lines += [
+        "",
+        "Load with `workbench.store.model_bundle.load_model_bundle(path)` (safetensors + JSON, no pickle).",
+        "",
+    ]
     return "\n".join(lines)
 
 

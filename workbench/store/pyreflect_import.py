@@ -27,9 +27,12 @@ from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
 from .model_bundle import save_model_bundle
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
 }
 
 
@@ -57,8 +60,10 @@ def read_pyreflect_stats(source: str | os.PathLike | bytes) -> dict[str, dict[st
     if isinstance(raw, np.ndarray) and raw.dtype == object and raw.shape == ():
         raw = raw.item()
     try:
-        stats = {part: {axis: {k: float(raw[part][axis][k]) for k in ("min", "max")} for axis in ("x", "y")}
-                 for part in ("nr", "sld")}
+        stats = {
+            part: {axis: {k: float(raw[part][axis][k]) for k in ("min", "max")} for axis in ("x", "y")}
+            for part in ("nr", "sld")
+        }
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{where}: expected {{'nr'|'sld': {{'x'|'y': {{'min', 'max'}}}}}}, missing {exc}") from exc
     for part, axes in stats.items():
@@ -68,9 +73,15 @@ def read_pyreflect_stats(source: str | os.PathLike | bytes) -> dict[str, dict[st
     return stats
 
 
-def bundle_from_pyreflect(weights: str | os.PathLike, stats: str | os.PathLike | dict, dest: str | os.PathLike, *,
-                          q: np.ndarray | None = None, dq_over_q: float = DEFAULT_DQ_OVER_Q_FWHM,
-                          name: str | None = None) -> Path:
+def bundle_from_pyreflect(
+    weights: str | os.PathLike,
+    stats: str | os.PathLike | dict,
+    dest: str | os.PathLike,
+    *,
+    q: np.ndarray | None = None,
+    dq_over_q: float = DEFAULT_DQ_OVER_Q_FWHM,
+    name: str | None = None,
+) -> Path:
     """Write a workbench bundle (task ``nr_sld``) from pyreflect's weights and statistics.
 
     ``q`` is the model's Q grid; by default pyreflect's own: log-spaced between the statistics'
@@ -83,16 +94,26 @@ def bundle_from_pyreflect(weights: str | os.PathLike, stats: str | os.PathLike |
         q = np.logspace(math.log10(st["nr"]["x"]["min"]), math.log10(st["nr"]["x"]["max"]), n_q)
     q = np.asarray(q, dtype=np.float64).ravel()
     if q.size != n_q or not np.all(np.diff(q) > 0) or q[0] <= 0:
-        raise ValueError(f"the Q grid must be {n_q} increasing positive values (the weights take {n_q} points), got {q.size}")
+        raise ValueError(
+            f"the Q grid must be {n_q} increasing positive values (the weights take {n_q} points), got {q.size}"
+        )
     pre = PreprocessConfig(apply_log_transform=True, clip_min=1e-8, normalization="minmax", per_point=False)
     nr_y, sld = st["nr"]["y"], st["sld"]
     normalization = {
         "preprocess": pre.model_dump(mode="json"),
         "x": {"method": "minmax", "per_point": False, "stats": {"min": nr_y["min"], "max": nr_y["max"]}},
-        "y": {"method": "minmax", "per_point": False,
-              "stats": {"min": [sld["x"]["min"], sld["y"]["min"]], "max": [sld["x"]["max"], sld["y"]["max"]]}},
+        "y": {
+            "method": "minmax",
+            "per_point": False,
+            "stats": {"min": [sld["x"]["min"], sld["y"]["min"]], "max": [sld["x"]["max"], sld["y"]["max"]]},
+        },
     }
-    data = {"q": q.tolist(), "probe": {"dq_over_q": float(dq_over_q)}, "sld_points": int(model.config["n_z"]),
-            "source": {"pyreflect": {"weights": Path(weights).name, "stats": st}}}
-    return save_model_bundle(dest, model, task="nr_sld", normalization=normalization, data=data,
-                             name=name or Path(weights).stem)
+    data = {
+        "q": q.tolist(),
+        "probe": {"dq_over_q": float(dq_over_q)},
+        "sld_points": int(model.config["n_z"]),
+        "source": {"pyreflect": {"weights": Path(weights).name, "stats": st}},
+    }
+    return save_model_bundle(
+        dest, model, task="nr_sld", normalization=normalization, data=data, name=name or Path(weights).stem
+    )

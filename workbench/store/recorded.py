@@ -90,23 +90,32 @@ def recorded_run(
         existing = registry.get_run(run_id)
         run_dir = run_dir if run_dir is not None else existing.run_dir
     else:
-        run_id = registry.start_run(kind, name=name, params=params, dataset_hash=dataset_hash, model=model,
-                                    run_dir=run_dir, run_id=run_id)
+        run_id = registry.start_run(
+            kind, name=name, params=params, dataset_hash=dataset_hash, model=model, run_dir=run_dir, run_id=run_id
+        )
     reporter = reporter if reporter is not None else Reporter()
     listener = registry.listener(run_id)
     reporter.listeners.append(listener)
     run = RecordedRun(run_id, registry, reporter, run_dir=Path(run_dir) if run_dir is not None else None, model=model)
     stop = threading.Event()
-    beat = threading.Thread(target=_beat, args=(registry, run_id, stop, max(0.05, min(registry.heartbeat_timeout / 4, 30.0))),
-                            name=f"heartbeat-{run_id}", daemon=True)
+    beat = threading.Thread(
+        target=_beat,
+        args=(registry, run_id, stop, max(0.05, min(registry.heartbeat_timeout / 4, 30.0))),
+        name=f"heartbeat-{run_id}",
+        daemon=True,
+    )
     beat.start()
     try:
         yield run
     except (Cancelled, KeyboardInterrupt) as exc:
-        registry.finish_run(run_id, "stopped", metrics=run.metrics, error=str(exc) or type(exc).__name__, model=run.model)
+        registry.finish_run(
+            run_id, "stopped", metrics=run.metrics, error=str(exc) or type(exc).__name__, model=run.model
+        )
         raise
     except BaseException as exc:
-        registry.finish_run(run_id, "failed", metrics=run.metrics, error=f"{type(exc).__name__}: {exc}", model=run.model)
+        registry.finish_run(
+            run_id, "failed", metrics=run.metrics, error=f"{type(exc).__name__}: {exc}", model=run.model
+        )
         raise
     else:
         registry.finish_run(run_id, run.status or "completed", metrics=run.metrics, model=run.model)

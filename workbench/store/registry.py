@@ -225,7 +225,9 @@ class Registry:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -237,7 +239,9 @@ class Registry:
         conn = self._conn()
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise RuntimeError(f"{self.path}: SQLite refused WAL mode (journal_mode={mode}); is the file on a network share?")
+            raise RuntimeError(
+                f"{self.path}: SQLite refused WAL mode (journal_mode={mode}); is the file on a network share?"
+            )
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.split(";"):
@@ -258,7 +262,7 @@ class Registry:
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == self.retries - 1:
                     raise
-                time.sleep(delay * (1.0 + random.random()))
+                time.sleep(delay * (1.0 + random.random()))  # noqa: S311 - jitter of a retry, not a secret
                 delay = min(delay * 2.0, 2.0)
         raise AssertionError("unreachable")
 
@@ -312,12 +316,31 @@ class Registry:
         now = time.time()
         name = name or f"{kind} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}"
         row = (
-            run_id, name, kind, "running", now, now, now, self._host, os.getpid(), _dumps(params or {}), "{}", "{}",
-            _dumps(package_versions()), dataset_hash, model, str(run_dir) if run_dir is not None else None,
+            run_id,
+            name,
+            kind,
+            "running",
+            now,
+            now,
+            now,
+            self._host,
+            os.getpid(),
+            _dumps(params or {}),
+            "{}",
+            "{}",
+            _dumps(package_versions()),
+            dataset_hash,
+            model,
+            str(run_dir) if run_dir is not None else None,
         )
-        self._write(lambda c: c.execute(
-            "INSERT INTO runs (id, name, kind, status, created, updated, heartbeat, host, pid, params, metrics, timings,"
-            " versions, dataset_hash, model, run_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+        self._write(
+            lambda c: c.execute(
+                "INSERT INTO runs (id, name, kind, status, created, updated, heartbeat, host, pid, params, metrics, "
+                "timings,"
+                " versions, dataset_hash, model, run_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
         self._beats[run_id] = now
         return run_id
 
@@ -325,9 +348,13 @@ class Registry:
         """Mark a paused (or stopped, failed) run as running again in this process, e.g. to resume it."""
         self.get_run(run_id)
         now = time.time()
-        self._write(lambda c: c.execute(
-            "UPDATE runs SET status = 'running', error = NULL, updated = ?, heartbeat = ?, host = ?, pid = ? WHERE id = ?",
-            (now, now, self._host, os.getpid(), run_id)))
+        self._write(
+            lambda c: c.execute(
+                "UPDATE runs SET status = 'running', error = NULL, updated = ?, heartbeat = ?, host = ?, pid = ? "
+                "WHERE id = ?",
+                (now, now, self._host, os.getpid(), run_id),
+            )
+        )
         self._beats[run_id] = now
 
     def heartbeat(self, run_id: str) -> None:
@@ -335,8 +362,15 @@ class Registry:
         self._write(lambda c: c.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id)))
         self._beats[run_id] = now
 
-    def update_run(self, run_id: str, *, params: dict | None = None, dataset_hash: str | None = None,
-                   model: str | None = None, run_dir: str | os.PathLike | None = None) -> None:
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        params: dict | None = None,
+        dataset_hash: str | None = None,
+        model: str | None = None,
+        run_dir: str | os.PathLike | None = None,
+    ) -> None:
         """Merge ``params`` into the run's parameters and set the other fields that are given."""
 
         def apply(c: sqlite3.Connection) -> None:
@@ -347,12 +381,19 @@ class Registry:
             c.execute("UPDATE runs SET params = ?, updated = ? WHERE id = ?", (_dumps(merged), time.time(), run_id))
             for column, value in (("dataset_hash", dataset_hash), ("model", model), ("run_dir", run_dir)):
                 if value is not None:
-                    c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (str(value), run_id))
+                    c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (str(value), run_id))  # noqa: S608 - fixed names
 
         self._write(apply)
 
-    def finish_run(self, run_id: str, status: str, *, metrics: dict | None = None, error: str | None = None,
-                   model: str | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        metrics: dict | None = None,
+        error: str | None = None,
+        model: str | None = None,
+    ) -> None:
         """Set the final status (``completed``, ``failed``, ``stopped`` or ``paused``) and merge ``metrics``."""
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(STATUSES)}")
@@ -368,7 +409,8 @@ class Registry:
             c.execute(
                 "UPDATE runs SET status = ?, metrics = ?, timings = ?, error = ?, updated = ?, heartbeat = ?,"
                 " model = COALESCE(?, model) WHERE id = ?",
-                (status, _dumps(merged), _dumps(timings), redact(error) if error else None, now, now, model, run_id))
+                (status, _dumps(merged), _dumps(timings), redact(error) if error else None, now, now, model, run_id),
+            )
 
         self._write(apply)
         self._beats.pop(run_id, None)
@@ -395,10 +437,24 @@ class Registry:
                 status = "failed"
                 error = error or f"its process (pid {r['pid']} on {r['host']}) is gone: it crashed or was killed"
         return RunRow(
-            id=r["id"], name=r["name"], kind=r["kind"], status=status, created=r["created"], updated=r["updated"],
-            heartbeat=r["heartbeat"], params=_loads(r["params"]), metrics=_loads(r["metrics"]),
-            timings=_loads(r["timings"]), versions=_loads(r["versions"]), dataset_hash=r["dataset_hash"],
-            model=r["model"], run_dir=r["run_dir"], error=error, last_epoch=r["last_epoch"], pid=r["pid"], host=r["host"],
+            id=r["id"],
+            name=r["name"],
+            kind=r["kind"],
+            status=status,
+            created=r["created"],
+            updated=r["updated"],
+            heartbeat=r["heartbeat"],
+            params=_loads(r["params"]),
+            metrics=_loads(r["metrics"]),
+            timings=_loads(r["timings"]),
+            versions=_loads(r["versions"]),
+            dataset_hash=r["dataset_hash"],
+            model=r["model"],
+            run_dir=r["run_dir"],
+            error=error,
+            last_epoch=r["last_epoch"],
+            pid=r["pid"],
+            host=r["host"],
         )
 
     def list_runs(self, *, kind: str | None = None, status: str | None = None) -> list[RunRow]:
@@ -425,11 +481,15 @@ class Registry:
         if not rows:
             raise KeyError(f"no run with id or name {prefix!r} in {self.path}")
         if len(rows) > 1:
-            raise KeyError(f"{prefix!r} matches {len(rows)} runs ({', '.join(r['id'] for r in rows[:5])}); give more of the id")
+            raise KeyError(
+                f"{prefix!r} matches {len(rows)} runs ({', '.join(r['id'] for r in rows[:5])}); give more of the id"
+            )
         return self.get_run(rows[0]["id"])
 
     def epochs(self, run_id: str) -> list[dict]:
-        rows = self._read("SELECT stage, epoch, time, data FROM epochs WHERE run_id = ? ORDER BY stage, epoch", (run_id,))
+        rows = self._read(
+            "SELECT stage, epoch, time, data FROM epochs WHERE run_id = ? ORDER BY stage, epoch", (run_id,)
+        )
         return [{**_loads(r["data"]), "epoch": r["epoch"], "stage": r["stage"], "time": r["time"]} for r in rows]
 
     def logs(self, run_id: str) -> list[dict]:
@@ -437,15 +497,20 @@ class Registry:
         return [dict(r) for r in rows]
 
     def timings(self, run_id: str) -> list[dict]:
-        rows = self._read("SELECT time, stage, what, seconds, items FROM timings WHERE run_id = ? ORDER BY id", (run_id,))
+        rows = self._read(
+            "SELECT time, stage, what, seconds, items FROM timings WHERE run_id = ? ORDER BY id", (run_id,)
+        )
         return [dict(r) for r in rows]
 
     def rename_run(self, run_id: str, name: str) -> None:
         name = (name or "").strip()
         if not name:
             raise ValueError("a run name must not be empty")
-        count = self._write(lambda c: c.execute("UPDATE runs SET name = ?, updated = ? WHERE id = ?",
-                                                (name, time.time(), run_id)).rowcount)
+        count = self._write(
+            lambda c: (
+                c.execute("UPDATE runs SET name = ?, updated = ? WHERE id = ?", (name, time.time(), run_id)).rowcount
+            )
+        )
         if count == 0:
             raise KeyError(f"no run with id {run_id!r} in {self.path}")
 
@@ -488,15 +553,30 @@ class Registry:
         for run_id in run_ids:
             run = self.get_run(run_id)
             epochs = [e for e in self.epochs(run_id) if e.get("stage") == "train"] or self.epochs(run_id)
-            vals = [e["val_loss"] for e in epochs if isinstance(e.get("val_loss"), (int, float)) and math.isfinite(e["val_loss"])]
-            out.append({
-                "id": run.id, "name": run.name, "kind": run.kind, "status": run.status, "dataset_hash": run.dataset_hash,
-                "model": run.model, "last_epoch": run.last_epoch, "params": flatten(run.params),
-                "metrics": flatten(run.metrics), "final": epochs[-1] if epochs else {},
-                "best_val_loss": min(vals) if vals else None,
-            })
+            vals = [
+                e["val_loss"]
+                for e in epochs
+                if isinstance(e.get("val_loss"), (int, float)) and math.isfinite(e["val_loss"])
+            ]
+            out.append(
+                {
+                    "id": run.id,
+                    "name": run.name,
+                    "kind": run.kind,
+                    "status": run.status,
+                    "dataset_hash": run.dataset_hash,
+                    "model": run.model,
+                    "last_epoch": run.last_epoch,
+                    "params": flatten(run.params),
+                    "metrics": flatten(run.metrics),
+                    "final": epochs[-1] if epochs else {},
+                    "best_val_loss": min(vals) if vals else None,
+                }
+            )
         keys = sorted({k for row in out for k in row["params"]})
-        differs = [k for k in keys if len({json.dumps(row["params"].get(k), sort_keys=True, default=str) for row in out}) > 1]
+        differs = [
+            k for k in keys if len({json.dumps(row["params"].get(k), sort_keys=True, default=str) for row in out}) > 1
+        ]
         for row in out:
             row["differs"] = differs
         return out
@@ -530,9 +610,13 @@ class Registry:
         now = time.time()
 
         def apply(c: sqlite3.Connection) -> None:
-            c.execute("INSERT OR REPLACE INTO epochs (run_id, stage, epoch, time, data) VALUES (?, ?, ?, ?, ?)",
-                      (run_id, event.stage, epoch, event.time, _dumps(data)))
-            c.execute("UPDATE runs SET last_epoch = ?, heartbeat = ?, updated = ? WHERE id = ?", (epoch, now, now, run_id))
+            c.execute(
+                "INSERT OR REPLACE INTO epochs (run_id, stage, epoch, time, data) VALUES (?, ?, ?, ?, ?)",
+                (run_id, event.stage, epoch, event.time, _dumps(data)),
+            )
+            c.execute(
+                "UPDATE runs SET last_epoch = ?, heartbeat = ?, updated = ? WHERE id = ?", (epoch, now, now, run_id)
+            )
 
         self._write(apply)
         self._beats[run_id] = now
@@ -541,8 +625,10 @@ class Registry:
         now = time.time()
 
         def apply(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO logs (run_id, time, stage, level, message) VALUES (?, ?, ?, ?, ?)",
-                      (run_id, at, stage, level, redact(str(message))))
+            c.execute(
+                "INSERT INTO logs (run_id, time, stage, level, message) VALUES (?, ?, ?, ?, ?)",
+                (run_id, at, stage, level, redact(str(message))),
+            )
             c.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
 
         self._write(apply)
@@ -557,12 +643,16 @@ class Registry:
         key = "epochs" if _EPOCH_TIMING.match(event.what) else event.what
 
         def apply(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO timings (run_id, time, stage, what, seconds, items) VALUES (?, ?, ?, ?, ?, ?)",
-                      (run_id, event.time, event.stage, event.what, float(event.seconds), int(event.items)))
+            c.execute(
+                "INSERT INTO timings (run_id, time, stage, what, seconds, items) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, event.time, event.stage, event.what, float(event.seconds), int(event.items)),
+            )
             row = c.execute("SELECT timings FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is not None:
                 timings = _loads(row["timings"])
-                timings[key] = float(timings.get(key, 0.0)) + float(event.seconds) if key == "epochs" else float(event.seconds)
+                timings[key] = (
+                    float(timings.get(key, 0.0)) + float(event.seconds) if key == "epochs" else float(event.seconds)
+                )
                 c.execute("UPDATE runs SET timings = ?, heartbeat = ? WHERE id = ?", (_dumps(timings), now, run_id))
 
         self._write(apply)
@@ -572,13 +662,20 @@ class Registry:
     def add_checkpoint(self, run_id: str, path: str | os.PathLike, epoch: int, *, hub: str | None = None) -> None:
         """Record a checkpoint of a run (``hub``: where a copy lives on the Hub, ``repo_type:repo_id:path``)."""
         now = time.time()
-        self._write(lambda c: c.execute(
-            "INSERT INTO checkpoints (run_id, path, epoch, time, hub) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, path)"
-            " DO UPDATE SET epoch = excluded.epoch, time = excluded.time, hub = COALESCE(excluded.hub, checkpoints.hub)",
-            (run_id, str(path), int(epoch), now, hub)))
+        self._write(
+            lambda c: c.execute(
+                "INSERT INTO checkpoints (run_id, path, epoch, time, hub) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, path)"
+                " DO UPDATE SET epoch = excluded.epoch, time = excluded.time, hub = COALESCE(excluded.hub, "
+                "checkpoints.hub)",
+                (run_id, str(path), int(epoch), now, hub),
+            )
+        )
 
     def checkpoints(self, run_id: str) -> list[dict]:
-        rows = self._read("SELECT path, epoch, time, hub FROM checkpoints WHERE run_id = ? ORDER BY epoch, time", (run_id,))
+        rows = self._read(
+            "SELECT path, epoch, time, hub FROM checkpoints WHERE run_id = ? ORDER BY epoch, time", (run_id,)
+        )
         return [dict(r) for r in rows]
 
     def latest_checkpoint(self, run_id: str) -> Path | None:
@@ -589,14 +686,19 @@ class Registry:
         return None
 
     # ------------------------------------------------------------ data sets
-    def register_dataset(self, content_hash: str, path: str | os.PathLike, config: dict, *, hub: str | None = None) -> None:
+    def register_dataset(
+        self, content_hash: str, path: str | os.PathLike, config: dict, *, hub: str | None = None
+    ) -> None:
         if not content_hash:
             raise ValueError("a data set is registered by its content hash; got an empty hash")
-        self._write(lambda c: c.execute(
-            "INSERT INTO datasets (content_hash, path, config, created, hub) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (content_hash) DO UPDATE SET path = excluded.path, config = excluded.config,"
-            " hub = COALESCE(excluded.hub, datasets.hub)",
-            (content_hash, str(path), _dumps(config), time.time(), hub)))
+        self._write(
+            lambda c: c.execute(
+                "INSERT INTO datasets (content_hash, path, config, created, hub) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (content_hash) DO UPDATE SET path = excluded.path, config = excluded.config,"
+                " hub = COALESCE(excluded.hub, datasets.hub)",
+                (content_hash, str(path), _dumps(config), time.time(), hub),
+            )
+        )
 
     def set_dataset_hub(self, content_hash: str, hub: str) -> None:
         self._write(lambda c: c.execute("UPDATE datasets SET hub = ? WHERE content_hash = ?", (hub, content_hash)))
@@ -610,8 +712,13 @@ class Registry:
 
     @staticmethod
     def _dataset(r: sqlite3.Row) -> dict:
-        return {"content_hash": r["content_hash"], "path": r["path"], "config": _loads(r["config"]),
-                "created": r["created"], "hub": r["hub"]}
+        return {
+            "content_hash": r["content_hash"],
+            "path": r["path"],
+            "config": _loads(r["config"]),
+            "created": r["created"],
+            "hub": r["hub"],
+        }
 
     # ------------------------------------------------------------ models
     def register_model(
@@ -637,15 +744,31 @@ class Registry:
         def apply(c: sqlite3.Connection) -> int:
             v = version
             if v is None:
-                v = int(c.execute("SELECT COALESCE(MAX(version), 0) FROM models WHERE name = ?", (name,)).fetchone()[0]) + 1
+                v = (
+                    int(c.execute("SELECT COALESCE(MAX(version), 0) FROM models WHERE name = ?", (name,)).fetchone()[0])
+                    + 1
+                )
             elif c.execute("SELECT 1 FROM models WHERE name = ? AND version = ?", (name, v)).fetchone():
-                raise ValueError(f"model {name!r} version {v} is already registered; pass version=None for the next one")
+                raise ValueError(
+                    f"model {name!r} version {v} is already registered; pass version=None for the next one"
+                )
             if active:
                 c.execute("UPDATE models SET active = 0 WHERE target = ?", (target,))
             c.execute(
                 "INSERT INTO models (name, version, target, path, metrics, dataset_hash, run_id, active, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, int(v), target, str(path), _dumps(metrics), dataset_hash, run_id, int(bool(active)), time.time()))
+                (
+                    name,
+                    int(v),
+                    target,
+                    str(path),
+                    _dumps(metrics),
+                    dataset_hash,
+                    run_id,
+                    int(bool(active)),
+                    time.time(),
+                ),
+            )
             return int(v)
 
         return self._write(apply)
@@ -663,7 +786,9 @@ class Registry:
         self._write(apply)
 
     def set_model_hub(self, name: str, version: int, hub: str) -> None:
-        self._write(lambda c: c.execute("UPDATE models SET hub = ? WHERE name = ? AND version = ?", (hub, name, version)))
+        self._write(
+            lambda c: c.execute("UPDATE models SET hub = ? WHERE name = ? AND version = ?", (hub, name, version))
+        )
 
     def list_models(self, target: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM models", []
@@ -687,9 +812,18 @@ class Registry:
 
     @staticmethod
     def _model(r: sqlite3.Row) -> dict:
-        return {"name": r["name"], "version": r["version"], "target": r["target"], "path": r["path"],
-                "metrics": _loads(r["metrics"]), "dataset_hash": r["dataset_hash"], "run_id": r["run_id"],
-                "active": bool(r["active"]), "created": r["created"], "hub": r["hub"]}
+        return {
+            "name": r["name"],
+            "version": r["version"],
+            "target": r["target"],
+            "path": r["path"],
+            "metrics": _loads(r["metrics"]),
+            "dataset_hash": r["dataset_hash"],
+            "run_id": r["run_id"],
+            "active": bool(r["active"]),
+            "created": r["created"],
+            "hub": r["hub"],
+        }
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,9 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
+
 import yaml
+
 from .registry import Registry
 
 if TYPE_CHECKING:

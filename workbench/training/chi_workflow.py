@@ -36,7 +36,9 @@ CHI_NAMES = ("chi_AB", "chi_substrate", "chi_air")
 SCFT_Z_START = -19.78863157894737
 SCFT_Z_STEP = 19.78863157894737
 PROFILE_TOLERANCE = 0.05  # fraction of the training SLD span a profile may exceed it by unflagged
-RECON_FACTOR = 3.0  # a profile reconstructed worse than this × the validation 99th percentile is unlike the training set
+RECON_FACTOR = (
+    3.0  # a profile reconstructed worse than this × the validation 99th percentile is unlike the training set
+)
 
 
 # ------------------------------------------------------------------ data
@@ -54,14 +56,22 @@ def load_chi_experiment(path: str | Path, z_grid: np.ndarray) -> tuple[np.ndarra
         raise ValueError(f"{path}: expected two columns (z in Å, SLD in 1e-6 Å⁻²), found {table.shape[1]}")
     z, sld = table[:, 0], table[:, 1]
     if len(z) != len(z_grid):
-        raise ValueError(f"{path}: {len(z)} points, but the training profiles have {len(z_grid)} (z from {z_grid[0]:.4g} to {z_grid[-1]:.4g} Å)")
+        raise ValueError(
+            f"{path}: {len(z)} points, but the training profiles have {len(z_grid)} (z from {z_grid[0]:.4g} to "
+            f"{z_grid[-1]:.4g} Å)"
+        )
     tol = 1e-3 * float(np.median(np.abs(np.diff(z_grid)))) if len(z_grid) > 1 else 1e-6
     bad = np.flatnonzero(np.abs(z - z_grid) > tol)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{path}: z grid does not match the training grid: point {i + 1} is at {z[i]:.6g} Å, the training grid has {z_grid[i]:.6g} Å ({bad.size} points differ); resample the profile onto the training grid first")
+        raise ValueError(
+            f"{path}: z grid does not match the training grid: point {i + 1} is at {z[i]:.6g} Å, the training grid "
+            f"has {z_grid[i]:.6g} Å ({bad.size} points differ); resample the profile onto the training grid first"
+        )
     if not np.all(np.isfinite(sld)):
-        raise ValueError(f"{path}: SLD column has non-finite values at points {np.flatnonzero(~np.isfinite(sld))[:5] + 1}")
+        raise ValueError(
+            f"{path}: SLD column has non-finite values at points {np.flatnonzero(~np.isfinite(sld))[:5] + 1}"
+        )
     return z, sld
 
 
@@ -71,15 +81,22 @@ def load_chi_scft(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     files = {name: folder / name for name in ("train_data.npy", "train_pars.npy", "experiment.txt")}
     for path in files.values():
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing (the chi-scft set needs train_data.npy, train_pars.npy, experiment.txt)")
+            raise FileNotFoundError(
+                f"{path}: missing (the chi-scft set needs train_data.npy, train_pars.npy, experiment.txt)"
+            )
     profiles = np.load(files["train_data.npy"], allow_pickle=False)
     chi = np.load(files["train_pars.npy"], allow_pickle=False)
     if profiles.ndim != 2:
         raise ValueError(f"{files['train_data.npy']}: expected (N, points) SLD profiles, got shape {profiles.shape}")
     if chi.ndim != 2 or chi.shape[1] != len(CHI_NAMES):
-        raise ValueError(f"{files['train_pars.npy']}: expected (N, {len(CHI_NAMES)}) columns {', '.join(CHI_NAMES)}, got shape {chi.shape}")
+        raise ValueError(
+            f"{files['train_pars.npy']}: expected (N, {len(CHI_NAMES)}) columns {', '.join(CHI_NAMES)}, got shape "
+            f"{chi.shape}"
+        )
     if len(chi) != len(profiles):
-        raise ValueError(f"{files['train_pars.npy']}: {len(chi)} rows, but {files['train_data.npy']} has {len(profiles)} profiles")
+        raise ValueError(
+            f"{files['train_pars.npy']}: {len(chi)} rows, but {files['train_data.npy']} has {len(profiles)} profiles"
+        )
     for name, arr in (("train_data.npy", profiles), ("train_pars.npy", chi)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{files[name]}: contains non-finite values")
@@ -147,7 +164,9 @@ class ChiResult:
 def _check_inputs(profiles: np.ndarray, chi: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     profiles, chi = np.asarray(profiles, dtype=np.float64), np.asarray(chi, dtype=np.float64)
     if profiles.ndim != 2 or chi.ndim != 2:
-        raise ValueError(f"profiles must be (N, points) and chi (N, {len(names)}); got {profiles.shape} and {chi.shape}")
+        raise ValueError(
+            f"profiles must be (N, points) and chi (N, {len(names)}); got {profiles.shape} and {chi.shape}"
+        )
     if chi.shape[1] != len(names):
         raise ValueError(f"chi has {chi.shape[1]} columns but {len(names)} names were given ({', '.join(names)})")
     if len(profiles) != len(chi):
@@ -215,17 +234,37 @@ def train_chi(
     if model.whiten:
         _fit_whitening(model, p_norm.transform(profiles[tr]))
     context = {
-        "workflow": "chi", "seed": int(seed), "chi_weight": float(chi_weight), "chi_names": list(chi_names),
-        "profile_norm": p_norm.to_dict(), "chi_norm": c_norm.to_dict(),
+        "workflow": "chi",
+        "seed": int(seed),
+        "chi_weight": float(chi_weight),
+        "chi_names": list(chi_names),
+        "profile_norm": p_norm.to_dict(),
+        "chi_norm": c_norm.to_dict(),
         "chi_range": {n: [float(chi[tr, j].min()), float(chi[tr, j].max())] for j, n in enumerate(chi_names)},
         "profile_range": [float(profiles[tr].min()), float(profiles[tr].max())],
     }
-    trainer = Trainer(model, p_norm.transform(profiles), c_norm.transform(chi), split, train_config,
-                      task=ChiTask(chi_weight), reporter=reporter, checkpoint_path=checkpoint_path, context=context)
+    trainer = Trainer(
+        model,
+        p_norm.transform(profiles),
+        c_norm.transform(chi),
+        split,
+        train_config,
+        task=ChiTask(chi_weight),
+        reporter=reporter,
+        checkpoint_path=checkpoint_path,
+        context=context,
+    )
     return _finish(trainer, trainer.fit(), profiles, chi)
 
 
-def resume_chi(path: str | Path, profiles: np.ndarray, chi: np.ndarray, *, reporter: Reporter | None = None, epochs: int | None = None) -> ChiResult:
+def resume_chi(
+    path: str | Path,
+    profiles: np.ndarray,
+    chi: np.ndarray,
+    *,
+    reporter: Reporter | None = None,
+    epochs: int | None = None,
+) -> ChiResult:
     """Continue a paused (or checkpointed) :func:`train_chi` run on the same data."""
     _, meta, _ = load_checkpoint(path)
     ctx = meta.get("context") or {}
@@ -233,7 +272,14 @@ def resume_chi(path: str | Path, profiles: np.ndarray, chi: np.ndarray, *, repor
         raise ValueError(f"{path}: not a checkpoint of the χ workflow (context workflow = {ctx.get('workflow')!r})")
     profiles, chi = _check_inputs(profiles, chi, ctx["chi_names"])
     p_norm, c_norm = Normalizer.from_dict(ctx["profile_norm"]), Normalizer.from_dict(ctx["chi_norm"])
-    trainer = Trainer.resume(path, p_norm.transform(profiles), c_norm.transform(chi), task=ChiTask(ctx["chi_weight"]), reporter=reporter, epochs=epochs)
+    trainer = Trainer.resume(
+        path,
+        p_norm.transform(profiles),
+        c_norm.transform(chi),
+        task=ChiTask(ctx["chi_weight"]),
+        reporter=reporter,
+        epochs=epochs,
+    )
     return _finish(trainer, trainer.fit(), profiles, chi)
 
 
@@ -242,9 +288,16 @@ def _finish(trainer: Trainer, fit: TrainResult, profiles: np.ndarray, chi: np.nd
     ctx = trainer.context
     model = trainer.model.eval()
     result = ChiResult(
-        model=model, profile_norm=ctx["profile_norm"], chi_norm=ctx["chi_norm"], split=trainer.split,
-        history=fit.history, metrics={}, chi_range={k: (v[0], v[1]) for k, v in ctx["chi_range"].items()},
-        profile_range=(ctx["profile_range"][0], ctx["profile_range"][1]), chi_names=tuple(ctx["chi_names"]), train=fit,
+        model=model,
+        profile_norm=ctx["profile_norm"],
+        chi_norm=ctx["chi_norm"],
+        split=trainer.split,
+        history=fit.history,
+        metrics={},
+        chi_range={k: (v[0], v[1]) for k, v in ctx["chi_range"].items()},
+        profile_range=(ctx["profile_range"][0], ctx["profile_range"][1]),
+        chi_names=tuple(ctx["chi_names"]),
+        train=fit,
     )
     held_out = trainer.split["val"] if len(trainer.split["val"]) else trainer.split["train"]
     _, flags = predict_chi(result, profiles[held_out])
@@ -284,7 +337,9 @@ def predict_chi(
     x = x[None, :] if x.ndim == 1 else x
     n_points = model.config["n_points"]
     if x.ndim != 2 or x.shape[1] != n_points:
-        raise ValueError(f"profiles must be (N, {n_points}) SLD values on the training z grid; got shape {np.shape(profiles)}")
+        raise ValueError(
+            f"profiles must be (N, {n_points}) SLD values on the training z grid; got shape {np.shape(profiles)}"
+        )
     if not np.all(np.isfinite(x)):
         raise ValueError(f"profiles {np.flatnonzero(~np.isfinite(x).all(axis=1))[:5]} contain non-finite SLD values")
     p_norm, c_norm = Normalizer.from_dict(parts["profile_norm"]), Normalizer.from_dict(parts["chi_norm"])
@@ -308,8 +363,11 @@ def predict_chi(
     p_lo, p_hi = parts["profile_range"]
     excess = np.maximum(np.maximum(p_lo - x.min(axis=1), x.max(axis=1) - p_hi), 0.0)
     flags = ChiFlags(
-        chi=(pred < lo) | (pred > hi), profile=excess > tolerance * (p_hi - p_lo), profile_excess=excess,
-        unlike_training=recon_rmse > limit if limit is not None else np.zeros(len(x), dtype=bool), recon_rmse=recon_rmse,
+        chi=(pred < lo) | (pred > hi),
+        profile=excess > tolerance * (p_hi - p_lo),
+        profile_excess=excess,
+        unlike_training=recon_rmse > limit if limit is not None else np.zeros(len(x), dtype=bool),
+        recon_rmse=recon_rmse,
     )
     return pred, flags
 

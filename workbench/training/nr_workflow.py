@@ -24,8 +24,8 @@ from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, sp
 from ..events import Reporter
 from ..models import build_model
 from ..physics import Probe
-from .trainer import TrainConfig, Trainer, TrainResult
 from .checkpoint import load_checkpoint
+from .trainer import TrainConfig, Trainer, TrainResult
 
 Target = Literal["sld", "params"]
 TASKS = {"sld": "nr_sld", "params": "nr_params"}
@@ -99,7 +99,11 @@ class Outcome:
 
 
 def _dataset_ref(ds: Dataset) -> dict[str, Any]:
-    return {"path": str(ds.path) if ds.path else None, "content_hash": ds.content_hash or dataset_hash(ds), "curves": ds.n}
+    return {
+        "path": str(ds.path) if ds.path else None,
+        "content_hash": ds.content_hash or dataset_hash(ds),
+        "curves": ds.n,
+    }
 
 
 def train_nr_model(
@@ -127,7 +131,9 @@ def train_nr_model(
     torch.manual_seed(train.seed)
     net = build_model(model_config)
     context = {"target": target, "dataset": _dataset_ref(ds), "normalization": prep.normalization, "name": name}
-    trainer = Trainer(net, prep.x, prep.y, prep.split, train, reporter=reporter, checkpoint_path=checkpoint_path, context=context)
+    trainer = Trainer(
+        net, prep.x, prep.y, prep.split, train, reporter=reporter, checkpoint_path=checkpoint_path, context=context
+    )
     result = trainer.fit()
     return _finish(trainer, result, ds, prep, name)
 
@@ -148,7 +154,8 @@ def resume_nr_training(
     actual = ds.content_hash or dataset_hash(ds)
     if expected != actual:
         raise ValueError(
-            f"{checkpoint_path} was trained on data set {expected[:12]}…, but {ds.path} is {actual[:12]}…; resume on the same data"
+            f"{checkpoint_path} was trained on data set {expected[:12]}…, but {ds.path} is {actual[:12]}…; resume on "
+            "the same data"
         )
     pre = PreprocessConfig(**context["normalization"]["preprocess"])
     prep = prepare(ds, context["target"], pre)
@@ -162,17 +169,31 @@ def _finish(trainer: Trainer, result: TrainResult, ds: Dataset, prep: Prepared, 
         return Outcome(result, trainer.model, {}, trainer)
     metrics = evaluate(trainer.model, ds, prep, prep.split["test"])
     target = trainer.context["target"]
-    data = {"q": ds.q.tolist(), "dataset": trainer.context["dataset"], "probe": ds.meta.get("probe", {}),
-            "stack": ds.meta.get("stack"), "sld_points": int(ds.sld.shape[2])}
+    data = {
+        "q": ds.q.tolist(),
+        "dataset": trainer.context["dataset"],
+        "probe": ds.meta.get("probe", {}),
+        "stack": ds.meta.get("stack"),
+        "sld_points": int(ds.sld.shape[2]),
+    }
     if target == "params":
         data["parameters"] = {"names": prep.names, "bounds": prep.bounds.tolist()}
-    contents = {"task": TASKS[target], "normalization": prep.normalization, "data": data,
-                "train": trainer.config.model_dump(mode="json"), "metrics": metrics, "history": result.history, "name": name}
+    contents = {
+        "task": TASKS[target],
+        "normalization": prep.normalization,
+        "data": data,
+        "train": trainer.config.model_dump(mode="json"),
+        "metrics": metrics,
+        "history": result.history,
+        "name": name,
+    }
     return Outcome(result, trainer.model, metrics, trainer, contents)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, ds: Dataset, prep: Prepared, indices: np.ndarray, nr_curves: int = 100) -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module, ds: Dataset, prep: Prepared, indices: np.ndarray, nr_curves: int = 100
+) -> dict[str, Any]:
     """Test metrics in physical units (and, for SLD models, the NR computed from predicted profiles)."""
     if len(indices) == 0:
         return {}

@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..events import Cancelled, Reporter
+from ..models import build_model
 from ..models.task import Task
 from .checkpoint import load_checkpoint, save_checkpoint
-from ..models import build_model
 
 STAGE = "train"
 
@@ -45,23 +45,46 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimizer")
-    learning_rate: float = Field(1e-3, gt=0, le=10, description="step size of the optimizer",
-                                 json_schema_extra={"label": "learningRate", "min": 1e-7, "max": 1.0})
-    batch_size: int = Field(32, ge=1, le=65536, description="samples per optimizer step",
-                            json_schema_extra={"label": "batchSize", "limit": "max_batch_size"})
-    epochs: int = Field(10, ge=1, le=100000, description="passes over the training split",
-                        json_schema_extra={"limit": "max_epochs"})
-    weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty (decoupled for adamw)",
-                                json_schema_extra={"label": "weight decay"})
+    learning_rate: float = Field(
+        1e-3,
+        gt=0,
+        le=10,
+        description="step size of the optimizer",
+        json_schema_extra={"label": "learningRate", "min": 1e-7, "max": 1.0},
+    )
+    batch_size: int = Field(
+        32,
+        ge=1,
+        le=65536,
+        description="samples per optimizer step",
+        json_schema_extra={"label": "batchSize", "limit": "max_batch_size"},
+    )
+    epochs: int = Field(
+        10, ge=1, le=100000, description="passes over the training split", json_schema_extra={"limit": "max_epochs"}
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, le=1, description="L2 penalty (decoupled for adamw)", json_schema_extra={"label": "weight decay"}
+    )
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum", json_schema_extra={"label": "momentum (sgd)"})
-    schedule: Literal["none", "cosine", "step", "plateau"] = Field("none", description="learning-rate schedule",
-                                                                    json_schema_extra={"label": "lr schedule"})
-    early_stopping: int | None = Field(None, ge=1, le=10000, description="patience in epochs; best weights are restored",
-                                       json_schema_extra={"label": "early stopping"})
+    schedule: Literal["none", "cosine", "step", "plateau"] = Field(
+        "none", description="learning-rate schedule", json_schema_extra={"label": "lr schedule"}
+    )
+    early_stopping: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="patience in epochs; best weights are restored",
+        json_schema_extra={"label": "early stopping"},
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of initialisation and shuffling")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    checkpoint_every: int = Field(5, ge=1, le=100000, description="epochs between periodic checkpoints",
-                                  json_schema_extra={"label": "checkpoint every"})
+    checkpoint_every: int = Field(
+        5,
+        ge=1,
+        le=100000,
+        description="epochs between periodic checkpoints",
+        json_schema_extra={"label": "checkpoint every"},
+    )
     progress_every: int = Field(10, ge=1, le=100000, description="batches between progress events")
 
 
@@ -190,8 +213,14 @@ class Trainer:
         t_start = time.perf_counter()
         train_idx = self.split["train"]
         n_batches = max(1, math.ceil(len(train_idx) / c.batch_size))
-        probe = np.random.default_rng(c.seed).choice(train_idx, size=min(len(train_idx), max(len(self.split.get("val", [])), 256)), replace=False)
-        self.reporter.log(STAGE, f"training {type(self.model).__name__} on {len(train_idx)} samples, {n_batches} batches/epoch, device {self.device}")
+        probe = np.random.default_rng(c.seed).choice(
+            train_idx, size=min(len(train_idx), max(len(self.split.get("val", [])), 256)), replace=False
+        )
+        self.reporter.log(
+            STAGE,
+            f"training {type(self.model).__name__} on {len(train_idx)} samples, {n_batches} batches/epoch, device "
+            f"{self.device}",
+        )
         status: str = "completed"
         try:
             while st.epoch < c.epochs:
@@ -236,11 +265,17 @@ class Trainer:
                     self._checkpoint()
         except Cancelled as exc:
             self.reporter.log(STAGE, f"stopped: {exc}")
-            return TrainResult("stopped", st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start)
+            return TrainResult(
+                "stopped", st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start
+            )
         if self.best_weights is not None and c.early_stopping is not None:
             self.model.load_state_dict(self.best_weights)
-            self.reporter.log(STAGE, f"restored the best weights (epoch {st.best_epoch}, validation loss {st.best_val:.4g})")
-        return TrainResult(status, st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start)
+            self.reporter.log(
+                STAGE, f"restored the best weights (epoch {st.best_epoch}, validation loss {st.best_val:.4g})"
+            )
+        return TrainResult(
+            status, st.epoch, st.history, st.best_epoch, self._best(), None, time.perf_counter() - t_start
+        )
 
     def _best(self) -> float | None:
         return None if math.isinf(self.state.best_val) else self.state.best_val
@@ -271,9 +306,13 @@ class Trainer:
             self.reporter.warn(STAGE, "paused without a checkpoint path: nothing was saved, the run cannot be resumed")
         else:
             self._checkpoint()
-            self.reporter.log(STAGE, f"paused at epoch {self.state.epoch + 1}, batch {self.state.batch}; checkpoint {path}")
+            self.reporter.log(
+                STAGE, f"paused at epoch {self.state.epoch + 1}, batch {self.state.batch}; checkpoint {path}"
+            )
         st = self.state
-        return TrainResult("paused", st.epoch, st.history, st.best_epoch, self._best(), path, time.perf_counter() - t_start)
+        return TrainResult(
+            "paused", st.epoch, st.history, st.best_epoch, self._best(), path, time.perf_counter() - t_start
+        )
 
     # ------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> None:
@@ -304,7 +343,9 @@ class Trainer:
         }
         extra = {f"split_{k}": torch.as_tensor(v) for k, v in self.split.items()}
         extra["torch_rng"] = torch.get_rng_state()
-        return save_checkpoint(path, self.model, self.optimizer, meta, best_state=self.best_weights, extra_tensors=extra)
+        return save_checkpoint(
+            path, self.model, self.optimizer, meta, best_state=self.best_weights, extra_tensors=extra
+        )
 
     @classmethod
     def resume(
@@ -324,7 +365,7 @@ class Trainer:
         groups, meta, optim_state = load_checkpoint(path)
         model = (model_factory or build_model)(meta["model_config"])
         model.load_state_dict(groups["model"])
-        split = {k[len("split_"):]: v.numpy() for k, v in groups["extra"].items() if k.startswith("split_")}
+        split = {k[len("split_") :]: v.numpy() for k, v in groups["extra"].items() if k.startswith("split_")}
         config = TrainConfig(**meta["train_config"])
         updates = {}
         if epochs is not None:
@@ -333,7 +374,9 @@ class Trainer:
             updates["device"] = device
         if updates:
             config = config.model_copy(update=updates)
-        trainer = cls(model, x, y, split, config, task=task, reporter=reporter, checkpoint_path=path, context=meta.get("context"))
+        trainer = cls(
+            model, x, y, split, config, task=task, reporter=reporter, checkpoint_path=path, context=meta.get("context")
+        )
         if optim_state is not None:
             trainer.optimizer.load_state_dict(optim_state)
         if trainer.scheduler is not None and meta.get("scheduler"):

@@ -43,8 +43,14 @@ class Workbench(W.Tab):
     widgets and kernel work of one tab only.
     """
 
-    def __init__(self, workspace: Any = None, *, limits: Limits | None = None, tab: str = "stack",
-                 settings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Any = None,
+        *,
+        limits: Limits | None = None,
+        tab: str = "stack",
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.ctx = AppContext(workspace, limits=limits)
         for panel, values in (settings or {}).items():
             self.ctx.panel_settings(panel).update(values)
@@ -65,10 +71,18 @@ class Workbench(W.Tab):
         if name in self._panels:
             return self._panels[name]
         ctx = self.ctx
-        builders = {"stack": StackPanel, "probe": ProbePanel, "generate": GeneratePanel, "train": TrainPanel,
-                    "predict": PredictPanel, "refine": RefinePanel, "files": FilesPanel,
-                    "sweep": SweepPanel, "search": self._search_panel,
-                    "history": lambda c: HistoryPanel(c, resume=self._resume)}
+        builders = {
+            "stack": StackPanel,
+            "probe": ProbePanel,
+            "generate": GeneratePanel,
+            "train": TrainPanel,
+            "predict": PredictPanel,
+            "refine": RefinePanel,
+            "files": FilesPanel,
+            "sweep": SweepPanel,
+            "search": self._search_panel,
+            "history": lambda c: HistoryPanel(c, resume=self._resume),
+        }
         panel = builders[name](ctx)
         panel.add_class(f"wb-{name}-panel")
         self._panels[name] = panel
@@ -116,13 +130,14 @@ class Workbench(W.Tab):
         self.select("train")
 
 
-def apply_query_string(params: dict[str, Any], query: str | None = None, *,
-                       allowed: tuple[str, ...] = URL_PARAMETERS) -> dict[str, Any]:
+def apply_query_string(
+    params: dict[str, Any], query: str | None = None, *, allowed: tuple[str, ...] = URL_PARAMETERS
+) -> dict[str, Any]:
     """Override ``params`` (the notebook's UI parameters) from a URL query string.
 
     Only names in both ``params`` and ``allowed`` (default :data:`URL_PARAMETERS`: no folder or
-    file path, so a link cannot choose where the app reads or writes) are taken, each converted to the type of its default (bool,
-    int, float, str); a value that does not convert raises ``ValueError`` naming the parameter.
+    file path, so a link cannot choose where the app reads or writes) are taken, each converted to the type of
+    its default (bool, int, float, str); a value that does not convert raises ``ValueError`` naming the parameter.
     ``query`` defaults to Voilà's ``QUERY_STRING`` environment variable.
     """
     query = os.environ.get("QUERY_STRING", "") if query is None else query

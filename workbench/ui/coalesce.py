@@ -20,8 +20,13 @@ _EMPTY = object()
 class Coalescer:
     """One daemon worker computing the most recent submitted value; see the module docstring."""
 
-    def __init__(self, fn: Callable[[Any], None], *, on_error: Callable[[BaseException], None] | None = None,
-                 name: str = "workbench-preview") -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], None],
+        *,
+        on_error: Callable[[BaseException], None] | None = None,
+        name: str = "workbench-preview",
+    ) -> None:
         self.fn, self.on_error, self.name = fn, on_error, name
         self._cond = threading.Condition()
         self._latest: Any = _EMPTY

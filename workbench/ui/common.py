@@ -7,7 +7,7 @@ import functools
 import html
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import ipywidgets as W
 
@@ -20,7 +20,7 @@ class Panel:
     ``CHARTS`` maps a chart's name in the Files tab to the panel attribute holding its figure.
     """
 
-    CHARTS: dict[str, str] = {}
+    CHARTS: ClassVar[dict[str, str]] = {}
 
     def on_shown(self) -> None:
         """The tab was shown: bring lists and views up to date (nothing by default)."""
@@ -85,8 +85,10 @@ def download_link(filename: str, data: bytes, mime: str = "application/octet-str
     """An HTML anchor that downloads ``data`` as ``filename`` (a data: URI: works in Voilà and JupyterLab)."""
     payload = base64.b64encode(data).decode("ascii")
     name = html.escape(filename, quote=True)
-    return (f'<a class="wb-download" download="{name}" href="data:{mime};base64,{payload}" '
-            f'style="margin-right:1em">⬇ {html.escape(label or filename)}</a>')
+    return (
+        f'<a class="wb-download" download="{name}" href="data:{mime};base64,{payload}" '
+        f'style="margin-right:1em">⬇ {html.escape(label or filename)}</a>'
+    )
 
 
 def labelled(description: str, widget: W.Widget, width: str = "9em") -> W.HBox:
@@ -105,6 +107,8 @@ def table_html(rows: list[dict[str, Any]], columns: list[str] | None = None, fmt
         return html.escape(str(v))
 
     head = "".join(f"<th style='padding:2px 8px;text-align:left'>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='padding:2px 8px'>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
     return f"<table class='wb-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -39,8 +39,14 @@ class AppContext(T.HasTraits):
     refined = T.Any(None, allow_none=True, help="the last refinement result (Refine tab)")
     runs_version = T.Int(0, help="bumped when a run was recorded or changed: the History tab refreshes")
 
-    def __init__(self, workspace: Workspace | str | Path | None = None, *, limits: Limits | None = None,
-                 restore: bool = True, autosave_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        workspace: Workspace | str | Path | None = None,
+        *,
+        limits: Limits | None = None,
+        restore: bool = True,
+        autosave_delay: float = 1.0,
+    ) -> None:
         super().__init__()
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         self.limits = limits or Limits.from_env()
@@ -98,13 +104,18 @@ class AppContext(T.HasTraits):
 
     def models(self) -> list[Path]:
         """Model bundle folders in the workspace, newest first."""
-        found = [p for p in self.workspace.models.iterdir() if (p / "config.json").is_file() and not p.name.startswith(".")]
+        found = [
+            p for p in self.workspace.models.iterdir() if (p / "config.json").is_file() and not p.name.startswith(".")
+        ]
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def measurements(self) -> list[Path]:
         """Measured curves uploaded to the workspace."""
-        return sorted(p for p in self.measured_dir.iterdir()
-                      if p.suffix.lower() in (".txt", ".dat", ".ort", ".npy") and not p.name.startswith("."))
+        return sorted(
+            p
+            for p in self.measured_dir.iterdir()
+            if p.suffix.lower() in (".txt", ".dat", ".ort", ".npy") and not p.name.startswith(".")
+        )
 
     def registry(self):
         """The run registry, or None while it cannot be opened (the dashboard still works)."""

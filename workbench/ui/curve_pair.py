@@ -22,8 +22,15 @@ MARKERS = {"mode": "markers", "marker": {"size": 4}}
 class CurvePair:
     """``rq`` and ``sld`` charts; ``markers`` lists the R(Q) traces drawn as points (measured data)."""
 
-    def __init__(self, rq_traces: Sequence[str], sld_traces: Sequence[str], *, rq_title: str = "Reflectivity",
-                 sld_title: str = "SLD profile", markers: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        rq_traces: Sequence[str],
+        sld_traces: Sequence[str],
+        *,
+        rq_title: str = "Reflectivity",
+        sld_title: str = "SLD profile",
+        markers: Sequence[str] = (),
+    ) -> None:
         self.rq = ChartWidget(reflectivity_template(tuple(rq_traces), rq_title))
         self.sld = ChartWidget(profile_template(tuple(sld_traces), sld_title))
         with self.rq.batch_update():
@@ -31,7 +38,9 @@ class CurvePair:
                 self.rq.trace(key).update(**MARKERS)
         self.box = W.HBox([self.rq, self.sld])
 
-    def show(self, rq: Mapping[str, Sequence[Any]] | None = None, sld: Mapping[str, Sequence[Any]] | None = None) -> None:
+    def show(
+        self, rq: Mapping[str, Sequence[Any]] | None = None, sld: Mapping[str, Sequence[Any]] | None = None
+    ) -> None:
         """Set the named traces of either chart (see :meth:`ChartWidget.set_traces`)."""
         if rq:
             self.rq.set_traces(rq)

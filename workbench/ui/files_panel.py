@@ -26,15 +26,14 @@ import numpy as np
 from ..data.dataset import load_dataset
 from ..data.measured import load_measurement
 from ..fileio import free_path, safe_name
-from ..store.adopt import adopt_bundle
-from ..store.model_bundle import load_model_bundle
-from .common import Panel, Status, download_link, panel_guard, table_html
-from .context import AppContext
-from ..plots.curves import chart_csv, chart_data
 from ..models import count_parameters
 from ..models.parity_cnn import load_pyreflect_state_dict
-from ..store.adopt import import_pyreflect
+from ..plots.curves import chart_csv, chart_data
+from ..store.adopt import adopt_bundle, import_pyreflect
+from ..store.model_bundle import load_model_bundle
 from ..store.pyreflect_import import read_pyreflect_stats
+from .common import Panel, Status, download_link, panel_guard, table_html
+from .context import AppContext
 
 ACCEPT = ".npy,.txt,.dat,.ort,.zip,.pth"
 
@@ -74,7 +73,10 @@ def store_dataset(ctx: AppContext, files: dict[str, bytes], name: str) -> Path:
     sld = [f for f in arrays if "sld" in f.lower()]
     nr = [f for f in arrays if f not in sld]
     if len(sld) != 1 or len(nr) != 1:
-        raise UploadError(f"a data set is two .npy files, the NR array and the SLD array (with 'sld' in its name); got {sorted(arrays)}")
+        raise UploadError(
+            "a data set is two .npy files, the NR array and the SLD array (with 'sld' in its name); got "
+            f"{sorted(arrays)}"
+        )
     folder = free_path(ctx.workspace.datasets, safe_name(name, "uploaded"))
     folder.mkdir(parents=True)
     try:
@@ -167,17 +169,27 @@ class FilesPanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.upload = W.FileUpload(accept=ACCEPT, multiple=True, description="Upload")
-        self.dq = W.Dropdown(options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")], value="",
-                             description="dQ column", style={"description_width": "8em"})
-        self.dataset_name = W.Text(value="", placeholder="name for an uploaded .npy data set", description="data-set name",
-                                   style={"description_width": "8em"})
+        self.dq = W.Dropdown(
+            options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")],
+            value="",
+            description="dQ column",
+            style={"description_width": "8em"},
+        )
+        self.dataset_name = W.Text(
+            value="",
+            placeholder="name for an uploaded .npy data set",
+            description="data-set name",
+            style={"description_width": "8em"},
+        )
         self.status = Status()
         self.uploaded = W.HTML()
-        self.model = W.Dropdown(options=[], description="model bundle", style={"description_width": "8em"},
-                                layout=W.Layout(width="30em"))
+        self.model = W.Dropdown(
+            options=[], description="model bundle", style={"description_width": "8em"}, layout=W.Layout(width="30em")
+        )
         self.zip = W.Button(description="Prepare zip", icon="file-archive-o")
-        self.chart = W.Dropdown(options=[], description="chart", style={"description_width": "8em"},
-                                layout=W.Layout(width="30em"))
+        self.chart = W.Dropdown(
+            options=[], description="chart", style={"description_width": "8em"}, layout=W.Layout(width="30em")
+        )
         self.export = W.Button(description="Prepare CSV + JSON", icon="table")
         self.links = W.HTML()
         self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
@@ -187,14 +199,22 @@ class FilesPanel(Panel, W.VBox):
         self.refresh.on_click(lambda _: self.refresh_lists())
         ctx.follow("bundle", lambda _: self.refresh_lists())
         limit = ctx.limits.max_upload_bytes / 2**20
-        super().__init__([
-            W.HTML(f"<b>Upload</b> ({ACCEPT.replace(',', ' ')}; at most {limit:.0f} MiB each): an NR + SLD .npy pair "
-                   "becomes a data set, a single .npy or a text/ORSO file a measured curve, a .zip a model bundle, "
-                   "a .pth pyreflect weights (with pyreflect's normalisation .npy: a model for the Predict tab)"),
-            W.HBox([self.upload, self.dq, self.dataset_name]), self.status, self.uploaded,
-            W.HTML("<b>Download</b>"), W.HBox([self.model, self.zip, self.refresh]), W.HBox([self.chart, self.export]),
-            self.links,
-        ])
+        super().__init__(
+            [
+                W.HTML(
+                    f"<b>Upload</b> ({ACCEPT.replace(',', ' ')}; at most {limit:.0f} MiB each): an NR + SLD .npy pair "
+                    "becomes a data set, a single .npy or a text/ORSO file a measured curve, a .zip a model bundle, "
+                    "a .pth pyreflect weights (with pyreflect's normalisation .npy: a model for the Predict tab)"
+                ),
+                W.HBox([self.upload, self.dq, self.dataset_name]),
+                self.status,
+                self.uploaded,
+                W.HTML("<b>Download</b>"),
+                W.HBox([self.model, self.zip, self.refresh]),
+                W.HBox([self.chart, self.export]),
+                self.links,
+            ]
+        )
         self.add_class("wb-files-panel")
         self.refresh_lists()
 
@@ -227,7 +247,9 @@ class FilesPanel(Panel, W.VBox):
             suffix = Path(name).suffix.lower()
             try:
                 if len(data) > limit:
-                    raise UploadError(f"{name}: {len(data) / 2**20:.1f} MiB is above the upload limit of {limit / 2**20:.0f} MiB")
+                    raise UploadError(
+                        f"{name}: {len(data) / 2**20:.1f} MiB is above the upload limit of {limit / 2**20:.0f} MiB"
+                    )
                 if suffix not in ACCEPT.split(","):
                     raise UploadError(f"{name}: unsupported file type {suffix!r}; accepted: {ACCEPT}")
                 if suffix == ".npy":
@@ -273,8 +295,9 @@ class FilesPanel(Panel, W.VBox):
 
     # ------------------------------------------------------------------ downloads
     @panel_guard
-    def _pair_pyreflect(self, weights: list[Path], stats: list[tuple[str, bytes]], done: list[str],
-                        errors: list[str]) -> None:
+    def _pair_pyreflect(
+        self, weights: list[Path], stats: list[tuple[str, bytes]], done: list[str], errors: list[str]
+    ) -> None:
         """One .pth with one statistics .npy make a model for the Predict tab; anything else says what is missing."""
         if len(weights) == 1 and len(stats) == 1:
             try:
@@ -289,8 +312,10 @@ class FilesPanel(Panel, W.VBox):
         elif len(weights) > 1 or len(stats) > 1:
             errors.append("upload one pyreflect .pth with its one statistics .npy at a time to make a model")
         else:
-            done.append("to predict with these weights, upload them again together with pyreflect's "
-                        "normalisation statistics (.npy)")
+            done.append(
+                "to predict with these weights, upload them again together with pyreflect's "
+                "normalisation statistics (.npy)"
+            )
 
     def _zip(self, _=None) -> None:
         if not self.model.value:
@@ -298,7 +323,9 @@ class FilesPanel(Panel, W.VBox):
         folder = Path(self.model.value)
         data = zip_folder(folder)
         if len(data) > self.ctx.limits.max_download_bytes:
-            raise ValueError(f"{folder.name}.zip is {len(data) / 2**20:.0f} MiB, above the download limit; copy it from {folder}")
+            raise ValueError(
+                f"{folder.name}.zip is {len(data) / 2**20:.0f} MiB, above the download limit; copy it from {folder}"
+            )
         self.links.value = download_link(f"{folder.name}.zip", data, "application/zip")
         self.status.ok(f"{folder.name}.zip ready ({len(data) / 1024:.0f} KiB)")
 
@@ -311,5 +338,7 @@ class FilesPanel(Panel, W.VBox):
         stem = safe_name(self.chart.value, "chart")
         csv = chart_csv(fig).encode()
         js = json.dumps(chart_data(fig), indent=1).encode()
-        self.links.value = download_link(f"{stem}.csv", csv, "text/csv") + download_link(f"{stem}.json", js, "application/json")
+        self.links.value = download_link(f"{stem}.csv", csv, "text/csv") + download_link(
+            f"{stem}.json", js, "application/json"
+        )
         self.status.ok(f"{stem}: {sum(len(t['x']) for t in chart_data(fig)['traces'])} points")

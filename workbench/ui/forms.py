@@ -32,8 +32,12 @@ def _step(spec: FieldSpec) -> float:
 
 def widget_for(spec: FieldSpec, value: Any, layout: W.Layout | None = None) -> W.Widget:
     """The widget of one field, showing ``value`` (clamped into the field's range)."""
-    common = {"description": spec.label, "tooltip": spec.help, "style": STYLE,
-              "layout": layout or W.Layout(width="26em")}
+    common = {
+        "description": spec.label,
+        "tooltip": spec.help,
+        "style": STYLE,
+        "layout": layout or W.Layout(width="26em"),
+    }
     if spec.kind == "choice":
         options = list(zip(spec.choice_labels, spec.choices)) if spec.choice_labels else list(spec.choices)
         return W.Dropdown(options=options, value=value if value in spec.choices else spec.default, **common)
@@ -54,9 +58,16 @@ def widget_for(spec: FieldSpec, value: Any, layout: W.Layout | None = None) -> W
 class Form:
     """Widgets for the fields of ``model`` (minus ``exclude``), filled from ``values``, capped by ``limits``."""
 
-    def __init__(self, model: type[BaseModel], values: Mapping[str, Any] | None = None, *,
-                 limits: Limits | None = None, exclude: tuple[str, ...] = (), include: tuple[str, ...] | None = None,
-                 layout: W.Layout | None = None) -> None:
+    def __init__(
+        self,
+        model: type[BaseModel],
+        values: Mapping[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        exclude: tuple[str, ...] = (),
+        include: tuple[str, ...] | None = None,
+        layout: W.Layout | None = None,
+    ) -> None:
         self.model = model
         self.specs = {s.name: s for s in field_specs(model, limits=limits, exclude=exclude, include=include)}
         values = dict(values or {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import ipywidgets as W
 import numpy as np
@@ -18,14 +19,13 @@ from ..data.generate import GeneratorConfig, generate_to_disk
 from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
 from ..fileio import safe_name
+from ..plots.curves import profile_template, reflectivity_template
+from ..store.recorded import recorded_run
+from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
-from ..plots.curves import profile_template, reflectivity_template
-from .background import Job
 from .forms import Form, FormFields
-from ..store.recorded import recorded_run
-
 
 GENERATOR_FIELDS = ("num_curves", "seed", "sampling", "fixed_z_grid")
 REALISM_FIELDS = ("counting_noise", "scale_error")
@@ -33,23 +33,27 @@ CONSISTENT_ROUGHNESS = 0.5  # the "roughness ≤ 0.5 × thinner neighbour" optio
 
 
 class GeneratePanel(FormFields, Panel, W.VBox):
-    """The Generate tab; ``panel.num_curves``, ``panel.seed``, ... are widgets generated from :class:`GeneratorConfig`."""
+    """The Generate tab; ``panel.num_curves``, ``panel.seed``, ... are generated from :class:`GeneratorConfig`."""
 
-    CHARTS = {"generated curves": "rq", "generated profiles": "sld"}
+    CHARTS: ClassVar[dict[str, str]] = {"generated curves": "rq", "generated profiles": "sld"}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         saved = ctx.panel_settings("generate")
         style = {"description_width": "12em"}
         wide = W.Layout(width="24em")
-        realism = saved.get("realism") or {"counting_noise": saved.get("noise", False),
-                                           "scale_error": saved.get("scale_error", 0.0)}
+        realism = saved.get("realism") or {
+            "counting_noise": saved.get("noise", False),
+            "scale_error": saved.get("scale_error", 0.0),
+        }
         self.generator_form = Form(GeneratorConfig, saved, limits=ctx.limits, include=GENERATOR_FIELDS, layout=wide)
         self.realism_form = Form(Realism, realism, limits=ctx.limits, include=REALISM_FIELDS, layout=wide)
-        self.consistent = W.Checkbox(value=bool(saved.get("consistent", False)),
-                                     description="roughness ≤ 0.5 × thinner neighbour")
-        self.name = W.Text(value="", placeholder="folder name (default: dataset-<time>)", description="name",
-                           style=style, layout=wide)
+        self.consistent = W.Checkbox(
+            value=bool(saved.get("consistent", False)), description="roughness ≤ 0.5 × thinner neighbour"
+        )
+        self.name = W.Text(
+            value="", placeholder="folder name (default: dataset-<time>)", description="name", style=style, layout=wide
+        )
         self.start = W.Button(description="Generate", icon="play", button_style="primary")
         self.cancel = W.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", layout=W.Layout(width="30em"))
@@ -66,28 +70,45 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             form.observe(self._remember)
         self.consistent.observe(self._remember, "value")
         form = W.VBox([self.generator_form.box, self.realism_form.box, self.consistent, self.name])
-        super().__init__([
-            W.HTML("<b>Generate</b> a synthetic data set from the film stack's bounds and the probe"),
-            form, W.HBox([self.start, self.cancel]), self.progress, self.status, self.timings, self.output,
-            W.HBox([self.rq, self.sld]),
-        ])
+        super().__init__(
+            [
+                W.HTML("<b>Generate</b> a synthetic data set from the film stack's bounds and the probe"),
+                form,
+                W.HBox([self.start, self.cancel]),
+                self.progress,
+                self.status,
+                self.timings,
+                self.output,
+                W.HBox([self.rq, self.sld]),
+            ]
+        )
         self.add_class("wb-generate-panel")
 
     def _forms(self) -> list[Form]:
         return [self.__dict__["generator_form"], self.__dict__["realism_form"]]
 
     def _remember(self, _=None) -> None:
-        self.ctx.update_settings("generate", **self.generator_form.values(), realism=self.realism_form.values(),
-                                 consistent=self.consistent.value)
+        self.ctx.update_settings(
+            "generate",
+            **self.generator_form.values(),
+            realism=self.realism_form.values(),
+            consistent=self.consistent.value,
+        )
 
     def config(self) -> GeneratorConfig:
         """The generator settings from the widgets and the probe panel (clamped to the limits)."""
         p = self.ctx.stack.probe_settings
         values = self.generator_form.values()
         values["num_curves"] = int(min(max(values["num_curves"], 1), self.ctx.limits.max_curves))
-        return GeneratorConfig(**values, q_min=p.q_min, q_max=p.q_max, num_q=p.num_q, q_resolution=p.q_resolution,
-                               consistent_roughness=CONSISTENT_ROUGHNESS if self.consistent.value else None,
-                               realism=Realism(**self.realism_form.values()))
+        return GeneratorConfig(
+            **values,
+            q_min=p.q_min,
+            q_max=p.q_max,
+            num_q=p.num_q,
+            q_resolution=p.q_resolution,
+            consistent_roughness=CONSISTENT_ROUGHNESS if self.consistent.value else None,
+            realism=Realism(**self.realism_form.values()),
+        )
 
     @panel_guard
     def _start(self, _=None) -> None:
@@ -105,8 +126,10 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         registry = self.ctx.registry()
 
         def work(reporter):
-            params = {"generator": config.model_dump(mode="json"), "stack": {"layer_desc": stack.to_layer_desc(),
-                                                                              "layer_bound": stack.to_layer_bound()}}
+            params = {
+                "generator": config.model_dump(mode="json"),
+                "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()},
+            }
             if registry is None:
                 return generate_to_disk(stack, config, out, reporter=reporter, progress=False)
             with recorded_run(registry, "generate", name=name, params=params, reporter=reporter) as run:
@@ -123,8 +146,14 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         self.output.value = ""
         self.status.info(f"generating {config.num_curves} curves…")
         self.start.disabled, self.cancel.disabled = True, False
-        self.job = Job(work, on_events=self._events, on_done=self._done, on_error=self._failed,
-                       max_rate=self.ctx.limits.max_updates_per_second, name="workbench-generate").start()
+        self.job = Job(
+            work,
+            on_events=self._events,
+            on_done=self._done,
+            on_error=self._failed,
+            max_rate=self.ctx.limits.max_updates_per_second,
+            name="workbench-generate",
+        ).start()
 
     def _cancel(self, _=None) -> None:
         if self.job is not None and self.job.running:
@@ -136,7 +165,9 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             if isinstance(e, Progress):
                 self.progress.max, self.progress.value = max(e.total, 1), e.done
             elif isinstance(e, Timing):
-                self.timings.value = f"<small>{e.what}: {e.items} curves in {e.seconds:.2f} s ({e.rate:,.0f} curves/s)</small>"
+                self.timings.value = (
+                    f"<small>{e.what}: {e.items} curves in {e.seconds:.2f} s ({e.rate:,.0f} curves/s)</small>"
+                )
             elif isinstance(e, Warning_):
                 self.status.warn(e.message)
             elif isinstance(e, Log):
@@ -151,8 +182,10 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         self.dataset = ds
         self.progress.value = self.progress.max
         self.progress.bar_style = "success"
-        self.output.value = f"<span class='wb-output'>data set written to <code>{folder}</code> ({ds.n} curves, " \
-                            f"hash {str(ds.content_hash)[:12]})</span>"
+        self.output.value = (
+            f"<span class='wb-output'>data set written to <code>{folder}</code> ({ds.n} curves, "
+            f"hash {str(ds.content_hash)[:12]})</span>"
+        )
         self.status.ok(f"generated {ds.n} curves in {self.job.seconds:.2f} s")
         self._preview(ds)
         self.ctx.announce(dataset=Path(folder))

@@ -9,16 +9,16 @@ from __future__ import annotations
 import html
 import json
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import ipywidgets as W
 
+from ..plots.curves import loss_template
 from ..store.registry import flatten
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
-from ..plots.curves import loss_template
 
 KINDS = [("all kinds", ""), ("generate", "generate"), ("train", "train"), ("refine", "refine"), ("sweep", "sweep")]
 
@@ -47,11 +47,17 @@ class HistoryPanel(Panel, W.VBox):
         self.delete.on_click(self._delete)
         self.resume.on_click(self._resume)
         ctx.follow("runs_version", lambda _: self.refresh_list())
-        super().__init__([
-            W.HTML("<b>History</b>: runs recorded in the workspace registry"), W.HBox([self.kind, self.refresh]),
-            self.runs, W.HBox([self.open_button, self.new_name, self.rename, self.confirm, self.delete, self.resume]),
-            self.status, self.details, self.loss,
-        ])
+        super().__init__(
+            [
+                W.HTML("<b>History</b>: runs recorded in the workspace registry"),
+                W.HBox([self.kind, self.refresh]),
+                self.runs,
+                W.HBox([self.open_button, self.new_name, self.rename, self.confirm, self.delete, self.resume]),
+                self.status,
+                self.details,
+                self.loss,
+            ]
+        )
         self.add_class("wb-history-panel")
         self.refresh_list()
 
@@ -71,8 +77,16 @@ class HistoryPanel(Panel, W.VBox):
         rows = self.registry.list_runs(kind=self.kind.value or None)
         rows.sort(key=lambda r: r.created, reverse=True)
         current = self.runs.value
-        self.runs.options = [((f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.created))} · {r.kind:8s} · "
-                              f"{r.status:9s} · {r.name}"), r.id) for r in rows]
+        self.runs.options = [
+            (
+                (
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.created))} · {r.kind:8s} · "
+                    f"{r.status:9s} · {r.name}"
+                ),
+                r.id,
+            )
+            for r in rows
+        ]
         if current in [r.id for r in rows]:
             self.runs.value = current
         if self.runs.value:
@@ -88,19 +102,28 @@ class HistoryPanel(Panel, W.VBox):
         if not self.runs.value:
             return
         row = self.registry.get_run(self.runs.value)
-        info = [{"field": "id", "value": row.id}, {"field": "name", "value": row.name},
-                {"field": "kind", "value": row.kind}, {"field": "status", "value": row.status},
-                {"field": "model", "value": row.model or ""}, {"field": "run folder", "value": row.run_dir or ""},
-                {"field": "data set", "value": (row.dataset_hash or "")[:16]},
-                {"field": "error", "value": row.error or ""}]
+        info = [
+            {"field": "id", "value": row.id},
+            {"field": "name", "value": row.name},
+            {"field": "kind", "value": row.kind},
+            {"field": "status", "value": row.status},
+            {"field": "model", "value": row.model or ""},
+            {"field": "run folder", "value": row.run_dir or ""},
+            {"field": "data set", "value": (row.dataset_hash or "")[:16]},
+            {"field": "error", "value": row.error or ""},
+        ]
         metrics = flatten(row.metrics)
         text = table_html(info)
         text += "<b>Metrics</b>" + table_html([{"metric": k, "value": v} for k, v in metrics.items()])
-        text += f"<details><summary>parameters</summary><pre>{html.escape(json.dumps(row.params, indent=1, default=str)[:4000])}</pre></details>"
+        params = html.escape(json.dumps(row.params, indent=1, default=str)[:4000])
+        text += f"<details><summary>parameters</summary><pre>{params}</pre></details>"
         logs = self.registry.logs(row.id)[-20:]
         if logs:
-            text += "<details><summary>log</summary><pre>" + html.escape(
-                "\n".join(f"[{e.get('level')}] {e.get('message')}" for e in logs)) + "</pre></details>"
+            text += (
+                "<details><summary>log</summary><pre>"
+                + html.escape("\n".join(f"[{e.get('level')}] {e.get('message')}" for e in logs))
+                + "</pre></details>"
+            )
         self.details.value = text
         epochs = self.registry.epochs(row.id)
         with self.loss.batch_update():

@@ -10,10 +10,11 @@ profile) is published for the Refine panel.  Headless twin: :func:`predict_sampl
 from __future__ import annotations
 
 import html
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ipywidgets as W
 import numpy as np
@@ -23,18 +24,17 @@ from ..analysis.predict import predict, predict_measurement
 from ..analysis.profile_nr import reflectivity_of_profile
 from ..data.dataset import load_dataset
 from ..data.measured import Measurement, load_measurement
+from ..data.parameters import stacks_from_parameters
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
+from ..plots.curves import _base
 from ..store.model_bundle import ModelBundle, load_model_bundle
+from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
 from .curve_pair import CurvePair
-from ..plots.curves import _base
 from .train_panel import chi_data_allowed
-from ..data.parameters import stacks_from_parameters
-import json
-from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
 
 
 @dataclass
@@ -68,8 +68,9 @@ def predict_sample(bundle: ModelBundle, dataset: str | Path, index: int) -> Pred
     dq = ds.meta.get("probe", {}).get("dq_over_q", DEFAULT_DQ_OVER_Q_FWHM)
     probe = Probe(nr[0], dq_over_q=dq, dq_is_fwhm=True)
     dr = None if ds.dr is None else np.asarray(ds.dr[index], dtype=np.float64)
-    m = Measurement(q=nr[0], r=nr[1], dr=dr, dq_sigma=probe.sigma, source=f"{ds.path.name}[{index}]",
-                    dq_convention_of_file="sigma")
+    m = Measurement(
+        q=nr[0], r=nr[1], dr=dr, dq_sigma=probe.sigma, source=f"{ds.path.name}[{index}]", dq_convention_of_file="sigma"
+    )
     pred = predict(bundle, nr[None])[0]
     stack, params = None, None
     if bundle.task == "nr_sld":
@@ -100,11 +101,13 @@ def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | Non
         stack = stacks_from_parameters(bundle.config, result.parameters[None, :])[0]
         profile = _stack_profile(stack, int(bundle.config["data"].get("sld_points", 900)))
         params = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
-    return Prediction(m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning)
+    return Prediction(
+        m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning
+    )
 
 
 class PredictPanel(Panel, W.VBox):
-    CHARTS = {"prediction R(Q)": "rq", "prediction SLD": "sld"}
+    CHARTS: ClassVar[dict[str, str]] = {"prediction R(Q)": "rq", "prediction SLD": "sld"}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -115,16 +118,25 @@ class PredictPanel(Panel, W.VBox):
         self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=wide)
         self.index = W.BoundedIntText(value=0, min=0, max=10**9, description="sample index", style=style)
         self.measured = W.Dropdown(options=[], description="measured file", style=style, layout=wide)
-        self.dq = W.Dropdown(options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")], value="",
-                             description="dQ column", style=style)
-        self.chi_folder = W.Text(value=ctx.panel_settings("train").get("chi_folder", ""), description="χ data folder",
-                                 style=style, layout=wide)
+        self.dq = W.Dropdown(
+            options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")],
+            value="",
+            description="dQ column",
+            style=style,
+        )
+        self.chi_folder = W.Text(
+            value=ctx.panel_settings("train").get("chi_folder", ""),
+            description="χ data folder",
+            style=style,
+            layout=wide,
+        )
         self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
         self.run = W.Button(description="Predict", icon="magic", button_style="primary")
         self.status = Status()
         self.metrics = W.HTML()
-        self.curves = CurvePair(("data", "computed from the prediction"), ("ground truth", "prediction"),
-                                markers=("data",))
+        self.curves = CurvePair(
+            ("data", "computed from the prediction"), ("ground truth", "prediction"), markers=("data",)
+        )
         self.rq, self.sld = self.curves.rq, self.curves.sld
         self._chi: ChartWidget | None = None  # made for the first χ prediction (only χ models need it)
         self.result: Prediction | None = None
@@ -137,11 +149,23 @@ class PredictPanel(Panel, W.VBox):
         ctx.follow("measurement", lambda path: self.refresh_lists(select_measured=path))
         self.nr_box = self.curves.box
         self.chi_box = W.HBox()
-        super().__init__([
-            W.HTML("<b>Predict</b> with a trained model"), W.HBox([self.model, self.refresh]), self.source,
-            self.dataset, self.index, self.measured, self.dq, self.chi_folder, self.run, self.status, self.metrics,
-            self.nr_box, self.chi_box,
-        ])
+        super().__init__(
+            [
+                W.HTML("<b>Predict</b> with a trained model"),
+                W.HBox([self.model, self.refresh]),
+                self.source,
+                self.dataset,
+                self.index,
+                self.measured,
+                self.dq,
+                self.chi_folder,
+                self.run,
+                self.status,
+                self.metrics,
+                self.nr_box,
+                self.chi_box,
+            ]
+        )
         self.add_class("wb-predict-panel")
         self.refresh_lists()
 
@@ -149,8 +173,14 @@ class PredictPanel(Panel, W.VBox):
     def chi(self) -> ChartWidget:
         """The χ predicted-vs-actual chart, built when first needed."""
         if self._chi is None:
-            self._chi = ChartWidget(_base(title={"text": "χ: predicted vs actual"}, xaxis={"title": "actual χ"},
-                                              yaxis={"title": "predicted χ"}, height=360))
+            self._chi = ChartWidget(
+                _base(
+                    title={"text": "χ: predicted vs actual"},
+                    xaxis={"title": "actual χ"},
+                    yaxis={"title": "predicted χ"},
+                    height=360,
+                )
+            )
             self.chi_box.children = [self._chi]
             self.ctx.charts["prediction chi"] = self._chi
         return self._chi
@@ -188,8 +218,15 @@ class PredictPanel(Panel, W.VBox):
     def _layout(self, _=None) -> None:
         chi = self._task() == "chi"
         sample = self.source.value == "sample"
-        show = [(self.source, not chi), (self.dataset, sample and not chi), (self.measured, not sample and not chi),
-                (self.dq, not sample and not chi), (self.chi_folder, chi), (self.nr_box, not chi), (self.chi_box, chi)]
+        show = [
+            (self.source, not chi),
+            (self.dataset, sample and not chi),
+            (self.measured, not sample and not chi),
+            (self.dq, not sample and not chi),
+            (self.chi_folder, chi),
+            (self.nr_box, not chi),
+            (self.chi_box, chi),
+        ]
         for w, visible in show:
             w.layout.display = "" if visible else "none"
 
@@ -216,13 +253,19 @@ class PredictPanel(Panel, W.VBox):
         self.result = p
         m = p.measurement.positive()
         tz, tr = p.truth_profile if p.truth_profile is not None else ([], [])
-        self.curves.show(rq={"data": (m.q, m.r, "ground truth" if p.truth_profile is not None else "data"),
-                             "computed from the prediction": (p.measurement.q, p.computed)},
-                         sld={"ground truth": (tz, tr), "prediction": p.profile})
+        self.curves.show(
+            rq={
+                "data": (m.q, m.r, "ground truth" if p.truth_profile is not None else "data"),
+                "computed from the prediction": (p.measurement.q, p.computed),
+            },
+            sld={"ground truth": (tz, tr), "prediction": p.profile},
+        )
         rows = [{"metric": k, "value": float(v)} for k, v in p.metrics.items() if isinstance(v, (int, float))]
         text = "<b>Metrics</b>" + table_html(rows)
         if p.parameters:
-            text += "<b>Predicted parameters</b>" + table_html([{"parameter": k, "value": v} for k, v in p.parameters.items()])
+            text += "<b>Predicted parameters</b>" + table_html(
+                [{"parameter": k, "value": v} for k, v in p.parameters.items()]
+            )
         if p.warning:
             text = f"<div style='color:#9a6700'>⚠ {html.escape(p.warning)}</div>" + text
         self.metrics.value = text
@@ -242,13 +285,24 @@ class PredictPanel(Panel, W.VBox):
             for j, name in enumerate(names):
                 self.chi.add_scatter(x=chi[:, j], y=pred[:, j], mode="markers", name=name, marker={"size": 4})
             lo, hi = float(min(chi.min(), pred.min())), float(max(chi.max(), pred.max()))
-            self.chi.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = actual",
-                                 line={"dash": "dot", "color": "#888"})
+            self.chi.add_scatter(
+                x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = actual", line={"dash": "dot", "color": "#888"}
+            )
         metrics = chi_metrics(source, profiles, chi)
         rows = [{"χ": n, "MAE": metrics[n]["mae"], "RMSE": metrics[n]["rmse"], "R²": metrics[n]["r2"]} for n in names]
         exp_pred, exp_flags = predict_chi(source, exp_sld)
-        exp_rows = [{"χ": n, "experiment.txt": float(exp_pred[0, j]),
-                     "flag": "outside training range" if exp_flags.chi[0, j] else ""} for j, n in enumerate(names)]
-        self.metrics.value = ("<b>All profiles in the folder</b>" + table_html(rows) + "<b>Experimental profile</b>"
-                              + table_html(exp_rows))
+        exp_rows = [
+            {
+                "χ": n,
+                "experiment.txt": float(exp_pred[0, j]),
+                "flag": "outside training range" if exp_flags.chi[0, j] else "",
+            }
+            for j, n in enumerate(names)
+        ]
+        self.metrics.value = (
+            "<b>All profiles in the folder</b>"
+            + table_html(rows)
+            + "<b>Experimental profile</b>"
+            + table_html(exp_rows)
+        )
         self.status.ok(f"χ predicted for {len(profiles)} profiles; {int(flags.any.sum())} flagged")

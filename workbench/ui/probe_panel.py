@@ -25,25 +25,43 @@ class ProbePanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         lim = ctx.limits
-        ranges = {"q_min": (lim.q.lo, lim.q.hi), "q_max": (lim.q.lo, lim.q.hi), "num_q": (2, lim.max_q_points),
-                  "q_resolution": (0.0, lim.max_q_resolution), "scale": (lim.scale.lo, lim.scale.hi),
-                  "background": (lim.background.lo, lim.background.hi)}
+        ranges = {
+            "q_min": (lim.q.lo, lim.q.hi),
+            "q_max": (lim.q.lo, lim.q.hi),
+            "num_q": (2, lim.max_q_points),
+            "q_resolution": (0.0, lim.max_q_resolution),
+            "scale": (lim.scale.lo, lim.scale.hi),
+            "background": (lim.background.lo, lim.background.hi),
+        }
         self.status = Status()
         self.fields: dict[str, W.Widget] = {}
         rows = []
         settings = ctx.stack.probe_settings
         for key, (label, cls, kw) in FIELDS.items():
             lo, hi = ranges[key]
-            w = cls(value=getattr(settings, key), min=lo, max=hi, description=label,
-                    style={"description_width": "14em"}, layout=W.Layout(width="26em"), **kw)
+            w = cls(
+                value=getattr(settings, key),
+                min=lo,
+                max=hi,
+                description=label,
+                style={"description_width": "14em"},
+                layout=W.Layout(width="26em"),
+                **kw,
+            )
             w.add_class(f"wb-probe-{key}")
             w.observe(self._changed, "value")
             self.fields[key] = w
             rows.append(w)
         self.summary = W.HTML()
         self._sync = False
-        super().__init__([W.HTML("<b>Probe</b>: the Q grid and the instrument resolution used by the preview and by generation"),
-                          *rows, self.summary, self.status])
+        super().__init__(
+            [
+                W.HTML("<b>Probe</b>: the Q grid and the instrument resolution used by the preview and by generation"),
+                *rows,
+                self.summary,
+                self.status,
+            ]
+        )
         ctx.stack.observe(self._model_changed)
         self._show_summary()
 

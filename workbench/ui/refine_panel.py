@@ -9,22 +9,23 @@ Headless twins: :func:`workbench.analysis.refine.refine`, :func:`workbench.analy
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import ClassVar
+
 import ipywidgets as W
 import numpy as np
 
 from ..analysis.refine import PROBE_PARAMETERS, RefineResult, parameter_name, refine
 from ..analysis.uncertainty import Bands, dream_bands
 from ..events import Log, Progress, Record, Warning_
-from ..physics import FilmStack, sld_profile
+from ..physics import FilmStack, reflectivity, sld_profile
+from ..plots.curves import convergence_template
+from ..store.recorded import recorded_run
+from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
 from .curve_pair import CurvePair
-from ..plots.curves import convergence_template
-from .background import Job
-from ..physics import reflectivity
-from contextlib import nullcontext
-from ..store.recorded import recorded_run
 
 
 class FreeRow(W.HBox):
@@ -32,20 +33,31 @@ class FreeRow(W.HBox):
         self.pname = name
         self.free = W.Checkbox(value=free, description=name, indent=False, layout=W.Layout(width="18em"))
         self.value = W.HTML(f"<code>{value:.5g}</code>", layout=W.Layout(width="7em"))
-        self.lo = W.FloatText(value=lo, description="min", style={"description_width": "2.5em"}, layout=W.Layout(width="11em"))
-        self.hi = W.FloatText(value=hi, description="max", style={"description_width": "2.5em"}, layout=W.Layout(width="11em"))
+        self.lo = W.FloatText(
+            value=lo, description="min", style={"description_width": "2.5em"}, layout=W.Layout(width="11em")
+        )
+        self.hi = W.FloatText(
+            value=hi, description="max", style={"description_width": "2.5em"}, layout=W.Layout(width="11em")
+        )
         super().__init__([self.free, self.value, self.lo, self.hi])
 
 
 class RefinePanel(Panel, W.VBox):
-    CHARTS = {"refinement convergence": "convergence", "refinement R(Q)": "rq", "refinement SLD": "sld"}
+    CHARTS: ClassVar[dict[str, str]] = {
+        "refinement convergence": "convergence",
+        "refinement R(Q)": "rq",
+        "refinement SLD": "sld",
+    }
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         lim = ctx.limits
         style = {"description_width": "9em"}
-        self.start_from = W.ToggleButtons(options=[("prediction", "prediction"), ("film stack", "stack")],
-                                          value="prediction", description="start from")
+        self.start_from = W.ToggleButtons(
+            options=[("prediction", "prediction"), ("film stack", "stack")],
+            value="prediction",
+            description="start from",
+        )
         self.load = W.Button(description="Load start", icon="download")
         self.rows_box = W.VBox()
         self.rows: list[FreeRow] = []
@@ -53,8 +65,13 @@ class RefinePanel(Panel, W.VBox):
         self.max_nfev.add_class("wb-max-nfev")
         self.run = W.Button(description="Refine", icon="play", button_style="primary")
         self.stop = W.Button(description="Stop", icon="stop", disabled=True)
-        self.samples = W.BoundedIntText(value=min(4000, lim.max_dream_samples), min=100, max=lim.max_dream_samples,
-                                        description="DREAM samples", style=style)
+        self.samples = W.BoundedIntText(
+            value=min(4000, lim.max_dream_samples),
+            min=100,
+            max=lim.max_dream_samples,
+            description="DREAM samples",
+            style=style,
+        )
         self.burn = W.BoundedIntText(value=100, min=0, max=10000, description="burn-in", style=style)
         self.dream = W.Button(description="Uncertainty (DREAM)", icon="area-chart", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="DREAM", layout=W.Layout(width="30em"))
@@ -75,12 +92,22 @@ class RefinePanel(Panel, W.VBox):
         self.stop.on_click(self._stop)
         self.dream.on_click(self._dream)
         ctx.follow("prediction", lambda p: self.on_shown())
-        super().__init__([
-            W.HTML("<b>Refine</b> a prediction against its data"), W.HBox([self.start_from, self.load]),
-            W.HTML("<small>free parameters and their bounds</small>"), self.rows_box, self.max_nfev,
-            W.HBox([self.run, self.stop]), self.status, W.HBox([self.convergence]), self.table,
-            W.HBox([self.samples, self.burn, self.dream]), self.progress, self.curves.box,
-        ])
+        super().__init__(
+            [
+                W.HTML("<b>Refine</b> a prediction against its data"),
+                W.HBox([self.start_from, self.load]),
+                W.HTML("<small>free parameters and their bounds</small>"),
+                self.rows_box,
+                self.max_nfev,
+                W.HBox([self.run, self.stop]),
+                self.status,
+                W.HBox([self.convergence]),
+                self.table,
+                W.HBox([self.samples, self.burn, self.dream]),
+                self.progress,
+                self.curves.box,
+            ]
+        )
         self.add_class("wb-refine-panel")
 
     def on_shown(self) -> None:
@@ -113,7 +140,9 @@ class RefinePanel(Panel, W.VBox):
         self.rows = rows
         self.rows_box.children = rows
         what = "the predicted stack" if use_prediction else "the film stack"
-        note = "" if use_prediction or self.start_from.value == "stack" else " (the model predicts a profile, not a stack)"
+        note = (
+            "" if use_prediction or self.start_from.value == "stack" else " (the model predicts a profile, not a stack)"
+        )
         self.status.info(f"start: {what}{note}; data {self.data.source}, {len(self.data)} points")
         self._draw_start()
 
@@ -123,8 +152,10 @@ class RefinePanel(Panel, W.VBox):
         r0 = np.asarray(reflectivity(self.start_stack, probe))[0]
         z, rho, _ = sld_profile(self.start_stack)
         self._drop_bands()
-        self.curves.show(rq={"data": (m.q, m.r), "start": (probe.q, r0), "fit": ([], [])},
-                         sld={"start": (z[0], rho[0]), "fit": ([], [])})
+        self.curves.show(
+            rq={"data": (m.q, m.r), "start": (probe.q, r0), "fit": ([], [])},
+            sld={"start": (z[0], rho[0]), "fit": ([], [])},
+        )
 
     def free(self) -> tuple[list[str], dict[str, tuple[float, float]]]:
         names, bounds = [], {}
@@ -165,8 +196,11 @@ class RefinePanel(Panel, W.VBox):
             with cm as run:
                 result = refine(data, start, free=names, bounds=bounds, max_nfev=nfev, reporter=reporter)
                 if run is not None:
-                    run.metrics.update(chi2_per_point=result.chi2_per_point, converged=result.converged,
-                                       **{f"{n}": float(v) for n, v in zip(result.names, result.values)})
+                    run.metrics.update(
+                        chi2_per_point=result.chi2_per_point,
+                        converged=result.converged,
+                        **{f"{n}": float(v) for n, v in zip(result.names, result.values)},
+                    )
             return result
 
         with self.convergence.batch_update():
@@ -174,8 +208,14 @@ class RefinePanel(Panel, W.VBox):
         self.table.value = ""
         self.run.disabled, self.stop.disabled, self.dream.disabled = True, False, True
         self.status.info(f"refining {len(names)} parameters…")
-        self.job = Job(work, on_events=self._events, on_done=self._done, on_error=self._failed,
-                       max_rate=self.ctx.limits.max_updates_per_second, name="workbench-refine").start()
+        self.job = Job(
+            work,
+            on_events=self._events,
+            on_done=self._done,
+            on_error=self._failed,
+            max_rate=self.ctx.limits.max_updates_per_second,
+            name="workbench-refine",
+        ).start()
 
     def _stop(self, _=None) -> None:
         if self.job is not None and self.job.running:
@@ -207,11 +247,14 @@ class RefinePanel(Panel, W.VBox):
         self.result = result
         self._idle()
         rows = [{"parameter": r["name"], "value": r["value"], "± 1σ": r["uncertainty"]} for r in result.table()]
-        self.table.value = (f"<b>Result</b>: χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
-                            f"{result.chi2:.4g}), {len(result.history)} iterations, {result.seconds:.2f} s"
-                            + table_html(rows))
+        self.table.value = (
+            f"<b>Result</b>: χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
+            f"{result.chi2:.4g}), {len(result.history)} iterations, {result.seconds:.2f} s" + table_html(rows)
+        )
         self.curves.show(rq={"fit": (result.q, result.r_fit)}, sld={"fit": result.profile})
-        self.status.ok(f"refined: χ²/N {result.chi2_per_point:.4g}, {'converged' if result.converged else result.message}")
+        self.status.ok(
+            f"refined: χ²/N {result.chi2_per_point:.4g}, {'converged' if result.converged else result.message}"
+        )
         self.ctx.announce(refined=result)
         self.ctx.runs_changed()
 
@@ -236,14 +279,30 @@ class RefinePanel(Panel, W.VBox):
         burn = int(self.burn.value)
 
         def work(reporter):
-            return dream_bands(res.stack, data, free, scale=res.scale, background=res.background, samples=samples,
-                               burn=burn, seed=0, n_draws=200, reporter=reporter)
+            return dream_bands(
+                res.stack,
+                data,
+                free,
+                scale=res.scale,
+                background=res.background,
+                samples=samples,
+                burn=burn,
+                seed=0,
+                n_draws=200,
+                reporter=reporter,
+            )
 
         self.progress.value, self.progress.bar_style = 0, ""
         self.run.disabled, self.dream.disabled, self.stop.disabled = True, True, False
         self.status.info(f"DREAM: {samples} samples…")
-        self.job = Job(work, on_events=self._events, on_done=self._bands_done, on_error=self._failed,
-                       max_rate=self.ctx.limits.max_updates_per_second, name="workbench-dream").start()
+        self.job = Job(
+            work,
+            on_events=self._events,
+            on_done=self._bands_done,
+            on_error=self._failed,
+            max_rate=self.ctx.limits.max_updates_per_second,
+            name="workbench-dream",
+        ).start()
 
     def _drop_bands(self) -> None:
         """Remove the DREAM bands of an earlier fit (they are the traces tagged ``band``)."""
@@ -256,8 +315,13 @@ class RefinePanel(Panel, W.VBox):
         self.bands = bands
         self._idle()
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
-        band = {"mode": "lines", "line": {"width": 0}, "showlegend": True, "fillcolor": "rgba(31,119,180,0.2)",
-                "meta": "band"}
+        band = {
+            "mode": "lines",
+            "line": {"width": 0},
+            "showlegend": True,
+            "fillcolor": "rgba(31,119,180,0.2)",
+            "meta": "band",
+        }
         self._drop_bands()
         with self.rq.batch_update():
             self.rq.add_scatter(x=bands.q, y=bands.r_95[0], name="95 % band (low)", **{**band, "showlegend": False})
@@ -265,8 +329,10 @@ class RefinePanel(Panel, W.VBox):
         with self.sld.batch_update():
             self.sld.add_scatter(x=bands.z, y=bands.sld_95[0], name="95 % band (low)", **{**band, "showlegend": False})
             self.sld.add_scatter(x=bands.z, y=bands.sld_95[1], name="95 % band", fill="tonexty", **band)
-        rows = [{"parameter": r["name"], "median": r["median"], "68 % low": r["lo68"], "68 % high": r["hi68"]}
-                for r in bands.parameter_table]
+        rows = [
+            {"parameter": r["name"], "median": r["median"], "68 % low": r["lo68"], "68 % high": r["hi68"]}
+            for r in bands.parameter_table
+        ]
         self.table.value += "<b>DREAM posterior</b>" + table_html(rows)
         state = "converged" if bands.converged else "not converged (raise samples)"
         self.status.ok(f"DREAM bands from {bands.n_draws} draws ({state}) in {bands.seconds:.1f} s")

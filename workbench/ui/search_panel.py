@@ -12,7 +12,7 @@ import html
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ipywidgets as W
 import pandas as pd
@@ -20,11 +20,11 @@ import pandas as pd
 from ..batch.search import SearchConfig, SearchSpace, run_search, search_result, settings_from_params
 from ..events import Progress, Record
 from ..fileio import safe_name
-from .chart_widget import ChartWidget
-from .common import Panel, Status, panel_guard
-from .background import Job
 from ..plots.sweep import history_figure, update_history_figure
 from ..store.workspace import Workspace
+from .background import Job
+from .chart_widget import ChartWidget
+from .common import Panel, Status, panel_guard
 
 
 def _choices(text: str) -> list[int]:
@@ -40,11 +40,19 @@ def _choices(text: str) -> list[int]:
 class SearchPanel(Panel, W.VBox):
     """Data set, trials, epochs, ranges, Run/Stop; live history chart; best settings and "Use in Train"."""
 
-    CHARTS = {"search history": "figure"}
+    CHARTS: ClassVar[dict[str, str]] = {"search history": "figure"}
 
-
-    def __init__(self, ctx=None, *, workspace=None, dataset: str | Path | None = None, storage: str | Path | None = None,
-                 on_use_best: Callable[[dict[str, Any]], None] | None = None, max_trials: int = 500, max_epochs: int = 1000) -> None:
+    def __init__(
+        self,
+        ctx=None,
+        *,
+        workspace=None,
+        dataset: str | Path | None = None,
+        storage: str | Path | None = None,
+        on_use_best: Callable[[dict[str, Any]], None] | None = None,
+        max_trials: int = 500,
+        max_epochs: int = 1000,
+    ) -> None:
         if ctx is not None:
             workspace = ctx.workspace
             max_epochs = getattr(ctx.limits, "max_epochs", max_epochs)
@@ -60,10 +68,16 @@ class SearchPanel(Panel, W.VBox):
         self.best_settings: dict[str, Any] | None = None
         self._trials: dict[int, dict[str, Any]] = {}
 
-        self.dataset = W.Text(value=str(dataset or ""), description="data set", placeholder="data-set folder",
-                              layout=W.Layout(width="32em"))
+        self.dataset = W.Text(
+            value=str(dataset or ""),
+            description="data set",
+            placeholder="data-set folder",
+            layout=W.Layout(width="32em"),
+        )
         self.study = W.Text(value="search", description="study")
-        self.target = W.Dropdown(options=[("NR → SLD", "sld"), ("NR → parameters", "params")], value="sld", description="target")
+        self.target = W.Dropdown(
+            options=[("NR → SLD", "sld"), ("NR → parameters", "params")], value="sld", description="target"
+        )
         self.trials = W.BoundedIntText(value=10, min=1, max=max_trials, description="trials")
         self.epochs = W.BoundedIntText(value=5, min=1, max=max_epochs, description="epochs/trial")
         self.lr_lo = W.BoundedFloatText(value=1e-4, min=1e-7, max=10, description="lr from")
@@ -73,22 +87,40 @@ class SearchPanel(Panel, W.VBox):
         self.batch_sizes = W.Text(value="16,32,64", description="batch sizes")
         self.run_button = W.Button(description="Run search", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
-        self.use_button = W.Button(description="Use in Train", icon="arrow-right", disabled=True,
-                                   tooltip="fill the Train panel with the best trial's settings")
+        self.use_button = W.Button(
+            description="Use in Train",
+            icon="arrow-right",
+            disabled=True,
+            tooltip="fill the Train panel with the best trial's settings",
+        )
         self.progress = W.IntProgress(value=0, min=0, max=1, description="trials", layout=W.Layout(width="32em"))
         self.best = W.HTML()
         self.status = Status()
-        self.figure = ChartWidget(history_figure(pd.DataFrame(columns=["number", "state", "value", "last_intermediate"])))
+        self.figure = ChartWidget(
+            history_figure(pd.DataFrame(columns=["number", "state", "value", "last_intermediate"]))
+        )
         self.run_button.on_click(self._run)
         self.stop_button.on_click(self._stop)
         self.use_button.on_click(self._use_best)
-        super().__init__([
-            W.HTML("<b>Hyperparameter search</b> (Optuna, TPE, median pruning on validation loss; the study is saved and resumable)"),
-            self.dataset, W.HBox([self.study, self.target]), W.HBox([self.trials, self.epochs]),
-            W.HBox([self.lr_lo, self.lr_hi]), W.HBox([self.layers_lo, self.layers_hi]), self.batch_sizes,
-            W.HBox([self.run_button, self.stop_button]), self.progress, self.status, self.figure,
-            W.HBox([self.best, self.use_button]),
-        ])
+        super().__init__(
+            [
+                W.HTML(
+                    "<b>Hyperparameter search</b> (Optuna, TPE, median pruning on validation loss; the study is saved "
+                    "and resumable)"
+                ),
+                self.dataset,
+                W.HBox([self.study, self.target]),
+                W.HBox([self.trials, self.epochs]),
+                W.HBox([self.lr_lo, self.lr_hi]),
+                W.HBox([self.layers_lo, self.layers_hi]),
+                self.batch_sizes,
+                W.HBox([self.run_button, self.stop_button]),
+                self.progress,
+                self.status,
+                self.figure,
+                W.HBox([self.best, self.use_button]),
+            ]
+        )
 
     # ------------------------------------------------------------------ configuration
     def _dataset_folder(self, text: str) -> Path:
@@ -100,8 +132,10 @@ class SearchPanel(Panel, W.VBox):
         folder = Path(text).expanduser()
         folder = (self.workspace.datasets / folder if not folder.is_absolute() else folder).resolve()
         if not folder.is_relative_to(root):
-            raise ValueError(f"{text}: data sets must be in this workspace ({self.workspace.datasets}); "
-                             "generate or upload them there")
+            raise ValueError(
+                f"{text}: data sets must be in this workspace ({self.workspace.datasets}); "
+                "generate or upload them there"
+            )
         return folder
 
     def config(self) -> SearchConfig:
@@ -111,11 +145,20 @@ class SearchPanel(Panel, W.VBox):
         folder = self._dataset_folder(self.dataset.value.strip())
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such data-set folder")
-        space = SearchSpace(learning_rate=(self.lr_lo.value, self.lr_hi.value), layers=(self.layers_lo.value, self.layers_hi.value),
-                            batch_size=_choices(self.batch_sizes.value))
-        return SearchConfig(dataset=str(folder), study_name=safe_name(self.study.value, "search"), storage=str(self.storage_path),
-                            target=self.target.value, epochs=min(int(self.epochs.value), self.max_epochs), space=space,
-                            workspace=str(self.workspace.root))
+        space = SearchSpace(
+            learning_rate=(self.lr_lo.value, self.lr_hi.value),
+            layers=(self.layers_lo.value, self.layers_hi.value),
+            batch_size=_choices(self.batch_sizes.value),
+        )
+        return SearchConfig(
+            dataset=str(folder),
+            study_name=safe_name(self.study.value, "search"),
+            storage=str(self.storage_path),
+            target=self.target.value,
+            epochs=min(int(self.epochs.value), self.max_epochs),
+            space=space,
+            workspace=str(self.workspace.root),
+        )
 
     # ------------------------------------------------------------------ actions
     @panel_guard
@@ -129,8 +172,13 @@ class SearchPanel(Panel, W.VBox):
         self.progress.value, self.progress.max = 0, n
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.info(f"study {config.study_name!r}: adding {n} trials of {config.epochs} epochs")
-        self.job = Job(lambda reporter: run_search(config, n, reporter=reporter), on_events=self._events,
-                       on_done=self._done, on_error=self._failed, name="workbench-search")
+        self.job = Job(
+            lambda reporter: run_search(config, n, reporter=reporter),
+            on_events=self._events,
+            on_done=self._done,
+            on_error=self._failed,
+            name="workbench-search",
+        )
         self.job.start()
 
     def _stop(self, _=None) -> None:
@@ -152,9 +200,13 @@ class SearchPanel(Panel, W.VBox):
         if Path(self.storage_path).exists():
             current = search_result(config)
             for row in current.trials.to_dict("records"):
-                self._trials[int(row["number"])] = {"number": int(row["number"]), "state": row["state"], "value": row["value"],
-                                                    "last_intermediate": row["last_intermediate"],
-                                                    "params": {k[6:]: v for k, v in row.items() if k.startswith("param.")}}
+                self._trials[int(row["number"])] = {
+                    "number": int(row["number"]),
+                    "state": row["state"],
+                    "value": row["value"],
+                    "last_intermediate": row["last_intermediate"],
+                    "params": {k[6:]: v for k, v in row.items() if k.startswith("param.")},
+                }
         self._draw(config)
 
     # ------------------------------------------------------------------ events
@@ -163,9 +215,16 @@ class SearchPanel(Panel, W.VBox):
         for e in events:
             if isinstance(e, Record) and e.stage == "search":
                 d = e.data
-                row = self._trials.setdefault(d.get("trial", d.get("number")), {"number": d.get("trial", d.get("number")),
-                                                                                  "state": "RUNNING", "value": None,
-                                                                                  "last_intermediate": None, "params": {}})
+                row = self._trials.setdefault(
+                    d.get("trial", d.get("number")),
+                    {
+                        "number": d.get("trial", d.get("number")),
+                        "state": "RUNNING",
+                        "value": None,
+                        "last_intermediate": None,
+                        "params": {},
+                    },
+                )
                 if e.name == "epoch":
                     row["last_intermediate"] = d["val_loss"]
                 elif e.name == "trial":
@@ -179,24 +238,35 @@ class SearchPanel(Panel, W.VBox):
             self._draw()
 
     def _frame(self) -> pd.DataFrame:
-        rows = [{k: v for k, v in r.items() if k != "params"} for r in sorted(self._trials.values(), key=lambda r: r["number"])]
+        rows = [
+            {k: v for k, v in r.items() if k != "params"}
+            for r in sorted(self._trials.values(), key=lambda r: r["number"])
+        ]
         return pd.DataFrame(rows, columns=["number", "state", "value", "last_intermediate"])
 
     def _draw(self, config: SearchConfig | None = None) -> None:
         update_history_figure(self.figure, self._frame())
-        complete = [r for r in self._trials.values() if r["state"] == "COMPLETE" and r["value"] is not None
-                    and not math.isnan(r["value"])]
+        complete = [
+            r
+            for r in self._trials.values()
+            if r["state"] == "COMPLETE" and r["value"] is not None and not math.isnan(r["value"])
+        ]
         if not complete:
             return
         best = min(complete, key=lambda r: r["value"])
         kind = (config.kind if config else None) or ("compact" if self.target.value == "sld" else "param")
         self.best_settings = settings_from_params(best["params"], kind, {"epochs": int(self.epochs.value)})
-        rows = "".join(f"<tr><td style='padding:1px 8px'>{html.escape(k)}</td><td style='padding:1px 8px'>"
-                       f"{v:.4g}</td></tr>" if isinstance(v, float) else
-                       f"<tr><td style='padding:1px 8px'>{html.escape(k)}</td><td style='padding:1px 8px'>{html.escape(str(v))}</td></tr>"
-                       for k, v in best["params"].items())
-        self.best.value = (f"<b>best: trial {best['number']}</b>, validation loss {best['value']:.4g}"
-                           f"<table class='wb-search-best'>{rows}</table>")
+        rows = "".join(
+            f"<tr><td style='padding:1px 8px'>{html.escape(k)}</td><td style='padding:1px 8px'>{v:.4g}</td></tr>"
+            if isinstance(v, float)
+            else f"<tr><td style='padding:1px 8px'>{html.escape(k)}</td><td style='padding:1px "
+            f"8px'>{html.escape(str(v))}</td></tr>"
+            for k, v in best["params"].items()
+        )
+        self.best.value = (
+            f"<b>best: trial {best['number']}</b>, validation loss {best['value']:.4g}"
+            f"<table class='wb-search-best'>{rows}</table>"
+        )
         self.use_button.disabled = False
 
     def _done(self, result) -> None:
@@ -204,8 +274,12 @@ class SearchPanel(Panel, W.VBox):
         self.run_button.disabled, self.stop_button.disabled = False, True
         if result.best_settings is not None:
             self.best_settings = result.best_settings
-        self.status.ok(f"{len(result.trials)} trials in the study, {result.pruned} pruned; best validation loss "
-                       f"{result.best_value:.4g}" if result.best_value is not None else "no trial completed")
+        self.status.ok(
+            f"{len(result.trials)} trials in the study, {result.pruned} pruned; best validation loss "
+            f"{result.best_value:.4g}"
+            if result.best_value is not None
+            else "no trial completed"
+        )
 
     def _failed(self, exc: BaseException) -> None:
         self.run_button.disabled, self.stop_button.disabled = False, True

@@ -70,8 +70,9 @@ def applicable(par: str, i: int, n_layers: int) -> bool:
 class StackModel:
     """Layers, bounds and probe settings with validation, clamping and change notification."""
 
-    def __init__(self, stack: FilmStack | None = None, probe: ProbeSettings | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self, stack: FilmStack | None = None, probe: ProbeSettings | None = None, limits: Limits | None = None
+    ) -> None:
         self.limits = limits or Limits()
         self._observers: list[Observer] = []
         self._set_stack(stack or FilmStack.default())
@@ -104,8 +105,11 @@ class StackModel:
 
     @staticmethod
     def _build(layers: list[Layer], bounds: list[dict[str, tuple[float, float]]]) -> FilmStack:
-        flat = [{"i": i, "par": par, "bounds": [lo, hi]} for i, entry in enumerate(bounds)
-                for par, (lo, hi) in sorted(entry.items(), key=lambda kv: PARAMETER_FIELDS.index(kv[0]))]
+        flat = [
+            {"i": i, "par": par, "bounds": [lo, hi]}
+            for i, entry in enumerate(bounds)
+            for par, (lo, hi) in sorted(entry.items(), key=lambda kv: PARAMETER_FIELDS.index(kv[0]))
+        ]
         return FilmStack.from_pyreflect([layer.model_dump() for layer in layers], flat)
 
     @property
@@ -249,14 +253,18 @@ class StackModel:
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
         s = self.stack
-        return {"stack": {"layer_desc": s.to_layer_desc(), "layer_bound": s.to_layer_bound()},
-                "probe": self.probe_settings.model_dump()}
+        return {
+            "stack": {"layer_desc": s.to_layer_desc(), "layer_bound": s.to_layer_bound()},
+            "probe": self.probe_settings.model_dump(),
+        }
 
     def load_dict(self, data: dict[str, Any]) -> None:
         """Restore from :meth:`to_dict` output (validated; on error nothing changes)."""
         stack = FilmStack.from_pyreflect(data["stack"]["layer_desc"], data["stack"].get("layer_bound"))
         if len(stack.layers) > self.limits.max_layers:
-            raise StackError(f"the saved stack has {len(stack.layers)} layers, more than the limit {self.limits.max_layers}")
+            raise StackError(
+                f"the saved stack has {len(stack.layers)} layers, more than the limit {self.limits.max_layers}"
+            )
         for i, layer in enumerate(stack.layers):
             for par in PARAMETER_FIELDS:
                 v = getattr(layer, par)

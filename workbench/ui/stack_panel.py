@@ -4,15 +4,17 @@ The panel is a view of :class:`~workbench.ui.stack_model.StackModel`: widgets wr
 model notifies, the panel redraws R(Q) (log scale) and the SLD profile in two FigureWidgets that
 live as long as the panel.  Redraws run on a :class:`~workbench.ui.coalesce.Coalescer` worker: a
 single change is drawn at once, and while one redraw is being computed the changes that arrive
-(a slider drag) collapse into one redraw of the newest stack instead of a queue of stale ones.  Typing a number beyond a slider's range widens the slider, up to
-the hard physical limit of :mod:`workbench.limits`; beyond it the value is clamped and the
-panel says so.  Headless twin: ``StackModel.set_value`` / ``reflectivity`` / ``sld_profile``.
+(a slider drag) collapse into one redraw of the newest stack instead of a queue of stale ones.
+Typing a number beyond a slider's range widens the slider, up to the hard physical limit of
+:mod:`workbench.limits`; beyond it the value is clamped and the panel says so.
+Headless twin: ``StackModel.set_value`` / ``reflectivity`` / ``sld_profile``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import ClassVar
 
 import ipywidgets as W
 
@@ -43,18 +45,41 @@ class ParameterRow(W.HBox):
             lo, hi = min(lo, bound[0]), max(hi, bound[1])
         step = 0.001 if par in ("sld", "isld") else 0.01
         enabled = applicable(par, i, model.n_layers)
-        self.slider = W.FloatSlider(value=value, min=lo, max=hi, step=step, readout=False, continuous_update=True,
-                                    disabled=not enabled, layout=W.Layout(width="16em"),
-                                    description_allow_html=False)
+        self.slider = W.FloatSlider(
+            value=value,
+            min=lo,
+            max=hi,
+            step=step,
+            readout=False,
+            continuous_update=True,
+            disabled=not enabled,
+            layout=W.Layout(width="16em"),
+            description_allow_html=False,
+        )
         self.slider.add_class("wb-slider")
         self.number = W.FloatText(value=value, step=step, disabled=not enabled, layout=_NUM)
         self.number.add_class("wb-number")
-        self.vary = W.Checkbox(value=bound is not None and bound[1] > bound[0], indent=False, description="vary",
-                               disabled=not enabled, layout=W.Layout(width="5em"))
-        self.lo = W.FloatText(value=bound[0] if bound else value, disabled=not enabled, layout=_NUM,
-                              description="min", style={"description_width": "2.5em"})
-        self.hi = W.FloatText(value=bound[1] if bound else value, disabled=not enabled, layout=_NUM,
-                              description="max", style={"description_width": "2.5em"})
+        self.vary = W.Checkbox(
+            value=bound is not None and bound[1] > bound[0],
+            indent=False,
+            description="vary",
+            disabled=not enabled,
+            layout=W.Layout(width="5em"),
+        )
+        self.lo = W.FloatText(
+            value=bound[0] if bound else value,
+            disabled=not enabled,
+            layout=_NUM,
+            description="min",
+            style={"description_width": "2.5em"},
+        )
+        self.hi = W.FloatText(
+            value=bound[1] if bound else value,
+            disabled=not enabled,
+            layout=_NUM,
+            description="max",
+            style={"description_width": "2.5em"},
+        )
         self._sync = False
         self.slider.observe(self._slider_changed, "value")
         self.number.observe(self._number_changed, "value")
@@ -80,8 +105,10 @@ class ParameterRow(W.HBox):
         stored = model.set_value(self.i, self.par, value)
         if typed and stored != value:
             hard = model.limits.parameter(self.par)
-            self.panel.status.warn(f"{model.layer(self.i).name}.{self.par} = {value:g} is outside the physical limit "
-                                   f"[{hard.lo:g}, {hard.hi:g}]; set to {stored:g}")
+            self.panel.status.warn(
+                f"{model.layer(self.i).name}.{self.par} = {value:g} is outside the physical limit "
+                f"[{hard.lo:g}, {hard.hi:g}]; set to {stored:g}"
+            )
         self.show(stored)
 
     def show(self, value: float) -> None:
@@ -123,15 +150,29 @@ class LayerBox(W.VBox):
         model = panel.ctx.stack
         n = model.n_layers
         role = "substrate" if i == 0 else "ambient" if i == n - 1 else f"layer {i}"
-        self.toggle = W.ToggleButton(value=expanded, icon="chevron-down" if expanded else "chevron-right",
-                                     tooltip="collapse / expand", layout=W.Layout(width="3em"))
+        self.toggle = W.ToggleButton(
+            value=expanded,
+            icon="chevron-down" if expanded else "chevron-right",
+            tooltip="collapse / expand",
+            layout=W.Layout(width="3em"),
+        )
         self.name = W.Text(value=model.layer(i).name, layout=W.Layout(width="12em"))
         inner = 0 < i < n - 1
-        self.up = W.Button(icon="arrow-up", tooltip="move towards the ambient", disabled=not (inner and i + 1 < n - 1),
-                           layout=W.Layout(width="3em"))
-        self.down = W.Button(icon="arrow-down", tooltip="move towards the substrate", disabled=not (inner and i > 1),
-                             layout=W.Layout(width="3em"))
-        self.remove = W.Button(icon="trash", tooltip="remove this layer", disabled=not inner, layout=W.Layout(width="3em"))
+        self.up = W.Button(
+            icon="arrow-up",
+            tooltip="move towards the ambient",
+            disabled=not (inner and i + 1 < n - 1),
+            layout=W.Layout(width="3em"),
+        )
+        self.down = W.Button(
+            icon="arrow-down",
+            tooltip="move towards the substrate",
+            disabled=not (inner and i > 1),
+            layout=W.Layout(width="3em"),
+        )
+        self.remove = W.Button(
+            icon="trash", tooltip="remove this layer", disabled=not inner, layout=W.Layout(width="3em")
+        )
         self.rows = [ParameterRow(panel, i, par) for par in PARAMETER_FIELDS]
         self.body = W.VBox(self.rows, layout=W.Layout(display="" if expanded else "none", margin="0 0 0 3em"))
         self.toggle.observe(self._toggled, "value")
@@ -139,7 +180,9 @@ class LayerBox(W.VBox):
         self.up.on_click(lambda _: panel.move(i, +1))
         self.down.on_click(lambda _: panel.move(i, -1))
         self.remove.on_click(lambda _: panel.remove(i))
-        header = W.HBox([self.toggle, self.name, W.Label(role, layout=W.Layout(width="7em")), self.up, self.down, self.remove])
+        header = W.HBox(
+            [self.toggle, self.name, W.Label(role, layout=W.Layout(width="7em")), self.up, self.down, self.remove]
+        )
         super().__init__([header, self.body], layout=W.Layout(border_bottom="1px solid #ddd"))
         self.add_class(f"wb-layer-{i}")
 
@@ -160,8 +203,7 @@ class LayerBox(W.VBox):
 class StackPanel(Panel, W.VBox):
     """The film stack editor with a live R(Q) and SLD preview."""
 
-    CHARTS = {"film stack R(Q)": "rq", "film stack SLD": "sld"}
-
+    CHARTS: ClassVar[dict[str, str]] = {"film stack R(Q)": "rq", "film stack SLD": "sld"}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -175,8 +217,11 @@ class StackPanel(Panel, W.VBox):
         self.last_latency_ms = 0.0  # from the change to its redraw sent (waiting for a busy worker included)
         self.redraws = 0
         self._draw_lock = threading.Lock()
-        self.preview_job = Coalescer(self._draw, on_error=lambda exc: self.status.error(f"cannot compute the preview: {exc}"),
-                                     name="workbench-stack-preview")
+        self.preview_job = Coalescer(
+            self._draw,
+            on_error=lambda exc: self.status.error(f"cannot compute the preview: {exc}"),
+            name="workbench-stack-preview",
+        )
         self.add = W.Button(description="Add layer", icon="plus")
         self.collapse = W.Button(description="Collapse all", icon="compress")
         self.expand = W.Button(description="Expand all", icon="expand")
@@ -275,13 +320,17 @@ class StackPanel(Panel, W.VBox):
             t0 = time.perf_counter()
             p = compute_preview(stack, probe)
             has_abs = bool((p.irho != 0).any())
-            self.curves.show(rq={"R(Q)": (p.q, p.r)},
-                             sld={"ρ (SLD)": (p.z, p.rho), "ρ'' (absorption)": (p.z, p.irho) if has_abs else ([], [])})
+            self.curves.show(
+                rq={"R(Q)": (p.q, p.r)},
+                sld={"ρ (SLD)": (p.z, p.rho), "ρ'' (absorption)": (p.z, p.irho) if has_abs else ([], [])},
+            )
             done = time.perf_counter()
             self.last_redraw_ms, self.last_latency_ms = (done - t0) * 1e3, (done - requested) * 1e3
             self.redraws += 1
-            self.timing.value = (f"<small class='wb-redraw'>preview: {p.q.size} Q points, {p.z.size} z points, "
-                                 f"computed and sent in {self.last_redraw_ms:.1f} ms</small>")
+            self.timing.value = (
+                f"<small class='wb-redraw'>preview: {p.q.size} Q points, {p.z.size} z points, "
+                f"computed and sent in {self.last_redraw_ms:.1f} ms</small>"
+            )
 
     def row(self, i: int, par: str) -> ParameterRow:
         return self.layers[i].row(par)

@@ -14,29 +14,35 @@ import html
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ipywidgets as W
 import yaml
 
+from ..batch.notebooks import shipped_notebooks
 from ..batch.runner import check_parameters, notebook_parameters
 from ..batch.sweep import grid, parameter_sets_from_mapping, results_frame, run_sweep
 from ..events import Progress, Record, Warning_
 from ..fileio import safe_name
+from ..plots.sweep import sweep_figure
+from ..store.workspace import Workspace
+from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
-from .background import Job
-from ..plots.sweep import sweep_figure
-from ..batch.notebooks import shipped_notebooks
-from ..store.workspace import Workspace
 
 DEFAULT_SPEC = "learning_rate: [0.001, 0.003]\nlayers: [1, 2]\n"
-STATUS_STYLE = {"queued": "#888", "skipped": "#1a7f37", "running": "#9a6700", "completed": "#1a7f37", "failed": "#cf222e",
-                "stopped": "#888"}
+STATUS_STYLE = {
+    "queued": "#888",
+    "skipped": "#1a7f37",
+    "running": "#9a6700",
+    "completed": "#1a7f37",
+    "failed": "#cf222e",
+    "stopped": "#888",
+}
 
 
 def parameter_sets_from_text(text: str) -> list[dict[str, Any]]:
-    """The panel's YAML: ``{name: [values]}`` (a grid; scalars are fixed), or a sweep file's ``grid``/``runs``/``fixed``."""
+    """The panel's YAML: ``{name: [values]}`` (a grid; scalars fixed), or a sweep file's ``grid``/``runs``/``fixed``."""
     try:
         spec = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
@@ -53,19 +59,31 @@ def parameter_sets_from_text(text: str) -> list[dict[str, Any]]:
 class SweepPanel(Panel, W.VBox):
     """Notebook, parameters (YAML), workers, Run/Stop; a per-run table, progress and the chart."""
 
-    CHARTS = {"sweep results": "figure"}
+    CHARTS: ClassVar[dict[str, str]] = {"sweep results": "figure"}
 
-
-    def __init__(self, ctx=None, *, workspace=None, notebooks: dict[str, Path] | None = None, folder: str | os.PathLike | None = None,
-                 workers: int = 2, scheduler: Any = None, processes: bool = True, max_workers: int | None = None,
-                 max_runs: int = 200) -> None:
+    def __init__(
+        self,
+        ctx=None,
+        *,
+        workspace=None,
+        notebooks: dict[str, Path] | None = None,
+        folder: str | os.PathLike | None = None,
+        workers: int = 2,
+        scheduler: Any = None,
+        processes: bool = True,
+        max_workers: int | None = None,
+        max_runs: int = 200,
+    ) -> None:
         if ctx is not None:
             workspace = ctx.workspace
         if workspace is None:
             workspace = Workspace()
         self.workspace = workspace
-        self.notebooks = dict(notebooks) if notebooks is not None else {
-            k: v for k, v in shipped_notebooks().items() if k not in ("workbench.ipynb", "quickstart.ipynb")}
+        self.notebooks = (
+            dict(notebooks)
+            if notebooks is not None
+            else {k: v for k, v in shipped_notebooks().items() if k not in ("workbench.ipynb", "quickstart.ipynb")}
+        )
         if not self.notebooks:
             raise ValueError("no notebooks to sweep")
         self.scheduler, self.processes = scheduler, processes
@@ -76,11 +94,17 @@ class SweepPanel(Panel, W.VBox):
         self.rows: dict[str, dict[str, Any]] = {}
 
         self.notebook = W.Dropdown(options=list(self.notebooks), description="notebook")
-        self.spec = W.Textarea(value=DEFAULT_SPEC, description="parameters", layout=W.Layout(width="32em", height="7em"),
-                               placeholder="learning_rate: [0.001, 0.003]")
+        self.spec = W.Textarea(
+            value=DEFAULT_SPEC,
+            description="parameters",
+            layout=W.Layout(width="32em", height="7em"),
+            placeholder="learning_rate: [0.001, 0.003]",
+        )
         self.name = W.Text(value="sweep", description="sweep name")
         self.folder_override = Path(folder) if folder else None
-        self.workers = W.BoundedIntText(value=min(workers, self.max_workers), min=1, max=self.max_workers, description="workers")
+        self.workers = W.BoundedIntText(
+            value=min(workers, self.max_workers), min=1, max=self.max_workers, description="workers"
+        )
         self.run_button = W.Button(description="Run sweep", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="runs", layout=W.Layout(width="32em"))
@@ -89,11 +113,21 @@ class SweepPanel(Panel, W.VBox):
         self.figure = ChartWidget(sweep_figure(results_frame([])))
         self.run_button.on_click(self._run)
         self.stop_button.on_click(self._stop)
-        super().__init__([
-            W.HTML("<b>Sweep</b>: one notebook over a grid of parameters, in parallel on Dask; re-running skips the runs already done."),
-            W.HBox([self.notebook, self.name, self.workers]), self.spec, W.HBox([self.run_button, self.stop_button]),
-            self.progress, self.status, self.table, self.figure,
-        ])
+        super().__init__(
+            [
+                W.HTML(
+                    "<b>Sweep</b>: one notebook over a grid of parameters, in parallel on Dask; re-running skips the "
+                    "runs already done."
+                ),
+                W.HBox([self.notebook, self.name, self.workers]),
+                self.spec,
+                W.HBox([self.run_button, self.stop_button]),
+                self.progress,
+                self.status,
+                self.table,
+                self.figure,
+            ]
+        )
 
     @property
     def folder(self) -> Path:
@@ -109,20 +143,36 @@ class SweepPanel(Panel, W.VBox):
         if any("workspace" in s for s in sets):  # a browser must not choose where the runs write
             raise ValueError("workspace cannot be set here: the sweep records its runs in this app's workspace")
         if len(sets) > self.max_runs:
-            raise ValueError(f"{len(sets)} runs is more than this dashboard allows ({self.max_runs}); sweep fewer values")
+            raise ValueError(
+                f"{len(sets)} runs is more than this dashboard allows ({self.max_runs}); sweep fewer values"
+            )
         notebook = self.notebooks[self.notebook.value]
         folder, workers = self.folder, max(1, min(int(self.workers.value), self.max_workers))
         sets = [check_parameters(notebook, s) for s in sets]  # names and types checked here, not in the thread
         if "workspace" in notebook_parameters(notebook):
-            sets = [{"workspace": str(self.workspace.root), **s} for s in sets]  # record the runs in this app's workspace
+            sets = [
+                {"workspace": str(self.workspace.root), **s} for s in sets
+            ]  # record the runs in this app's workspace
         self.rows = {}
         self.table.value = ""
         self.progress.value, self.progress.max = 0, len(sets)
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.info(f"starting {len(sets)} runs of {self.notebook.value} on {workers} workers → {folder}")
-        self.job = Job(lambda reporter: run_sweep(notebook, sets, folder, workers=workers, scheduler=self.scheduler,
-                                                  processes=self.processes, reporter=reporter),
-                       on_events=self._events, on_done=self._done, on_error=self._failed, name="workbench-sweep")
+        self.job = Job(
+            lambda reporter: run_sweep(
+                notebook,
+                sets,
+                folder,
+                workers=workers,
+                scheduler=self.scheduler,
+                processes=self.processes,
+                reporter=reporter,
+            ),
+            on_events=self._events,
+            on_done=self._done,
+            on_error=self._failed,
+            name="workbench-sweep",
+        )
         self.job.start()
 
     def _stop(self, _=None) -> None:
@@ -150,8 +200,18 @@ class SweepPanel(Panel, W.VBox):
                 self._draw_chart()
 
     def _frame(self):
-        runs = [{"key": k, "status": r["status"], "params": r["params"], "summary": {"metrics": r.get("metrics") or {}},
-                 "error": r.get("error"), "seconds": r.get("seconds"), "output": r.get("output")} for k, r in self.rows.items()]
+        runs = [
+            {
+                "key": k,
+                "status": r["status"],
+                "params": r["params"],
+                "summary": {"metrics": r.get("metrics") or {}},
+                "error": r.get("error"),
+                "seconds": r.get("seconds"),
+                "output": r.get("output"),
+            }
+            for k, r in self.rows.items()
+        ]
         return results_frame(runs)
 
     def _draw_table(self) -> None:
@@ -164,10 +224,16 @@ class SweepPanel(Panel, W.VBox):
             else:
                 took = f"{r['seconds']:.0f} s" if r.get("seconds") else ""
             detail = html.escape(r.get("error") or "")
-            lines.append(f"<tr><td style='padding:1px 8px'>{html.escape(r['label'])}</td>"
-                         f"<td style='padding:1px 8px;color:{color}'>{r['status']}</td><td style='padding:1px 8px'>{took}</td>"
-                         f"<td style='padding:1px 8px;color:#cf222e'>{detail}</td></tr>")
-        self.table.value = "<table class='wb-sweep-runs'><tr><th>run</th><th>status</th><th>time</th><th></th></tr>" + "".join(lines) + "</table>"
+            lines.append(
+                f"<tr><td style='padding:1px 8px'>{html.escape(r['label'])}</td>"
+                f"<td style='padding:1px 8px;color:{color}'>{r['status']}</td><td style='padding:1px 8px'>{took}</td>"
+                f"<td style='padding:1px 8px;color:#cf222e'>{detail}</td></tr>"
+            )
+        self.table.value = (
+            "<table class='wb-sweep-runs'><tr><th>run</th><th>status</th><th>time</th><th></th></tr>"
+            + "".join(lines)
+            + "</table>"
+        )
 
     def _draw_chart(self) -> None:
         fig = sweep_figure(self._frame())
@@ -180,7 +246,10 @@ class SweepPanel(Panel, W.VBox):
         self.result = result
         self.run_button.disabled, self.stop_button.disabled = False, True
         self._draw_chart()
-        msg = f"{len(result.completed)} completed, {len(result.failed)} failed, {len(result.skipped)} skipped (already done); {result.csv}"
+        msg = (
+            f"{len(result.completed)} completed, {len(result.failed)} failed, "
+            f"{len(result.skipped)} skipped (already done); {result.csv}"
+        )
         (self.status.warn if result.failed else self.status.ok)(msg)
 
     def _failed(self, exc: BaseException) -> None:

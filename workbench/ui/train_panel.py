@@ -16,7 +16,7 @@ import html
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ipywidgets as W
 import torch
@@ -34,8 +34,12 @@ from .common import Panel, Status, panel_guard
 from .context import AppContext
 from .forms import Form, FormFields
 
-MODELS = [("compact CNN: NR → SLD profile", "compact"), ("pyreflect-parity CNN: NR → SLD profile", "parity_cnn"),
-          ("parameter model: NR → layer parameters", "param"), ("χ model: SLD profile → χ", "chi")]
+MODELS = [
+    ("compact CNN: NR → SLD profile", "compact"),
+    ("pyreflect-parity CNN: NR → SLD profile", "parity_cnn"),
+    ("parameter model: NR → layer parameters", "param"),
+    ("χ model: SLD profile → χ", "chi"),
+]
 TARGET = {"compact": "sld", "parity_cnn": "sld", "param": "params", "chi": "chi"}
 MAX_LOG_LINES = 300
 TRAIN_EXCLUDE = ("device", "progress_every")  # the device is chosen from those present; progress is the panel's
@@ -56,7 +60,7 @@ def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
 class TrainPanel(FormFields, Panel, W.VBox):
     """The Train tab; ``panel.epochs``, ``panel.dropout``, ... are the generated widgets (the chosen model's first)."""
 
-    CHARTS = {"training loss": "loss"}
+    CHARTS: ClassVar[dict[str, str]] = {"training loss": "loss"}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -67,19 +71,41 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.model_kind = W.Dropdown(options=MODELS, value=kind, description="model", style=style, layout=wide)
         self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=W.Layout(width="34em"))
         self.refresh = W.Button(icon="refresh", tooltip="refresh the list of data sets", layout=W.Layout(width="3em"))
-        self.chi_folder = W.Text(value=str(saved.get("chi_folder", "")), description="χ data folder", style=style,
-                                 placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
-                                 layout=W.Layout(width="34em"))
+        self.chi_folder = W.Text(
+            value=str(saved.get("chi_folder", "")),
+            description="χ data folder",
+            style=style,
+            placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
+            layout=W.Layout(width="34em"),
+        )
         self.train_form = Form(TrainConfig, saved.get("train") or saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE)
-        self.model_forms = {k: Form(SETTINGS[k], (saved.get("models") or {}).get(k) or (saved if k == kind else {}),
-                                    limits=ctx.limits, exclude=MODEL_EXCLUDE) for k in TARGET}
-        self.request_form = Form(TrainRequest, saved, exclude=tuple(n for n in TrainRequest.model_fields
-                                                                       if n not in REQUEST_FIELDS))
+        self.model_forms = {
+            k: Form(
+                SETTINGS[k],
+                (saved.get("models") or {}).get(k) or (saved if k == kind else {}),
+                limits=ctx.limits,
+                exclude=MODEL_EXCLUDE,
+            )
+            for k in TARGET
+        }
+        self.request_form = Form(
+            TrainRequest, saved, exclude=tuple(n for n in TrainRequest.model_fields if n not in REQUEST_FIELDS)
+        )
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        self.device = W.Dropdown(options=devices, value=saved.get("device") if saved.get("device") in devices else "auto",
-                                 description="device", style=style, layout=W.Layout(width="26em"))
-        self.name = W.Text(value="", placeholder="model name (default: <model>-<time>)", description="name", style=style,
-                           layout=W.Layout(width="26em"))
+        self.device = W.Dropdown(
+            options=devices,
+            value=saved.get("device") if saved.get("device") in devices else "auto",
+            description="device",
+            style=style,
+            layout=W.Layout(width="26em"),
+        )
+        self.name = W.Text(
+            value="",
+            placeholder="model name (default: <model>-<time>)",
+            description="name",
+            style=style,
+            layout=W.Layout(width="26em"),
+        )
         self.start = W.Button(description="Start", icon="play", button_style="primary")
         self.pause = W.Button(description="Pause", icon="pause", disabled=True)
         self.resume = W.Button(description="Resume", icon="step-forward", disabled=True)
@@ -106,14 +132,31 @@ class TrainPanel(FormFields, Panel, W.VBox):
         for form in (self.train_form, self.request_form, *self.model_forms.values()):
             form.observe(self._remember)
         ctx.follow("dataset", lambda folder: self.refresh_datasets(select=folder))
-        self.form = W.VBox([self.model_kind, W.HBox([self.dataset, self.refresh]), self.chi_folder,
-                            *[f.box for f in self.model_forms.values()], self.train_form.box, self.request_form.box,
-                            self.device, self.name])
-        super().__init__([
-            W.HTML("<b>Train</b> a model on a data set in the background"), self.form,
-            W.HBox([self.start, self.pause, self.resume, self.stop]), self.progress, self.status, self.loss,
-            self.metrics, W.HTML("<b>Log</b>"), self.log_view,
-        ])
+        self.form = W.VBox(
+            [
+                self.model_kind,
+                W.HBox([self.dataset, self.refresh]),
+                self.chi_folder,
+                *[f.box for f in self.model_forms.values()],
+                self.train_form.box,
+                self.request_form.box,
+                self.device,
+                self.name,
+            ]
+        )
+        super().__init__(
+            [
+                W.HTML("<b>Train</b> a model on a data set in the background"),
+                self.form,
+                W.HBox([self.start, self.pause, self.resume, self.stop]),
+                self.progress,
+                self.status,
+                self.loss,
+                self.metrics,
+                W.HTML("<b>Log</b>"),
+                self.log_view,
+            ]
+        )
         self.add_class("wb-train-panel")
         self.refresh_datasets()
         self._kind_changed()
@@ -153,10 +196,15 @@ class TrainPanel(FormFields, Panel, W.VBox):
             form.box.layout.display = "" if k == kind else "none"
 
     def _remember(self, _=None) -> None:
-        self.ctx.update_settings("train", model=self.model_kind.value, train=self.train_form.values(),
-                                 models={k: f.values() for k, f in self.model_forms.items()},
-                                 device=self.device.value, chi_folder=self.chi_folder.value,
-                                 **self.request_form.values())
+        self.ctx.update_settings(
+            "train",
+            model=self.model_kind.value,
+            train=self.train_form.values(),
+            models={k: f.values() for k, f in self.model_forms.items()},
+            device=self.device.value,
+            chi_folder=self.chi_folder.value,
+            **self.request_form.values(),
+        )
 
     @panel_guard
     def apply_settings(self, settings: dict[str, Any]) -> None:
@@ -188,7 +236,11 @@ class TrainPanel(FormFields, Panel, W.VBox):
             else:
                 notes.append(f"device {device!r} is not available here")
         ignored = sorted(set(ignored) | set(ignored_model))
-        text = "settings applied" + "".join(f"; {n}" for n in notes) + (f"; ignored: {', '.join(ignored)}" if ignored else "")
+        text = (
+            "settings applied"
+            + "".join(f"; {n}" for n in notes)
+            + (f"; ignored: {', '.join(ignored)}" if ignored else "")
+        )
         (self.status.warn if notes or ignored else self.status.ok)(text)
 
     def train_config(self) -> TrainConfig:
@@ -205,14 +257,23 @@ class TrainPanel(FormFields, Panel, W.VBox):
         if kind == "chi":
             data = Path(self.chi_folder.value.strip() or ".").expanduser()
             if not chi_data_allowed(self.ctx, data):
-                raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root} "
-                                 "(or $WORKBENCH_EXAMPLE_DATA); upload or copy it there first")
+                raise ValueError(
+                    f"χ data must be a folder inside the workspace {self.ctx.workspace.root} "
+                    "(or $WORKBENCH_EXAMPLE_DATA); upload or copy it there first"
+                )
         elif not self.dataset.value:
             raise ValueError("no data set selected: generate one first or upload one in the Files panel")
         else:
             data = Path(self.dataset.value)
-        return TrainRequest(target=TARGET[kind], data=data, out=self.ctx.workspace.models / name, name=name,
-                            train=self.train_config(), model=self.model_config(), **self.request_form.values())
+        return TrainRequest(
+            target=TARGET[kind],
+            data=data,
+            out=self.ctx.workspace.models / name,
+            name=name,
+            train=self.train_config(),
+            model=self.model_config(),
+            **self.request_form.values(),
+        )
 
     # ------------------------------------------------------------------ jobs
     def _busy(self) -> bool:
@@ -243,14 +304,21 @@ class TrainPanel(FormFields, Panel, W.VBox):
         def work(reporter) -> TrainingOutcome:
             if resume is not None and resume.get("run_id") and registry is not None:
                 return resume_training(resume["run_id"], registry, reporter)
-            return run_training(request, reporter, registry,
-                                resume_from=resume.get("checkpoint") if resume is not None else None)
+            return run_training(
+                request, reporter, registry, resume_from=resume.get("checkpoint") if resume is not None else None
+            )
 
         self.status.info("training…")
         self.start.disabled, self.resume.disabled = True, True
         self.pause.disabled, self.stop.disabled = False, False
-        self.job = Job(work, on_events=self._events, on_done=lambda out: self._done(out, request),
-                       on_error=self._failed, max_rate=self.ctx.limits.max_updates_per_second, name="workbench-train")
+        self.job = Job(
+            work,
+            on_events=self._events,
+            on_done=lambda out: self._done(out, request),
+            on_error=self._failed,
+            max_rate=self.ctx.limits.max_updates_per_second,
+            name="workbench-train",
+        )
         self.job.start()
 
     def _pause(self, _=None) -> None:
@@ -277,8 +345,10 @@ class TrainPanel(FormFields, Panel, W.VBox):
             raise ValueError("the run registry is not available")
         row = registry.get_run(run_id)
         if row.kind != "train" or row.status not in RESUMABLE:
-            raise ValueError(f"run {row.name!r} is {row.status} ({row.kind}); "
-                             "only paused, stopped or failed training runs can be resumed")
+            raise ValueError(
+                f"run {row.name!r} is {row.status} ({row.kind}); "
+                "only paused, stopped or failed training runs can be resumed"
+            )
         request = TrainRequest.from_params(row.params)
         if self._busy():
             return
@@ -305,7 +375,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
         if new_epoch:
             self._draw_loss()
             last = self.history[-1]
-            self.status.info(f"epoch {last['epoch']}: train {last['train_loss']:.4g}, validation {last['val_loss']:.4g}")
+            self.status.info(
+                f"epoch {last['epoch']}: train {last['train_loss']:.4g}, validation {last['val_loss']:.4g}"
+            )
         self._flush_log()
 
     def _log(self, message: str, level: str) -> None:
@@ -315,12 +387,18 @@ class TrainPanel(FormFields, Panel, W.VBox):
         del self.log_lines[:-MAX_LOG_LINES]
 
     def _flush_log(self) -> None:
-        self.log_view.value = "<div class='wb-log' style='font-family:monospace;font-size:12px'>" + "".join(self.log_lines) + "</div>"
+        self.log_view.value = (
+            "<div class='wb-log' style='font-family:monospace;font-size:12px'>" + "".join(self.log_lines) + "</div>"
+        )
 
     def _draw_loss(self) -> None:
         epochs = [h["epoch"] for h in self.history]
-        self.loss.set_traces({key: (epochs, [float(h.get(key, float("nan"))) for h in self.history])
-                              for key in ("train_loss", "train_loss_eval", "val_loss")})
+        self.loss.set_traces(
+            {
+                key: (epochs, [float(h.get(key, float("nan"))) for h in self.history])
+                for key in ("train_loss", "train_loss_eval", "val_loss")
+            }
+        )
 
     def _buttons_idle(self, paused: bool) -> None:
         self.start.disabled, self.pause.disabled, self.stop.disabled = False, True, True
@@ -331,7 +409,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.last_run_id = out.run_id
         if out.status == "paused":
             self.paused = {"request": request, "run_id": out.run_id, "checkpoint": out.checkpoint}
-            self.status.ok(f"paused after {out.epochs_done} epochs; checkpoint {out.checkpoint}: Resume continues there")
+            self.status.ok(
+                f"paused after {out.epochs_done} epochs; checkpoint {out.checkpoint}: Resume continues there"
+            )
         elif out.status == "stopped":
             self.paused = None
             self.status.warn(f"stopped after {out.epochs_done} epochs; no model was saved")
@@ -339,8 +419,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
             self.paused = None
             self.bundle = out.bundle
             self.progress.value, self.progress.bar_style = self.progress.max, "success"
-            self.status.ok(f"{out.status} after {out.epochs_done} epochs in {self.job.seconds:.1f} s; "
-                           f"model bundle {out.bundle}")
+            self.status.ok(
+                f"{out.status} after {out.epochs_done} epochs in {self.job.seconds:.1f} s; model bundle {out.bundle}"
+            )
             self.metrics.value = _metrics_html(out.metrics)
             self.ctx.announce(bundle=out.bundle)
         self._buttons_idle(out.status == "paused")

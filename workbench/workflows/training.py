@@ -51,12 +51,18 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: Target = Field("sld", description="sld: NR → SLD profile; params: NR → layer parameters; chi: SLD → χ")
-    data: Path = Field(description="data-set folder (workbench generate, a pyreflect pair; chi: train_data.npy, train_pars.npy)")
+    data: Path = Field(
+        description="data-set folder (workbench generate, a pyreflect pair; chi: train_data.npy, train_pars.npy)"
+    )
     out: Path = Field(description="model bundle folder to write when the run completes")
-    checkpoint: Path | None = Field(None, description="checkpoint file (default: in the run's folder, else next to out)")
+    checkpoint: Path | None = Field(
+        None, description="checkpoint file (default: in the run's folder, else next to out)"
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     model: dict[str, Any] = Field(default_factory=dict, description="architecture: kind and its options")
-    validation_split: float = Field(0.1, gt=0, lt=0.5, description="validationSplit: held out for validation, and as much for test")
+    validation_split: float = Field(
+        0.1, gt=0, lt=0.5, description="validationSplit: held out for validation, and as much for test"
+    )
     name: str | None = Field(None, description="run and model name (default: the out folder's name)")
     hub_repo: str | None = Field(None, description="Hub model repo that receives the checkpoints")
     hub_every: int = Field(1, ge=1, description="upload a checkpoint at most every N epochs")
@@ -72,8 +78,9 @@ class TrainRequest(BaseModel):
         if kind not in MODEL_KINDS:
             raise ValueError(f"model kind {kind!r} is unknown; expected one of {', '.join(MODEL_KINDS)}")
         if kind not in KINDS_OF[self.target]:
-            raise ValueError(f"model kind {kind!r} does not fit target {self.target!r}: "
-                             f"use {' or '.join(KINDS_OF[self.target])}")
+            raise ValueError(
+                f"model kind {kind!r} does not fit target {self.target!r}: use {' or '.join(KINDS_OF[self.target])}"
+            )
         self.model = model_settings({**self.model, "kind": kind})
         return self
 
@@ -150,9 +157,13 @@ def run_training(
     if registry is None:
         request = _with_checkpoint(request, request.out.with_suffix(".checkpoint.safetensors"))
         return _execute(request, reporter, None, resume_from, epochs)
-    recording = (recorded_run(registry, "train", run_id=run_id, resume=True, reporter=reporter) if run_id
-                 else recorded_run(registry, "train", name=request.run_name, params=request.model_dump(mode="json"),
-                                   reporter=reporter))
+    recording = (
+        recorded_run(registry, "train", run_id=run_id, resume=True, reporter=reporter)
+        if run_id
+        else recorded_run(
+            registry, "train", name=request.run_name, params=request.model_dump(mode="json"), reporter=reporter
+        )
+    )
     with recording as run:
         if request.checkpoint is None:
             request = _with_checkpoint(request, _run_folder(run, request) / "checkpoint.safetensors")
@@ -173,7 +184,9 @@ def resume_training(
     if run.kind != "train":
         raise ValueError(f"run {run.id} is a {run.kind} run; only training runs can be resumed")
     if run.status not in RESUMABLE:
-        raise ValueError(f"run {run.id} ({run.name}) is {run.status}; only a paused, stopped or failed run can be resumed")
+        raise ValueError(
+            f"run {run.id} ({run.name}) is {run.status}; only a paused, stopped or failed run can be resumed"
+        )
     request = TrainRequest.from_params(run.params)
     checkpoint = latest_checkpoint(registry, run, request, endpoint)
     registry.log(run.id, f"resuming from checkpoint {checkpoint}")
@@ -190,7 +203,11 @@ def latest_checkpoint(registry: Registry, run: RunRow, request: TrainRequest, en
     hub_rows = [row for row in registry.checkpoints(run.id) if row.get("hub")]
     if hub_rows:
         latest = hub_rows[-1]
-        dest = Path(latest["path"]) if latest["path"] else (request.checkpoint or request.out.with_suffix(".checkpoint.safetensors"))
+        dest = (
+            Path(latest["path"])
+            if latest["path"]
+            else (request.checkpoint or request.out.with_suffix(".checkpoint.safetensors"))
+        )
         return download_checkpoint(latest["hub"], dest, endpoint=endpoint)
     raise ValueError(f"run {run.id} ({run.name}) has no checkpoint to resume from (none on disk, none on the Hub)")
 
@@ -207,7 +224,9 @@ def _run_folder(run: RecordedRun, request: TrainRequest) -> Path:
         return request.out.parent
 
 
-def _execute(request: TrainRequest, reporter: Reporter, run: RecordedRun | None, resume_from, epochs: int | None) -> TrainingOutcome:
+def _execute(
+    request: TrainRequest, reporter: Reporter, run: RecordedRun | None, resume_from, epochs: int | None
+) -> TrainingOutcome:
     t0 = time.perf_counter()
     with ExitStack() as stack:
         if run is not None:
@@ -237,9 +256,15 @@ def _checkpoint_listener(run: RecordedRun):
 def _uploader(request: TrainRequest, run: RecordedRun | None, reporter: Reporter) -> CheckpointUploader | None:
     if not request.hub_repo:
         return None
-    uploader = CheckpointUploader(request.hub_repo, request.checkpoint, name=run.id if run is not None else request.run_name,
-                                  every=request.hub_every, registry=run.registry if run is not None else None,
-                                  run_id=run.id if run is not None else None, reporter=reporter)
+    uploader = CheckpointUploader(
+        request.hub_repo,
+        request.checkpoint,
+        name=run.id if run is not None else request.run_name,
+        every=request.hub_every,
+        registry=run.registry if run is not None else None,
+        run_id=run.id if run is not None else None,
+        reporter=reporter,
+    )
     reporter.listeners.append(uploader)
     return uploader
 
@@ -248,16 +273,31 @@ def _train_nr(request: TrainRequest, reporter: Reporter, resume_from, epochs: in
     if resume_from is not None:
         out = resume_nr_training(resume_from, request.data, reporter=reporter, epochs=epochs)
     else:
-        out = train_nr_model(request.data, target=request.target, model=request.model, train=request.train,
-                             preprocess=request.preprocess(), checkpoint_path=request.checkpoint, reporter=reporter,
-                             name=request.run_name)
+        out = train_nr_model(
+            request.data,
+            target=request.target,
+            model=request.model,
+            train=request.train,
+            preprocess=request.preprocess(),
+            checkpoint_path=request.checkpoint,
+            reporter=reporter,
+            name=request.run_name,
+        )
     res = out.result
     bundle = None
     if out.bundle_contents is not None:
         bundle = save_model_bundle(request.out, out.model, **out.bundle_contents, overwrite=True)
-    return TrainingOutcome(res.status, res.epochs_done, res.history, out.metrics, bundle, request.checkpoint,
-                           best_val_loss=res.best_val_loss, dataset_hash=out.trainer.context["dataset"]["content_hash"],
-                           split={k: v for k, v in out.trainer.split.items()})
+    return TrainingOutcome(
+        res.status,
+        res.epochs_done,
+        res.history,
+        out.metrics,
+        bundle,
+        request.checkpoint,
+        best_val_loss=res.best_val_loss,
+        dataset_hash=out.trainer.context["dataset"]["content_hash"],
+        split={k: v for k, v in out.trainer.split.items()},
+    )
 
 
 def _train_chi(request: TrainRequest, reporter: Reporter, resume_from, epochs: int | None) -> TrainingOutcome:
@@ -266,17 +306,39 @@ def _train_chi(request: TrainRequest, reporter: Reporter, resume_from, epochs: i
         result = resume_chi(resume_from, profiles, chi, reporter=reporter, epochs=epochs)
     else:
         options = {k: v for k, v in request.model.items() if k != "kind"} or None
-        result = train_chi(profiles, chi, model_config=options, train_config=request.train, seed=request.train.seed,
-                           reporter=reporter, checkpoint_path=request.checkpoint)
+        result = train_chi(
+            profiles,
+            chi,
+            model_config=options,
+            train_config=request.train,
+            seed=request.train.seed,
+            reporter=reporter,
+            checkpoint_path=request.checkpoint,
+        )
     fit = result.train
     bundle = None
     if fit.status in FINISHED:
         parts = result.parts()
-        bundle = save_model_bundle(request.out, result.model, task="chi", normalization=parts, metrics=parts["metrics"],
-                                   history=result.history, train=request.train.model_dump(mode="json"),
-                                   name=request.run_name, overwrite=True)
-    return TrainingOutcome(fit.status, fit.epochs_done, fit.history, result.metrics if bundle else {}, bundle,
-                           request.checkpoint, best_val_loss=fit.best_val_loss)
+        bundle = save_model_bundle(
+            request.out,
+            result.model,
+            task="chi",
+            normalization=parts,
+            metrics=parts["metrics"],
+            history=result.history,
+            train=request.train.model_dump(mode="json"),
+            name=request.run_name,
+            overwrite=True,
+        )
+    return TrainingOutcome(
+        fit.status,
+        fit.epochs_done,
+        fit.history,
+        result.metrics if bundle else {},
+        bundle,
+        request.checkpoint,
+        best_val_loss=fit.best_val_loss,
+    )
 
 
 # ---------------------------------------------------------------------------- the registry's view
@@ -297,10 +359,15 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
     registry = run.registry
     history = outcome.history
     run.status = {"early-stopped": "completed"}.get(outcome.status, outcome.status)
-    run.metrics.update({
-        "epochs": outcome.epochs_done, "train_loss": _last(history, "train_loss_eval") or _last(history, "train_loss"),
-        "val_loss": _last(history, "val_loss"), "best_val_loss": outcome.best_val_loss, "test": dict(outcome.metrics),
-    })
+    run.metrics.update(
+        {
+            "epochs": outcome.epochs_done,
+            "train_loss": _last(history, "train_loss_eval") or _last(history, "train_loss"),
+            "val_loss": _last(history, "val_loss"),
+            "best_val_loss": outcome.best_val_loss,
+            "test": dict(outcome.metrics),
+        }
+    )
     if outcome.checkpoint is not None and outcome.checkpoint.is_file():
         registry.add_checkpoint(run.id, outcome.checkpoint, outcome.epochs_done)
     if outcome.dataset_hash:
@@ -309,8 +376,18 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
         return None
     bundle = outcome.bundle.resolve()
     run.model = str(bundle)
-    model_metrics = {"train": {"loss": run.metrics["train_loss"]}, "val": {"loss": run.metrics["val_loss"]},
-                     "test": dict(outcome.metrics)}
-    return registry.register_model(bundle.name, None, target=request.target, path=bundle, metrics=model_metrics,
-                                   dataset_hash=outcome.dataset_hash, run_id=run.id,
-                                   active=registry.active_model(request.target) is None)
+    model_metrics = {
+        "train": {"loss": run.metrics["train_loss"]},
+        "val": {"loss": run.metrics["val_loss"]},
+        "test": dict(outcome.metrics),
+    }
+    return registry.register_model(
+        bundle.name,
+        None,
+        target=request.target,
+        path=bundle,
+        metrics=model_metrics,
+        dataset_hash=outcome.dataset_hash,
+        run_id=run.id,
+        active=registry.active_model(request.target) is None,
+    )

@@ -1,7 +1,8 @@
-"""What every command group shares: config files, validation messages, Ctrl-C, stack files, the workspace.
+"""What every command group shares: config files, validation messages, Ctrl-C, the workspace.
 
 Kept in one place so that ``generate``, ``train``, ``refine``, ``sweep`` and ``runs resume`` read a
-settings file, report a bad value and react to Ctrl-C the same way.
+settings file, report a bad value and react to Ctrl-C the same way.  Light on purpose: ``workbench
+runs list`` imports this and not torch (stack files are read by :mod:`.stacks`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import yaml
 from pydantic import ValidationError
 
 from ..events import Record, Reporter
-from ..physics import FilmStack
 from ..store.recorded import RecordedRun, recorded_run
 from ..store.workspace import Workspace
 
@@ -50,19 +50,6 @@ def validation_message(exc: ValidationError) -> str:
         where = ".".join(str(x) for x in err["loc"]) or "settings"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
-
-
-def parse_stack(value: Any, where: str) -> FilmStack:
-    """A film stack from pyreflect's mapping ``{layer_desc, layer_bound}`` (bounds = the free ranges)."""
-    if not isinstance(value, dict) or "layer_desc" not in value:
-        raise ValueError(f"{where}: expected 'layer_desc' (and 'layer_bound'), pyreflect's stack format")
-    return FilmStack.from_pyreflect(value["layer_desc"], value.get("layer_bound"))
-
-
-def stack_file(path: str | os.PathLike) -> FilmStack:
-    """The film stack of a YAML/JSON file: its ``stack`` entry, or the whole file."""
-    settings = load_config_file(path)
-    return parse_stack(settings.get("stack", settings), str(path))
 
 
 @contextmanager

@@ -20,7 +20,8 @@ from ..events import Cancelled, Reporter, Timing, tqdm_listener
 from ..physics import FilmStack
 from ..store.hub import generate_or_fetch
 from ..store.recorded import RecordedRun
-from .common import add_workspace_option, interrupts, load_config_file, parse_stack, recording, validation_message
+from .common import add_workspace_option, interrupts, load_config_file, recording, validation_message
+from .stacks import parse_stack
 
 OPTIONS = ("num_curves", "seed", "sampling", "sld_points", "chunk_size")
 

@@ -2,32 +2,57 @@
 
 Each group (``dashboard``, ``data``, ``train``, ``predict``, ``refine``, ``runs``, ``hub``,
 ``batch``) adds its subcommands with ``add_parser`` and keeps its implementation beside them.
-A ``ValueError`` is bad input: its message is printed without a traceback and the exit code is 2.
+Only the group of the command being run is imported (``workbench runs list`` does not load
+torch); ``workbench --help`` imports them all.  A ``ValueError`` is bad input: its message is
+printed without a traceback and the exit code is 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import batch, dashboard, data, hub, predict, refine, runs, train
 
-GROUPS = (dashboard, data, train, predict, refine, runs, hub, batch)
+GROUPS = ("dashboard", "data", "train", "predict", "refine", "runs", "hub", "batch")
+COMMANDS = {
+    "start": "dashboard",
+    "dashboard": "dashboard",
+    "report": "dashboard",
+    "generate": "data",
+    "train": "train",
+    "predict": "predict",
+    "refine": "refine",
+    "runs": "runs",
+    "hub": "hub",
+    "import-pyreflect": "hub",
+    "sweep": "batch",
+    "search": "batch",
+    "notebooks": "batch",
+    "doctor": "batch",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a command, only that command's group is imported and added."""
     parser = argparse.ArgumentParser(prog="workbench", description="Neutron reflectometry ML workbench")
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in GROUPS:
-        group.add_parser(sub)
+    command = next((a for a in argv or () if not a.startswith("-")), None)
+    if command in COMMANDS:
+        groups: Sequence[str] = (COMMANDS[command],)
+    else:
+        groups = () if argv and "--version" in argv else GROUPS
+    for group in groups:
+        importlib.import_module(f"{__package__}.{group}").add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

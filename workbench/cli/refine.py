@@ -27,7 +27,8 @@ from ..data.parameters import stacks_from_parameters
 from ..events import Cancelled, Reporter, tqdm_listener
 from ..fileio import write_text_atomic
 from ..store.model_bundle import load_model_bundle
-from .common import load_config_file, stack_file
+from .common import load_config_file
+from .stacks import stack_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

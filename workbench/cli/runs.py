@@ -13,7 +13,6 @@ import json
 
 from ..events import Reporter, tqdm_listener
 from ..store.workspace import Workspace
-from ..workflows.training import resume_training
 from .common import add_workspace_option, interrupts, print_epochs, workspace_of
 
 
@@ -167,6 +166,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace, ws: Workspace) -> int:
+    from ..workflows.training import resume_training  # heavy (torch): only resuming trains; `runs list` stays quick
+
     reporter = Reporter([tqdm_listener("train", "training", "batches"), print_epochs])
     run = _find(ws.registry, args.run_id)
     try:

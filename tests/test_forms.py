@@ -81,9 +81,10 @@ def test_the_panel_remembers_and_restores_generated_fields(tmp_path):
 
 def test_a_bad_saved_model_choice_does_not_break_the_train_tab(tmp_path):
     ctx = AppContext(tmp_path / "ws", autosave_delay=0)
-    ctx.update_settings("train", model="x", epochs="many", train={"epochs": -5, "optimizer": "lion"})
+    ctx.update_settings("train", model="x", epochs=-5, optimizer="lion", seed="many")
     panel = TrainPanel(ctx)
     assert panel.model_kind.value == "compact" and panel.epochs.value == 1 and panel.optimizer.value == "adam"
+    assert panel.seed.value == 0
 
 
 @given(st.one_of(st.integers(-(10**9), 10**9), st.floats(allow_nan=False, allow_infinity=False, width=32)))

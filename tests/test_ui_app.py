@@ -173,8 +173,11 @@ def test_query_string_overrides_ui_parameters_but_never_paths():
     )
     assert out == {"tab": "train", "epochs": 5, "num_curves": 0, "model": "param", "workspace": "", "summary_path": ""}
     assert "workspace" not in URL_PARAMETERS and "summary_path" not in URL_PARAMETERS
-    with pytest.raises(ValueError, match="epochs"):
-        apply_query_string(params, "epochs=lots")
+    # a bad value keeps the default and says which parameter was wrong: a link never breaks the dashboard
+    notes: list[str] = []
+    with pytest.warns(UserWarning, match="epochs='lots' is not a valid int"):
+        assert apply_query_string(params, "epochs=lots&model=x", notes=notes) == params
+    assert notes[1] == "URL parameter model='x' is not one of compact, parity_cnn, param, chi; using '' instead"
     flags = apply_query_string({"flag": False}, "flag=yes", allowed=("flag",))
     assert flags == {"flag": True}
 

@@ -8,6 +8,7 @@ slider ranges, maxima and upload size from here; tests and deployments override 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -51,6 +52,12 @@ class Limits(BaseModel):
     thickness: Range = Range(lo=0.0, hi=10_000.0)
     roughness: Range = Range(lo=0.0, hi=1_000.0)
     max_layers: int = Field(30, ge=2, description="layers in a film stack, substrate and ambient included")
+    # physical caps every typed film stack is held to (files, the command line, the panels alike); the per-layer
+    # thickness above is the dashboard's, the total is the physics': beyond ~50 µm the fringes are far finer than
+    # any instrument's resolution, and a 1e8 Å layer made generation run out of memory after 66 s
+    max_total_thickness: float = Field(
+        500_000.0, gt=0, description="sum of the inner layers' thicknesses (and of their upper bounds), Å: 50 µm"
+    )
 
     # probe
     q: Range = Range(lo=1e-4, hi=2.0)
@@ -66,6 +73,14 @@ class Limits(BaseModel):
     max_dream_samples: int = Field(100_000, ge=100, description="DREAM posterior samples per uncertainty run")
     max_upload_bytes: int = Field(200 * 2**20, ge=1024, description="largest accepted upload")
     max_download_bytes: int = Field(100 * 2**20, ge=1024, description="largest file offered as a browser download")
+    max_sld_points: int = Field(100_000, ge=2, description="points of an SLD profile (a model's output size)")
+
+    # untrusted model bundles (uploads, the Hub): checked before anything is built or allocated.  pyreflect's CNN
+    # has ≈ 155 M parameters (≈ 590 MB of float32); a 4.7 KB zip whose config asked for 1000 × 1000 cost 2.3 GB
+    max_model_parameters: int = Field(200_000_000, ge=1000, description="parameters of a model read from a bundle")
+    max_model_bytes: int = Field(1 << 30, ge=1024, description="size of a bundle's model.safetensors")
+    max_model_dimension: int = Field(100_000, ge=16, description="any one size in a bundle's model config")
+    max_json_bytes: int = Field(64 * 2**20, ge=1024, description="size of a bundle's JSON files")
     max_preview_curves: int = Field(5, ge=1, le=50, description="generated curves shown in the preview")
 
     # live charts: pushes to the browser from a worker thread, per second
@@ -79,15 +94,22 @@ class Limits(BaseModel):
 
     @classmethod
     def from_env(cls) -> Limits:
-        """Defaults, overridden by the JSON object in ``$WORKBENCH_LIMITS`` when it is set."""
-        text = os.environ.get("WORKBENCH_LIMITS", "").strip()
-        if not text:
-            return cls()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"WORKBENCH_LIMITS must be a JSON object of limits, got {text[:80]!r}: {exc}") from exc
-        return cls(**data)
+        """Defaults, overridden by the JSON object in ``$WORKBENCH_LIMITS`` when it is set (parsed once per value:
+        every typed film stack asks)."""
+        return _limits_of(os.environ.get("WORKBENCH_LIMITS", "").strip())
+
+
+@functools.lru_cache(maxsize=8)
+def _limits_of(text: str) -> Limits:
+    if not text:
+        return Limits()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"WORKBENCH_LIMITS must be a JSON object of limits, got {text[:80]!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"WORKBENCH_LIMITS must be a JSON object of limits, got {text[:80]!r}")
+    return Limits(**data)
 
 
 def default_slider_range(par: str, value: float, limits: Limits | None = None) -> tuple[float, float]:

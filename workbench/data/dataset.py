@@ -10,10 +10,15 @@ A bundle is a folder:
   content hash.
 
 Large arrays are streamed: a file gets its final ``.npy`` header first and rows are written at
-their offsets (in any order, by any worker), into a temporary name that is renamed only when
-complete, so an interrupted generation never leaves a bundle that looks whole.  The content
-hash is SHA-256 over per-block digests (blocks of ``sampling.BLOCK`` curves, in order), so it
-does not depend on how the work was chunked.
+their offsets (in any order, by any worker).  The whole bundle is written into a hidden sibling
+folder ``.<name>.partial-<pid>@<host>.<random>`` and committed by one rename of the complete
+folder, ``dataset.json`` included (:func:`commit_folder`), so a killed generation never leaves a
+folder that looks whole: before, a kill after the arrays were renamed and before ``dataset.json``
+was written left 60,000 curves that ``load_dataset`` accepted with no hash and no parameters, and
+random kills left ``.partial`` files (152 MB) that nothing removed.  :func:`clean_stale_partials`
+removes the leftovers of dead generations on this host; ``load_dataset`` refuses a partial folder
+and arrays that are symlinks out of the folder.  The content hash is SHA-256 over per-block digests
+(blocks of ``sampling.BLOCK`` curves, in order), so it does not depend on how the work was chunked.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import write_text_atomic
+from ..fileio import replace_folder, write_text_atomic
+from .npyfile import NpyFormatError, load_npy
 from .sampling import BLOCK
 
 NR_FILE = "nr_train.npy"
@@ -37,6 +47,8 @@ PARAMS_FILE = "params.npy"
 DR_FILE = "dr_train.npy"
 META_FILE = "dataset.json"
 FORMAT = "workbench-dataset/1"
+ARRAY_FILES = (NR_FILE, SLD_FILE, PARAMS_FILE, DR_FILE)
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-(?P<pid>\d+)@(?P<host>.+)\.[^.]+$")
 
 
 class DatasetError(ValueError):
@@ -74,8 +86,75 @@ class NpyStreamWriter:
             os.fsync(fh.fileno())
         os.replace(self.partial, self.path)
 
-    def abandon(self) -> None:
-        self.partial.unlink(missing_ok=True)
+
+def partial_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out`` for a bundle being written, named after this process and host."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{out.name}.partial-{os.getpid()}@{socket.gethostname()}."
+    return Path(tempfile.mkdtemp(dir=out.parent, prefix=prefix))
+
+
+def is_partial(folder: Path) -> bool:
+    """Whether ``folder`` is an unfinished bundle (being written, or left by a killed generation)."""
+    return _PARTIAL.match(folder.name) is not None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def clean_stale_partials(parent: Path) -> list[Path]:
+    """Remove the partial bundles in ``parent`` (and the ``.partial`` files of older versions inside its
+    folders) left by generations that died on this host; returns what was removed.
+
+    A partial folder of a live process, or of another host (a shared file system), is left alone.
+    """
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    host = socket.gethostname()
+    for entry in parent.iterdir():
+        match = _PARTIAL.match(entry.name)
+        if match and entry.is_dir() and match["host"] == host and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        elif entry.is_dir() and not entry.name.startswith(".") and not (entry / META_FILE).exists():
+            for old in entry.glob(".*.npy.partial"):  # written in place by versions before the folder commit
+                old.unlink(missing_ok=True)
+                removed.append(old)
+    return removed
+
+
+def commit_folder(tmp: Path, out: Path, *, overwrite: bool) -> Path:
+    """Move the complete bundle ``tmp`` to ``out`` in one rename (replacing an old bundle when ``overwrite``).
+
+    ``out`` may be missing or an empty folder; a folder holding anything but a data set is never replaced.
+    """
+    check_target(out, overwrite=overwrite)
+    return replace_folder(tmp, out)
+
+
+def check_target(out: Path, *, overwrite: bool) -> None:
+    """Refuse to write a bundle into ``out`` when it holds a data set (unless ``overwrite``) or other files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; a data set is a folder")
+    entries = [e.name for e in out.iterdir() if not e.name.startswith(".")] if out.is_dir() else []  # hidden: leftovers
+    if not entries:
+        return
+    foreign = sorted(e for e in entries if e not in (*ARRAY_FILES, META_FILE))
+    if foreign:
+        raise FileExistsError(
+            f"{out} holds files that are not part of a data set ({', '.join(foreign[:5])}); generate into a new "
+            "or empty folder"
+        )
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds a data set; choose another folder or pass overwrite=True")
 
 
 HEADER_ALIGN = 4096
@@ -178,11 +257,23 @@ class Dataset:
 
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        return load_npy(path, mmap=mmap)
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
-    except ValueError as exc:
-        raise DatasetError(f"{path}: not a readable .npy array ({exc})") from exc
+    except (NpyFormatError, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder/name``, refused when it is a symlink that leads out of ``folder`` (a data set is one folder)."""
+    path = folder / name
+    if path.is_symlink():
+        target = path.resolve()
+        if folder.resolve() not in target.parents:
+            raise DatasetError(
+                f"{path}: a symbolic link to {target}, outside the data-set folder; copy the file into the folder"
+            )
+    return path
 
 
 def _check_curves(path: Path, a: np.ndarray, what: str) -> None:
@@ -208,19 +299,35 @@ def _check_finite(path: Path, a: np.ndarray, what: str, chunk: int = 65536) -> N
             raise DatasetError(f"{path}: {what} has a non-finite value at index {tuple(int(i) for i in idx)}")
 
 
+def _check_meta(path: Path, meta: Any) -> None:
+    """The parts of dataset.json the loader relies on have the types it expects."""
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    names = meta.get("parameter_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DatasetError(f"{path}: parameter_names must be a list of names")
+    if not isinstance(meta.get("counts", {}), dict):
+        raise DatasetError(f"{path}: counts must be an object like {{'curves': N}}")
+    if not isinstance(meta.get("content_hash", ""), (str, type(None))):
+        raise DatasetError(f"{path}: content_hash must be a hex string")
+
+
 def load_dataset(path: str | os.PathLike, *, mmap: bool = True, verify_hash: bool = False) -> Dataset:
     """Load a bundle folder (ours or a plain pyreflect pair) and validate it; errors say what is wrong."""
     folder = Path(path)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder (a data set is a folder with {NR_FILE} and {SLD_FILE})")
+    if is_partial(folder):
+        raise DatasetError(f"{folder}: an unfinished data set (a generation still running, or killed); not loaded")
     meta: dict[str, Any] = {}
-    if (folder / META_FILE).exists():
+    if _inside(folder, META_FILE).exists():
         try:
-            meta = json.loads((folder / META_FILE).read_text())
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{folder / META_FILE}: invalid JSON ({exc})") from exc
-    nr = _load_npy(folder / NR_FILE, mmap)
-    sld = _load_npy(folder / SLD_FILE, mmap)
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise DatasetError(f"{folder / META_FILE}: invalid JSON ({str(exc)[:200]})") from None
+        _check_meta(folder / META_FILE, meta)
+    nr = _load_npy(_inside(folder, NR_FILE), mmap)
+    sld = _load_npy(_inside(folder, SLD_FILE), mmap)
     _check_curves(folder / NR_FILE, nr, "NR")
     _check_curves(folder / SLD_FILE, sld, "SLD")
     if nr.shape[0] != sld.shape[0]:
@@ -229,7 +336,7 @@ def load_dataset(path: str | os.PathLike, *, mmap: bool = True, verify_hash: boo
     if np.any(np.diff(q) <= 0) or q[0] <= 0:
         raise DatasetError(f"{folder / NR_FILE}: row 0 (Q) of curve 0 must be positive and increasing")
     params = dr = None
-    if (folder / PARAMS_FILE).exists():
+    if _inside(folder, PARAMS_FILE).exists():
         params = _load_npy(folder / PARAMS_FILE, mmap)
         if params.ndim != 2 or params.shape[0] != nr.shape[0]:
             raise DatasetError(f"{folder / PARAMS_FILE}: expected shape ({nr.shape[0]}, P), got {params.shape}")
@@ -238,7 +345,7 @@ def load_dataset(path: str | os.PathLike, *, mmap: bool = True, verify_hash: boo
             raise DatasetError(
                 f"{folder / META_FILE}: {len(names)} parameter names for {params.shape[1]} columns in {PARAMS_FILE}"
             )
-    if (folder / DR_FILE).exists():
+    if _inside(folder, DR_FILE).exists():
         dr = _load_npy(folder / DR_FILE, mmap)
         if dr.shape != (nr.shape[0], nr.shape[2]):
             raise DatasetError(f"{folder / DR_FILE}: expected shape {(nr.shape[0], nr.shape[2])}, got {dr.shape}")

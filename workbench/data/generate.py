@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import datetime as _dt
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,37 +275,50 @@ def generate_to_disk(
     scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.  Workers write their
     rows straight into the files, so they need the same file system (as on a facility cluster).
     ``progress`` shows a ``tqdm.auto`` bar; ``reporter.stop`` cancels (nothing half-written stays).
+    The bundle is written into a hidden partial folder beside ``out_dir`` and appears under its name
+    in one rename when complete (:func:`~workbench.data.dataset.commit_folder`); leftovers of killed
+    generations on this host are removed first.  ``out_dir`` must be new, empty, or (with
+    ``overwrite``) hold a data set and nothing else.
     """
     reporter = _with_progress(reporter, progress)
     out = Path(out_dir)
-    if (out / B.META_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a data set; choose another folder or pass overwrite=True")
+    B.check_target(out, overwrite=overwrite)
+    B.clean_stale_partials(out.parent)
     out.mkdir(parents=True, exist_ok=True)
+    tmp = B.partial_folder(out)
+    try:
+        _generate_into(stack, config, tmp, out, reporter, dask)
+        B.commit_folder(tmp, out, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _generate_into(
+    stack: FilmStack, config: GeneratorConfig, tmp: Path, out: Path, reporter: Reporter, dask: Any
+) -> None:
+    """Write the complete bundle (arrays, then dataset.json) into the partial folder ``tmp``."""
     probe = config.probe()
     sampler = ParameterSampler(stack, config.num_curves, config.seed, config.sampling, config.consistent_roughness)
     names = sampler.names + config.realism.extra_parameter_names()
     n, dtype = config.num_curves, np.dtype(config.dtype)
     writers = {
-        "nr": B.NpyStreamWriter(out / B.NR_FILE, (n, 2, probe.q.size), dtype),
-        "sld": B.NpyStreamWriter(out / B.SLD_FILE, (n, 2, config.sld_points), dtype),
-        "params": B.NpyStreamWriter(out / B.PARAMS_FILE, (n, len(names)), np.float64),
+        "nr": B.NpyStreamWriter(tmp / B.NR_FILE, (n, 2, probe.q.size), dtype),
+        "sld": B.NpyStreamWriter(tmp / B.SLD_FILE, (n, 2, config.sld_points), dtype),
+        "params": B.NpyStreamWriter(tmp / B.PARAMS_FILE, (n, len(names)), np.float64),
     }
     if config.realism.counting_noise:
-        writers["dr"] = B.NpyStreamWriter(out / B.DR_FILE, (n, probe.q.size), dtype)
+        writers["dr"] = B.NpyStreamWriter(tmp / B.DR_FILE, (n, probe.q.size), dtype)
     paths = {k: (str(w.partial), w.offset, w.row_bytes) for k, w in writers.items()}
     digests: dict[int, str] = {}
     chunks = _chunks(n, config.chunk)
     t0 = time.perf_counter()
     reporter.log(STAGE, f"generating {n} curves in {len(chunks)} chunks into {out}")
-    try:
-        if dask is None:
-            _run_local(stack, config, sampler, chunks, paths, digests, reporter)
-        else:
-            _run_dask(stack, config, sampler, chunks, paths, digests, reporter, dask)
-    except BaseException:
-        for w in writers.values():
-            w.abandon()
-        raise
+    if dask is None:
+        _run_local(stack, config, sampler, chunks, paths, digests, reporter)
+    else:
+        _run_dask(stack, config, sampler, chunks, paths, digests, reporter, dask)
     for w in writers.values():
         w.finish()
     seconds = time.perf_counter() - t0
@@ -335,8 +349,7 @@ def generate_to_disk(
         "generation_seconds": round(seconds, 3),
         "content_hash": B.combine_digests(digests),
     }
-    B.write_json_atomic(out / B.META_FILE, meta)
-    return out
+    B.write_json_atomic(tmp / B.META_FILE, meta)
 
 
 def _run_local(stack, config, sampler, chunks, paths, digests, reporter) -> None:

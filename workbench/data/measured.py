@@ -8,7 +8,11 @@ Conventions: Q in Å⁻¹, R dimensionless, dR an absolute 1σ error.  dQ is sto
 (``Measurement.dq_sigma``); the convention the file used is kept in ``dq_convention_of_file``.
 
 How the dQ convention of a file is decided (never guessed silently):
-1. ORSO files say it per column (``value_is: sigma | FWHM``; absent means σ, the ORSO default).
+1. ORSO files say it per column (``value_is: sigma | FWHM``, in any case; absent means σ, the ORSO
+   default).  A FWHM is converted by the column's ``distribution`` (gaussian: ÷ 2.3548, triangular:
+   ÷ √6, uniform: ÷ √12; lorentzian has no σ and is refused); ``value_is: variance`` (σ², not in the
+   ORSO standard but written by some reductions) is converted to σ = √variance; anything else is
+   refused.  ``fwhm`` in lower case used to be recorded as FWHM but left unconverted (dQ 2.35× too wide).
 2. Text files: a header line naming the resolution column (``dQ``, ``dQz``, ``sQz``, ``ΔQ`` or
    "resolution") together with ``FWHM`` or ``sigma``/``σ`` decides it — REF_L writes ``dQ [FWHM]``.
 3. Otherwise the ``dq_convention`` argument (``"fwhm"`` or ``"sigma"``) is required for a file with
@@ -35,7 +39,11 @@ import numpy as np
 
 from workbench.physics.probe import DEFAULT_DQ_OVER_Q_FWHM, FWHM_PER_SIGMA, Probe
 
+from .npyfile import NpyFormatError, load_npy
+
 DqConvention = Literal["fwhm", "sigma"]
+# σ of a FWHM by the distribution an ORSO error column names (its default: gaussian)
+_FWHM_TO_SIGMA = {"gaussian": 1.0 / FWHM_PER_SIGMA, "triangular": 1.0 / np.sqrt(6.0), "uniform": 1.0 / np.sqrt(12.0)}
 _ORSO_MAGIC = "# # ORSO reflectivity data file"
 _NAMES = ("Q", "R", "dR", "dQ")
 
@@ -66,7 +74,7 @@ class Measurement:
     dr: np.ndarray | None
     dq_sigma: np.ndarray | None
     source: str
-    dq_convention_of_file: DqConvention | None = None
+    dq_convention_of_file: DqConvention | Literal["variance"] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -221,7 +229,7 @@ def _check_convention(value: str | None) -> DqConvention | None:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MeasurementError(
             path,
@@ -229,13 +237,16 @@ def _read_text(path: Path) -> str:
             f"not a text file ({exc.reason} at byte {exc.start}); expected a "
             "text table, an ORSO .ort file or a .npy array",
         ) from None
+    return text.lstrip("\ufeff")  # a file saved twice with a byte-order mark has two: neither is header text
 
 
 def _parse_rows(path: Path, lines: Iterable[tuple[int, str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Numeric rows of a text table, with their 1-based line numbers and the header lines before them.
 
     ``#`` lines are comments anywhere; lines whose first field is not a number are header text while no
-    data has been read.  After that, text, a missing field or a change in column count is an error.
+    data has been read.  A line that starts with a number is data: a bad field later in it is an error
+    naming the line, never a reason to take the line as header text and drop it.  After the first data
+    line, text, a missing field or a change in column count is an error.
     """
     header: list[str] = []
     rows: list[list[float]] = []
@@ -249,34 +260,39 @@ def _parse_rows(path: Path, lines: Iterable[tuple[int, str]]) -> tuple[list[str]
             if not rows:
                 header.append(s.lstrip("#").strip())
             continue
+        if not rows and not _starts_with_number(s):  # header text such as "Q R dR dQ"
+            header.append(s)
+            continue
         fields = [f.strip() for f in s.split(",")] if "," in s else s.split()
+        if "," in s and any(len(f.split()) > 1 for f in fields):
+            raise MeasurementError(
+                path,
+                f"line {n}",
+                "fields separated by both commas and spaces (a decimal comma?); use one separator and a decimal point",
+            )
         values = []
         for k, f in enumerate(fields):
             try:
                 values.append(float(f))
             except ValueError:
-                if k == 0 and not rows:  # header text such as "Q R dR dQ"
-                    header.append(s)
-                    break
                 what = "an empty field" if not f else f"{f!r} is not a number"
                 raise MeasurementError(
                     path,
                     f"line {n}",
                     f"column {k + 1}: {what}; data lines must hold only numbers (comment lines start with '#')",
                 ) from None
-        else:
-            if rows and len(values) != len(rows[0]):
-                raise MeasurementError(
-                    path,
-                    f"line {n}",
-                    f"{len(values)} columns, but the first data line "
-                    f"(line {first_line}) has {len(rows[0])}; every data line needs the same "
-                    "number of columns",
-                )
-            if not rows:
-                first_line = n
-            rows.append(values)
-            line_numbers.append(n)
+        if rows and len(values) != len(rows[0]):
+            raise MeasurementError(
+                path,
+                f"line {n}",
+                f"{len(values)} columns, but the first data line "
+                f"(line {first_line}) has {len(rows[0])}; every data line needs the same "
+                "number of columns",
+            )
+        if not rows:
+            first_line = n
+        rows.append(values)
+        line_numbers.append(n)
     if not rows:
         raise MeasurementError(
             path,
@@ -284,6 +300,21 @@ def _parse_rows(path: Path, lines: Iterable[tuple[int, str]]) -> tuple[list[str]
             "no data lines found; expected rows of 2–4 numbers (Q, R, dR, dQ) after optional '#' header lines",
         )
     return header, np.array(rows, dtype=np.float64), np.array(line_numbers)
+
+
+_FIRST_FIELD = re.compile(r"[^,\s]+")
+
+
+def _starts_with_number(line: str) -> bool:
+    """Whether the first whitespace- or comma-separated field of ``line`` is a number (then the line is data)."""
+    match = _FIRST_FIELD.match(line)
+    if match is None:
+        return False
+    try:
+        float(match.group())
+    except ValueError:
+        return False
+    return True
 
 
 _DQ_LABEL = re.compile(r"\bd\s*q(z)?\b|\bsq(z)?\b|Δ\s*q|delta\s*q|resolution", re.IGNORECASE)
@@ -403,9 +434,9 @@ def _validate(path: Path, q, r, dr, dq, where: Callable[[int], str]) -> None:
 
 def _load_npy(path: Path, index: int) -> Measurement:
     try:
-        a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise MeasurementError(path, None, f"not a readable .npy array ({exc})") from None
+        a = load_npy(path, mmap=True)
+    except (NpyFormatError, OSError) as exc:
+        raise MeasurementError(path, None, f"not a readable .npy array of numbers ({exc})") from None
     shape = a.shape
     if a.ndim == 2 and shape[0] == 2:
         a = a[None]
@@ -417,10 +448,7 @@ def _load_npy(path: Path, index: int) -> Measurement:
         raise MeasurementError(
             path, None, f"index={index} but the file holds {a.shape[0]} curve(s) (index 0–{a.shape[0] - 1})"
         )
-    try:
-        q, r = np.asarray(a[index], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise MeasurementError(path, None, f"array of dtype {a.dtype}; expected real numbers") from None
+    q, r = np.array(a[index], dtype=np.float64)
     _validate(path, q, r, None, None, lambda i: f"curve {index}, point {i}")
     return Measurement(q, r, None, None, str(path), None, {"format": "npy", "index": index, "n_curves": a.shape[0]})
 
@@ -450,21 +478,38 @@ def _load_orso(path: Path, text: str, convention: DqConvention | None, index: in
     names = [c.name for c in cols]
     if names[:2] != ["Qz", "R"]:
         raise MeasurementError(path, None, f"columns {names}; ORSO files start with Qz, R")
-    unit = (cols[0].unit or "1/angstrom").replace(" ", "").lower()
+    unit = str(cols[0].unit or "1/angstrom").replace(" ", "").lower()
     q_factor = {"1/angstrom": 1.0, "1/a": 1.0, "1/å": 1.0, "1/nm": 0.1}.get(unit)
     if q_factor is None:
         raise MeasurementError(path, None, f"Qz unit {cols[0].unit!r}; expected 1/angstrom or 1/nm")
 
-    def error_column(of: str) -> tuple[np.ndarray | None, float, str | None]:
+    def error_column(of: str) -> tuple[np.ndarray | None, str | None, float]:
+        """The raw error column of ``of``, what it holds ('sigma', 'fwhm' or 'variance') and its σ factor."""
         for k, c in enumerate(cols):
-            if c.name == f"s{of}":
-                if isinstance(c, ErrorColumn):
-                    return table[:, k], c.to_sigma, (c.value_is or "sigma").lower()
-                return table[:, k], 1.0, "sigma"  # plain "sQz" column: the ORSO default, 1σ
-        return None, 1.0, None
+            if c.name != f"s{of}":
+                continue
+            if not isinstance(c, ErrorColumn):
+                return table[:, k], "sigma", 1.0  # plain "sQz" column: the ORSO default, 1σ
+            said = str(c.value_is or "sigma")
+            kind = said.lower()  # ORSO spells it FWHM; files written by hand say fwhm too
+            if kind in ("sigma", "variance"):
+                return table[:, k], kind, 1.0
+            if kind != "fwhm":
+                raise MeasurementError(path, None, f"s{of}: value_is {said!r}; expected sigma, FWHM or variance")
+            shape = str(c.distribution or "gaussian").lower()
+            factor = _FWHM_TO_SIGMA.get(shape)
+            if factor is None:
+                raise MeasurementError(
+                    path,
+                    None,
+                    f"s{of}: a {shape} distribution given as FWHM has no σ to convert to; "
+                    "expected gaussian, triangular or uniform",
+                )
+            return table[:, k], "fwhm", factor
+        return None, None, 1.0
 
-    dr, dr_factor, _ = error_column("R")
-    dq, dq_factor, file_convention = error_column("Qz")
+    dr, dr_kind, dr_factor = error_column("R")
+    dq, file_convention, dq_factor = error_column("Qz")
     q = table[:, 0]
     _validate(path, q, table[:, 1], dr, dq, lambda i: f"line {line_numbers[i]}")
     if dq is not None and convention is not None and convention != file_convention:
@@ -474,13 +519,16 @@ def _load_orso(path: Path, text: str, convention: DqConvention | None, index: in
             f"the ORSO header says sQz is {file_convention}, but "
             f"dq_convention={convention!r} was given; drop the argument or correct it",
         )
+    # variances (σ²) become σ; the checks above already refused negative ones
+    dr = None if dr is None else (np.sqrt(dr) if dr_kind == "variance" else dr * dr_factor)
+    dq = None if dq is None else (np.sqrt(dq) if file_convention == "variance" else dq * dq_factor)
     return Measurement(
         q * q_factor,
         table[:, 1],
-        None if dr is None else dr * dr_factor,
-        None if dq is None else dq * dq_factor * q_factor,
+        dr,
+        None if dq is None else dq * q_factor,
         str(path),
-        file_convention if dq is not None else None,
+        file_convention,
         {
             "format": "orso",
             "data_set": info.data_set,

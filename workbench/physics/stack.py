@@ -5,16 +5,29 @@ roughness in Å.  ``layers[0]`` is the substrate, ``layers[-1]`` the ambient (in
 which need not be air: in a solid–liquid cell the beam enters through silicon).  The roughness
 of layer ``i`` is the interface on top of it, between layer ``i`` and layer ``i + 1``; the
 ambient's roughness is unused.  The thicknesses of substrate and ambient are ignored.
+
+Every stack is held to the physical caps of :class:`~workbench.limits.Limits` (``$WORKBENCH_LIMITS``):
+SLD and imaginary SLD within their ranges, roughness ≤ 1,000 Å, the inner layers together (at their
+values and at the tops of their thickness bounds) ≤ 50 µm.  Before the caps, a 1e8 Å layer made
+``workbench generate`` raise MemoryError after 66 s and 1e308 an OverflowError.  A roughness larger
+than the thinner neighbouring layer is allowed (pyreflect's own default stack has 76.6 Å on a
+72.6 Å layer) but Névot–Croce is outside its range there: :meth:`FilmStack.physics_warnings` says so.
+Stack definitions from files (:meth:`FilmStack.from_pyreflect`) are checked entry by entry: no
+silent coercion (``i: 1.7``, ``bounds: "12"`` and ``true`` are refused), and every error is a
+:class:`StackError` naming the entry.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..limits import Limits
 
 PARAMETER_FIELDS: tuple[str, ...] = ("sld", "isld", "thickness", "roughness")
 ParameterName = Literal["sld", "isld", "thickness", "roughness"]
@@ -46,7 +59,29 @@ class Layer(BaseModel):
             if value < 0:
                 unit = "1e-6 Å⁻²" if field == "isld" else "Å"
                 raise StackError(f"layer {self.name!r}: {field} must be ≥ 0 {unit}, got {value!r}")
+        limits = Limits.from_env()
+        for field in ("sld", "isld", "roughness"):
+            _check_cap(limits, field, getattr(self, field), f"layer {self.name!r}")
+        if self.thickness > limits.max_total_thickness:
+            raise StackError(
+                f"layer {self.name!r}: thickness {self.thickness:g} Å is above the limit for a whole film, "
+                f"{limits.max_total_thickness:g} Å (Limits.max_total_thickness)"
+            )
         return self
+
+
+_UNITS = {"sld": "1e-6 Å⁻²", "isld": "1e-6 Å⁻²", "thickness": "Å", "roughness": "Å"}
+
+
+def _check_cap(limits: Limits, field: str, value: float, what: str) -> None:
+    """``value`` of ``field`` inside its physical range of ``limits``, else a StackError naming ``what``."""
+    rng = limits.parameter(field)
+    if value not in rng:
+        unit = _UNITS[field]
+        raise StackError(
+            f"{what}: {field} {value:g} {unit} is outside the physical limits [{rng.lo:g}, {rng.hi:g}] {unit} "
+            f"(Limits.{field})"
+        )
 
 
 class Bound(BaseModel):
@@ -89,6 +124,7 @@ class FilmStack(BaseModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> FilmStack:
+        limits = Limits.from_env()
         seen: set[tuple[int, str]] = set()
         for b in self.bounds:
             if not 0 <= b.i < len(self.layers):
@@ -120,7 +156,48 @@ class FilmStack(BaseModel):
                 raise StackError(
                     f"bound for layer {b.i} ({self.layers[b.i].name!r}) {b.par}: lo must be ≥ 0, got {b.lo}"
                 )
+            if b.par != "thickness":
+                for value in (b.lo, b.hi):
+                    _check_cap(limits, b.par, value, f"bound for layer {b.i} ({self.layers[b.i].name!r})")
+        self._check_total_thickness()
         return self
+
+    def _check_total_thickness(self) -> None:
+        """The inner layers at their thickest (value or top of the bound) fit in ``Limits.max_total_thickness``."""
+        cap = Limits.from_env().max_total_thickness
+        thickest = {i: layer.thickness for i, layer in enumerate(self.layers[1:-1], start=1)}
+        for b in self.bounds:
+            if b.par == "thickness" and b.i in thickest:
+                thickest[b.i] = max(thickest[b.i], b.hi)
+        total = sum(thickest.values())
+        if total > cap:
+            top = sorted(thickest, key=thickest.get, reverse=True)[:3]
+            named = ", ".join(f"{self.layers[i].name!r} {thickest[i]:g} Å" for i in top)
+            raise StackError(
+                f"the film is up to {total:g} Å thick ({named}{', …' if len(thickest) > 3 else ''}), above the "
+                f"limit of {cap:g} Å (Limits.max_total_thickness, {cap / 1e4:g} µm); thin those layers or their bounds"
+            )
+
+    def physics_warnings(self) -> list[str]:
+        """Where the numbers may not mean what they seem, though the stack is valid (not errors).
+
+        A roughness larger than the thinner of the two layers it separates: Névot–Croce (and the error
+        function profile) assume interfaces well apart, so R can exceed what refl1d's profile slicing gives.
+        """
+        out = []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers[:-1]):
+            finite = [self.layers[j] for j in (i, i + 1) if 0 < j < last]
+            if not finite or layer.roughness == 0:
+                continue
+            thinner = min(finite, key=lambda x: x.thickness)
+            if layer.roughness > thinner.thickness:
+                out.append(
+                    f"layer {i} ({layer.name!r}): roughness {layer.roughness:g} Å is larger than the "
+                    f"{thinner.thickness:g} Å of {thinner.name!r}; Névot–Croce is outside its range there "
+                    "(the profile and R are approximate)"
+                )
+        return out
 
     # ------------------------------------------------------------------ access
     @property
@@ -186,36 +263,52 @@ class FilmStack(BaseModel):
     def from_pyreflect(
         cls, layer_desc: Iterable[dict[str, Any]], layer_bound: Iterable[dict[str, Any]] | None = None
     ) -> FilmStack:
-        """Build a stack from pyreflect's ``layer_desc`` and ``layer_bound`` lists."""
+        """Build a stack from pyreflect's ``layer_desc`` and ``layer_bound`` lists (e.g. read from a file).
+
+        Raises :class:`StackError` naming the entry (``layer_desc[2] ('polymer') thickness: ...``).
+        """
+        if not isinstance(layer_desc, (list, tuple)):
+            raise StackError(f"layer_desc must be a list of layers, got {type(layer_desc).__name__}")
+        if layer_bound is not None and not isinstance(layer_bound, (list, tuple)):
+            raise StackError(
+                f"layer_bound must be a list of {{i, par, bounds}} entries, got {type(layer_bound).__name__}"
+            )
         layers = []
         for index, entry in enumerate(layer_desc):
             if not isinstance(entry, dict):
                 raise StackError(f"layer_desc[{index}] must be a dict, got {type(entry).__name__}")
             unknown = set(entry) - {"name", *PARAMETER_FIELDS}
             if unknown:
-                raise StackError(f"layer_desc[{index}]: unknown field(s) {sorted(unknown)}")
-            data = {"name": entry.get("name", f"layer{index}")}
+                raise StackError(
+                    f"layer_desc[{index}]: unknown field(s) {sorted(map(str, unknown))}; expected name, "
+                    f"{', '.join(PARAMETER_FIELDS)}"
+                )
+            name = entry.get("name", f"layer{index}")
+            if not isinstance(name, str):
+                raise StackError(f"layer_desc[{index}] name must be text, got {name!r}")
+            data: dict[str, Any] = {"name": name}
             for field in PARAMETER_FIELDS:
                 if field in entry:
-                    data[field] = _as_float(entry[field], f"layer_desc[{index}] ({data['name']!r}) {field}")
-            layers.append(Layer(**data))
+                    data[field] = _as_float(entry[field], f"layer_desc[{index}] ({name!r}) {field}")
+            layers.append(_validated(Layer, data, f"layer_desc[{index}] ({name!r})"))
         bounds = []
         for index, entry in enumerate(layer_bound or []):
-            try:
-                lo, hi = entry["bounds"]
-                bounds.append(
-                    Bound(
-                        i=int(entry["i"]),
-                        par=entry["par"],
-                        lo=_as_float(lo, f"layer_bound[{index}] lo"),
-                        hi=_as_float(hi, f"layer_bound[{index}] hi"),
-                    )
-                )
-            except (KeyError, TypeError) as exc:
-                raise StackError(
-                    f"layer_bound[{index}] must look like {{'i': int, 'par': str, 'bounds': [lo, hi]}}, got {entry!r}"
-                ) from exc
-        return cls(layers=layers, bounds=bounds)
+            what = f"layer_bound[{index}]"
+            if not isinstance(entry, dict) or set(entry) != {"i", "par", "bounds"}:
+                raise StackError(f"{what} must look like {{'i': int, 'par': str, 'bounds': [lo, hi]}}, got {entry!r}")
+            par, pair = entry["par"], entry["bounds"]
+            if par not in PARAMETER_FIELDS:
+                raise StackError(f"{what}: unknown parameter {par!r}; expected one of {', '.join(PARAMETER_FIELDS)}")
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise StackError(f"{what} bounds must be a [lo, hi] pair of numbers, got {pair!r}")
+            data = {
+                "i": _as_index(entry["i"], f"{what} i"),
+                "par": par,
+                "lo": _as_float(pair[0], f"{what} lo"),
+                "hi": _as_float(pair[1], f"{what} hi"),
+            }
+            bounds.append(_validated(Bound, data, what))
+        return _validated(cls, {"layers": layers, "bounds": bounds}, "the stack")
 
     @classmethod
     def default(cls) -> FilmStack:
@@ -224,10 +317,36 @@ class FilmStack(BaseModel):
 
 
 def _as_float(value: Any, what: str) -> float:
+    """A finite float from a number or numeric text; never a bool (``true`` is not 1 Å)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise StackError(f"{what}: expected a number, got {value!r}")
     try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise StackError(f"{what}: expected a number, got {value!r}") from exc
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise StackError(f"{what}: expected a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise StackError(f"{what}: expected a finite number, got {value!r}")
+    return out
+
+
+def _as_index(value: Any, what: str) -> int:
+    """A layer index: an integer (or a float with no fraction, as JSON may write it), never 1.7 → 1."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise StackError(f"{what}: expected a whole layer index (substrate = 0), got {value!r}")
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], what: str) -> Any:
+    """``model(**data)`` with pydantic's error turned into a StackError naming ``what``."""
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        message = str(err.get("msg", exc)).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        raise StackError(message if err.get("type") == "value_error" else f"{what} {loc}: {message}") from None
 
 
 class StackArrays:

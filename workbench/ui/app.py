@@ -10,7 +10,9 @@ is never taken from the URL: those are papermill-only parameters.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,12 +30,14 @@ from .refine_panel import RefinePanel
 from .search_panel import SearchPanel
 from .stack_panel import StackPanel
 from .sweep_panel import SweepPanel
-from .train_panel import TrainPanel
+from .train_panel import TARGET, TrainPanel
 
 TABS = ("stack", "probe", "generate", "train", "predict", "refine", "sweep", "search", "files", "history")
 TITLES = ("Film stack", "Probe", "Generate", "Train", "Predict", "Refine", "Sweep", "Search", "Files", "History")
 URL_PARAMETERS = ("tab", "num_curves", "epochs", "model")
 """The only notebook parameters a URL query string may set: UI choices, never paths."""
+URL_CHOICES: dict[str, tuple[str, ...]] = {"tab": TABS, "model": ("", *TARGET)}
+"""The values a URL may give the choice parameters ("" for model: the saved choice)."""
 
 
 class Workbench(W.Tab):
@@ -131,16 +135,26 @@ class Workbench(W.Tab):
 
 
 def apply_query_string(
-    params: dict[str, Any], query: str | None = None, *, allowed: tuple[str, ...] = URL_PARAMETERS
+    params: dict[str, Any],
+    query: str | None = None,
+    *,
+    allowed: tuple[str, ...] = URL_PARAMETERS,
+    choices: Mapping[str, tuple[str, ...]] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Override ``params`` (the notebook's UI parameters) from a URL query string.
 
     Only names in both ``params`` and ``allowed`` (default :data:`URL_PARAMETERS`: no folder or
     file path, so a link cannot choose where the app reads or writes) are taken, each converted to the type of
-    its default (bool, int, float, str); a value that does not convert raises ``ValueError`` naming the parameter.
-    ``query`` defaults to Voilà's ``QUERY_STRING`` environment variable.
+    its default (bool, int, float, str) and, for the names in ``choices`` (default: ``tab`` among the tabs,
+    ``model`` among the Train tab's model kinds), checked against the allowed values.  A value that does not
+    convert or is not allowed keeps the default and is reported, naming the parameter, as a warning shown in
+    the notebook's output (and appended to ``notes`` when given): a link never breaks the dashboard, and
+    ``?model=x`` never reaches the saved settings.  ``query`` defaults to Voilà's ``QUERY_STRING`` environment
+    variable.
     """
     query = os.environ.get("QUERY_STRING", "") if query is None else query
+    choices = URL_CHOICES if choices is None else choices
     out = dict(params)
     for name, values in parse_qs(query, keep_blank_values=True).items():
         if name not in params or name not in allowed or not values:
@@ -151,13 +165,25 @@ def apply_query_string(
                 low = raw.strip().lower()
                 if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                     raise ValueError(raw)
-                out[name] = low in ("1", "true", "yes", "on")
+                value: Any = low in ("1", "true", "yes", "on")
             elif isinstance(default, int):
-                out[name] = int(raw)
+                value = int(raw)
             elif isinstance(default, float):
-                out[name] = float(raw)
+                value = float(raw)
+                if not math.isfinite(value):
+                    raise ValueError(raw)
             else:
-                out[name] = raw
+                value = raw
         except ValueError:
-            raise ValueError(f"URL parameter {name}={raw!r} is not a valid {type(default).__name__}") from None
+            problem = f"is not a valid {type(default).__name__}"
+        else:
+            allowed_values = choices.get(name)
+            if allowed_values is None or value in allowed_values:
+                out[name] = value
+                continue
+            problem = f"is not one of {', '.join(v for v in allowed_values if v)}"
+        message = f"URL parameter {name}={raw!r} {problem}; using {default!r} instead"
+        if notes is not None:
+            notes.append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     return out

@@ -54,6 +54,24 @@ class ChartWidget(go.FigureWidget):
     def _default_bundle(self) -> PlotlyBundle:
         return shared_bundle()
 
+    def get_state(self, key: str | list[str] | None = None, drop_defaults: bool = False) -> dict[str, Any]:
+        """The widget state; the full state (a page opening the chart) carries the figure as it is now.
+
+        Plotly's FigureWidget syncs ``_widget_data`` / ``_widget_layout`` once, at creation, and sends
+        every later change as a one-shot ``_py2js_*`` message.  A page that opens after those
+        messages went out (every Voilà page: the Film stack draws while the notebook runs) got the
+        empty first traces, so the chart showed no line until the next edit.  Here a full-state
+        request answers with the current traces and layout, and no stale one-shot message.
+        """
+        state = super().get_state(key=key, drop_defaults=drop_defaults)
+        if key is None and "_data" in self.__dict__:  # not while the figure is still being built
+            for name, value in (("_widget_data", self._data), ("_widget_layout", self._layout)):
+                to_json = self.trait_metadata(name, "to_json") or self._trait_to_json
+                state[name] = to_json(value, self)
+            for name in [n for n in state if n.startswith("_py2js_")]:
+                state[name] = None
+        return state
+
     def trace(self, key: str) -> Any:
         """The trace whose ``meta`` (a stable key) or, failing that, legend name is ``key``."""
         for trace in self.data:

@@ -14,28 +14,34 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
 
-from ..data.dataset import load_dataset
+from ..data.dataset import DatasetError, load_dataset
 from ..data.measured import load_measurement
+from ..data.npyfile import NpyFormatError, declared_header, load_npy
 from ..fileio import free_path, safe_name
 from ..models import count_parameters
 from ..models.parity_cnn import load_pyreflect_state_dict
 from ..plots.curves import chart_csv, chart_data
 from ..store.adopt import adopt_bundle, import_pyreflect
-from ..store.model_bundle import load_model_bundle
+from ..store.model_bundle import FILES, BundleError, load_model_bundle
 from ..store.pyreflect_import import read_pyreflect_stats
 from .common import Panel, Status, download_link, panel_guard, table_html
 from .context import AppContext
 
 ACCEPT = ".npy,.txt,.dat,.ort,.zip,.pth"
+# what a damaged or hostile zip makes the zipfile module raise (a lying declared size: BadZipFile, a bad
+# deflate stream: zlib.error, an unknown compression: NotImplementedError, an encrypted entry: RuntimeError)
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
 
 
 class UploadError(ValueError):
@@ -63,13 +69,13 @@ def store_measurement(ctx: AppContext, name: str, data: bytes, dq_convention: st
 
 
 def store_dataset(ctx: AppContext, files: dict[str, bytes], name: str) -> Path:
-    """An NR and an SLD array (pyreflect pair) as a data-set folder in the workspace, validated."""
+    """An NR and an SLD array (pyreflect pair) as a data-set folder in the workspace, validated, then renamed in."""
     arrays = {}
     for fname, data in files.items():
         try:
-            arrays[fname] = np.load(io.BytesIO(data), allow_pickle=False)
-        except Exception as exc:
-            raise UploadError(f"{fname}: not a .npy array without pickles: {exc}") from exc
+            arrays[fname] = load_npy(data)
+        except NpyFormatError as exc:
+            raise UploadError(f"{fname}: not a .npy array of numbers: {exc}") from None
     sld = [f for f in arrays if "sld" in f.lower()]
     nr = [f for f in arrays if f not in sld]
     if len(sld) != 1 or len(nr) != 1:
@@ -78,39 +84,72 @@ def store_dataset(ctx: AppContext, files: dict[str, bytes], name: str) -> Path:
             f"{sorted(arrays)}"
         )
     folder = free_path(ctx.workspace.datasets, safe_name(name, "uploaded"))
-    folder.mkdir(parents=True)
+    tmp = Path(tempfile.mkdtemp(dir=ctx.workspace.datasets, prefix=".upload-"))
     try:
-        np.save(folder / "nr_train.npy", arrays[nr[0]], allow_pickle=False)
-        np.save(folder / "sld_train.npy", arrays[sld[0]], allow_pickle=False)
-        load_dataset(folder)
-    except Exception as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise UploadError(f"{nr[0]} + {sld[0]}: not a valid data set: {exc}") from exc
+        np.save(tmp / "nr_train.npy", arrays[nr[0]], allow_pickle=False)
+        np.save(tmp / "sld_train.npy", arrays[sld[0]], allow_pickle=False)
+        load_dataset(tmp)
+        os.chmod(tmp, 0o755)  # noqa: S103 - a data-set folder, as mkdir would make it
+        os.rename(tmp, folder)  # whole or not at all: a reader never sees one array without the other
+    except DatasetError as exc:
+        raise UploadError(f"{nr[0]} + {sld[0]}: not a valid data set: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
-def store_bundle(ctx: AppContext, name: str, data: bytes, max_bytes: int) -> Path:
-    """A zipped model bundle, checked (paths, unpacked size) and loaded before it is kept."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise UploadError(f"{name}: not a zip archive") from exc
+MAX_BUNDLE_MEMBERS = 64  # a bundle is six files
+
+
+def _bundle_members(name: str, archive: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, str]]:
+    """The archive's files with the name each gets in the bundle folder, checked before anything is unpacked."""
     members = [i for i in archive.infolist() if not i.is_dir()]
+    if len(members) > MAX_BUNDLE_MEMBERS:
+        raise UploadError(f"{name}: {len(members)} files in the archive; a model bundle has {len(FILES)}")
     if sum(i.file_size for i in members) > max_bytes:
         raise UploadError(f"{name}: unpacks to more than {max_bytes / 2**20:.0f} MiB")
+    out, seen = [], set()
     for info in members:
         p = PurePosixPath(info.filename)
-        if p.is_absolute() or ".." in p.parts or info.filename.startswith("\\"):
+        if p.is_absolute() or ".." in p.parts or info.filename.startswith("\\") or "\\" in info.filename:
             raise UploadError(f"{name}: unsafe path {info.filename!r} in the archive")
+        base = p.name  # flatten: a bundle is one folder of files
+        if base in ("", ".", "..") or base.startswith(".") or safe_name(base, "") != base:
+            raise UploadError(f"{name}: entry {info.filename!r} is not a bundle file name; expected {', '.join(FILES)}")
+        if base in seen:
+            raise UploadError(f"{name}: two entries named {base!r} in the archive; a bundle is one folder")
+        seen.add(base)
+        out.append((info, base))
+    return out
+
+
+def store_bundle(ctx: AppContext, name: str, data: bytes, max_bytes: int) -> Path:
+    """A zipped model bundle, checked (paths, names, declared and actual unpacked size) and loaded before it is kept."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = _bundle_members(name, archive, max_bytes)
+    except UploadError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise UploadError(f"{name}: not a readable zip archive ({type(exc).__name__}: {str(exc)[:200]})") from None
     with tempfile.TemporaryDirectory(dir=ctx.workspace.models, prefix=".upload-") as tmp:
-        for info in members:
-            target = Path(tmp) / PurePosixPath(info.filename).name  # flatten: a bundle is one folder of files
-            with archive.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+        unpacked = 0
+        for info, base in members:
+            try:
+                with archive.open(info) as src, open(Path(tmp) / base, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        unpacked += len(chunk)
+                        if unpacked > max_bytes:  # a declared size that lies
+                            raise UploadError(f"{name}: unpacks to more than {max_bytes / 2**20:.0f} MiB")
+                        dst.write(chunk)
+            except UploadError:
+                raise
+            except _ZIP_ERRORS as exc:
+                raise UploadError(f"{name}: {info.filename}: damaged entry ({type(exc).__name__}: {exc})") from None
         try:
-            bundle = load_model_bundle(tmp)
-        except Exception as exc:
-            raise UploadError(f"{name}: not a workbench model bundle: {exc}") from exc
+            bundle = load_model_bundle(tmp, limits=ctx.limits)
+        except (BundleError, OSError) as exc:
+            raise UploadError(f"{name}: not a workbench model bundle: {exc}") from None
         folder, _version = adopt_bundle(ctx.workspace, tmp, name=bundle.name or Path(name).stem, bundle=bundle)
     return folder
 
@@ -121,6 +160,13 @@ def store_pth(ctx: AppContext, name: str, data: bytes) -> tuple[Path, int]:
     folder = ctx.workspace.root / "weights"
     folder.mkdir(exist_ok=True)
     target = free_path(folder, safe_name(name, "weights.pth"))
+    if zipfile.is_zipfile(io.BytesIO(data)):  # torch's format: refuse an entry that would unpack past the limit
+        try:
+            declared = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        except _ZIP_ERRORS as exc:
+            raise UploadError(f"{name}: not readable pyreflect CNN weights ({type(exc).__name__}: {exc})") from None
+        if declared > ctx.limits.max_model_bytes:
+            raise UploadError(f"{name}: unpacks to {declared / 2**20:.0f} MiB, above Limits.max_model_bytes")
     tmp = folder / f".upload-{target.name}"
     tmp.write_bytes(data)
     try:
@@ -134,13 +180,8 @@ def store_pth(ctx: AppContext, name: str, data: bytes) -> tuple[Path, int]:
 
 def is_pickled_npy(data: bytes) -> bool:
     """An ``.npy`` holding a pickled object (pyreflect's statistics), not a numeric array."""
-    f = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(f)
-        header = np.lib.format.read_array_header_1_0(f) if version == (1, 0) else np.lib.format.read_array_header_2_0(f)
-    except ValueError:
-        return False
-    return header[2] == np.dtype(object)
+    header = declared_header(data)
+    return header is not None and header.dtype.hasobject
 
 
 def store_pyreflect_model(ctx: AppContext, weights: Path, stats_name: str, stats: bytes) -> tuple[Path, int]:
@@ -148,12 +189,12 @@ def store_pyreflect_model(ctx: AppContext, weights: Path, stats_name: str, stats
 
     try:
         st = read_pyreflect_stats(stats)
-    except ValueError as exc:
-        raise UploadError(f"{stats_name}: {exc}") from exc
+    except BundleError as exc:
+        raise UploadError(f"{stats_name}: {exc}") from None
     try:
         return import_pyreflect(ctx.workspace, weights, st)
-    except ValueError as exc:
-        raise UploadError(f"{weights.name} + {stats_name}: {exc}") from exc
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise UploadError(f"{weights.name} + {stats_name}: {exc}") from None
 
 
 def zip_folder(folder: Path) -> bytes:
@@ -242,6 +283,9 @@ class FilesPanel(Panel, W.VBox):
         npys: dict[str, bytes] = {}
         stats = [(name, data) for name, data in files if Path(name).suffix.lower() == ".npy" and is_pickled_npy(data)]
         files = [f for f in files if f not in stats]
+        for name, data in [s for s in stats if len(s[1]) > limit]:
+            errors.append(f"{name}: {len(data) / 2**20:.1f} MiB is above the upload limit of {limit / 2**20:.0f} MiB")
+            stats.remove((name, data))
         weights: list[Path] = []
         for name, data in files:
             suffix = Path(name).suffix.lower()
@@ -268,6 +312,8 @@ class FilesPanel(Panel, W.VBox):
                     done.append(f"pyreflect weights ({n:,} parameters) → {path}")
             except UploadError as exc:
                 errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - one file the loaders did not foresee must not cost the others
+                errors.append(f"{name}: not stored ({type(exc).__name__}: {exc})")
         if stats or weights:
             self._pair_pyreflect(weights, stats, done, errors)
         if len(npys) == 1:

@@ -78,7 +78,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
             placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
             layout=W.Layout(width="34em"),
         )
-        self.train_form = Form(TrainConfig, saved.get("train") or saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE)
+        self.train_form = Form(TrainConfig, saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE)  # flat: a URL may set epochs
         self.model_forms = {
             k: Form(
                 SETTINGS[k],
@@ -199,7 +199,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.ctx.update_settings(
             "train",
             model=self.model_kind.value,
-            train=self.train_form.values(),
+            **self.train_form.values(),
             models={k: f.values() for k, f in self.model_forms.items()},
             device=self.device.value,
             chi_folder=self.chi_folder.value,

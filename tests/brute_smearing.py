@@ -10,7 +10,6 @@ times the film's fringe frequency (2 × total thickness), so 3,000 Å layers are
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -51,20 +50,20 @@ def exact_curve(x: np.ndarray, sld, isld, thickness, roughness) -> np.ndarray:
     return abeles(np.ascontiguousarray(x, dtype=float), to_refnx_layers(sld, isld, thickness, roughness))
 
 
-@functools.lru_cache(maxsize=64)
-def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes on [0, 1] and weights (summing to 2) of the n-point rule; n rounded up to a multiple of 16."""
-    t, w = np.polynomial.legendre.leggauss(16 * math.ceil(n / 16))
-    return 0.5 * (t + 1.0), w
+PANEL = 32  # Gauss–Legendre nodes per panel; a piece gets as many panels as its length needs
+_T, _W = np.polynomial.legendre.leggauss(PANEL)
 
 
 def _pieces(a: float, b: float, edges: np.ndarray, per_unit: float, minimum: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights on [a, b], split at the edges inside, each piece cosine-mapped and composite GL."""
     cuts = np.concatenate([[a], edges[(edges > a) & (edges < b)], [b]])
     xs, ws = [], []
     for lo, hi in zip(cuts[:-1], cuts[1:]):
-        t, w = _gauss_legendre(int(minimum + math.ceil(per_unit * (hi - lo))))
+        panels = math.ceil((minimum + per_unit * (hi - lo)) / PANEL)
+        t = ((np.arange(panels)[:, None] + 0.5 * (_T[None, :] + 1.0)) / panels).ravel()
+        w = np.tile(_W, panels) * 0.5 / panels
         xs.append(lo + (hi - lo) * 0.5 * (1.0 - np.cos(math.pi * t)))
-        ws.append(0.5 * w * (hi - lo) * 0.5 * math.pi * np.sin(math.pi * t))
+        ws.append(w * (hi - lo) * 0.5 * math.pi * np.sin(math.pi * t))
     return np.concatenate(xs), np.concatenate(ws)
 
 

@@ -175,8 +175,10 @@ def test_query_string_overrides_ui_parameters_but_never_paths():
     assert "workspace" not in URL_PARAMETERS and "summary_path" not in URL_PARAMETERS
     # a bad value keeps the default and says which parameter was wrong: a link never breaks the dashboard
     notes: list[str] = []
-    with pytest.warns(UserWarning, match="epochs='lots' is not a valid int"):
+    with pytest.warns(UserWarning) as shown:
         assert apply_query_string(params, "epochs=lots&model=x", notes=notes) == params
+    assert [str(w.message) for w in shown] == notes
+    assert notes[0] == "URL parameter epochs='lots' is not a valid int; using 0 instead"
     assert notes[1] == "URL parameter model='x' is not one of compact, parity_cnn, param, chi; using '' instead"
     flags = apply_query_string({"flag": False}, "flag=yes", allowed=("flag",))
     assert flags == {"flag": True}

@@ -17,6 +17,8 @@ from .notebooks import shipped_notebook
 
 DEFAULT_PORT = 8866
 DASHBOARD = "workbench"  # notebooks/workbench.ipynb
+TEMPLATE = "workbench"  # ui/jupyter/voila/templates/workbench: the lab template without requests to a CDN
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "ui" / "jupyter"  # a Jupyter data dir (voila/templates/...)
 
 
 def dashboard_notebook(notebook: str | os.PathLike | None = None) -> Path:
@@ -50,6 +52,7 @@ def voila_command(
         "--Voila.port_retries=0",
         f"--Voila.root_dir={notebook.parent}",
         "--show_tracebacks=False",
+        f"--template={TEMPLATE}",
     ]
     if not open_browser:
         cmd.append("--no-browser")
@@ -59,10 +62,13 @@ def voila_command(
 def voila_environment(workspace: str | os.PathLike | None = None) -> dict[str, str]:
     """This process's environment, with ``WORKBENCH_HOME`` set to ``workspace`` when given.
 
+    ``JUPYTER_PATH`` gains the package's Jupyter data folder, where Voilà finds the ``workbench`` template.
+
     The workspace reaches the dashboard's kernels only this way: the notebook never takes it from
     the URL (see :data:`workbench.ui.app.URL_PARAMETERS`).
     """
     env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(TEMPLATE_ROOT), env.get("JUPYTER_PATH", "")) if p)
     if workspace:
         env["WORKBENCH_HOME"] = str(Path(workspace).expanduser().resolve())
     return env

@@ -19,9 +19,15 @@ from typing import Any
 
 import traitlets as T
 
+from ..data.generate import GeneratorConfig
+from ..data.realism import Realism
 from ..fileio import write_text_atomic
+from ..forms import FieldSpec, field_specs
 from ..limits import Limits
+from ..models.settings import SETTINGS
 from ..store.workspace import Workspace
+from ..training.trainer import TrainConfig
+from ..workflows.training import TrainRequest
 from .stack_model import StackModel
 
 log = logging.getLogger("workbench.ui")
@@ -134,16 +140,43 @@ class AppContext(T.HasTraits):
         self.schedule_save()
 
     def load_settings(self) -> None:
+        """Restore the stack, probe and panel settings saved in the workspace.
+
+        Each saved value is checked against the typed field behind it (:func:`saved_setting_specs`); a value
+        that does not fit (``train.model = 'x'`` from an old link, ``epochs: 1e400``), a damaged stack or a
+        damaged file falls back to the default, and ``restore_error`` names each such setting (the Film stack
+        panel shows it): a bad saved setting never breaks a panel.
+        """
         path = self.workspace.settings_path
         if not path.is_file():
             return
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if "stack" in data:
-                self.stack.load_dict(data)
-            self.settings = {k: dict(v) for k, v in data.get("panels", {}).items() if isinstance(v, dict)}
-        except Exception as exc:  # noqa: BLE001 - a damaged settings file must not stop the app
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
             self.restore_error = f"could not restore {path}: {exc}; using the defaults"
+            log.warning(self.restore_error)
+            return
+        problems: list[str] = []
+        if "stack" in data:
+            try:
+                self.stack.load_dict(data)
+            except Exception as exc:  # noqa: BLE001 - a damaged saved stack must not stop the app
+                problems.append(f"the film stack and probe ({exc}): the default stack is used")
+        panels = data.get("panels", {})
+        if not isinstance(panels, dict):
+            problems.append("panels: not an object; the panels' defaults are used")
+            panels = {}
+        specs = saved_setting_specs()
+        self.settings = {}
+        for name, values in panels.items():
+            if isinstance(values, dict):
+                self.settings[str(name)] = _checked(str(name), values, specs, problems)
+            else:
+                problems.append(f"{name}: {values!r} is not a group of settings; its defaults are used")
+        if problems:
+            self.restore_error = f"some saved settings in {path} were not restored: " + "; ".join(problems)
             log.warning(self.restore_error)
 
     def save_settings(self) -> Path:
@@ -177,3 +210,45 @@ class AppContext(T.HasTraits):
         self.settings = {}
         self.stack.reset()
         self.save_settings()
+
+
+def saved_setting_specs() -> dict[str, dict[str, FieldSpec]]:
+    """The typed fields behind each group of saved panel settings, by dotted group name.
+
+    ``generate`` holds the Generate panel's :class:`GeneratorConfig` fields and ``generate.realism`` its
+    :class:`Realism`; ``train`` the :class:`TrainConfig` fields, the validation split and the model kind,
+    ``train.models.<kind>`` each kind's settings.
+    """
+    model = FieldSpec("model", "choice", "compact", choices=tuple(SETTINGS))
+    groups = {
+        "generate": field_specs(GeneratorConfig),
+        "generate.realism": field_specs(Realism),
+        "train": [*field_specs(TrainConfig), *field_specs(TrainRequest, include=("validation_split",)), model],
+        **{f"train.models.{kind}": field_specs(cls) for kind, cls in SETTINGS.items()},
+    }
+    return {group: {s.name: s for s in fields} for group, fields in groups.items()}
+
+
+def _checked(group: str, values: dict[str, Any], specs: dict[str, dict[str, FieldSpec]], problems: list[str]) -> dict:
+    """``values`` without the entries that do not fit their typed field (each named in ``problems``)."""
+    fields = specs.get(group, {})
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{group}.{key}"
+        nested = any(g == name or g.startswith(f"{name}.") for g in specs)
+        if nested:
+            if isinstance(value, dict):
+                out[key] = _checked(name, value, specs, problems)
+            else:
+                problems.append(f"{name} = {value!r} is not a group of settings; its defaults are used")
+            continue
+        spec = fields.get(key)
+        if spec is not None:
+            try:
+                spec.clamp(value)
+            except (ValueError, TypeError, OverflowError) as exc:
+                said = str(exc) if isinstance(exc, ValueError) else f"{key} = {value!r} is not a {spec.kind}"
+                problems.append(f"{group}.{said}; the default {spec.default!r} is used")
+                continue
+        out[key] = value
+    return out

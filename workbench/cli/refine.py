@@ -27,7 +27,7 @@ from ..data.parameters import stacks_from_parameters
 from ..events import Cancelled, Reporter, tqdm_listener
 from ..fileio import write_text_atomic
 from ..store.model_bundle import load_model_bundle
-from .common import load_config_file
+from .common import add_workspace_option, load_config_file, recording
 from .stacks import stack_file
 
 
@@ -64,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dream-samples", type=int, default=0, help="run bumps DREAM with this many samples for 68/95 %% bands"
     )
     p.add_argument("--out", default="refinement", help="output folder (default: %(default)s)")
+    add_workspace_option(p)
     p.set_defaults(func=cmd_refine)
 
 
@@ -113,19 +114,37 @@ def cmd_refine(args: argparse.Namespace) -> int:
     bounds = _bounds(args.bounds)
     free = args.free or (list(bounds) if bounds else None)
     reporter = Reporter()
+    params = {
+        "data": str(Path(args.data).resolve()),
+        "start": origin,
+        "free": free,
+        "bounds": bounds,
+        "engine": args.engine,
+        "multi_start": args.multi_start,
+        "seed": args.seed,
+        "out": str(Path(args.out).resolve()),
+    }
     try:
-        result = refine(
-            data,
-            stack,
-            free=free,
-            bounds=bounds,
-            scale=args.scale,
-            background=args.background,
-            multi_start=args.multi_start,
-            seed=args.seed,
-            engine=args.engine,
-            reporter=reporter,
-        )
+        # recorded in the workspace's run registry like the Refine panel's fits (the History tab lists both)
+        with recording(args, "refine", name=Path(args.out).name, params=params, reporter=reporter) as run:
+            result = refine(
+                data,
+                stack,
+                free=free,
+                bounds=bounds,
+                scale=args.scale,
+                background=args.background,
+                multi_start=args.multi_start,
+                seed=args.seed,
+                engine=args.engine,
+                reporter=reporter,
+            )
+            if run is not None:
+                run.metrics.update(
+                    chi2_per_point=result.chi2_per_point,
+                    converged=result.converged,
+                    **{str(n): float(v) for n, v in zip(result.names, result.values)},
+                )
     except Cancelled as exc:
         print(f"refinement stopped: {exc}", file=sys.stderr)
         return 130

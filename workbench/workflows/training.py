@@ -353,7 +353,7 @@ def _last(history: list[dict], key: str) -> float | None:
 def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: TrainRequest) -> int | None:
     """Set the run's status and metrics, register its checkpoint, and register the bundle as a model.
 
-    The model is registered under the bundle folder's name (next version) with train / val / test
+    The model is registered under the run's name (next version) with train / val / test
     metrics; it becomes the active model of its target when that target has none yet.  Returns its version.
     """
     registry = run.registry
@@ -382,7 +382,7 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
         "test": dict(outcome.metrics),
     }
     return registry.register_model(
-        bundle.name,
+        request.run_name,
         None,
         target=request.target,
         path=bundle,

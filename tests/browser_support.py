@@ -80,10 +80,18 @@ def stop_server(proc: subprocess.Popen, grace: float = 60) -> None:
 
 def watched_page(owner, problems: list[str], who: str = ""):
     """A new page of ``owner`` (browser or context) that blocks non-local requests and appends
-    page errors and console errors (except the known harmless ones) to ``problems``."""
+    them, page errors and console errors (except the known harmless ones) to ``problems``."""
     page = owner.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
+
+    def route(route) -> None:
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:  # a page that works offline asks nothing of the outside world
+            problems.append(f"{prefix}request leaving the machine: {route.request.url}")
+            route.abort()
+
+    page.route("**/*", route)
     prefix = f"{who} " if who else ""
     page.on("pageerror", lambda e: problems.append(f"{prefix}pageerror: {e}"))
     page.on(

@@ -17,6 +17,7 @@ from .notebooks import shipped_notebook
 
 DEFAULT_PORT = 8866
 DASHBOARD = "workbench"  # notebooks/workbench.ipynb
+DEFAULT_CULL_AFTER = 300.0  # seconds a kernel without a page and without a job is kept
 TEMPLATE = "workbench"  # ui/jupyter/voila/templates/workbench: the lab template without requests to a CDN
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "ui" / "jupyter"  # a Jupyter data dir (voila/templates/...)
 
@@ -38,10 +39,17 @@ def voila_command(
     open_browser: bool = True,
     ip: str = "127.0.0.1",
     extra: list[str] | None = None,
+    cull_after: float = DEFAULT_CULL_AFTER,
 ) -> list[str]:
-    """The Voilà command line serving ``notebook`` (tracebacks hidden from visitors, no port hopping)."""
+    """The Voilà command line serving ``notebook`` (tracebacks hidden from visitors, no port hopping).
+
+    ``cull_after`` seconds: a kernel whose page is gone (no connection) and that runs no job is shut
+    down after that long idle (0: never); a page left open keeps its kernel.
+    """
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port}")
+    if cull_after < 0:
+        raise ValueError(f"cull_after must be ≥ 0 seconds (0: never), got {cull_after}")
     cmd = [
         sys.executable,
         "-m",
@@ -54,6 +62,13 @@ def voila_command(
         "--show_tracebacks=False",
         f"--template={TEMPLATE}",
     ]
+    if cull_after:
+        cmd += [
+            f"--MappingKernelManager.cull_idle_timeout={int(cull_after)}",
+            f"--MappingKernelManager.cull_interval={max(1, min(60, int(cull_after) // 2))}",
+            "--MappingKernelManager.cull_connected=False",  # an open page keeps its kernel
+            "--MappingKernelManager.cull_busy=False",  # a running job reports busy (ui/kernel_activity.py)
+        ]
     if not open_browser:
         cmd.append("--no-browser")
     return cmd + list(extra or [])
@@ -83,6 +98,7 @@ def launch_dashboard(
     workspace: str | os.PathLike | None = None,
     wait: bool = True,
     extra: list[str] | None = None,
+    cull_after: float = DEFAULT_CULL_AFTER,
 ) -> int | subprocess.Popen:
     """Serve the dashboard with Voilà at ``http://<ip>:<port>/``: what ``workbench start`` and ``dashboard`` run.
 
@@ -91,7 +107,7 @@ def launch_dashboard(
     ``wait=False``: start Voilà as a child and return the process (the caller terminates it).
     """
     path = dashboard_notebook(notebook)
-    cmd = voila_command(path, port, open_browser=open_browser, ip=ip, extra=extra)
+    cmd = voila_command(path, port, open_browser=open_browser, ip=ip, extra=extra, cull_after=cull_after)
     env = voila_environment(workspace)
     if not wait:
         return subprocess.Popen(cmd, cwd=path.parent, env=env)  # noqa: S603 - our own interpreter running Voilà

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..batch.dashboard import launch_dashboard
+from ..batch.dashboard import DEFAULT_CULL_AFTER, launch_dashboard
 from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     start.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
     start.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    start.add_argument(
+        "--cull-after",
+        type=float,
+        default=DEFAULT_CULL_AFTER,
+        help="seconds before a kernel whose page is closed and that runs no job is shut down (0: never; "
+        "default: %(default)s)",
+    )
     start.set_defaults(func=cmd_start)
 
     report = sub.add_parser("report", help="compute the default film stack and write an interactive HTML report")
@@ -48,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     da.add_argument("--notebook", help="another notebook to serve (default: the shipped workbench.ipynb)")
     da.add_argument("--workspace", help="workspace folder (default: $WORKBENCH_HOME, else ~/.workbench)")
     da.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    da.add_argument(
+        "--cull-after",
+        type=float,
+        default=DEFAULT_CULL_AFTER,
+        help="seconds before a kernel whose page is closed and that runs no job is shut down (0: never; "
+        "default: %(default)s)",
+    )
     da.set_defaults(func=cmd_dashboard)
 
 
@@ -58,10 +72,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     the process becomes Voilà, so a signal that stops ``workbench start`` stops the server and its
     kernels too.  The notebook is found like every shipped notebook (checkout, prefix or --user install).
     """
-
+    if args.cull_after < 0:
+        raise ValueError(f"--cull-after must be ≥ 0 seconds (0: never), got {args.cull_after:g}")
     return int(
         launch_dashboard(
-            args.port, getattr(args, "notebook", None), not args.no_browser, ip=args.ip, workspace=args.workspace
+            args.port,
+            getattr(args, "notebook", None),
+            not args.no_browser,
+            ip=args.ip,
+            workspace=args.workspace,
+            cull_after=args.cull_after,
         )
     )
 

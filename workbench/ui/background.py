@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import Cancelled, Event, Reporter
+from .kernel_activity import kernel_busy
 
 Batch = Callable[[list[Event]], None]
 
@@ -81,6 +82,10 @@ class Job:
             self.on_events(batch)
 
     def _run(self) -> None:
+        with kernel_busy():  # a running job keeps its kernel from being culled as idle
+            self._work()
+
+    def _work(self) -> None:
         t0 = time.perf_counter()
         try:
             self.result = self.fn(self.reporter)

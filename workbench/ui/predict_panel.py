@@ -205,6 +205,10 @@ class PredictPanel(Panel, W.VBox):
         if select_measured is not None:
             self.source.value = "file"
         self._layout()
+        if not self.model.options:  # a first visit: say what comes before this step
+            self.status.info("No model yet: train one in the Train tab, or upload a model bundle in the Files tab.")
+        elif self.status.text.startswith("No model yet"):
+            self.status.info("")
 
     def _task(self) -> str | None:
         if not self.model.value:

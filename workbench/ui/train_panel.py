@@ -78,7 +78,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
             placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
             layout=W.Layout(width="34em"),
         )
-        self.train_form = Form(TrainConfig, saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE)  # flat: a URL may set epochs
+        self.train_form = Form(
+            TrainConfig, saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE
+        )  # flat: a URL may set epochs
         self.model_forms = {
             k: Form(
                 SETTINGS[k],
@@ -184,6 +186,10 @@ class TrainPanel(FormFields, Panel, W.VBox):
                 self.dataset.value = current
             elif values:
                 self.dataset.value = values[0]
+        if not values and self.model_kind.value != "chi":  # a first visit: say what comes before this step
+            self.status.info("No data set yet: generate one in the Generate tab, or upload one in the Files tab.")
+        elif self.status.text.startswith("No data set yet"):
+            self.status.info("")
 
     def _kind_changed(self, _=None) -> None:
         kind = self.model_kind.value

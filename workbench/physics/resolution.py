@@ -43,6 +43,7 @@ class ResolutionPlan:
     calc_q: np.ndarray
     start: np.ndarray
     weights: np.ndarray
+    sigma: np.ndarray | None = None  # 1σ resolution at q (None: unsmeared)
 
     @property
     def identity(self) -> bool:
@@ -53,6 +54,14 @@ class ResolutionPlan:
         """Number of calc points each Q point uses (the rest of its row is zero padding)."""
         nonzero = self.weights != 0
         return (self.weights.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)).astype(np.int64)
+
+    def sigma_ratio(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, σ/Q) at the smeared points, for interpolating σ between them (one dummy point if none)."""
+        sigma = np.zeros_like(self.q) if self.sigma is None else self.sigma
+        smeared = sigma > 0
+        if not smeared.any():
+            return np.ones(1), np.zeros(1)
+        return np.ascontiguousarray(self.q[smeared]), np.ascontiguousarray(sigma[smeared] / self.q[smeared])
 
     @property
     def taps(self) -> int:
@@ -78,7 +87,9 @@ class ResolutionPlan:
 
 def identity_plan(q: np.ndarray) -> ResolutionPlan:
     q = np.asarray(q, dtype=np.float64)
-    return ResolutionPlan(q=q, calc_q=q, start=np.arange(q.size), weights=np.ones((q.size, 1)))
+    return ResolutionPlan(
+        q=q, calc_q=q, start=np.arange(q.size), weights=np.ones((q.size, 1)), sigma=np.zeros_like(q)
+    )
 
 
 def critical_edge(substrate_sld: float, ambient_sld: float) -> float | None:
@@ -157,7 +168,9 @@ def build_plan(
         x = calc[a:b]
         w = np.exp(-0.5 * ((x - q[i]) / sigma[i]) ** 2) * delta[a:b]
         weights[i, : b - a] = w / w.sum()
-    return ResolutionPlan(q=q.copy(), calc_q=calc, start=starts.astype(np.int64), weights=weights)
+    return ResolutionPlan(
+        q=q.copy(), calc_q=calc, start=starts.astype(np.int64), weights=weights, sigma=sigma.copy()
+    )
 
 
 def _merge_intervals(lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float]]:

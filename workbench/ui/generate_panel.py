@@ -41,18 +41,25 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         self.ctx = ctx
         saved = ctx.panel_settings("generate")
         style = {"description_width": "12em"}
-        wide = W.Layout(width="24em")
         realism = saved.get("realism") or {
             "counting_noise": saved.get("noise", False),
             "scale_error": saved.get("scale_error", 0.0),
         }
-        self.generator_form = Form(GeneratorConfig, saved, limits=ctx.limits, include=GENERATOR_FIELDS, layout=wide)
-        self.realism_form = Form(Realism, realism, limits=ctx.limits, include=REALISM_FIELDS, layout=wide)
+        self.generator_form = Form(
+            GeneratorConfig, saved, limits=ctx.limits, include=GENERATOR_FIELDS, layout=W.Layout(width="24em")
+        )
+        self.realism_form = Form(
+            Realism, realism, limits=ctx.limits, include=REALISM_FIELDS, layout=W.Layout(width="24em")
+        )
         self.consistent = W.Checkbox(
             value=bool(saved.get("consistent", False)), description="roughness ≤ 0.5 × thinner neighbour"
         )
         self.name = W.Text(
-            value="", placeholder="folder name (default: dataset-<time>)", description="name", style=style, layout=wide
+            value="",
+            placeholder="folder name (default: dataset-<time>)",
+            description="name",
+            style=style,
+            layout=W.Layout(width="24em"),
         )
         self.start = W.Button(description="Generate", icon="play", button_style="primary")
         self.cancel = W.Button(description="Cancel", icon="stop", disabled=True)

@@ -112,12 +112,11 @@ class PredictPanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         style = {"description_width": "9em"}
-        wide = W.Layout(width="34em")
-        self.model = W.Dropdown(options=[], description="model", style=style, layout=wide)
+        self.model = W.Dropdown(options=[], description="model", style=style, layout=W.Layout(width="34em"))
         self.source = W.ToggleButtons(options=[("test sample", "sample"), ("measured file", "file")], value="sample")
-        self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=wide)
+        self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=W.Layout(width="34em"))
         self.index = W.BoundedIntText(value=0, min=0, max=10**9, description="sample index", style=style)
-        self.measured = W.Dropdown(options=[], description="measured file", style=style, layout=wide)
+        self.measured = W.Dropdown(options=[], description="measured file", style=style, layout=W.Layout(width="34em"))
         self.dq = W.Dropdown(
             options=[("as the file says", ""), ("FWHM", "fwhm"), ("1σ", "sigma")],
             value="",
@@ -128,7 +127,7 @@ class PredictPanel(Panel, W.VBox):
             value=ctx.panel_settings("train").get("chi_folder", ""),
             description="χ data folder",
             style=style,
-            layout=wide,
+            layout=W.Layout(width="34em"),
         )
         self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
         self.run = W.Button(description="Predict", icon="magic", button_style="primary")

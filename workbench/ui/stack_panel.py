@@ -29,7 +29,7 @@ from .stack_model import applicable, compute_preview
 
 UNITS = {"sld": "10⁻⁶ Å⁻²", "isld": "10⁻⁶ Å⁻²", "thickness": "Å", "roughness": "Å"}
 LABELS = {"sld": "SLD", "isld": "iSLD", "thickness": "thickness", "roughness": "roughness"}
-_NUM = W.Layout(width="7.5em")
+NUMBER_WIDTH = "7.5em"  # each number box gets its own Layout: a shared one hides them all together
 
 
 class ParameterRow(W.HBox):
@@ -57,7 +57,7 @@ class ParameterRow(W.HBox):
             description_allow_html=False,
         )
         self.slider.add_class("wb-slider")
-        self.number = W.FloatText(value=value, step=step, disabled=not enabled, layout=_NUM)
+        self.number = W.FloatText(value=value, step=step, disabled=not enabled, layout=W.Layout(width=NUMBER_WIDTH))
         self.number.add_class("wb-number")
         self.vary = W.Checkbox(
             value=bound is not None and bound[1] > bound[0],
@@ -69,14 +69,14 @@ class ParameterRow(W.HBox):
         self.lo = W.FloatText(
             value=bound[0] if bound else value,
             disabled=not enabled,
-            layout=_NUM,
+            layout=W.Layout(width=NUMBER_WIDTH),
             description="min",
             style={"description_width": "2.5em"},
         )
         self.hi = W.FloatText(
             value=bound[1] if bound else value,
             disabled=not enabled,
-            layout=_NUM,
+            layout=W.Layout(width=NUMBER_WIDTH),
             description="max",
             style={"description_width": "2.5em"},
         )

@@ -66,9 +66,10 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.ctx = ctx
         saved = ctx.panel_settings("train")
         kind = saved.get("model") if saved.get("model") in TARGET else "compact"  # a bad saved value: the default
-        wide = W.Layout(width="34em")
         style = {"description_width": "11em"}
-        self.model_kind = W.Dropdown(options=MODELS, value=kind, description="model", style=style, layout=wide)
+        self.model_kind = W.Dropdown(
+            options=MODELS, value=kind, description="model", style=style, layout=W.Layout(width="34em")
+        )
         self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=W.Layout(width="34em"))
         self.refresh = W.Button(icon="refresh", tooltip="refresh the list of data sets", layout=W.Layout(width="3em"))
         self.chi_folder = W.Text(

@@ -68,7 +68,13 @@ def _pieces(a: float, b: float, edges: np.ndarray, per_unit: float, minimum: int
 
 
 def brute_smear(
-    q: np.ndarray, sigma: np.ndarray, arrays: StackArrays, *, width: float = 8.0, minimum: int = 80, density: float = 3.0
+    q: np.ndarray,
+    sigma: np.ndarray,
+    arrays: StackArrays,
+    *,
+    width: float = 8.0,
+    minimum: int = 80,
+    density: float = 3.0,
 ) -> np.ndarray:
     """Reference smeared R, shape (B, nQ), for numpy StackArrays; σ = 0 points are exact R."""
     q, sigma = np.asarray(q, float), np.asarray(sigma, float)

@@ -179,3 +179,23 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path, surfac
         _panel_resume(ws.root, run.id)
     _assert_finished_with_bundle(ws, run.id, ws.root / "models" / "killed-model")
     assert any("resuming from checkpoint" in line["message"] for line in ws.registry.logs(run.id))
+
+
+def test_stop_while_paused_ends_the_run_and_keeps_its_checkpoint(dataset, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ctx = AppContext(ws.root, autosave_delay=0)
+    (ws.datasets / "ds").symlink_to(dataset, target_is_directory=True)
+    panel = TrainPanel(ctx)
+    panel.refresh_datasets()
+    panel.epochs.value, panel.device.value, panel.width.value, panel.stages.value = EPOCHS, "cpu", 4, 2
+    panel.start.click()
+    _wait_for(lambda: len(panel.history) >= 1, what="the first epoch in the panel")
+    panel.pause.click()
+    assert panel.job.join(300) and "paused" in panel.status.text
+    assert not panel.stop.disabled and not panel.resume.disabled  # paused: Resume or Stop
+    run_id = panel.paused["run_id"]
+    panel.stop.click()
+    assert panel.status.level == "warn" and "stopped" in panel.status.text and "History" in panel.status.text
+    assert panel.stop.disabled and panel.resume.disabled
+    run = ws.registry.get_run(run_id)
+    assert run.status == "stopped" and ws.registry.latest_checkpoint(run_id) is not None

@@ -66,6 +66,9 @@ def test_predict_a_test_sample_with_an_sld_model(workspace):
     panel.index.value = 10**6
     panel.run.click()
     assert panel.status.level == "error" and "out of range" in panel.status.text
+    # a failed prediction does not leave the previous one on show
+    assert panel.metrics.value == "" and panel.result is None
+    assert all(len(t.y) == 0 for t in (*panel.rq.data, *panel.sld.data))
 
 
 def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_data):

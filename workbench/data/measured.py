@@ -454,7 +454,7 @@ def _load_npy(path: Path, index: int) -> Measurement:
 
 
 def _load_orso(path: Path, text: str, convention: DqConvention | None, index: int) -> Measurement:
-    from orsopy.fileio import ErrorColumn, load_orso  # heavy (orsopy): imported on use
+    from orsopy.fileio import Column, ErrorColumn, load_orso  # heavy (orsopy): imported on use
 
     # Parse the numbers ourselves first: orsopy's reader does not report line numbers.
     blocks: list[list[tuple[int, str]]] = [[]]
@@ -471,6 +471,8 @@ def _load_orso(path: Path, text: str, convention: DqConvention | None, index: in
         raise MeasurementError(path, None, f"not a valid ORSO file ({type(exc).__name__}: {exc})") from exc
     info = dataset.info
     cols = info.columns
+    if not isinstance(cols, list) or not all(isinstance(c, (Column, ErrorColumn)) for c in cols):
+        raise MeasurementError(path, None, "each header column must be {name: ..., unit: ...} or an error column")
     if table.shape[1] != len(cols):
         raise MeasurementError(
             path, f"line {line_numbers[0]}", f"{table.shape[1]} data columns but the header declares {len(cols)}"

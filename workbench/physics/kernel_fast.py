@@ -352,7 +352,9 @@ def _batch(
                 x, w, rx = _adaptive_nodes(
                     f * q, f * sigma, ratio_q, ratio, v, vi, thickness[b], sigma2, inv_r, inv_i, absorbing
                 )
-                _smear_nodes(x, w, rx, f * q, f * sigma, sc, bg, v, vi, thickness[b], sigma2, inv_r, inv_i, absorbing, out[b])
+                _smear_nodes(
+                    x, w, rx, f * q, f * sigma, sc, bg, v, vi, thickness[b], sigma2, inv_r, inv_i, absorbing, out[b]
+                )
                 continue
             kz2b = kz2
             if q_factor[b] != 1.0:
@@ -537,8 +539,21 @@ def _adaptive_nodes(q, sigma, ratio_q, ratio, v, vi, thickness, sigma2, inv_r, i
             _panel_nodes(pend[p, 0], pend[p, 1], int(pend[p, 2]), x, w, 15 * p)
         r = np.empty(m)
         _curve(
-            0.25 * x * x, v, vi, thickness, sigma2, inv_r, inv_i, absorbing,
-            np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), r,
+            0.25 * x * x,
+            v,
+            vi,
+            thickness,
+            sigma2,
+            inv_r,
+            inv_i,
+            absorbing,
+            np.empty(m),
+            np.empty(m),
+            np.empty(m),
+            np.empty(m),
+            np.empty(m),
+            np.empty(m),
+            r,
         )
         nxt = np.empty((2 * n_pend, 3))
         n_next = 0
@@ -607,9 +622,21 @@ def _smear_nodes(x, w, r, q, sigma, scale, background, v, vi, thickness, sigma2,
         qz = q[idx]
         rz = np.empty(n_zero)
         _curve(
-            0.25 * qz * qz, v, vi, thickness, sigma2, inv_r, inv_i, absorbing,
-            np.empty(n_zero), np.empty(n_zero), np.empty(n_zero), np.empty(n_zero), np.empty(n_zero),
-            np.empty(n_zero), rz,
+            0.25 * qz * qz,
+            v,
+            vi,
+            thickness,
+            sigma2,
+            inv_r,
+            inv_i,
+            absorbing,
+            np.empty(n_zero),
+            np.empty(n_zero),
+            np.empty(n_zero),
+            np.empty(n_zero),
+            np.empty(n_zero),
+            np.empty(n_zero),
+            rz,
         )
         for k in range(n_zero):
             out[idx[k]] = scale * rz[k] + background

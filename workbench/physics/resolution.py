@@ -87,9 +87,7 @@ class ResolutionPlan:
 
 def identity_plan(q: np.ndarray) -> ResolutionPlan:
     q = np.asarray(q, dtype=np.float64)
-    return ResolutionPlan(
-        q=q, calc_q=q, start=np.arange(q.size), weights=np.ones((q.size, 1)), sigma=np.zeros_like(q)
-    )
+    return ResolutionPlan(q=q, calc_q=q, start=np.arange(q.size), weights=np.ones((q.size, 1)), sigma=np.zeros_like(q))
 
 
 def critical_edge(substrate_sld: float, ambient_sld: float) -> float | None:
@@ -168,9 +166,7 @@ def build_plan(
         x = calc[a:b]
         w = np.exp(-0.5 * ((x - q[i]) / sigma[i]) ** 2) * delta[a:b]
         weights[i, : b - a] = w / w.sum()
-    return ResolutionPlan(
-        q=q.copy(), calc_q=calc, start=starts.astype(np.int64), weights=weights, sigma=sigma.copy()
-    )
+    return ResolutionPlan(q=q.copy(), calc_q=calc, start=starts.astype(np.int64), weights=weights, sigma=sigma.copy())
 
 
 def _merge_intervals(lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float]]:

@@ -233,8 +233,16 @@ class PredictPanel(Panel, W.VBox):
         for w, visible in show:
             w.layout.display = "" if visible else "none"
 
+    def clear(self) -> None:
+        """Forget the last result before a new prediction: a failed one must not leave the previous on show."""
+        self.result = None
+        self.metrics.value = ""
+        self.curves.clear(rq=("data", "computed from the prediction"), sld=("ground truth", "prediction"))
+        self.status.info("predicting…")
+
     @panel_guard
     def _predict(self, _=None) -> None:
+        self.clear()
         if not self.model.value:
             raise ValueError("no model: train one in the Train panel or upload a bundle in the Files panel")
         bundle = load_model_bundle(self.model.value)

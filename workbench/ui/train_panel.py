@@ -333,10 +333,19 @@ class TrainPanel(FormFields, Panel, W.VBox):
             self.job.pause()
             self.status.info("pausing: writing a checkpoint…")
 
+    @panel_guard
     def _stop(self, _=None) -> None:
         if self.job is not None and self.job.running:
             self.job.stop("stopped from the Train panel")
             self.status.warn("stopping after the current batch…")
+        elif self.paused is not None:  # a paused run: stop it for good (its checkpoint stays for History)
+            registry, run_id = self.ctx.registry(), self.paused.get("run_id")
+            if registry is not None and run_id:
+                registry.finish_run(run_id, "stopped", error="stopped while paused, from the Train panel")
+            self.paused = None
+            self._buttons_idle(False)
+            self.status.warn("the paused run was stopped; no model was saved (History can still resume it)")
+            self.ctx.runs_changed()
 
     @panel_guard
     def _resume(self, _=None) -> None:
@@ -408,7 +417,8 @@ class TrainPanel(FormFields, Panel, W.VBox):
         )
 
     def _buttons_idle(self, paused: bool) -> None:
-        self.start.disabled, self.pause.disabled, self.stop.disabled = False, True, True
+        """Idle: Start; paused: Resume or Stop (which ends the paused run)."""
+        self.start.disabled, self.pause.disabled, self.stop.disabled = False, True, not paused
         self.resume.disabled = not paused
 
     def _done(self, out: TrainingOutcome, request: TrainRequest) -> None:
@@ -421,7 +431,11 @@ class TrainPanel(FormFields, Panel, W.VBox):
             )
         elif out.status == "stopped":
             self.paused = None
-            self.status.warn(f"stopped after {out.epochs_done} epochs; no model was saved")
+            kept = out.checkpoint is not None and out.checkpoint.is_file() and out.run_id is not None
+            self.status.warn(
+                f"stopped after {out.epochs_done} epochs; no model was saved"
+                + ("; its last checkpoint stays: Resume in the History tab continues from there" if kept else "")
+            )
         else:
             self.paused = None
             self.bundle = out.bundle

@@ -191,12 +191,13 @@ class PredictPanel(Panel, W.VBox):
     def refresh_lists(self, select_model=None, select_measured=None) -> None:
         def fill(dropdown, paths, select):
             options = [(p.name, str(p)) for p in paths]
-            dropdown.options = options
             values = [v for _, v in options]
-            if select is not None and str(select) in values:
-                dropdown.value = str(select)
-            elif dropdown.value is None and values:
-                dropdown.value = values[0]
+            with dropdown.hold_sync():  # options and value in one message
+                dropdown.options = options
+                if select is not None and str(select) in values:
+                    dropdown.value = str(select)
+                elif dropdown.value is None and values:
+                    dropdown.value = values[0]
 
         fill(self.model, self.ctx.models(), select_model)
         fill(self.dataset, self.ctx.datasets(), None)

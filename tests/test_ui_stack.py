@@ -79,8 +79,9 @@ def test_bounds_editors_add_reorder_remove_collapse_reset(ctx):
     n = ctx.stack.n_layers
     panel.add.click()
     assert ctx.stack.n_layers == n + 1 and len(panel.layers) == n + 1
-    new = ctx.stack.layer(n - 1).name
-    panel.layers[n - 1].down.click()
+    new = ctx.stack.layer(n - 1).name  # the added layer, just above the ambient (the last card but one)
+    assert panel.layers[n - 1].down.disabled and not panel.layers[n - 1].up.disabled
+    panel.layers[n - 1].up.click()  # ↑ moves the card up the page, towards the substrate
     assert ctx.stack.layer(n - 2).name == new
     panel.layers[n - 2].remove.click()
     assert ctx.stack.n_layers == n and new not in [ly.name for ly in ctx.stack.stack.layers]

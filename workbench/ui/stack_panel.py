@@ -149,7 +149,7 @@ class LayerBox(W.VBox):
         self.panel, self.i = panel, i
         model = panel.ctx.stack
         n = model.n_layers
-        role = "substrate" if i == 0 else "ambient" if i == n - 1 else f"layer {i}"
+        role = "substrate" if i == 0 else "ambient" if i == n - 1 else "film layer"  # the name says which
         self.toggle = W.ToggleButton(
             value=expanded,
             icon="chevron-down" if expanded else "chevron-right",
@@ -158,16 +158,17 @@ class LayerBox(W.VBox):
         )
         self.name = W.Text(value=model.layer(i).name, layout=W.Layout(width="12em"))
         inner = 0 < i < n - 1
+        # the cards run substrate (top) to ambient (bottom): ↑ moves a card up the page, towards the substrate
         self.up = W.Button(
             icon="arrow-up",
-            tooltip="move towards the ambient",
-            disabled=not (inner and i + 1 < n - 1),
+            tooltip="move up, towards the substrate",
+            disabled=not (inner and i > 1),
             layout=W.Layout(width="3em"),
         )
         self.down = W.Button(
             icon="arrow-down",
-            tooltip="move towards the substrate",
-            disabled=not (inner and i > 1),
+            tooltip="move down, towards the ambient",
+            disabled=not (inner and i + 1 < n - 1),
             layout=W.Layout(width="3em"),
         )
         self.remove = W.Button(
@@ -177,8 +178,8 @@ class LayerBox(W.VBox):
         self.body = W.VBox(self.rows, layout=W.Layout(display="" if expanded else "none", margin="0 0 0 3em"))
         self.toggle.observe(self._toggled, "value")
         self.name.observe(self._renamed, "value")
-        self.up.on_click(lambda _: panel.move(i, +1))
-        self.down.on_click(lambda _: panel.move(i, -1))
+        self.up.on_click(lambda _: panel.move(i, -1))
+        self.down.on_click(lambda _: panel.move(i, +1))
         self.remove.on_click(lambda _: panel.remove(i))
         header = W.HBox(
             [self.toggle, self.name, W.Label(role, layout=W.Layout(width="7em")), self.up, self.down, self.remove]

@@ -115,7 +115,7 @@ def test_dashboard_in_chromium(voila, tmp_path):
         # generate a small set
         page.get_by_role("tab", name="Generate").click()
         page.wait_for_selector(".wb-generate-panel", timeout=120_000)
-        num = page.locator(".wb-generate-panel input[type=number]").first
+        num = page.locator(".wb-generate-panel .wb-field-num_curves input")
         num.fill("200")
         num.press("Enter")
         page.locator(".wb-generate-panel button", has_text="Generate").click()
@@ -124,7 +124,7 @@ def test_dashboard_in_chromium(voila, tmp_path):
         # train: the loss chart gains points, then Stop
         page.get_by_role("tab", name="Train").click()
         page.wait_for_selector(".wb-train-panel .js-plotly-plot", timeout=300_000)
-        epochs = page.locator(".wb-train-panel input[type=number]").nth(1)
+        epochs = page.locator(".wb-train-panel .wb-field-epochs input")
         epochs.fill("50")
         epochs.press("Enter")
         page.locator(".wb-train-panel button", has_text="Start").click()

@@ -184,7 +184,7 @@ def test_two_users_on_a_real_jupyterhub(hub):
         # the link's parameters pre-filled the dashboard: 300 curves to generate, 1 epoch to train
         page.get_by_role("tab", name="Generate").click()
         page.wait_for_selector(".wb-generate-panel", timeout=120_000)
-        num = page.locator(".wb-generate-panel input[type=number]").first
+        num = page.locator(".wb-generate-panel .wb-field-num_curves input")
         assert num.input_value() == "300"
         page.screenshot(path=str(ARTIFACTS / "hub-1-alice-generate.png"))
         page.locator(".wb-generate-panel button", has_text="Generate").click()
@@ -192,7 +192,7 @@ def test_two_users_on_a_real_jupyterhub(hub):
         # train one epoch (epochs=1 came from the link)
         page.get_by_role("tab", name="Train").click()
         page.wait_for_selector(".wb-train-panel .js-plotly-plot", timeout=300_000)
-        assert page.locator(".wb-train-panel input[type=number]").nth(1).input_value() == "1"
+        assert page.locator(".wb-train-panel .wb-field-epochs input").input_value() == "1"
         page.locator(".wb-train-panel button", has_text="Start").click()
         page.wait_for_function(
             "() => Array.from(document.querySelectorAll('.wb-train-panel .wb-status'))"

@@ -77,7 +77,9 @@ class Form:
                 start = spec.clamp(values.get(name, spec.default))
             except ValueError:  # a damaged saved value: the default
                 start = spec.default
-            self.widgets[name] = widget_for(spec, start, W.Layout(**layout.get_state(["width"])) if layout else None)
+            widget = widget_for(spec, start, W.Layout(**layout.get_state(["width"])) if layout else None)
+            widget.add_class(f"wb-field-{name}")  # a stable handle for browser tests and custom CSS
+            self.widgets[name] = widget
         self.box = W.VBox(list(self.widgets.values()))
 
     def __getitem__(self, name: str) -> W.Widget:

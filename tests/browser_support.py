@@ -78,9 +78,10 @@ def stop_server(proc: subprocess.Popen, grace: float = 60) -> None:
         proc.wait(30)
 
 
-def watched_page(owner, problems: list[str], who: str = ""):
+def watched_page(owner, problems: list[str], who: str = "", *, offline: bool = True):
     """A new page of ``owner`` (browser or context) that blocks non-local requests and appends
-    them, page errors and console errors (except the known harmless ones) to ``problems``."""
+    them (unless ``offline`` is False: pages that are not ours, e.g. a hub's), page errors and console errors
+    (except the known harmless ones) to ``problems``."""
     page = owner.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
 
@@ -88,7 +89,8 @@ def watched_page(owner, problems: list[str], who: str = ""):
         if route.request.url.startswith(LOCAL):
             route.continue_()
         else:  # a page that works offline asks nothing of the outside world
-            problems.append(f"{prefix}request leaving the machine: {route.request.url}")
+            if offline:
+                problems.append(f"{prefix}request leaving the machine: {route.request.url}")
             route.abort()
 
     page.route("**/*", route)

@@ -139,7 +139,9 @@ def hub(tmp_path):
 
 def _login(browser, url: str, user: str, problems: list[str]):
     context = browser.new_context()
-    page = watched_page(context, problems, user)
+    # the hub renders through Voilà's server extension with its lab template (CDN stylesheets and MathJax);
+    # `workbench start` serves the offline template, the hub deployment does not use it yet
+    page = watched_page(context, problems, user, offline=False)
     page.goto(f"{url}/hub/login", timeout=120_000)
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORD)

@@ -10,6 +10,7 @@ times the film's fringe frequency (2 × total thickness), so 3,000 Å layers are
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -58,7 +59,7 @@ def _pieces(a: float, b: float, edges: np.ndarray, per_unit: float, minimum: int
     """Nodes and weights on [a, b], split at the edges inside, each piece cosine-mapped and composite GL."""
     cuts = np.concatenate([[a], edges[(edges > a) & (edges < b)], [b]])
     xs, ws = [], []
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
+    for lo, hi in itertools.pairwise(cuts):
         panels = math.ceil((minimum + per_unit * (hi - lo)) / PANEL)
         t = ((np.arange(panels)[:, None] + 0.5 * (_T[None, :] + 1.0)) / panels).ravel()
         w = np.tile(_W, panels) * 0.5 / panels

@@ -507,29 +507,40 @@ SETTING_VALUES: list[Any] = [
 ]  # fmt: skip
 SETTING_KEYS = {
     "train": ["model", "epochs", "seed", "optimizer", "learning_rate", "batch_size", "validation_split", "device",
-              "models", "chi_folder", "patience"],
+              "models", "chi_folder", "early_stopping", "schedule"],
     "generate": ["num_curves", "seed", "sampling", "fixed_z_grid", "realism", "consistent", "q_resolution"],
+}  # fmt: skip
+GOOD_SETTINGS: dict[str, list[Any]] = {
+    "model": ["compact", "chi", "param"], "epochs": [5, 20], "seed": [0, 3], "optimizer": ["adam", "sgd"],
+    "learning_rate": [1e-3, 0.01], "batch_size": [32, 64], "validation_split": [0.1, 0.2], "device": ["auto", "cpu"],
+    "chi_folder": ["", "chi"], "early_stopping": [None, 3], "schedule": ["none", "cosine"], "num_curves": [100, 5000],
+    "sampling": ["lhs", "uniform"], "fixed_z_grid": [True, False], "consistent": [True, False],
+    "q_resolution": [0.03, 0.0],
 }  # fmt: skip
 
 
 def _random_settings(rnd: random.Random) -> Any:
     panels: dict[str, Any] = {}
+    hostile = rnd.random() < 0.7
     for panel, keys in SETTING_KEYS.items():
         values: dict[str, Any] = {}
         for key in rnd.sample(keys, rnd.randint(0, len(keys))):
+            bad = hostile and rnd.random() < 0.5
             if key == "models":
-                values[key] = {rnd.choice(["compact", "chi", "x"]): {"width": rnd.choice(SETTING_VALUES)}}
+                width = rnd.choice(SETTING_VALUES) if bad else 16
+                values[key] = {rnd.choice(["compact", "chi", "x"]): {"width": width}}
             elif key == "realism":
-                values[key] = rnd.choice([{"counting_noise": rnd.choice(SETTING_VALUES)}, 5, None, []])
+                values[key] = rnd.choice([5, None, [], {"counting_noise": "x"}]) if bad else {"counting_noise": True}
             else:
-                values[key] = rnd.choice(SETTING_VALUES)
-        panels[panel] = values if rnd.random() < 0.95 else rnd.choice([5, "x", None])
+                values[key] = rnd.choice(SETTING_VALUES) if bad else rnd.choice(GOOD_SETTINGS[key])
+        panels[panel] = values if not hostile or rnd.random() < 0.95 else rnd.choice([5, "x", None])
     data: Any = {"version": 1, "panels": panels}
     if rnd.random() < 0.5:
-        desc, bound = _random_stack(rnd)
+        desc, bound = _random_stack(rnd) if hostile else (DEFAULT_LAYER_DESC, DEFAULT_LAYER_BOUND)
         data["stack"] = {"layer_desc": desc, "layer_bound": bound}
-        data["probe"] = {"q_min": rnd.choice([0.008, -1.0, "x", math.inf]), "num_q": rnd.choice([308, 0, 10**9])}
-    return data if rnd.random() < 0.95 else rnd.choice([[], "x", 5])
+        probe = {"q_min": rnd.choice([0.008, -1.0, "x", math.inf]), "num_q": rnd.choice([308, 0, 10**9])}
+        data["probe"] = probe if hostile else {"q_min": 0.01, "num_q": 200}
+    return data if not hostile or rnd.random() < 0.95 else rnd.choice([[], "x", 5])
 
 
 def case_settings(rnd: random.Random, tmp: Path) -> Outcome:
@@ -631,6 +642,19 @@ def _mutate_bundle(rnd: random.Random, files: dict[str, bytes]) -> dict[str, byt
     return files
 
 
+def _empty_name(data: bytes, marker: bytes) -> bytes:
+    """The zip ``data`` with its last entry's one-character name ``marker`` removed (zipfile cannot write "")."""
+    local = data.rindex(b"PK\x03\x04", 0, data.index(b"PK\x01\x02"))
+    assert data[local + 30 : local + 31] == marker
+    data = data[: local + 26] + b"\x00\x00" + data[local + 28 : local + 30] + data[local + 31 :]
+    central = data.rindex(b"PK\x01\x02")
+    assert data[central + 46 : central + 47] == marker
+    data = data[: central + 28] + b"\x00\x00" + data[central + 30 : central + 46] + data[central + 47 :]
+    end = data.rindex(b"PK\x05\x06")
+    size, offset = struct.unpack("<II", data[end + 12 : end + 20])
+    return data[: end + 12] + struct.pack("<II", size - 1, offset - 1) + data[end + 20 :]
+
+
 def _zip(rnd: random.Random, files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with (
@@ -643,13 +667,20 @@ def _zip(rnd: random.Random, files: dict[str, bytes]) -> bytes:
             archive.writestr(prefix + name, data)
         op = rnd.randrange(8)
         if op == 1:
-            archive.writestr(rnd.choice([".", " ", "../evil.txt", "/abs.txt", "a/../../evil", "\\win.txt", "a/.."]), b"x")
+            archive.writestr(
+                rnd.choice([".", " ", "../evil.txt", "/abs.txt", "a/../../evil", "\\win.txt", "a/.."]), b"x"
+            )
         elif op == 2:
             archive.writestr(prefix + "config.json", b"{}")  # a second entry of the same name
         elif op == 3:
             for k in range(rnd.choice([10, 70])):
                 archive.writestr(f"f{k}.txt", b"")
     data = buf.getvalue()
+    if op == 7:  # an entry with an empty name, last in the archive
+        buf2 = io.BytesIO(data)
+        with zipfile.ZipFile(buf2, "a") as archive:
+            archive.writestr("Z", b"x")
+        data = _empty_name(buf2.getvalue(), b"Z")
     if op == 4:  # a declared size that lies (central directory entries)
         data = re.sub(
             rb"PK\x01\x02(.{20})(.{4})",

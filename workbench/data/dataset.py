@@ -113,7 +113,9 @@ def clean_stale_partials(parent: Path) -> list[Path]:
     """Remove the partial bundles in ``parent`` (and the ``.partial`` files of older versions inside its
     folders) left by generations that died on this host; returns what was removed.
 
-    A partial folder of a live process, or of another host (a shared file system), is left alone.
+    A partial folder of a live process, or of another host (a shared file system), is left alone; so is
+    the ``.<name>.old`` copy of a replaced data set unless ``<name>`` is whole again (a kill between the
+    two renames of an overwrite leaves the old data there, hidden, and nothing under ``<name>``).
     """
     removed: list[Path] = []
     if not parent.is_dir():
@@ -124,6 +126,10 @@ def clean_stale_partials(parent: Path) -> list[Path]:
         if match and entry.is_dir() and match["host"] == host and not _pid_alive(int(match["pid"])):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
+        elif entry.name.startswith(".") and entry.name.endswith(".old") and entry.is_dir():
+            if (parent / entry.name[1:-4] / META_FILE).exists():  # the replacement is in place: the old copy is spare
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
         elif entry.is_dir() and not entry.name.startswith(".") and not (entry / META_FILE).exists():
             for old in entry.glob(".*.npy.partial"):  # written in place by versions before the folder commit
                 old.unlink(missing_ok=True)
@@ -137,6 +143,10 @@ def commit_folder(tmp: Path, out: Path, *, overwrite: bool) -> Path:
     ``out`` may be missing or an empty folder; a folder holding anything but a data set is never replaced.
     """
     check_target(out, overwrite=overwrite)
+    if out.is_dir() and not any(out.iterdir()):
+        os.chmod(tmp, 0o755)  # noqa: S103 - a folder of data others on the hub may read, as mkdir would make it
+        os.replace(tmp, out)  # rename(2) replaces an empty folder in one step
+        return out
     return replace_folder(tmp, out)
 
 

@@ -8,12 +8,14 @@ History tab and ``workbench runs`` see it.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 from ..fileio import copy_folder_atomic, free_path, safe_name
+from ..limits import Limits
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
-from .model_bundle import ModelBundle, load_model_bundle, read_bundle_info
+from .model_bundle import BundleError, ModelBundle, load_model_bundle, read_bundle_info
 from .pyreflect_import import bundle_from_pyreflect
 from .workspace import Workspace
 
@@ -29,7 +31,8 @@ def register_bundle(workspace: Workspace, folder: str | os.PathLike, *, hub: str
     config, metrics = read_bundle_info(folder)
     target = TARGET_OF_TASK.get(config.get("task"))
     if target is None:
-        raise ValueError(f"{folder}: unknown task {config.get('task')!r} (expected one of {', '.join(TARGET_OF_TASK)})")
+        expected = ", ".join(TARGET_OF_TASK)
+        raise BundleError(f"{folder}: unknown task {config.get('task')!r} (expected one of {expected})")
     dataset = (config.get("data") or {}).get("dataset") or {}
     registry = workspace.registry
     version = registry.register_model(
@@ -78,8 +81,21 @@ def import_pyreflect(
 ) -> tuple[Path, int]:
     """pyreflect's trained CNN + its normalisation statistics → a registered bundle in the workspace.
 
-    Named after ``name`` or the weights file; returns the folder and its registry version.
+    Named after ``name`` or the weights file; returns the folder and its registry version.  Weights or
+    statistics that are not pyreflect's raise :class:`BundleError` naming the file (torch's loader raises
+    RuntimeError, UnpicklingError, EOFError, ... on damaged files).
     """
+    limits = Limits.from_env()
+    size = Path(weights).stat().st_size
+    if size > limits.max_model_bytes:
+        raise BundleError(f"{weights}: {size / 2**20:.0f} MiB, above Limits.max_model_bytes")
     folder = free_path(workspace.models, safe_name(name or Path(weights).stem, "pyreflect-model"))
-    bundle_from_pyreflect(weights, stats, folder, q=q, dq_over_q=dq_over_q, name=folder.name)
+    try:
+        bundle_from_pyreflect(weights, stats, folder, q=q, dq_over_q=dq_over_q, name=folder.name)
+    except BundleError:
+        raise
+    except (ValueError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError) as exc:
+        raise BundleError(
+            f"{weights}: not pyreflect CNN weights that fit these statistics ({str(exc)[:300]})"
+        ) from None
     return folder, register_bundle(workspace, folder)

@@ -161,6 +161,7 @@ class AppContext(T.HasTraits):
         problems: list[str] = []
         if "stack" in data:
             try:
+                self._check_saved_probe(data.get("probe", {}))
                 self.stack.load_dict(data)
             except Exception as exc:  # noqa: BLE001 - a damaged saved stack must not stop the app
                 problems.append(f"the film stack and probe ({exc}): the default stack is used")
@@ -178,6 +179,21 @@ class AppContext(T.HasTraits):
         if problems:
             self.restore_error = f"some saved settings in {path} were not restored: " + "; ".join(problems)
             log.warning(self.restore_error)
+
+    def _check_saved_probe(self, probe: Any) -> None:
+        """The saved probe's grid within ``Limits`` before anything is computed on it (``num_q: 1e9`` would
+        allocate 8 GB for the Q grid alone)."""
+        if not isinstance(probe, dict):
+            raise ValueError(f"probe: expected an object, got {probe!r}")
+        n = probe.get("num_q")
+        if n is not None and not (isinstance(n, int) and 2 <= n <= self.limits.max_q_points):
+            raise ValueError(f"probe.num_q = {n!r} is outside 2..{self.limits.max_q_points} (Limits.max_q_points)")
+        for key in ("q_min", "q_max"):
+            q = probe.get(key)
+            if q is not None and (isinstance(q, bool) or not isinstance(q, (int, float)) or q not in self.limits.q):
+                raise ValueError(
+                    f"probe.{key} = {q!r} is outside {self.limits.q.lo:g}..{self.limits.q.hi:g} Å⁻¹ (Limits.q)"
+                )
 
     def save_settings(self) -> Path:
         with self._lock:

@@ -103,7 +103,7 @@ MAX_BUNDLE_MEMBERS = 64  # a bundle is six files
 
 def _bundle_members(name: str, archive: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, str]]:
     """The archive's files with the name each gets in the bundle folder, checked before anything is unpacked."""
-    members = [i for i in archive.infolist() if not i.is_dir()]
+    members = [i for i in archive.infolist() if not i.filename.endswith("/")]  # is_dir() fails on an empty name
     if len(members) > MAX_BUNDLE_MEMBERS:
         raise UploadError(f"{name}: {len(members)} files in the archive; a model bundle has {len(FILES)}")
     if sum(i.file_size for i in members) > max_bytes:

@@ -94,7 +94,7 @@ def test_clamped_values_stay_in_range_and_odd(value):
     assert isinstance(out, int) and spec.lo <= out <= spec.hi and out % 2 == 1
 
 
-@given(st.one_of(st.text(max_size=8), st.none(), st.floats()))
+@given(st.one_of(st.text(max_size=8), st.none(), st.floats(), st.integers()))
 def test_values_that_are_not_numbers_are_refused_by_name(value):
     spec = FieldSpec("learning_rate", "float", 1e-3, 1e-7, 1.0)
     try:
@@ -103,3 +103,9 @@ def test_values_that_are_not_numbers_are_refused_by_name(value):
         assert "learning_rate" in str(exc)
     else:
         assert math.isfinite(out) and 1e-7 <= out <= 1.0
+
+
+def test_an_infinite_value_for_an_integer_field_is_refused_by_name():
+    spec = next(s for s in field_specs(TrainConfig) if s.name == "epochs")
+    with pytest.raises(ValueError, match="epochs"):
+        spec.clamp(float("inf"))

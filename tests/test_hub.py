@@ -250,7 +250,7 @@ def test_checkpoints_go_to_the_hub_and_a_paused_run_resumes_from_there(trained, 
     assert resumed.status == "completed" and resumed.last_epoch == 4
     assert [e["epoch"] for e in reg.epochs(run.id)] == [1, 2, 3, 4]
     model = reg.list_models("sld")[0]
-    assert model["name"] == "sld-resumed" and model["run_id"] == run.id and model["active"]
+    assert model["name"] == "hub-resume" and model["run_id"] == run.id and model["active"]  # the run's name
     assert set(model["metrics"]) == {"train", "val", "test"} and "sld_r2" in model["metrics"]["test"]
     assert load_model_bundle(bundle_dir).history[-1]["epoch"] == 4
     assert any("resuming from checkpoint" in line["message"] for line in reg.logs(run.id))

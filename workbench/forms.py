@@ -55,7 +55,7 @@ class FieldSpec:
                 value = bool(value)
             elif self.kind == "text":
                 value = str(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
             raise ValueError(f"{self.name} = {value!r} is not a {self.kind}") from None
         if self.kind == "choice":
             if value not in self.choices:

@@ -14,6 +14,12 @@ and run in parallel over stacks.  What makes it fast (measured on 2 AVX2 cores):
   non-inlined function so that LLVM vectorises every one of them;
 * resolution smearing is a fixed weighted sum (:class:`.resolution.ResolutionPlan`) applied to
   each curve while it is still in cache.
+
+Stacks the shared plan cannot resolve (``resolution.needs_own_rule``) are smeared with their own
+adaptive Gauss–Kronrod rule in a second parallel pass (``_batch_adaptive``; ~1 ms per curve; its
+first call compiles for ~50 s, once per installation, cached).  N and D of the recursion are
+rescaled every 8 layers, so multilayers of any length stay finite (800 layers on 4,000 Q points:
+0 NaN, 1.5e-11 from the torch engine; before: 5 NaN, and refnx gives 104).
 """
 
 from __future__ import annotations

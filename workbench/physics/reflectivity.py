@@ -4,6 +4,10 @@ Engines:
   ``"fast"``   numba, float64, no gradients: generation and previews (≈150k curves/s on 2 cores);
   ``"torch"``  differentiable in every parameter, float32/float64, CPU or CUDA: fitting, training;
   ``"refl1d"`` refl1d's own Experiment, one stack at a time: the reference.
+
+Smearing: stacks of a batch share one resolution plan per substrate edge; a stack with features
+that plan cannot resolve (a 1,500 Å layer, a waveguide resonance) is smeared with its own adaptive
+rule in both engines (``resolution.needs_own_rule``).
 """
 
 from __future__ import annotations

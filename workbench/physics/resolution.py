@@ -1,21 +1,36 @@
-"""Gaussian resolution smearing as a precomputed quadrature plan.
+"""Gaussian resolution smearing as a precomputed quadrature plan, or a stack's own adaptive rule.
 
 The smeared curve is (G ∗ R)(Q_i) = ∫ R(Q') N(Q'; Q_i, σ_i) dQ', the Gaussian normalised over
 Q' > 0 and cut at ±7σ (the weight beyond is 2·10⁻¹², so it is effectively untruncated; refnx
 cuts at ±3.5σ and refl1d at ±3σ, which alone moves R by up to a few per cent near sharp features).
 
 R is evaluated on a calculation grid and the integral is a fixed weighted sum, so the plan is
-built once per probe and reused for every stack (and by the fused numba kernel).  The grid:
+built once per probe and reused for every stack of a batch (and by the fused numba kernel).
 
-* away from the substrate's critical edge, R is analytic and its fastest oscillation in Q has
-  angular frequency ≤ D (the total film thickness).  The trapezoid rule on a grid of spacing h
-  then errs by ≈ exp(−(2π/h − D)²σ²/2), so h(Q) = 2π / (D + c/σ(Q)) with c = 6 gives ≲ 1e-8;
-  the grid only covers the union of the ±7σ windows.
-* at the substrate edge Q_c, R has a square-root kink that no fixed rule resolves (a 17-point
-  Gauss rule is 18 % off there).  Within ±10σ of Q_c the grid is replaced by a graded one,
-  Q = Q_c + W·g(t) for uniform t ∈ [−1, 1] with g ∝ t³ at the kink, weighted with the exact
-  Jacobian; its spacing joins the regular grid smoothly.  This brings the edge error from
-  ~5e-3 to ~1e-4.
+The shared plan (:func:`build_plan`) is the trapezoid rule in one smooth variable T(Q), nodes at
+T = integers, weights 1/T'(Q) (exact Jacobian, so no seams anywhere):
+
+* T' = (D + c/σ(Q)) / 2π gives the spectral spacing 2π/(D + c/σ): away from critical edges R is
+  analytic with fringes no faster than D (twice the film thickness), and the trapezoid rule then
+  errs by ≈ exp(−c²/2); c = 6.  σ(Q) is linear between the data points, so ∫ dQ/σ is closed-form.
+* at the substrate's critical edge R has a √ kink; an edge term (n/2)·∛s/(1 + s²)^⅙, s = (Q − Q_c)/W,
+  adds n = 24 points within W = 4σ that cluster as (Q − Q_c) ∝ (T − T_c)³, which makes the kink
+  a |T|^3.5 term, and a shift puts Q_c on a node.
+  Measured on 300 default-family stacks against the adaptive rule: 3.7e-7 (the previous plan,
+  graded region spliced into a stepped grid, erred by up to 1.2e-4 at the seam, 8–11σ above Q_c),
+  with 323 calculation points and 5,140 weights for 308 Q points (previously 330 and 5,272).
+
+Films with features the shared plan cannot see get their own adaptive rule (fast engine:
+``kernel_fast._adaptive_nodes``; torch engine and fits: :func:`stack_plan`): 15-point
+Gauss–Kronrod panels split at every critical edge of the stack (each edge panel mapped
+Q = Q_c ± ℓs², which makes the kink smooth), ≤ 3σ and ≤ 2 fringe periods long (≤ 1σ below the
+highest edge), halved until the 7- and 15-point sums agree to 1e-7.  :func:`needs_own_rule`
+decides which stacks: an absorbing substrate, a film layer thick enough that its fringes crowd at
+its own edge (3,000 Å: R changes by 80 % within 5e-5 Å⁻¹ there), or a stack where a waveguide
+resonance between evanescent layers can be far narrower than σ (25 random layers: dips of width
+σ/10).  Against a brute-force average of refnx's exact curve these stacks were off by up to 10 %
+(1,500–3,000 Å layers) and 5 % (25 layers) at 0.010–0.015 Å⁻¹; the adaptive rule is within 1e-8,
+at ~1 ms per curve (≈ 20× the shared plan).  No stack of the default family needs it.
 """
 
 from __future__ import annotations

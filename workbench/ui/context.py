@@ -105,7 +105,11 @@ class AppContext(T.HasTraits):
 
     def datasets(self) -> list[Path]:
         """Data-set folders in the workspace, newest first."""
-        found = [p for p in self.workspace.datasets.iterdir() if (p / "nr_train.npy").is_file()]
+        found = [
+            p
+            for p in self.workspace.datasets.iterdir()
+            if (p / "nr_train.npy").is_file() and not p.name.startswith(".")
+        ]  # not a generation in progress
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def models(self) -> list[Path]:

@@ -61,10 +61,6 @@ def _beat(done: threading.Event) -> None:
     _safely(_publish, "idle")
 
 
-def running_jobs() -> int:
-    return _running
-
-
 def _safely(fn, state: str) -> None:
     try:
         fn(state)

@@ -118,3 +118,44 @@ def test_refine_errors_name_the_problem(tmp_path):
     proc = run(tmp_path / "missing.txt", "--stack", tmp_path / "stack.yaml")
     assert proc.returncode == 2 and "missing.txt" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_placeholder_row_is_left_out_counted_and_flags_are_reported(tmp_path):
+    """A reduction placeholder (R = 0, dR = 0) is reported, and a parameter held at a bound is marked."""
+    rows = np.loadtxt(_platypus())
+    rows[150, 1:3] = 0.0
+    data = tmp_path / "with_placeholder.txt"
+    np.savetxt(data, rows)
+    (tmp_path / "stack.yaml").write_text(STACK.replace("thickness: 250.0", "thickness: 230.0"))
+    (tmp_path / "bounds.yaml").write_text("polymer.thickness: [200, 240]\nprobe.background: [1.0e-9, 9.0e-6]\n")
+    out = tmp_path / "out"
+    proc = run(
+        data,
+        "--stack",
+        tmp_path / "stack.yaml",
+        "--bounds",
+        tmp_path / "bounds.yaml",
+        "--free",
+        "polymer.sld",
+        "polymer.thickness",
+        "polymer.roughness",
+        "probe.background",
+        "--background",
+        "3e-6",
+        "--dq-convention",
+        "fwhm",
+        "--out",
+        out,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "refinement.json").read_text())
+    assert summary["left_out_points"] == 1 and summary["points"] == rows.shape[0] - 1
+    assert summary["left_out_q"] == [rows[150, 0]]
+    assert summary["at_bound"]["polymer.thickness"] == "upper"  # the film is 259 Å thick
+    parameters = {row["name"]: row for row in summary["parameters"]}
+    assert parameters["polymer.thickness"]["at_bound"] == "upper"
+    assert any("widen the bound" in note for note in summary["notes"])
+    assert "1 left out (no error bar)" in proc.stdout
+    assert "[at upper bound]" in proc.stdout and "note: 1 point without an error bar" in proc.stdout
+    fit = np.loadtxt(out / "fit.csv", delimiter=",", skiprows=1)
+    assert fit.shape[0] == summary["points"] and np.all(fit[:, 2] > 0)  # fit.csv holds the fitted points

@@ -203,3 +203,96 @@ def test_covariance_bands_match_the_fit_uncertainties_and_bracket_the_fit():
     assert bands.sld_median.shape == bands.z.shape and np.all(np.isfinite(bands.sld_68[0]))
     again = covariance_bands(result, n_draws=2000, seed=1)
     np.testing.assert_array_equal(again.sld_95[1], bands.sld_95[1])
+
+
+# --------------------------------------------------------------------------- points without error bars, flags
+OXIDE = FilmStack.from_pyreflect(
+    [
+        {"name": "Si", "sld": 2.07, "roughness": 4.0},
+        {"name": "oxide", "sld": 3.47, "thickness": 1244.0, "roughness": 6.0},
+        {"name": "air", "sld": 0.0},
+    ]
+)
+OXIDE_BOUNDS = {
+    "oxide.thickness": (1100.0, 1400.0),
+    "oxide.sld": (3.0, 4.0),
+    "oxide.roughness": (0.0, 20.0),
+    "Si.roughness": (0.0, 15.0),
+}
+
+
+def _oxide_data(placeholder: int | None = 200, placeholder_dr: float = 0.0) -> Measurement:
+    """A 1,244 Å oxide film with counting noise (2·10⁶ counts at R = 1, flux ∝ Q²) and one R = 0 row."""
+    q = np.geomspace(0.008, 0.2, 250)
+    probe = Probe(q, dq_over_q=0.03)
+    r = reflectivity(OXIDE, probe)[0]
+    norm = 2e6 * (q / q[0]) ** 2
+    dr = np.sqrt(norm * r) / norm
+    noisy = r + np.random.default_rng(2).standard_normal(q.size) * dr
+    if placeholder is not None:
+        noisy[placeholder], dr[placeholder] = 0.0, placeholder_dr
+    return Measurement(q=q, r=noisy, dr=dr, dq_sigma=probe.sigma, source="oxide", dq_convention_of_file="sigma")
+
+
+def _oxide_start() -> FilmStack:
+    return OXIDE.with_value(1, "thickness", 1230.0).with_value(1, "roughness", 10.0).with_value(0, "roughness", 2.0)
+
+
+def test_a_placeholder_row_is_left_out_and_the_thickness_recovered():
+    """R = 0, dR = 0 (a reduction placeholder): left out and counted; the fit is the one without it."""
+    result = refine(_oxide_data(), _oxide_start(), free=list(OXIDE_BOUNDS), bounds=OXIDE_BOUNDS)
+    assert abs(_value(result.stack, "oxide.thickness") / 1244.0 - 1) < 1e-3
+    assert 0.8 < result.chi2_per_point < 1.25
+    assert result.n_left_out == 1 and result.n_points == 249
+    assert result.left_out_q[0] == pytest.approx(_oxide_data().q[200])
+    assert "1 point without an error bar" in result.notes()[0]
+    # what a weight of 1e24 did: a dR of 1e-12 on that row drags the whole model onto it
+    hijacked = refine(_oxide_data(placeholder_dr=1e-12), _oxide_start(), free=list(OXIDE_BOUNDS), bounds=OXIDE_BOUNDS)
+    assert abs(_value(hijacked.stack, "oxide.thickness") / 1244.0 - 1) > 3e-3
+    assert hijacked.chi2_per_point > 1e3 and hijacked.at_bound  # and the report says the fit is stuck at bounds
+
+
+def test_negative_r_with_an_error_bar_stays_and_dr_floor_applies_only_when_asked():
+    data = _oxide_data(placeholder=None)
+    r = data.r.copy()
+    r[-5:] = -np.abs(r[-5:])  # background-subtracted points below zero: valid measurements
+    data = Measurement(q=data.q, r=r, dr=data.dr, dq_sigma=data.dq_sigma, source="oxide", dq_convention_of_file="sigma")
+    plain = refine(data, _oxide_start(), free=["oxide.thickness"], bounds=OXIDE_BOUNDS)
+    assert plain.n_left_out == 0 and plain.n_points == 250
+    floored = refine(data, _oxide_start(), free=["oxide.thickness"], bounds=OXIDE_BOUNDS, dr_floor=0.05)
+    assert floored.n_points == 250 and floored.chi2 < 0.5 * plain.chi2  # 5 % error bars everywhere
+    with pytest.raises(RefineError, match="dr_floor"):
+        refine(data, _oxide_start(), free=["oxide.thickness"], dr_floor=-1.0)
+
+
+def test_parameters_at_a_bound_and_undetermined_ones_are_marked():
+    data = _oxide_data()
+    bounds = dict(OXIDE_BOUNDS, **{"oxide.thickness": (1100.0, 1200.0), "oxide.isld": (0.0, 0.1)})
+    start = _oxide_start().with_value(1, "thickness", 1190.0).with_value(1, "isld", 0.01)
+    result = refine(data, start, free=[*OXIDE_BOUNDS, "oxide.isld"], bounds=bounds)
+    assert result.at_bound["oxide.thickness"] == "upper"  # the truth, 1,244 Å, is outside the bounds
+    assert result.at_bound["oxide.isld"] == "lower"
+    assert "oxide.isld" in result.undetermined and "σ > |value|" in result.undetermined["oxide.isld"]
+    rows = {row["name"]: row for row in result.table()}
+    assert rows["oxide.thickness"]["at_bound"] == "upper" and rows["oxide.isld"]["undetermined"]
+    assert rows["oxide.sld"]["at_bound"] is None and not rows["oxide.sld"]["undetermined"]
+    notes = "\n".join(result.notes())
+    assert "oxide.thickness = 1200 is at its upper bound 1200" in notes and "widen the bound" in notes
+    assert "fix it at a known value" in notes
+
+
+def test_two_parameters_the_data_cannot_tell_apart_are_undetermined():
+    """One oxide split into two identical halves: only the sum of the thicknesses is measured (JᵀJ singular)."""
+    halves = FilmStack.from_pyreflect(
+        [
+            {"name": "Si", "sld": 2.07, "roughness": 4.0},
+            {"name": "lower", "sld": 3.47, "thickness": 600.0, "roughness": 0.0},
+            {"name": "upper", "sld": 3.47, "thickness": 640.0, "roughness": 6.0},
+            {"name": "air", "sld": 0.0},
+        ]
+    )
+    bounds = {"lower.thickness": (400.0, 800.0), "upper.thickness": (400.0, 800.0)}
+    result = refine(_oxide_data(), halves, free=list(bounds), bounds=bounds)
+    assert abs(sum(result.values) / 1244.0 - 1) < 1e-3
+    assert set(result.undetermined) == {"lower.thickness", "upper.thickness"}
+    assert all("singular" in why for why in result.undetermined.values())

@@ -10,8 +10,23 @@ converges in a few tens of iterations.  Two engines give the model and its Jacob
   2P + 1 curves of one Jacobian are a single batched call, ~50× cheaper than ``jacfwd`` here, and
   the difference from the exact Jacobian (~1e-8 relative) is far below what the fit can notice.
 
-Both use the same resolution plan.  1σ uncertainties come from the Jacobian at the optimum,
-cov = (JᵀJ)⁻¹ (optionally scaled by χ²/N).
+Both use the same resolution plan, fixed for the whole fit so that the model is a smooth function
+of the parameters.  A stack the shared plan cannot resolve (a thick layer, a waveguide resonance;
+``physics.resolution.needs_own_rule``) gets its own adaptive plan; the fit is then repeated from the
+optimum with the plan of the fitted stack, until the plan no longer changes (at most MAX_REPLANS).
+
+Points without an error bar (dR ≤ 0 or not finite: reduction software writes R = 0, dR = 0 rows
+as placeholders) are left out of χ² and counted (``RefineResult.n_left_out``): a dR of 1e-12 would
+give such a point a weight of 1e24, and on a real 1,244 Å oxide film one such row moved the
+thickness by 15 Å and χ²/N from 1.85 to 27.  ``dr_floor`` (dR ≥ dr_floor·|R| for every point)
+applies only when asked for.  R ≤ 0 with dR > 0 stays in: it is a valid Gaussian measurement.
+Curves without any dR column (simulations) are weighted by 1 % of |R| (``dr_floor`` overrides).
+
+1σ uncertainties come from the Jacobian at the optimum, cov = (JᵀJ)⁻¹ (optionally scaled by
+χ²/N).  The result marks what they cannot tell: parameters within 0.1 % of the bound range from a
+bound (the optimum may lie beyond it: widen the bound) and undetermined ones (σ > |value|, or in a
+direction where JᵀJ is singular: fix the parameter or tighten its bound); ``RefineResult.notes()``
+says what to do.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ from ..events import Reporter
 from ..physics import FilmStack, Probe, ResolutionPlan, build_plan, critical_edge, sld_profile
 from ..physics.kernel_fast import reflectivity_fast
 from ..physics.kernel_torch import reflectivity_unsmeared
+from ..physics.resolution import needs_own_rule, stack_plan
 from ..physics.stack import PARAMETER_FIELDS
 
 STAGE = "refine"
@@ -37,6 +53,10 @@ PROBE_PARAMETERS = ("probe.scale", "probe.background")
 ENGINES = ("fast", "torch")
 # central-difference step of the fast engine, relative to max(|x|, 1e-3 · (hi − lo))
 FD_STEP = 1e-6
+NO_DR_RELATIVE = 0.01  # dR = 1 % of |R| for a curve that carries no dR column at all
+AT_BOUND = 1e-3  # a parameter within this fraction of its bound range from a bound is "at the bound"
+SINGULAR_RTOL = 1e-7  # singular value of the column-scaled Jacobian below this × the largest: JᵀJ singular
+MAX_REPLANS = 3  # refits from the optimum with the fitted stack's own resolution plan
 
 
 class RefineError(ValueError):
@@ -68,13 +88,56 @@ class RefineResult:
     start_chi2: float = math.nan
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (lo, hi) actually used
     probe: Probe | None = None  # the data's Q points and resolution the fit used
+    n_left_out: int = 0  # data points left out of χ²: dR ≤ 0 or not finite (or R not finite)
+    left_out_q: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their Q values
+    at_bound: dict[str, str] = field(default_factory=dict)  # name → "lower" | "upper"
+    undetermined: dict[str, str] = field(default_factory=dict)  # name → why its σ means nothing
 
-    def table(self) -> list[dict[str, float | str]]:
-        """One row per free parameter: name, value, 1σ uncertainty (plain floats, ready for a table or JSON)."""
+    def table(self) -> list[dict[str, float | str | bool | None]]:
+        """One row per free parameter: name, value, 1σ uncertainty and the flags (plain values, ready for JSON)."""
         return [
-            {"name": n, "value": float(v), "uncertainty": float(u)}
+            {
+                "name": n,
+                "value": float(v),
+                "uncertainty": float(u),
+                "at_bound": self.at_bound.get(n),
+                "undetermined": n in self.undetermined,
+            }
             for n, v, u in zip(self.names, self.values, self.uncertainties)
         ]
+
+    def flag(self, name: str) -> str:
+        """A short mark for a table cell: "at upper bound", "undetermined", both, or ""."""
+        marks = []
+        if name in self.at_bound:
+            marks.append(f"at {self.at_bound[name]} bound")
+        if name in self.undetermined:
+            marks.append("undetermined")
+        return ", ".join(marks)
+
+    def notes(self) -> list[str]:
+        """What the numbers cannot tell, each with what to do about it (empty for a clean fit)."""
+        out = []
+        if self.n_left_out:
+            where = ", ".join(f"{q:.4g}" for q in self.left_out_q[:5]) + (" …" if self.n_left_out > 5 else "")
+            out.append(
+                f"{_points(self.n_left_out)} without an error bar (dR ≤ 0 or not finite) left out of χ² "
+                f"(Q = {where} Å⁻¹); pass dr_floor (CLI: --dr-floor) to weight them by a fraction of R instead"
+            )
+        values = dict(zip(self.names, self.values))
+        sigmas = dict(zip(self.names, self.uncertainties))
+        for name, side in self.at_bound.items():
+            lo, hi = self.bounds[name]
+            out.append(
+                f"{name} = {values[name]:.6g} is at its {side} bound {lo if side == 'lower' else hi:.6g}: "
+                "the best value may lie beyond it; widen the bound (or fix the parameter if the bound is physical)"
+            )
+        for name, why in self.undetermined.items():
+            out.append(
+                f"{name} = {values[name]:.6g} ± {sigmas[name]:.2g} is not determined by these data ({why}): "
+                "fix it at a known value or tighten its bounds"
+            )
+        return out
 
 
 @dataclass
@@ -94,6 +157,8 @@ class Problem:
     slots: list[tuple[str, int]] = field(default_factory=list)
     plan: ResolutionPlan | None = None
     calc_q: torch.Tensor | None = None
+    left_out_q: np.ndarray = field(default_factory=lambda: np.zeros(0))  # data points not in χ²
+    plan_key: tuple = ()  # what the plan was built for; a refit is needed when it changes
 
 
 def parameter_name(stack: FilmStack, i: int, par: str) -> str:
@@ -124,22 +189,42 @@ def build_problem(
     probe: Probe | None = None,
     scale: float = 1.0,
     background: float = 0.0,
-    dr_floor: float = 0.01,
+    dr_floor: float | None = None,
     q_range: tuple[float, float] | None = None,
 ) -> Problem:
-    """Collect data, resolution and free parameters; defaults: the stack's free bounds."""
+    """Collect data, resolution and free parameters; defaults: the stack's free bounds.
+
+    Points whose dR is ≤ 0 or not finite are left out (``Problem.left_out_q``) unless ``dr_floor``
+    is given, which makes every dR at least ``dr_floor``·|R|; a curve without a dR column is
+    weighted by ``dr_floor`` (default 1 %) of |R|.
+    """
+    if dr_floor is not None and not (math.isfinite(dr_floor) and dr_floor >= 0):
+        raise RefineError(f"dr_floor must be a fraction ≥ 0 of |R| (e.g. 0.01), got {dr_floor}")
     m = data.merge_duplicate_q() if data.has_duplicate_q else data
     keep = np.ones(m.q.size, dtype=bool)
     if q_range is not None:
         keep &= (m.q >= q_range[0]) & (m.q <= q_range[1])
     q, r = m.q[keep], m.r[keep]
-    dr = None if m.dr is None else m.dr[keep]
-    # dR floor: where dR is missing or zero, use dr_floor × |R| (and never below 1e-12)
-    floor = np.maximum(dr_floor * np.abs(r), 1e-12)
-    dr = floor if dr is None else np.where(dr > 0, np.maximum(dr, 1e-12), floor)
+    if m.dr is None:
+        dr = (NO_DR_RELATIVE if dr_floor is None else dr_floor) * np.abs(r)
+    else:
+        dr = m.dr[keep]
+        if dr_floor is not None:
+            dr = np.fmax(dr, dr_floor * np.abs(r))  # fmax: a NaN dR takes the floor
+    usable = np.isfinite(dr) & (dr > 0) & np.isfinite(r)
+    if not usable.any():
+        raise RefineError(
+            f"none of the {q.size} data points has an error bar (dR > 0): give dR, or dr_floor to weight by |R|"
+        )
     if probe is None:
         p = m.probe(scale=scale, background=background)
-        probe = Probe(q, dq=p.sigma[keep], dq_is_fwhm=False, scale=scale, background=background)
+        probe = Probe(q[usable], dq=p.sigma[keep][usable], dq_is_fwhm=False, scale=scale, background=background)
+    elif probe.q.size == q.size and not usable.all():
+        probe = Probe(
+            probe.q[usable], dq=probe.sigma[usable], dq_is_fwhm=False, scale=probe.scale, background=probe.background
+        )
+    left_out_q = q[~usable]
+    q, r, dr = q[usable], r[usable], dr[usable]
     bounds = dict(bounds or {})
     if free is None:
         free = [parameter_name(start, b.i, b.par) for b in start.free_parameters]
@@ -155,7 +240,7 @@ def build_problem(
         slots.append(slot)
     arrays = start.to_arrays()
     base = {f: torch.as_tensor(getattr(arrays, f)[0], dtype=torch.float64) for f in PARAMETER_FIELDS}
-    plan = _fit_plan(start, probe, arrays.thickness[0], slots, hi)
+    plan, plan_key = _fit_plan(start, probe, slots, hi)
     return Problem(
         q=q,
         r=r,
@@ -170,6 +255,8 @@ def build_problem(
         slots=slots,
         plan=plan,
         calc_q=torch.as_tensor(plan.calc_q),
+        left_out_q=left_out_q,
+        plan_key=plan_key,
     )
 
 
@@ -199,16 +286,24 @@ def _free_parameter(
 
 
 def _fit_plan(
-    start: FilmStack, probe: Probe, thickness: np.ndarray, slots: list[tuple[str, int]], hi: list[float]
-) -> ResolutionPlan:
-    """One resolution plan for the whole fit: thick enough for the thickest film the bounds allow."""
-    thick = thickness.copy()
+    stack: FilmStack, probe: Probe, slots: list[tuple[str, int]], hi: Sequence[float]
+) -> tuple[ResolutionPlan, tuple]:
+    """The resolution plan for a fit around ``stack``, and a key saying what it was built for.
+
+    The shared plan, thick enough for the thickest film the bounds allow; or, for a stack that
+    needs it (``needs_own_rule``), that stack's own adaptive plan.
+    """
+    a = stack.to_arrays()
+    if needs_own_rule(probe, a.sld, a.isld, a.thickness)[0]:
+        key = ("own", *(np.asarray(getattr(a, f)[0]).tobytes() for f in PARAMETER_FIELDS))
+        return stack_plan(probe, a.sld[0], a.isld[0], a.thickness[0], a.roughness[0]), key
+    thick = a.thickness[0].copy()
     for (what, i), top in zip(slots, hi):
         if what == "thickness":
             thick[i] = top
     total = float(np.sum(thick[1:-1]))
-    edge = critical_edge(start.substrate.sld, start.ambient.sld) if start.substrate.isld == 0 else None
-    return build_plan(probe, 2.0 * max(total, 1.0), [] if edge is None else [edge])
+    edge = critical_edge(stack.substrate.sld, stack.ambient.sld) if stack.substrate.isld == 0 else None
+    return build_plan(probe, 2.0 * max(total, 1.0), [] if edge is None else [edge]), ("shared", total, edge)
 
 
 def _default_bounds(par: str, value: float) -> tuple[float, float]:
@@ -378,6 +473,47 @@ def _covariance(jac: np.ndarray, chi2: float, n_points: int, n_free: int, scale:
     return cov, np.sqrt(np.clip(np.diag(cov), 0, None))
 
 
+def _singular_parameters(jac: np.ndarray) -> np.ndarray:
+    """(P,) bool: parameters in a direction where JᵀJ is singular (no effect, or one trades off exactly against others).
+
+    Columns are scaled to unit norm first, so units do not matter; a right singular vector whose
+    singular value is below SINGULAR_RTOL × the largest marks the parameters it mostly moves.
+    """
+    norms = np.linalg.norm(jac, axis=0)
+    out = norms == 0
+    if out.all():
+        return out
+    scaled = jac[:, ~out] / norms[~out]
+    _, s, vt = np.linalg.svd(scaled, full_matrices=False)
+    weak = s < SINGULAR_RTOL * s[0]
+    involved = np.any(np.abs(vt[weak]) > 0.1, axis=0) if weak.any() else np.zeros(scaled.shape[1], dtype=bool)
+    out[~out] = involved
+    return out
+
+
+def _flags(
+    problem: Problem, x: np.ndarray, sigma: np.ndarray, jac: np.ndarray
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Parameters at a bound (within AT_BOUND of the range) and undetermined ones, with the reason."""
+    at_bound, undetermined = {}, {}
+    tol = AT_BOUND * (problem.hi - problem.lo)
+    singular = _singular_parameters(jac)
+    for k, name in enumerate(problem.names):
+        if x[k] - problem.lo[k] <= tol[k]:
+            at_bound[name] = "lower"
+        elif problem.hi[k] - x[k] <= tol[k]:
+            at_bound[name] = "upper"
+        if singular[k]:
+            undetermined[name] = "JᵀJ is singular: the data cannot tell it apart from the other parameters"
+        elif sigma[k] > abs(x[k]):
+            undetermined[name] = "σ > |value|"
+    return at_bound, undetermined
+
+
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def _fitted_curve(problem: Problem, x: np.ndarray, engine: str) -> np.ndarray:
     """R(Q) at ``x`` on the data's Q points, by the engine that fitted it."""
     if engine == "fast":
@@ -401,6 +537,7 @@ def _assemble_result(
     n = problem.q.size
     chi2 = 2.0 * float(fit.cost)
     cov, sigma = _covariance(fit.jac, chi2, n, len(problem.names), scale_covariance)
+    at_bound, undetermined = _flags(problem, fit.x, sigma, fit.jac)
     stack, scale, background = _stack_from(problem, fit.x)
     r_fit = _fitted_curve(problem, fit.x, engine)
     z, rho, _ = sld_profile(stack)
@@ -426,6 +563,10 @@ def _assemble_result(
         start_chi2=start_chi2,
         bounds={name: (float(a), float(b)) for name, a, b in zip(problem.names, problem.lo, problem.hi)},
         probe=problem.probe,
+        n_left_out=int(problem.left_out_q.size),
+        left_out_q=problem.left_out_q.copy(),
+        at_bound=at_bound,
+        undetermined=undetermined,
     )
 
 
@@ -438,7 +579,7 @@ def refine(
     probe: Probe | None = None,
     scale: float = 1.0,
     background: float = 0.0,
-    dr_floor: float = 0.01,
+    dr_floor: float | None = None,
     q_range: tuple[float, float] | None = None,
     multi_start: int = 0,
     seed: int = 0,
@@ -451,6 +592,7 @@ def refine(
     """Fit ``start`` to ``data``; ``multi_start`` extra random starts inside the bounds (seeded).
 
     ``engine`` "fast" (numba curve, finite-difference Jacobian) or "torch" (autograd Jacobian).
+    ``dr_floor``: see :func:`build_problem` (points without an error bar are left out by default).
     """
     if engine not in ENGINES:
         raise RefineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -471,6 +613,15 @@ def refine(
     starts = _starting_points(problem, multi_start, seed)
     start_chi2 = float(np.sum(objective.residuals(problem.x0) ** 2))
     fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
+    for _ in range(MAX_REPLANS):
+        stack, _, _ = _stack_from(problem, fit.x)
+        plan, key = _fit_plan(stack, problem.probe, problem.slots, problem.hi)
+        if key == problem.plan_key:
+            break
+        reporter.log(STAGE, "refitting with the resolution plan of the fitted stack")
+        problem.plan, problem.plan_key, problem.calc_q = plan, key, torch.as_tensor(plan.calc_q)
+        fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
+        history = history + more
     result = _assemble_result(
         problem,
         fit,

@@ -4,7 +4,9 @@ The start is a stack file (pyreflect's ``layer_desc``/``layer_bound`` in YAML or
 facility hand-fit spreadsheet, or a parameter-model bundle's prediction for the same curve.
 Writes into ``--out``: ``refinement.json`` (fitted values ± 1σ, χ²/N, history), ``fit.csv``
 (Q, R, dR, R_fit), ``profile.csv`` (z, SLD), and on request a refl1d model (``refl1d/``) and
-DREAM bands (``bands/``).
+DREAM bands (``bands/``).  Points without an error bar (dR ≤ 0) are left out of χ² and counted;
+parameters at a bound and undetermined uncertainties are marked in the table and in
+``refinement.json`` (``at_bound``, ``undetermined``, ``notes`` with what to do about each).
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="starting scale factor (default: 1)")
     p.add_argument("--background", type=float, default=0.0, help="starting background (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts and of DREAM (default: 0)")
+    p.add_argument(
+        "--dr-floor",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="make every dR at least FRACTION·|R| (default: none; points with dR ≤ 0 are left out of χ²)",
+    )
     p.add_argument("--refl1d", action="store_true", help="also export a runnable refl1d model script with the data")
     p.add_argument(
         "--dream-samples", type=int, default=0, help="run bumps DREAM with this many samples for 68/95 %% bands"
@@ -156,12 +165,18 @@ def cmd_refine(args: argparse.Namespace) -> int:
         "chi2_per_point": result.chi2_per_point,
         "chi2": result.chi2,
         "points": result.n_points,
+        "left_out_points": result.n_left_out,
+        "left_out_q": result.left_out_q.tolist(),
+        "dr_floor": args.dr_floor,
         "start_chi2_per_point": result.start_chi2 / result.n_points,
         "seconds": result.seconds,
         "converged": result.converged,
         "message": result.message,
         "engine": args.engine,
         "parameters": result.table(),
+        "at_bound": result.at_bound,
+        "undetermined": result.undetermined,
+        "notes": result.notes(),
         "bounds": result.bounds,
         "scale": result.scale,
         "background": result.background,
@@ -170,12 +185,16 @@ def cmd_refine(args: argparse.Namespace) -> int:
     }
     _csv(out / "fit.csv", "q,r,dr,r_fit", [result.q, *_data_columns(data, result.q), result.r_fit])
     _csv(out / "profile.csv", "z,sld", [result.profile[0], result.profile[1]])
+    left_out = f", {result.n_left_out} left out (no error bar)" if result.n_left_out else ""
     print(
         f"χ²/N {summary['start_chi2_per_point']:.4g} → {result.chi2_per_point:.4g} in {result.seconds:.2f} s "
-        f"({len(result.history)} iterations, start: {origin})"
+        f"({len(result.history)} iterations, {result.n_points} points{left_out}, start: {origin})"
     )
     for row in result.table():
-        print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:.2g}")
+        flag = result.flag(row["name"])
+        print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:<9.2g}{f'  [{flag}]' if flag else ''}")
+    for note in result.notes():
+        print(f"note: {note}")
     if args.refl1d:
         script = export_refl1d(out / "refl1d", result, data, result.bounds)
         summary["refl1d_script"] = str(script)

@@ -4,6 +4,10 @@ Engines:
   ``"fast"``   numba, float64, no gradients: generation and previews (≈150k curves/s on 2 cores);
   ``"torch"``  differentiable in every parameter, float32/float64, CPU or CUDA: fitting, training;
   ``"refl1d"`` refl1d's own Experiment, one stack at a time: the reference.
+
+Smearing: stacks of a batch share one resolution plan per substrate edge; a stack with features
+that plan cannot resolve (a 1,500 Å layer, a waveguide resonance) is smeared with its own adaptive
+rule in both engines (``resolution.needs_own_rule``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .kernel_fast import reflectivity_fast
 from .kernel_torch import reflectivity_unsmeared
 from .probe import Probe
 from .refl1d_engine import reflectivity_refl1d
-from .resolution import ResolutionPlan, build_plan
+from .resolution import ResolutionPlan, build_plan, needs_own_rule, stack_plan
 from .stack import FilmStack, StackArrays, StackError
 
 Engine = Literal["fast", "torch", "refl1d"]
@@ -52,15 +56,41 @@ def _probe_key(probe: Probe) -> str:
 
 
 _PLANS: dict[tuple, ResolutionPlan] = {}
+_STACK_PLANS: dict[tuple, ResolutionPlan] = {}
 
 
-def plan_for(probe: Probe, arrays: StackArrays) -> list[tuple[np.ndarray, ResolutionPlan]]:
-    """Resolution plans for a batch: one per distinct substrate critical edge, with the indices it serves."""
+def own_rule(probe: Probe, arrays: StackArrays) -> np.ndarray:
+    """(B,) bool: the stacks of a batch that get their own adaptive rule (see resolution.needs_own_rule)."""
+    return needs_own_rule(probe, _numpy(arrays.sld), _numpy(arrays.isld), _numpy(arrays.thickness))
+
+
+def cached_stack_plan(probe: Probe, sld, isld, thickness, roughness) -> ResolutionPlan:
+    """:func:`resolution.stack_plan` for one stack (1-D arrays), cached: a slider or a fit asks again."""
+    parts = [np.ascontiguousarray(_numpy(x)) for x in (sld, isld, thickness, roughness)]
+    key = (_probe_key(probe), *(x.tobytes() for x in parts))
+    plan = _STACK_PLANS.get(key)
+    if plan is None:
+        plan = stack_plan(probe, *parts)
+        if len(_STACK_PLANS) > 64:
+            _STACK_PLANS.clear()
+        _STACK_PLANS[key] = plan
+    return plan
+
+
+def plan_for(
+    probe: Probe, arrays: StackArrays, own: np.ndarray | None = None
+) -> list[tuple[np.ndarray, ResolutionPlan]]:
+    """Resolution plans for a batch: one per distinct substrate critical edge, with the indices it serves.
+
+    ``own`` (B,) bool marks stacks smeared with their own rule (:func:`needs_own_rule`): they do not
+    size the shared plan's grid.
+    """
     if not probe.smeared:
         plan = _cached_plan(probe, 0.0, None)
         return [(np.arange(arrays.batch), plan)]
     thickness = _numpy(arrays.thickness)
-    total = float(np.max(np.sum(thickness[:, 1:-1], axis=1))) if thickness.shape[1] > 2 else 0.0
+    shared = thickness if own is None or own.all() else thickness[~own]
+    total = float(np.max(np.sum(shared[:, 1:-1], axis=1))) if thickness.shape[1] > 2 else 0.0
     # |r|² also carries harmonics of the film thickness from multiple reflections: resolve 2D
     quantized = math.ceil(2.0 * max(total, 1.0) / _THICKNESS_QUANTUM) * _THICKNESS_QUANTUM
     sld, isld = _numpy(arrays.sld), _numpy(arrays.isld)
@@ -133,13 +163,15 @@ def reflectivity(
         sc = np.broadcast_to(_numpy(scale), (a.batch,))
         bg = np.broadcast_to(_numpy(background), (a.batch,))
         qf = np.broadcast_to(_numpy(1.0 if q_factor is None else q_factor), (a.batch,))
-        groups = plan_for(probe, a)
+        own = own_rule(probe, a)
+        groups = plan_for(probe, a, own)
         if len(groups) == 1:
-            return reflectivity_fast(groups[0][1], a.sld, a.isld, a.thickness, a.roughness, sc, bg, qf, out=out)
+            plan = groups[0][1]
+            return reflectivity_fast(plan, a.sld, a.isld, a.thickness, a.roughness, sc, bg, qf, out=out, hard=own)
         for idx, plan in groups:
             sub = a[idx]
             out[idx] = reflectivity_fast(
-                plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx], qf[idx]
+                plan, sub.sld, sub.isld, sub.thickness, sub.roughness, sc[idx], bg[idx], qf[idx], hard=own[idx]
             )
         return out
 
@@ -164,8 +196,13 @@ def reflectivity_torch(
 
     a = arrays.map(tensor)
     dev = a.sld.device
+    own = own_rule(probe, a)
+    groups = [(idx[~own[idx]], plan) for idx, plan in plan_for(probe, a, own)]
+    groups = [(idx, plan) for idx, plan in groups if idx.size]
+    for b in np.flatnonzero(own):  # stacks with their own adaptive rule: one plan each
+        groups.append((np.array([b]), cached_stack_plan(probe, a.sld[b], a.isld[b], a.thickness[b], a.roughness[b])))
     rows = []
-    for idx, plan in plan_for(probe, a):
+    for idx, plan in groups:
         index = torch.as_tensor(idx, device=dev)
         sub = a.map(lambda x, index=index: x.index_select(0, index))
         calc_q = torch.as_tensor(plan.calc_q, dtype=dtype, device=dev)

@@ -9,6 +9,7 @@ Headless twins: :func:`workbench.analysis.refine.refine`, :func:`workbench.analy
 
 from __future__ import annotations
 
+import html
 from contextlib import nullcontext
 from typing import ClassVar
 
@@ -246,15 +247,27 @@ class RefinePanel(Panel, W.VBox):
     def _done(self, result: RefineResult) -> None:
         self.result = result
         self._idle()
-        rows = [{"parameter": r["name"], "value": r["value"], "± 1σ": r["uncertainty"]} for r in result.table()]
+        rows = [
+            {"parameter": r["name"], "value": r["value"], "± 1σ": r["uncertainty"], "flag": result.flag(r["name"])}
+            for r in result.table()
+        ]
+        left_out = f", {result.n_left_out} left out (no error bar)" if result.n_left_out else ""
+        notes = result.notes()
         self.table.value = (
             f"<b>Result</b>: χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
-            f"{result.chi2:.4g}), {len(result.history)} iterations, {result.seconds:.2f} s" + table_html(rows)
+            f"{result.chi2:.4g}), {result.n_points} points{left_out}, {len(result.history)} iterations, "
+            f"{result.seconds:.2f} s"
+            + table_html(rows)
+            + (
+                "<ul class='wb-refine-notes'>" + "".join(f"<li>⚠ {html.escape(n)}</li>" for n in notes) + "</ul>"
+                if notes
+                else ""
+            )
         )
         self.curves.show(rq={"fit": (result.q, result.r_fit)}, sld={"fit": result.profile})
-        self.status.ok(
-            f"refined: χ²/N {result.chi2_per_point:.4g}, {'converged' if result.converged else result.message}"
-        )
+        state = "converged" if result.converged else result.message
+        # the fit did finish: the level stays "ok", and the text says what the numbers cannot tell
+        self.status.ok("; ".join([f"refined: χ²/N {result.chi2_per_point:.4g}, {state}", *_short(result)]))
         self.ctx.announce(refined=result)
         self.ctx.runs_changed()
 
@@ -336,3 +349,15 @@ class RefinePanel(Panel, W.VBox):
         self.table.value += "<b>DREAM posterior</b>" + table_html(rows)
         state = "converged" if bands.converged else "not converged (raise samples)"
         self.status.ok(f"DREAM bands from {bands.n_draws} draws ({state}) in {bands.seconds:.1f} s")
+
+
+def _short(result: RefineResult) -> list[str]:
+    """One-line summary of a fit's notes for the status bar ("1 point without an error bar left out", ...)."""
+    out = []
+    if result.n_left_out:
+        out.append(f"{result.n_left_out} point{'s' if result.n_left_out != 1 else ''} without an error bar left out")
+    if result.at_bound:
+        out.append(f"at a bound: {', '.join(result.at_bound)} (widen the bound)")
+    if result.undetermined:
+        out.append(f"undetermined: {', '.join(result.undetermined)} (fix it or tighten its bounds)")
+    return out

@@ -30,10 +30,14 @@ def test_train_form_has_every_field_with_its_limits():
     assert set(form) == set(TrainConfig.model_fields) - set(TRAIN_EXCLUDE)
     assert (form["epochs"].min, form["epochs"].max) == (1, 7)
     assert (form["batch_size"].min, form["batch_size"].max) == (1, 99)
-    assert form["batch_size"].description == "batchSize" and form["learning_rate"].description == "learningRate"
+    assert (
+        form["batch_size"].description == "batch size (curves)" and form["learning_rate"].description == "learning rate"
+    )
+    assert "pyreflect: learningRate" in form["learning_rate"].tooltip  # pyreflect's name is in the help
     assert (form["learning_rate"].min, form["learning_rate"].max) == (1e-7, 1.0)
     assert list(form["optimizer"].options) == ["adam", "adamw", "sgd"]
-    assert list(form["schedule"].options) == ["none", "cosine", "step", "plateau"]
+    assert [v for _, v in form["schedule"].options] == ["none", "cosine", "step", "plateau"]
+    assert form["schedule"].label == "constant"
     assert isinstance(form["seed"], W.BoundedIntText) and form["seed"].max == 2**31 - 1
     assert form["early_stopping"].value == 0 and form.values()["early_stopping"] is None  # optional: 0 is off
     assert form["momentum"].max < 1  # lt=1
@@ -59,7 +63,8 @@ def test_command_line_options_come_from_the_config_fields():
     options = {a.dest: a for a in train._actions}
     assert set(TrainConfig.model_fields) - {"progress_every"} <= set(options)
     assert options["optimizer"].choices == ["adam", "adamw", "sgd"]
-    assert "[1, 100000]" in options["epochs"].help and "batchSize" in options["batch_size"].help
+    assert "[1, 100000]" in options["epochs"].help and "pyreflect: batchSize" in options["batch_size"].help
+    assert "batch size (curves)" in options["batch_size"].help
     args = train.parse_args(
         ["--data", "d", "--out", "o", "--epochs", "3", "--schedule", "cosine", "--kernel-size", "7"]
     )

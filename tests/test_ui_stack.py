@@ -93,6 +93,7 @@ def test_bounds_editors_add_reorder_remove_collapse_reset(ctx):
     assert all(box.body.layout.display == "" for box in panel.layers)
     panel.row(2, "sld").slider.value = 1.0
     panel.reset.click()
+    panel.confirm_reset.click()
     assert ctx.stack.stack == FilmStack.default()
     assert panel.row(2, "sld").slider.value == FilmStack.default().layers[2].sld
 
@@ -112,8 +113,12 @@ def test_settings_autosave_and_restore(tmp_path):
     assert panel2.row(4, "sld").slider.value == 1.234
     assert len(panel2.rq.data[0].x) == 100
     panel2.reset.click()
-    assert again.stack.stack == FilmStack.default() and again.stack.probe().q.size == 308
-    assert json.loads(again.workspace.settings_path.read_text())["probe"]["num_q"] == 308
+    panel2.confirm_reset.click()  # the film stack only: the probe has its own panel
+    assert again.stack.stack == FilmStack.default() and again.stack.probe().q.size == 100
+    saved = json.loads(again.workspace.settings_path.read_text())
+    assert (
+        saved["stack"]["layer_desc"][4]["sld"] == FilmStack.default().layers[4].sld and saved["probe"]["num_q"] == 100
+    )
 
 
 def test_damaged_settings_fall_back_to_defaults(tmp_path):

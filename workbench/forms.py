@@ -1,13 +1,15 @@
 """Form fields read from the typed configuration: one declaration feeds widgets, command-line options and checks.
 
-A setting is declared once, as a pydantic field (type, default, bounds, description; a label and
-the :class:`~workbench.limits.Limits` entry that caps it in ``json_schema_extra``).
+A setting is declared once, as a pydantic field (type, default, bounds, and a description that
+explains it; in ``json_schema_extra`` the label a scientist reads, its unit, pyreflect's name for it
+and the :class:`~workbench.limits.Limits` entry that caps it).
 :func:`field_specs` reads those declarations into plain :class:`FieldSpec` values; the panels
 build their widgets from them (``ui/forms.py``) and the command line its options (``cli/options.py``),
 in the spirit of ipywidgets' ``interactive``, which builds widgets from values and bounds.
 
     class TrainConfig(BaseModel):
-        epochs: int = Field(10, ge=1, le=100000, json_schema_extra={"label": "epochs", "limit": "max_epochs"})
+        batch_size: int = Field(32, ge=1, description="curves per optimizer step",
+                                json_schema_extra={"label": "batch size", "unit": "curves", "pyreflect": "batchSize"})
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ class FieldSpec:
     optional: bool = False  # None is allowed (e.g. early stopping off)
     odd: bool = False  # odd integers only (a convolution's kernel size)
     choice_labels: tuple[str, ...] = ()  # what a form shows for each choice
+    unit: str = ""  # shown after the label: "Q min (Å⁻¹)"
+    pyreflect: str = ""  # pyreflect's name for the setting (its config files, the command line's help)
+
+    @property
+    def description(self) -> str:
+        """What a form shows before the field: the label in words, with the unit in brackets."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
 
     def clamp(self, value: Any) -> Any:
         """``value`` converted to the field's type and moved into its range; raises ValueError naming the field."""
@@ -142,6 +151,8 @@ def field_specs(
                 optional,
                 bool(extra.get("odd", False)),
                 tuple(str(labels.get(c, c)) for c in choices) if labels else (),
+                str(extra.get("unit", "")),
+                str(extra.get("pyreflect", "")),
             )
         )
     return specs

@@ -47,6 +47,7 @@ from ..physics.kernel_fast import reflectivity_fast
 from ..physics.kernel_torch import reflectivity_unsmeared
 from ..physics.resolution import needs_own_rule, stack_plan
 from ..physics.stack import PARAMETER_FIELDS
+from .metrics import parameter_unit
 
 STAGE = "refine"
 PROBE_PARAMETERS = ("probe.scale", "probe.background")
@@ -138,6 +139,57 @@ class RefineResult:
                 "fix it at a known value or tighten its bounds"
             )
         return out
+
+
+GOOD_CHI2 = 2.0  # χ²/N up to this: the model describes the data within about their error bars
+POOR_CHI2 = 3.0  # χ²/N above this: a poor fit (systematic misfit, or error bars too small)
+
+
+def parameter_label(name: str) -> str:
+    """A parameter's name with its unit for people: "siox.thickness (Å)", "probe.scale"."""
+    unit = parameter_unit(name)
+    return f"{name} ({unit})" if unit else name
+
+
+def wide_sigma(result: RefineResult) -> list[str]:
+    """Parameters whose 1σ exceeds their whole bound range (or is not finite): the data do not bound them."""
+    out = []
+    for name, sigma in zip(result.names, result.uncertainties):
+        lo, hi = result.bounds.get(name, (-math.inf, math.inf))
+        if not math.isfinite(sigma) or sigma > hi - lo:
+            out.append(name)
+    return out
+
+
+def verdict(result: RefineResult) -> tuple[str, str]:
+    """The fit's verdict from its numbers: (level, words), level "ok" for a good fit and "warn" otherwise.
+
+    Good: χ²/N ≤ GOOD_CHI2 (acceptable up to POOR_CHI2), converged, no parameter at a bound and every
+    σ determined.  Anything else is said with its reasons, so a poor fit never reads as a success.
+    """
+    x2 = result.chi2_per_point
+    n = len(result.names)
+    undetermined = list(dict.fromkeys([*result.undetermined, *wide_sigma(result)]))
+    reasons = []
+    if not math.isfinite(x2) or x2 > POOR_CHI2:
+        reasons.append(f"χ²/N {x2:.3g} > {POOR_CHI2:g}: the model does not describe the data within their error bars")
+    if result.at_bound:
+        reasons.append(f"{len(result.at_bound)} of {n} at a bound ({_some(result.at_bound)}): widen the bounds")
+    if undetermined:
+        reasons.append(f"{len(undetermined)} of {n} undetermined ({_some(undetermined)}): fix them or tighten bounds")
+    if not result.converged:
+        reasons.append(f"did not converge ({result.message}): raise max evaluations")
+    if reasons:
+        word = "poor fit" if not math.isfinite(x2) or x2 > POOR_CHI2 else "fit needs attention"
+        return "warn", f"{word}: " + "; ".join(reasons)
+    word = "good fit" if x2 <= GOOD_CHI2 else "acceptable fit"
+    return "ok", f"{word}: χ²/N {x2:.3g}, all {n} parameters inside their bounds and determined"
+
+
+def _some(names, most: int = 4) -> str:
+    """At most ``most`` names, then "…"."""
+    names = list(names)
+    return ", ".join(names[:most]) + (", …" if len(names) > most else "")
 
 
 @dataclass

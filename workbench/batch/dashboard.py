@@ -18,6 +18,8 @@ from .notebooks import shipped_notebook
 DEFAULT_PORT = 8866
 DASHBOARD = "workbench"  # notebooks/workbench.ipynb
 DEFAULT_CULL_AFTER = 300.0  # seconds a kernel without a page and without a job is kept
+DEFAULT_PREHEAT = 1  # kernels that run the dashboard notebook before anyone asks for it
+MAX_PREHEAT = 8  # each holds a built app (~300 MB)
 TEMPLATE = "workbench"  # ui/jupyter/voila/templates/workbench: the lab template without requests to a CDN
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "ui" / "jupyter"  # a Jupyter data dir (voila/templates/...)
 
@@ -40,16 +42,21 @@ def voila_command(
     ip: str = "127.0.0.1",
     extra: list[str] | None = None,
     cull_after: float = DEFAULT_CULL_AFTER,
+    preheat: int = DEFAULT_PREHEAT,
 ) -> list[str]:
     """The Voilà command line serving ``notebook`` (tracebacks hidden from visitors, no port hopping).
 
     ``cull_after`` seconds: a kernel whose page is gone (no connection) and that runs no job is shut
-    down after that long idle (0: never); a page left open keeps its kernel.
+    down after that long idle (0: never); a page left open keeps its kernel.  ``preheat`` kernels (0: none)
+    run the notebook up to its wait for a visitor (:func:`workbench.ui.app.open_for_visitor`) before anyone
+    asks, so a page arrives with its app built; Voilà refills the pool after each visitor and never culls it.
     """
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port}")
     if cull_after < 0:
         raise ValueError(f"cull_after must be ≥ 0 seconds (0: never), got {cull_after}")
+    if not 0 <= preheat <= MAX_PREHEAT:
+        raise ValueError(f"preheat must be between 0 and {MAX_PREHEAT} kernels, got {preheat}")
     cmd = [
         sys.executable,
         "-m",
@@ -69,6 +76,8 @@ def voila_command(
             "--MappingKernelManager.cull_connected=False",  # an open page keeps its kernel
             "--MappingKernelManager.cull_busy=False",  # a running job reports busy (ui/kernel_activity.py)
         ]
+    if preheat:
+        cmd += ["--preheat_kernel=True", f"--pool_size={preheat}"]
     if not open_browser:
         cmd.append("--no-browser")
     return cmd + list(extra or [])
@@ -99,6 +108,7 @@ def launch_dashboard(
     wait: bool = True,
     extra: list[str] | None = None,
     cull_after: float = DEFAULT_CULL_AFTER,
+    preheat: int = DEFAULT_PREHEAT,
 ) -> int | subprocess.Popen:
     """Serve the dashboard with Voilà at ``http://<ip>:<port>/``: what ``workbench start`` and ``dashboard`` run.
 
@@ -107,7 +117,9 @@ def launch_dashboard(
     ``wait=False``: start Voilà as a child and return the process (the caller terminates it).
     """
     path = dashboard_notebook(notebook)
-    cmd = voila_command(path, port, open_browser=open_browser, ip=ip, extra=extra, cull_after=cull_after)
+    cmd = voila_command(
+        path, port, open_browser=open_browser, ip=ip, extra=extra, cull_after=cull_after, preheat=preheat
+    )
     env = voila_environment(workspace)
     if not wait:
         return subprocess.Popen(cmd, cwd=path.parent, env=env)  # noqa: S603 - our own interpreter running Voilà

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..batch.dashboard import DEFAULT_CULL_AFTER, launch_dashboard
+from ..batch.dashboard import DEFAULT_CULL_AFTER, DEFAULT_PREHEAT, MAX_PREHEAT, launch_dashboard
 from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
@@ -31,6 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=DEFAULT_CULL_AFTER,
         help="seconds before a kernel whose page is closed and that runs no job is shut down (0: never; "
+        "default: %(default)s)",
+    )
+    start.add_argument(
+        "--preheat",
+        type=int,
+        default=DEFAULT_PREHEAT,
+        help="kernels that build the dashboard before anyone opens it, so a page opens in seconds (0: none; "
         "default: %(default)s)",
     )
     start.set_defaults(func=cmd_start)
@@ -62,6 +69,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds before a kernel whose page is closed and that runs no job is shut down (0: never; "
         "default: %(default)s)",
     )
+    da.add_argument(
+        "--preheat",
+        type=int,
+        default=DEFAULT_PREHEAT,
+        help="kernels that build the dashboard before anyone opens it, so a page opens in seconds (0: none; "
+        "default: %(default)s)",
+    )
     da.set_defaults(func=cmd_dashboard)
 
 
@@ -74,6 +88,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     """
     if args.cull_after < 0:
         raise ValueError(f"--cull-after must be ≥ 0 seconds (0: never), got {args.cull_after:g}")
+    if not 0 <= args.preheat <= MAX_PREHEAT:
+        raise ValueError(f"--preheat must be between 0 and {MAX_PREHEAT} kernels, got {args.preheat}")
     return int(
         launch_dashboard(
             args.port,
@@ -82,6 +98,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             ip=args.ip,
             workspace=args.workspace,
             cull_after=args.cull_after,
+            preheat=args.preheat,
         )
     )
 

@@ -1,6 +1,6 @@
 """Command-line options generated from the typed configuration (:mod:`workbench.forms`).
 
-``--learning-rate`` and the Train panel's learningRate box come from the same pydantic field, so
+``--learning-rate`` and the Train panel's "learning rate" box come from the same pydantic field, so
 their types, ranges and help cannot drift apart.  Options default to None: only what the user
 typed overrides a ``--config`` file, and the configuration model validates the result.
 """
@@ -34,7 +34,10 @@ def add_model_options(
     added = []
     for spec in field_specs(model, exclude=exclude):
         flag = option_name(spec.name)
-        label = f" ({spec.label})" if spec.label != spec.name else ""
+        names = [
+            n for n in (spec.description, spec.pyreflect and f"pyreflect: {spec.pyreflect}") if n and n != spec.name
+        ]
+        label = f" ({'; '.join(names)})" if names else ""
         default = "" if spec.default is None else f"; default {spec.default}"
         text = f"{spec.help}{label}{_range(spec)}{default}".replace("%", "%%")
         if spec.kind == "bool":

@@ -49,31 +49,81 @@ class GeneratorConfig(BaseModel):
         1000,
         ge=1,
         le=100_000_000,
-        description="curves to generate",
-        json_schema_extra={"label": "numCurves", "limit": "max_curves"},
+        description="synthetic curves drawn from the film stack's bounds",
+        json_schema_extra={"label": "number of curves", "pyreflect": "numCurves", "limit": "max_curves"},
     )
-    seed: int = Field(0, ge=0, description="random seed", json_schema_extra={"max": 2**31 - 1})
+    seed: int = Field(
+        0,
+        ge=0,
+        description="seed of the parameter draws and the noise: the same seed gives the same data set",
+        json_schema_extra={"label": "random seed", "max": 2**31 - 1},
+    )
     sampling: Literal["uniform", "lhs"] = Field(
         "lhs",
-        description="uniform or Latin hypercube (pyreflect's)",
-        json_schema_extra={"choice_labels": {"lhs": "Latin hypercube (pyreflect)"}},
+        description="how parameters are drawn inside their bounds: independently, or spread evenly (pyreflect's)",
+        json_schema_extra={
+            "label": "sampling",
+            "choice_labels": {"uniform": "uniform random", "lhs": "Latin hypercube (pyreflect)"},
+        },
     )
-    q_min: float = Field(DEFAULT_Q_MIN, gt=0, description="qMin, Å⁻¹")
-    q_max: float = Field(DEFAULT_Q_MAX, gt=0, description="qMax, Å⁻¹")
-    num_q: int = Field(DEFAULT_NUM_Q, ge=2, le=20000, description="numQPoints")
-    q_resolution: float = Field(DEFAULT_DQ_OVER_Q_FWHM, ge=0, le=0.5, description="dQ/Q, FWHM (0: no smearing)")
-    sld_points: int = Field(900, ge=2, le=100_000, description="sldOutputPoints")
-    dtype: Literal["float32", "float64"] = "float32"
+    q_min: float = Field(
+        DEFAULT_Q_MIN,
+        gt=0,
+        description="lowest Q of the simulated grid",
+        json_schema_extra={"label": "Q min", "unit": "Å⁻¹", "pyreflect": "qMin"},
+    )
+    q_max: float = Field(
+        DEFAULT_Q_MAX,
+        gt=0,
+        description="highest Q of the simulated grid",
+        json_schema_extra={"label": "Q max", "unit": "Å⁻¹", "pyreflect": "qMax"},
+    )
+    num_q: int = Field(
+        DEFAULT_NUM_Q,
+        ge=2,
+        le=20000,
+        description="points of the Q grid from Q min to Q max",
+        json_schema_extra={"label": "Q points", "pyreflect": "numQPoints"},
+    )
+    q_resolution: float = Field(
+        DEFAULT_DQ_OVER_Q_FWHM,
+        ge=0,
+        le=0.5,
+        description="relative instrument resolution dQ/Q as a full width at half maximum (0: no smearing)",
+        json_schema_extra={"label": "resolution dQ/Q (FWHM)", "pyreflect": "qResolution"},
+    )
+    sld_points: int = Field(
+        900,
+        ge=2,
+        le=100_000,
+        description="depth points of each SLD profile",
+        json_schema_extra={"label": "SLD profile points", "pyreflect": "sldOutputPoints"},
+    )
+    dtype: Literal["float32", "float64"] = Field(
+        "float32",
+        description="float32 halves the files; float64 keeps every digit",
+        json_schema_extra={"label": "number precision"},
+    )
     consistent_roughness: float | None = Field(
-        None, gt=0, le=10, description="if set, roughness ≤ this fraction of the thinner adjacent layer"
+        None,
+        gt=0,
+        le=10,
+        description="if set, each roughness is at most this fraction of the thinner adjacent layer",
+        json_schema_extra={"label": "roughness cap (fraction of the thinner neighbour)"},
     )
     fixed_z_grid: bool = Field(
         False,
-        description="one z grid for every profile (covers the widest stack)",
+        description="all profiles share one depth axis wide enough for the thickest stack (else each has its own)",
         json_schema_extra={"label": "one z grid for every profile"},
     )
     realism: Realism = Field(default_factory=Realism)
-    chunk_size: int = Field(16 * BLOCK, ge=BLOCK, le=4_000_000, description="curves per chunk (rounded to blocks)")
+    chunk_size: int = Field(
+        16 * BLOCK,
+        ge=BLOCK,
+        le=4_000_000,
+        description="curves computed and written at a time (rounded to blocks); bounds the memory used",
+        json_schema_extra={"label": "chunk size", "unit": "curves"},
+    )
 
     def probe(self) -> Probe:
         return Probe.from_grid(self.q_min, self.q_max, self.num_q, self.q_resolution)

@@ -27,20 +27,41 @@ class Realism(BaseModel):
 
     counting_noise: bool = Field(
         False,
-        description="Poisson counting noise on R",
+        description="draw each R as Poisson counts, with error bars shaped like REF_L's (≈1 % at the edge)",
         json_schema_extra={"label": "Poisson counting noise (REF_L-like)"},
     )
-    incident_counts: float = Field(1e5, gt=0, description="counts at R = 1 at the lowest Q (1e5: REF_L-like errors)")
-    flux_exponent: float = Field(2.0, ge=0, le=4, description="incident flux ∝ (Q/Q_min)^exponent")
-    background: tuple[float, float] | None = Field(None, description="per-curve background range [lo, hi]")
+    incident_counts: float = Field(
+        1e5,
+        gt=0,
+        description="expected counts where R = 1 at the lowest Q (1e5 gives REF_L-like error bars)",
+        json_schema_extra={"label": "incident counts"},
+    )
+    flux_exponent: float = Field(
+        2.0,
+        ge=0,
+        le=4,
+        description="incident flux grows as (Q/Q_min)^exponent (2: slits opened with angle)",
+        json_schema_extra={"label": "flux exponent"},
+    )
+    background: tuple[float, float] | None = Field(
+        None,
+        description="a flat background drawn per curve from [lo, hi], added before counting",
+        json_schema_extra={"label": "background range"},
+    )
     scale_error: float = Field(
         0.0,
         ge=0,
         le=0.5,
-        description="relative 1σ error of the scale factor",
-        json_schema_extra={"label": "scale error (1σ)"},
+        description="each curve's normalisation is off by a factor 1 + N(0, σ) (0: off)",
+        json_schema_extra={"label": "scale error σ (relative)"},
     )
-    q_shift: float = Field(0.0, ge=0, le=0.05, description="relative 1σ misalignment of Q")
+    q_shift: float = Field(
+        0.0,
+        ge=0,
+        le=0.05,
+        description="sample misalignment: the true Q is Q·(1 + N(0, σ)), reported on the nominal Q (0: off)",
+        json_schema_extra={"label": "Q misalignment σ (relative)"},
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Realism:

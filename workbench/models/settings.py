@@ -20,12 +20,46 @@ class CompactSettings(_Settings):
     """The compact residual CNN (NR → SLD profile)."""
 
     kind: Literal["compact"] = "compact"
-    stages: int = Field(4, ge=1, le=8, description="residual encoder stages (each halves the Q axis)")
-    width: int = Field(32, ge=4, le=256, description="channels of the first stage (doubled per stage)")
-    latent: int = Field(256, ge=4, le=1024, description="size of the encoded curve")
-    dropout: float = Field(0.1, ge=0, le=0.9, description="dropout probability")
-    stem_stride: int = Field(2, ge=1, le=8, description="stride of the first convolution")
-    act: Literal["relu", "gelu", "silu"] = Field("relu", description="activation (relu folds into the convolutions)")
+    stages: int = Field(
+        4,
+        ge=1,
+        le=8,
+        description="residual stages of the encoder; each halves the Q axis and doubles the channels",
+        json_schema_extra={"label": "encoder stages"},
+    )
+    width: int = Field(
+        32,
+        ge=4,
+        le=256,
+        description="feature channels of the first stage: more learns finer detail, more slowly",
+        json_schema_extra={"label": "channels (first stage)"},
+    )
+    latent: int = Field(
+        256,
+        ge=4,
+        le=1024,
+        description="how many numbers a curve is encoded into before the output is decoded",
+        json_schema_extra={"label": "latent size"},
+    )
+    dropout: float = Field(
+        0.1,
+        ge=0,
+        le=0.9,
+        description="probability a unit is left out in each training step, against overfitting",
+        json_schema_extra={"label": "dropout"},
+    )
+    stem_stride: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="step of the first convolution along Q: 2 halves the input at once",
+        json_schema_extra={"label": "first-convolution stride"},
+    )
+    act: Literal["relu", "gelu", "silu"] = Field(
+        "relu",
+        description="nonlinearity between layers (ReLU folds into the convolutions and runs fastest)",
+        json_schema_extra={"label": "activation", "choice_labels": {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU"}},
+    )
 
 
 class ParamSettings(CompactSettings):
@@ -38,32 +72,60 @@ class ParitySettings(_Settings):
     """pyreflect's CNN, layer for layer (its checkpoints load)."""
 
     kind: Literal["parity_cnn"] = "parity_cnn"
-    layers: int = Field(12, ge=1, le=24, description="convolution blocks")
+    layers: int = Field(
+        12,
+        ge=1,
+        le=24,
+        description="convolution blocks of pyreflect's CNN: more sees longer-range structure, trains slower",
+        json_schema_extra={"label": "convolution blocks", "pyreflect": "layers"},
+    )
     kernel_size: int = Field(
         51,
         ge=1,
         le=101,
-        description="kernel size (odd: same padding)",
-        json_schema_extra={"label": "kernelSize", "odd": True},
+        description="width of each convolution along Q (odd, so the output keeps the input's length)",
+        json_schema_extra={"label": "kernel size", "unit": "Q points", "pyreflect": "kernelSize", "odd": True},
     )
-    dropout: float = Field(0.5, ge=0, le=0.9, description="dropout probability")
+    dropout: float = Field(
+        0.5,
+        ge=0,
+        le=0.9,
+        description="probability a unit is left out in each training step, against overfitting",
+        json_schema_extra={"label": "dropout", "pyreflect": "dropout"},
+    )
 
 
 class ChiSettings(_Settings):
     """The (V)AE + MLP of the SLD → χ workflow."""
 
     kind: Literal["chi"] = "chi"
-    latent: int = Field(16, ge=1, le=1024, description="size of the autoencoder's latent code")
+    latent: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="how many numbers the autoencoder compresses a profile into",
+        json_schema_extra={"label": "latent size"},
+    )
     vae_beta: float = Field(
         0.0,
         ge=0,
         le=10,
         description="weight of the VAE's KL term (0: plain autoencoder)",
-        json_schema_extra={"label": "VAE β"},
+        json_schema_extra={"label": "VAE β (KL weight)"},
     )
-    whiten: int = Field(16, ge=0, le=1024, description="principal components the profiles are projected on (0: off)")
-    hidden: list[int] = Field([500, 300, 200, 72], description="encoder layer sizes")
-    mlp_hidden: list[int] = Field([36, 12], description="χ head layer sizes")
+    whiten: int = Field(
+        16,
+        ge=0,
+        le=1024,
+        description="principal components the profiles are projected on before encoding (0: off)",
+        json_schema_extra={"label": "PCA components"},
+    )
+    hidden: list[int] = Field(
+        [500, 300, 200, 72], description="sizes of the encoder's layers", json_schema_extra={"label": "encoder layers"}
+    )
+    mlp_hidden: list[int] = Field(
+        [36, 12], description="sizes of the layers of the χ head", json_schema_extra={"label": "χ head layers"}
+    )
 
 
 SETTINGS: dict[str, type[_Settings]] = {

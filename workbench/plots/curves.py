@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
+from .style import LEGEND, add_placeholder, apply_roles
 
 R_AXIS = {"title": "R(Q)", "type": "log", "exponentformat": "power"}
 Q_AXIS = {"title": "Q (Å⁻¹)"}
@@ -45,8 +46,9 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
     fig.update_layout(
         title={"text": f"{title or names}<br><sup>{subtitle}</sup>"},
         template="plotly_white",
-        height=480,
-        legend={"x": 0.38, "y": 0.98},
+        height=520,
+        legend=LEGEND,
+        margin={"b": 110},
     )
     return fig
 
@@ -54,8 +56,8 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
 def curves_figure(q: np.ndarray, curves: Mapping[str, np.ndarray]) -> go.Figure:
     """Several R(Q) curves on one log-scale chart."""
     fig = go.Figure([go.Scatter(x=q, y=r, mode="lines", name=name) for name, r in curves.items()])
-    fig.update_layout(xaxis=Q_AXIS, yaxis=R_AXIS, template="plotly_white")
-    return fig
+    fig.update_layout(xaxis=Q_AXIS, yaxis=R_AXIS, template="plotly_white", legend=LEGEND)
+    return apply_roles(fig)
 
 
 # ----------------------------------------------------------------------------- live chart templates
@@ -64,37 +66,41 @@ def curves_figure(q: np.ndarray, curves: Mapping[str, np.ndarray]) -> go.Figure:
 LOSS_AXIS = {"title": "loss (MSE, normalised)", "type": "log", "exponentformat": "power"}
 
 
-def _base(height: int = 340, **layout) -> go.Figure:
+def _base(height: int = 380, placeholder: bool = True, **layout) -> go.Figure:
+    """An empty chart, its legend below the plot area (never over the data), marked "no data yet".
+
+    ``placeholder=False`` for a chart whose panel sets trace data directly (the mark would not go away).
+    """
     fig = go.Figure()
     fig.update_layout(
         template="plotly_white",
         height=height,
-        margin={"l": 60, "r": 20, "t": 40, "b": 50},
-        legend={"x": 0.99, "xanchor": "right", "y": 0.99},
+        margin={"l": 60, "r": 20, "t": 40, "b": 100},
+        legend=LEGEND,
         **layout,
     )
-    return fig
+    return add_placeholder(fig) if placeholder else fig
 
 
 def reflectivity_template(names: tuple[str, ...] = ("R(Q)",), title: str = "Reflectivity") -> go.Figure:
-    """A log-scale R(Q) chart with one empty line trace per name."""
+    """A log-scale R(Q) chart with one empty line trace per name, styled by its role (``plots.style``)."""
     fig = _base(title={"text": title}, xaxis=Q_AXIS, yaxis=R_AXIS)
     for name in names:
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name, meta=name))
-    return fig
+    return apply_roles(fig)
 
 
 def profile_template(names: tuple[str, ...] = ("ρ (SLD)",), title: str = "SLD profile") -> go.Figure:
-    """An SLD depth-profile chart with one empty line trace per name."""
+    """An SLD depth-profile chart with one empty line trace per name, styled by its role (``plots.style``)."""
     fig = _base(title={"text": title}, xaxis=Z_AXIS, yaxis=SLD_AXIS)
     for name in names:
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name, meta=name))
-    return fig
+    return apply_roles(fig)
 
 
 def loss_template() -> go.Figure:
     """Training and validation loss against epoch."""
-    fig = _base(title={"text": "Loss"}, xaxis={"title": "epoch"}, yaxis=LOSS_AXIS)
+    fig = _base(title={"text": "Loss"}, placeholder=False, xaxis={"title": "epoch"}, yaxis=LOSS_AXIS)
     for key, name in (("train_loss", "train"), ("train_loss_eval", "train (eval mode)"), ("val_loss", "validation")):
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, meta=key))
     return fig

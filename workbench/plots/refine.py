@@ -9,28 +9,33 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .style import LEGEND, ROLES, apply_roles, band_fill, error_bars, trace_style
+
 
 def fit_figure(q: np.ndarray, r: np.ndarray, dr: np.ndarray | None, curves: Mapping[str, np.ndarray]) -> go.Figure:
-    """Data with error bars and model curves (e.g. initial, refined) on a log R axis."""
+    """Data with error bars and model curves (e.g. initial, refined, truth: styled by role) on a log R axis."""
     fig = go.Figure()
-    fig.add_scatter(
-        x=q,
-        y=r,
-        mode="markers",
-        name="data",
-        marker={"size": 4, "color": "black"},
-        error_y=None if dr is None else {"type": "data", "array": dr, "thickness": 0.8},
-    )
+    fig.add_scatter(x=q, y=r, name="data", error_y=error_bars(dr), **trace_style("data"))
     for name, curve in curves.items():
         fig.add_scatter(x=q, y=curve, mode="lines", name=name)
-    fig.update_layout(xaxis_title="Q (Å⁻¹)", yaxis_title="R", yaxis_type="log", height=380, margin={"t": 30})
-    return fig
+    fig.update_layout(
+        xaxis_title="Q (Å⁻¹)", yaxis_title="R", yaxis_type="log", height=420, margin={"t": 30, "b": 100}, legend=LEGEND
+    )
+    return apply_roles(fig)
 
 
 def convergence_figure(history: list[dict[str, float]], n_points: int) -> go.Figure:
     """χ²/N per iteration on a log scale."""
     it = [h["iteration"] for h in history]
-    fig = go.Figure(go.Scatter(x=it, y=[h["chi2"] / n_points for h in history], mode="lines+markers", name="χ²/N"))
+    fig = go.Figure(
+        go.Scatter(
+            x=it,
+            y=[h["chi2"] / n_points for h in history],
+            mode="lines+markers",
+            name="χ²/N",
+            line=ROLES["fit"]["line"],
+        )
+    )
     fig.update_layout(xaxis_title="iteration", yaxis_title="χ²/N", yaxis_type="log", height=320, margin={"t": 30})
     return fig
 
@@ -44,9 +49,12 @@ def traces_figure(
     it = [h["iteration"] for h in history]
     for k, name in enumerate(names):
         row, col = k // cols + 1, k % cols + 1
-        fig.add_scatter(x=it, y=[h[name] for h in history], mode="lines", name=name, showlegend=False, row=row, col=col)
+        fig.add_scatter(
+            x=it, y=[h[name] for h in history], name=name, showlegend=False, row=row, col=col, **trace_style("fit")
+        )
         if truth and name in truth:
-            fig.add_hline(y=truth[name], line_dash="dash", line_color="gray", row=row, col=col)
+            line = ROLES["truth"]["line"]
+            fig.add_hline(y=truth[name], line_dash=line["dash"], line_color=line["color"], row=row, col=col)
     fig.update_layout(height=220 * rows, margin={"t": 40})
     return fig
 
@@ -58,22 +66,27 @@ def profile_band_figure(
     band95: tuple[np.ndarray, np.ndarray],
     profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
 ) -> go.Figure:
-    """SLD profiles (e.g. truth, initial, refined) over the 68 %/95 % band of the fit."""
+    """SLD profiles (e.g. truth, initial, refined: styled by role) over the 68 %/95 % band of the fit."""
     fig = go.Figure()
-    for (lo, hi), name, alpha in ((band95, "95 % band", 0.15), (band68, "68 % band", 0.3)):
+    for (lo, hi), level in ((band95, "95 %"), (band68, "68 %")):
         fig.add_scatter(
             x=np.concatenate([z, z[::-1]]),
             y=np.concatenate([hi, lo[::-1]]),
             fill="toself",
             mode="lines",
             line={"width": 0},
-            fillcolor=f"rgba(31,119,180,{alpha})",
-            name=name,
+            fillcolor=band_fill(level),
+            name=f"{level} band",
         )
-    fig.add_scatter(x=z, y=median, mode="lines", name="band median", line={"color": "rgb(31,119,180)", "dash": "dot"})
+    fit_line = ROLES["fit"]["line"]
+    fig.add_scatter(x=z, y=median, mode="lines", name="band median", line={**fit_line, "dash": "dot", "width": 1})
     for name, (zz, rho) in profiles.items():
         fig.add_scatter(x=zz, y=rho, mode="lines", name=name)
     fig.update_layout(
-        xaxis_title="z (Å, 0 = top of the substrate)", yaxis_title="SLD (10⁻⁶ Å⁻²)", height=380, margin={"t": 30}
+        xaxis_title="z (Å, 0 = top of the substrate)",
+        yaxis_title="SLD (10⁻⁶ Å⁻²)",
+        height=420,
+        margin={"t": 30, "b": 100},
+        legend=LEGEND,
     )
-    return fig
+    return apply_roles(fig)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 
+from .style import LEGEND, ROLES
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -22,7 +24,7 @@ PREFERRED_METRICS = (
     "value",
 )
 STATUS_COLORS = {
-    "completed": "#1f77b4",
+    "completed": ROLES["fit"]["line"]["color"],
     "failed": "#d62728",
     "stopped": "#7f7f7f",
     "running": "#ff7f0e",
@@ -69,7 +71,12 @@ def sweep_figure(frame: pd.DataFrame, metric: str | None = None, *, height: int 
     appear as red markers on the axis with the error in the hover text.
     """
     fig = go.Figure(
-        layout={"height": height, "margin": {"l": 60, "r": 20, "t": 40, "b": 60}, "template": "plotly_white"}
+        layout={
+            "height": height,
+            "margin": {"l": 60, "r": 20, "t": 40, "b": 100},
+            "template": "plotly_white",
+            "legend": LEGEND,
+        }
     )
     if frame is None or len(frame) == 0:
         fig.update_layout(title="no runs yet")
@@ -148,8 +155,9 @@ def history_figure(trials: pd.DataFrame, *, direction: str = "minimize", height:
     fig = go.Figure(
         layout={
             "height": height,
-            "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+            "margin": {"l": 60, "r": 20, "t": 40, "b": 100},
             "template": "plotly_white",
+            "legend": LEGEND,
             "xaxis_title": "trial",
             "yaxis_title": "objective (validation loss)",
         }
@@ -172,14 +180,14 @@ def update_history_figure(fig: go.Figure, trials: pd.DataFrame, *, direction: st
             y=list(complete["value"]) if len(complete) else [],
             mode="markers",
             name="trial value",
-            marker={"color": "#1f77b4", "size": 8},
+            marker={"color": ROLES["data"]["marker"]["color"], "size": 8},
         ),
         go.Scatter(
             x=list(complete["number"]) if len(complete) else [],
             y=best_so_far,
             mode="lines",
             name="best so far",
-            line={"color": "#d62728"},
+            line={"color": ROLES["fit"]["line"]["color"]},
         ),
         go.Scatter(
             x=list(pruned["number"]) if len(pruned) else [],

@@ -44,48 +44,95 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimizer")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field(
+        "adam", description="how the weights are updated: Adam, AdamW (decoupled weight decay) or SGD with momentum"
+    )
     learning_rate: float = Field(
         1e-3,
         gt=0,
         le=10,
-        description="step size of the optimizer",
-        json_schema_extra={"label": "learningRate", "min": 1e-7, "max": 1.0},
+        description="step size of the optimizer: too large diverges, too small learns slowly (often 1e-4 to 1e-2)",
+        json_schema_extra={"label": "learning rate", "pyreflect": "learningRate", "min": 1e-7, "max": 1.0},
     )
     batch_size: int = Field(
         32,
         ge=1,
         le=65536,
-        description="samples per optimizer step",
-        json_schema_extra={"label": "batchSize", "limit": "max_batch_size"},
+        description="training curves per optimizer step: larger is smoother and faster per epoch",
+        json_schema_extra={
+            "label": "batch size",
+            "unit": "curves",
+            "pyreflect": "batchSize",
+            "limit": "max_batch_size",
+        },
     )
     epochs: int = Field(
-        10, ge=1, le=100000, description="passes over the training split", json_schema_extra={"limit": "max_epochs"}
+        10,
+        ge=1,
+        le=100000,
+        description="passes over the training split",
+        json_schema_extra={"label": "epochs", "pyreflect": "epochs", "limit": "max_epochs"},
     )
     weight_decay: float = Field(
-        0.0, ge=0, le=1, description="L2 penalty (decoupled for adamw)", json_schema_extra={"label": "weight decay"}
+        0.0,
+        ge=0,
+        le=1,
+        description="L2 penalty on the weights against overfitting (decoupled for AdamW; 0: none)",
+        json_schema_extra={"label": "weight decay"},
     )
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum", json_schema_extra={"label": "momentum (sgd)"})
+    momentum: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="fraction of the previous step carried into the next; used by SGD only",
+        json_schema_extra={"label": "momentum (SGD only)"},
+    )
     schedule: Literal["none", "cosine", "step", "plateau"] = Field(
-        "none", description="learning-rate schedule", json_schema_extra={"label": "lr schedule"}
+        "none",
+        description="how the learning rate changes over the epochs",
+        json_schema_extra={
+            "label": "learning-rate schedule",
+            "choice_labels": {
+                "none": "constant",
+                "cosine": "cosine decay",
+                "step": "step decay",
+                "plateau": "reduce on plateau",
+            },
+        },
     )
     early_stopping: int | None = Field(
         None,
         ge=1,
         le=10000,
-        description="patience in epochs; best weights are restored",
-        json_schema_extra={"label": "early stopping"},
+        description="stop when the validation loss has not improved for this many epochs; the best weights are kept",
+        json_schema_extra={"label": "early-stopping patience", "unit": "epochs"},
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of initialisation and shuffling")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="seed of the weight initialisation and the shuffling: the same seed repeats a run",
+        json_schema_extra={"label": "random seed"},
+    )
+    device: str = Field(
+        "auto",
+        description="where the model trains: auto (a CUDA GPU when present), cpu, cuda, cuda:1, ...",
+        json_schema_extra={"label": "device"},
+    )
     checkpoint_every: int = Field(
         5,
         ge=1,
         le=100000,
-        description="epochs between periodic checkpoints",
-        json_schema_extra={"label": "checkpoint every"},
+        description="how often a checkpoint is written that Resume and History can continue from",
+        json_schema_extra={"label": "checkpoint every", "unit": "epochs"},
     )
-    progress_every: int = Field(10, ge=1, le=100000, description="batches between progress events")
+    progress_every: int = Field(
+        10,
+        ge=1,
+        le=100000,
+        description="how often the progress bar and the log are updated",
+        json_schema_extra={"label": "progress every", "unit": "batches"},
+    )
 
 
 def resolve_device(name: str) -> torch.device:

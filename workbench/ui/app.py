@@ -108,6 +108,29 @@ class Workbench(W.Tab):
     sweep = property(lambda self: self.panel("sweep"))
     search = property(lambda self: self.panel("search"))
 
+    def visit(self, tab: str = "stack", settings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Bring an app built earlier up to date for its visitor: saved settings, ``settings``, then ``tab``.
+
+        A preheated Voilà kernel builds the app before anyone asks for the page; when a visitor claims it,
+        this restores what other pages saved meanwhile, applies the link's UI settings (``{"train": {"epochs":
+        5}}``) to the panels not built yet (and through ``apply_settings`` to those already built) and shows
+        ``tab``.
+        """
+        self.ctx.reload_if_changed()
+        for name, values in (settings or {}).items():
+            if values:
+                self.ctx.panel_settings(name).update(values)
+        train, generate = dict((settings or {}).get("train") or {}), (settings or {}).get("generate") or {}
+        if train and "train" in self._panels:
+            kind = train.pop("model", None)
+            self.train.apply_settings({"train": train, "model": {"kind": kind} if kind else {}})
+        if generate and "generate" in self._panels:
+            self.generate.generator_form.set(generate)
+        before = self.selected_index
+        self.select(tab)
+        if self.selected_index == before:  # no tab change, so no refresh from the observer
+            self.panel(TABS[self.selected_index or 0]).on_shown()
+
     def select(self, tab: str) -> None:
         """Show a tab by its short name ('stack', 'train', ...); unknown names fall back to the first."""
         self.selected_index = TABS.index(tab) if tab in TABS else 0
@@ -132,6 +155,40 @@ class Workbench(W.Tab):
     def _resume(self, run_id: str) -> None:
         self.train.resume_run(run_id)
         self.select("train")
+
+
+def request_query_string() -> str:
+    """The visitor's URL query string: in a preheated Voilà kernel, wait until a visitor claims the kernel.
+
+    Voilà runs a preheated kernel's notebook before anyone asks for the page and passes the request
+    (``QUERY_STRING`` among it) when a visitor arrives; elsewhere (a plain Voilà kernel, JupyterLab,
+    papermill) the variable is already set or absent and nothing waits.
+    """
+    if os.environ.get("VOILA_PREHEAT") == "True":
+        from voila.utils import wait_for_request  # only inside a Voilà kernel; voila is not needed elsewhere
+
+        wait_for_request()
+    return os.environ.get("QUERY_STRING", "")
+
+
+def link_settings(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The panel settings the notebook's UI parameters ask for (0 and "" mean: keep the saved value)."""
+    train = {"epochs": params["epochs"]} if params.get("epochs", 0) > 0 else {}
+    if params.get("model"):
+        train["model"] = params["model"]
+    generate = {"num_curves": params["num_curves"]} if params.get("num_curves", 0) > 0 else {}
+    return {"generate": generate, "train": train}
+
+
+def open_for_visitor(wb: Workbench, params: dict[str, Any], query: str | None = None) -> dict[str, Any]:
+    """Open ``wb`` for whoever asked for the page: the notebook's parameters overridden by the link's.
+
+    What the dashboard notebook calls after building the app, so the expensive part (imports, the first
+    tab's charts) is done before a visitor arrives when Voilà preheats kernels.
+    """
+    p = apply_query_string(params, request_query_string() if query is None else query)
+    wb.visit(p["tab"], link_settings(p))
+    return p
 
 
 def apply_query_string(

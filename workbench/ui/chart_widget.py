@@ -20,6 +20,8 @@ import plotly.graph_objects as go
 import traitlets
 from plotly.basewidget import BaseFigureWidget
 
+from ..plots.style import error_bars, update_placeholder
+
 
 @functools.cache
 def plotly_bundle() -> str:
@@ -82,14 +84,30 @@ class ChartWidget(go.FigureWidget):
                 return trace
         raise KeyError(f"no trace {key!r}; the chart has {[t.meta or t.name for t in self.data]}")
 
-    def set_traces(self, values: Mapping[str, Sequence[Any]]) -> None:
+    def set_traces(self, values: Mapping[str, Sequence[Any] | Mapping[str, Any]]) -> None:
         """Replace traces' data by key in one message: ``{"fit": (q, r)}`` or ``{"data": (q, r, "ground truth")}``.
 
         A third item renames the trace in the legend; its key stays.  An empty ``(x, y)`` hides a trace.
+        A mapping ``{"x": q, "y": r, "dy": dr, "name": ...}`` also sets error bars (``dy``; None: none).
         """
         with self.batch_update():
             for key, value in values.items():
                 trace = self.trace(key)
+                if isinstance(value, Mapping):
+                    trace.x, trace.y = value["x"], value["y"]
+                    trace.error_y = error_bars(value.get("dy"))
+                    if value.get("name"):
+                        trace.name = value["name"]
+                    continue
                 trace.x, trace.y = value[0], value[1]
+                if trace.error_y.visible:  # error bars of an earlier curve no longer match
+                    trace.error_y = error_bars(None)
                 if len(value) > 2:
                     trace.name = value[2]
+        update_placeholder(self)  # after the batch: inside it, traces still read their old data
+
+    def add_traces(self, *args: Any, **kwargs: Any) -> Any:
+        """Plotly's ``add_traces``; an empty chart's "no data yet" mark goes once a trace has points."""
+        out = super().add_traces(*args, **kwargs)
+        update_placeholder(self)
+        return out

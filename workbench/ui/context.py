@@ -63,6 +63,7 @@ class AppContext(T.HasTraits):
         self._autosave_delay = autosave_delay
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        self._seen_mtime = self._settings_mtime()  # the saved settings this context has seen
         if restore:
             self.load_settings()
         self.stack.observe(lambda what: self.schedule_save())
@@ -152,6 +153,7 @@ class AppContext(T.HasTraits):
         panel shows it): a bad saved setting never breaks a panel.
         """
         path = self.workspace.settings_path
+        self._seen_mtime = self._settings_mtime()
         if not path.is_file():
             return
         try:
@@ -184,6 +186,23 @@ class AppContext(T.HasTraits):
             self.restore_error = f"some saved settings in {path} were not restored: " + "; ".join(problems)
             log.warning(self.restore_error)
 
+    def reload_if_changed(self) -> bool:
+        """Restore the saved settings again when another page saved them after this context read them.
+
+        A preheated dashboard kernel builds its app minutes before a visitor claims it; this brings its stack,
+        probe and panel settings up to what the workspace holds now.  Returns whether anything was reloaded.
+        """
+        if self._settings_mtime() == self._seen_mtime:
+            return False
+        self.load_settings()
+        return True
+
+    def _settings_mtime(self) -> int | None:
+        try:
+            return self.workspace.settings_path.stat().st_mtime_ns
+        except OSError:
+            return None
+
     def _check_saved_probe(self, probe: Any) -> None:
         """The saved probe's grid within ``Limits`` before anything is computed on it (``num_q: 1e9`` would
         allocate 8 GB for the Q grid alone)."""
@@ -205,7 +224,9 @@ class AppContext(T.HasTraits):
                 self._timer.cancel()
                 self._timer = None
         data = {"version": SETTINGS_VERSION, **self.stack.to_dict(), "panels": self.settings}
-        return write_text_atomic(self.workspace.settings_path, json.dumps(data, indent=1))
+        path = write_text_atomic(self.workspace.settings_path, json.dumps(data, indent=1))
+        self._seen_mtime = self._settings_mtime()
+        return path
 
     def schedule_save(self) -> None:
         """Save after a quiet period (a slider drag writes once, not per step)."""

@@ -3,7 +3,8 @@
 The Film stack, Predict and Refine tabs all show "the data and the curves computed from a
 profile" next to "the profiles"; this view builds both charts from the figure templates of
 ``plots/`` and updates them by trace name in one message per chart, so no panel depends on
-the order in which its traces were added.
+the order in which its traces were added.  Each trace takes the colour and dash of its role
+(``plots.style``: data, start, fit, prediction, truth), the same in every panel.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 import ipywidgets as W
 
 from ..plots.curves import profile_template, reflectivity_template
+from ..plots.style import trace_style
 from .chart_widget import ChartWidget
-
-MARKERS = {"mode": "markers", "marker": {"size": 4}}
 
 
 class CurvePair:
@@ -35,13 +35,18 @@ class CurvePair:
         self.sld = ChartWidget(profile_template(tuple(sld_traces), sld_title))
         with self.rq.batch_update():
             for key in markers:
-                self.rq.trace(key).update(**MARKERS)
+                self.rq.trace(key).update(**trace_style("data"))
         self.box = W.HBox([self.rq, self.sld])
 
     def show(
-        self, rq: Mapping[str, Sequence[Any]] | None = None, sld: Mapping[str, Sequence[Any]] | None = None
+        self,
+        rq: Mapping[str, Sequence[Any] | Mapping[str, Any]] | None = None,
+        sld: Mapping[str, Sequence[Any] | Mapping[str, Any]] | None = None,
     ) -> None:
-        """Set the named traces of either chart (see :meth:`ChartWidget.set_traces`)."""
+        """Set the named traces of either chart (see :meth:`ChartWidget.set_traces`).
+
+        A value is ``(x, y)``, ``(x, y, legend name)`` or ``{"x", "y", "dy", "name"}`` (``dy``: error bars).
+        """
         if rq:
             self.rq.set_traces(rq)
         if sld:

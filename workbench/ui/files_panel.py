@@ -6,8 +6,11 @@ single NR array (measured curves), measured curves (``.txt``, ``.dat``, ``.ort``
 pyreflect's normalisation statistics (its pickled ``.npy`` dict).  Nothing is unpickled as code
 (``allow_pickle=False``, ``torch.load(weights_only=True)``, the statistics through a data-only
 unpickler), archives are checked for unsafe paths and their unpacked size,
-and every file is validated by the loader that will use it before it is kept.  Downloads: a model
-bundle as a zip and each chart's data as CSV or JSON (the charts keep Plotly's own PNG button).
+and every file is validated by the loader that will use it before it is kept; a measured curve's
+upload says its point count, Q range, dQ convention and what was merged or set aside.  Downloads: a
+model bundle as a zip, each chart's data as CSV (axis titles with units as column names, dR where the
+trace has error bars) or JSON, and the last refinement's parameters ± 1σ with units as CSV (the charts
+keep Plotly's own PNG button).
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import ipywidgets as W
 import numpy as np
 
 from ..data.dataset import DatasetError, load_dataset
-from ..data.measured import load_measurement
+from ..data.measured import Measurement, load_measurement
 from ..data.npyfile import NpyFormatError, declared_header, load_npy
 from ..fileio import free_path, safe_name
 from ..models import count_parameters
 from ..models.parity_cnn import load_pyreflect_state_dict
-from ..plots.curves import chart_csv, chart_data
+from ..physics.probe import FWHM_PER_SIGMA
+from ..plots.export import chart_export, chart_table_csv, refined_csv
 from ..store.adopt import adopt_bundle, import_pyreflect
 from ..store.model_bundle import FILES, BundleError, load_model_bundle
 from ..store.pyreflect_import import read_pyreflect_stats
@@ -53,19 +57,53 @@ def _bytes(item: dict[str, Any]) -> bytes:
     return content.tobytes() if isinstance(content, memoryview) else bytes(content)
 
 
-def store_measurement(ctx: AppContext, name: str, data: bytes, dq_convention: str | None = None) -> Path:
-    """Validate a measured curve with the loader and keep it in ``<workspace>/measured``."""
+def describe_measurement(name: str, m: Measurement) -> str:
+    """What a scientist checks after an upload: rows read, points used (repeated Q merged), Q range, dQ, R ≤ 0.
+
+    e.g. "REF_L.txt: 416 rows → 350 points (66 repeated Q averaged), Q 0.00835–0.269 Å⁻¹, dR given,
+    dQ column FWHM (the header says so), used as 1σ = FWHM / 2.3548; 2 points with R ≤ 0 …".
+    """
+    merged = m.merge_duplicate_q()
+    n_merged = int(merged.metadata.get("merged_duplicate_q", 0))
+    count = f"{m.q.size} rows → {merged.q.size} points" if n_merged else f"{m.q.size} points"
+    if n_merged:
+        count += f" ({n_merged} duplicate Q merged: rows at the same Q averaged, as where stitched angles overlap)"
+    parts = [f"{name}: {count}", f"Q {merged.q[0]:.4g}–{merged.q[-1]:.4g} Å⁻¹"]
+    parts.append("dR given" if m.dr is not None else "no dR (χ² cannot be computed)")
+    from_where = {"header": "the header says so", "orso": "the ORSO header says so", "argument": "as chosen"}
+    said = from_where.get(str(m.metadata.get("dq_convention_from")), "as chosen")
+    if m.dq_sigma is None:
+        parts.append("no dQ column: the probe's dQ/Q is used")
+    elif m.dq_convention_of_file == "fwhm":
+        parts.append(f"dQ column FWHM ({said}), used as 1σ = FWHM / {FWHM_PER_SIGMA:.4f}")
+    elif m.dq_convention_of_file == "variance":
+        parts.append("dQ column a variance, used as 1σ = √variance")
+    else:
+        parts.append(f"dQ column 1σ ({said})")
+    text = ", ".join(parts)
+    if merged.n_nonpositive:
+        text += (
+            f"; {merged.n_nonpositive} point{'s' if merged.n_nonpositive > 1 else ''} with R ≤ 0 kept for fits, "
+            "not drawn on the log axis"
+        )
+    return text
+
+
+def store_measurement(
+    ctx: AppContext, name: str, data: bytes, dq_convention: str | None = None
+) -> tuple[Path, Measurement]:
+    """Validate a measured curve with the loader and keep it in ``<workspace>/measured``; returns it as loaded."""
     folder = ctx.measured_dir
     target = free_path(folder, safe_name(name, "measurement.txt"))
     tmp = folder / f".upload-{target.name}"  # same suffix: the loader picks the format from it
     tmp.write_bytes(data)
     try:
-        load_measurement(tmp, dq_convention=dq_convention)
+        m = load_measurement(tmp, dq_convention=dq_convention)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise UploadError(f"{name}: not a readable measured curve: {exc}") from exc
     tmp.replace(target)
-    return target
+    return target, m
 
 
 def store_dataset(ctx: AppContext, files: dict[str, bytes], name: str) -> Path:
@@ -231,12 +269,24 @@ class FilesPanel(Panel, W.VBox):
         self.chart = W.Dropdown(
             options=[], description="chart", style={"description_width": "8em"}, layout=W.Layout(width="30em")
         )
-        self.export = W.Button(description="Prepare CSV + JSON", icon="table")
+        self.export = W.Button(
+            description="Prepare CSV + JSON",
+            icon="table",
+            tooltip="the chosen chart's data: CSV with the axis units as column names (and dR), and JSON",
+            layout=W.Layout(width="auto"),
+        )
+        self.refined = W.Button(
+            description="Refined parameters (CSV)",
+            icon="table",
+            tooltip="the last refinement's free parameters: value ± 1σ with units, bounds and flags",
+            layout=W.Layout(width="auto"),
+        )
         self.links = W.HTML()
         self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
         self.upload.observe(self._uploaded, "value")
         self.zip.on_click(self._zip)
         self.export.on_click(self._export)
+        self.refined.on_click(self._export_refined)
         self.refresh.on_click(lambda _: self.refresh_lists())
         ctx.follow("bundle", lambda _: self.refresh_lists())
         limit = ctx.limits.max_upload_bytes / 2**20
@@ -253,6 +303,7 @@ class FilesPanel(Panel, W.VBox):
                 W.HTML("<b>Download</b>"),
                 W.HBox([self.model, self.zip, self.refresh]),
                 W.HBox([self.chart, self.export]),
+                self.refined,
                 self.links,
             ]
         )
@@ -264,9 +315,9 @@ class FilesPanel(Panel, W.VBox):
         self.refresh_lists()
 
     def refresh_lists(self) -> None:
-        self.model.options = [(p.name, str(p)) for p in self.ctx.models()]
-        charts = getattr(self.ctx, "charts", {})
-        self.chart.options = list(charts)
+        """Fill the lists; each keeps its choice while it exists, else shows the first (the newest model)."""
+        _fill(self.model, [(p.name, str(p)) for p in self.ctx.models()])
+        _fill(self.chart, list(getattr(self.ctx, "charts", {})))
 
     # ------------------------------------------------------------------ uploads
     def _uploaded(self, change) -> None:
@@ -279,7 +330,7 @@ class FilesPanel(Panel, W.VBox):
     def handle(self, files: list[tuple[str, bytes]]) -> list[str]:
         """Validate and store uploaded files; returns one line per file (also shown in the panel)."""
         limit = self.ctx.limits.max_upload_bytes
-        done, errors = [], []
+        done, errors, notes = [], [], []
         npys: dict[str, bytes] = {}
         stats = [(name, data) for name, data in files if Path(name).suffix.lower() == ".npy" and is_pickled_npy(data)]
         files = [f for f in files if f not in stats]
@@ -299,8 +350,9 @@ class FilesPanel(Panel, W.VBox):
                 if suffix == ".npy":
                     npys[name] = data
                 elif suffix in (".txt", ".dat", ".ort"):
-                    path = store_measurement(self.ctx, name, data, self.dq.value or None)
-                    done.append(f"measured curve → {path}")
+                    path, m = store_measurement(self.ctx, name, data, self.dq.value or None)
+                    notes.append(describe_measurement(name, m))
+                    done.append(f"measured curve → {path}: {notes[-1]}")
                     self.ctx.announce(measurement=path)
                 elif suffix == ".zip":
                     path = store_bundle(self.ctx, name, data, limit)
@@ -319,8 +371,9 @@ class FilesPanel(Panel, W.VBox):
         if len(npys) == 1:
             name, data = next(iter(npys.items()))
             try:
-                path = store_measurement(self.ctx, name, data)
-                done.append(f"measured curve(s) → {path}")
+                path, m = store_measurement(self.ctx, name, data)
+                notes.append(describe_measurement(name, m))
+                done.append(f"measured curve(s) → {path}: {notes[-1]}")
                 self.ctx.announce(measurement=path)
             except UploadError as exc:
                 errors.append(str(exc))
@@ -335,7 +388,7 @@ class FilesPanel(Panel, W.VBox):
         if errors:
             self.status.error("; ".join(errors))
         else:
-            self.status.ok(f"stored {len(done)} upload(s)")
+            self.status.ok(f"stored {len(done)} upload(s)" + (": " + "; ".join(notes) if notes else ""))
         self.refresh_lists()
         return done + errors
 
@@ -363,9 +416,12 @@ class FilesPanel(Panel, W.VBox):
                 "normalisation statistics (.npy)"
             )
 
+    @panel_guard
     def _zip(self, _=None) -> None:
+        if not self.model.options:
+            raise ValueError("no model bundle in the workspace yet: train one in the Train tab or upload a .zip")
         if not self.model.value:
-            raise ValueError("no model bundle in the workspace yet")
+            raise ValueError("choose a model bundle in the 'model bundle' list first")
         folder = Path(self.model.value)
         data = zip_folder(folder)
         if len(data) > self.ctx.limits.max_download_bytes:
@@ -378,13 +434,39 @@ class FilesPanel(Panel, W.VBox):
     @panel_guard
     def _export(self, _=None) -> None:
         charts = getattr(self.ctx, "charts", {})
+        if not charts:
+            raise ValueError("no chart yet: open a tab with a chart (Film stack, Train, Predict, Refine) first")
         if not self.chart.value or self.chart.value not in charts:
-            raise ValueError("choose a chart")
+            raise ValueError("choose a chart in the 'chart' list first, then Prepare CSV + JSON")
         fig = charts[self.chart.value]
         stem = safe_name(self.chart.value, "chart")
-        csv = chart_csv(fig).encode()
-        js = json.dumps(chart_data(fig), indent=1).encode()
+        data = chart_export(fig)
+        csv = chart_table_csv(fig).encode()
+        js = json.dumps(data, indent=1).encode()
         self.links.value = download_link(f"{stem}.csv", csv, "text/csv") + download_link(
             f"{stem}.json", js, "application/json"
         )
-        self.status.ok(f"{stem}: {sum(len(t['x']) for t in chart_data(fig)['traces'])} points")
+        self.status.ok(f"{stem}: {sum(len(t['x']) for t in data['traces'])} points")
+
+    @panel_guard
+    def _export_refined(self, _=None) -> None:
+        result = self.ctx.refined
+        if result is None or not hasattr(result, "table"):
+            raise ValueError("no refinement yet: refine a prediction in the Refine tab first")
+        csv = refined_csv(result).encode()
+        self.links.value = download_link("refined-parameters.csv", csv, "text/csv")
+        chi2 = getattr(result, "chi2_per_point", None)
+        fit = f", χ²/N {chi2:.3g}" if chi2 is not None else ""
+        self.status.ok(f"refined-parameters.csv: {len(result.table())} parameters ± 1σ{fit}")
+
+
+def _fill(dropdown: W.Dropdown, options: list[tuple[str, str]] | list[str]) -> None:
+    """New options, keeping the choice while it is offered, else the first: never an empty-looking list.
+
+    (ipywidgets leaves ``value`` None when options are set on a dropdown made empty, so it shows blank.)
+    """
+    current = dropdown.value
+    values = [o[1] if isinstance(o, tuple) else o for o in options]
+    with dropdown.hold_sync():
+        dropdown.options = options
+        dropdown.value = current if current in values else (values[0] if values else None)

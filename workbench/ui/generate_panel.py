@@ -19,13 +19,14 @@ from ..data.generate import GeneratorConfig, generate_to_disk
 from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
 from ..fileio import safe_name
+from ..forms import field_specs
 from ..plots.curves import profile_template, reflectivity_template
 from ..store.recorded import recorded_run
 from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
-from .forms import Form, FormFields
+from .forms import Form, FormFields, fit, fit_em, label_em
 
 GENERATOR_FIELDS = ("num_curves", "seed", "sampling", "fixed_z_grid")
 REALISM_FIELDS = ("counting_noise", "scale_error")
@@ -40,30 +41,51 @@ class GeneratePanel(FormFields, Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         saved = ctx.panel_settings("generate")
-        style = {"description_width": "12em"}
         realism = saved.get("realism") or {
             "counting_noise": saved.get("noise", False),
             "scale_error": saved.get("scale_error", 0.0),
         }
+        label = max(
+            label_em(field_specs(GeneratorConfig, include=GENERATOR_FIELDS)),
+            label_em(field_specs(Realism, include=REALISM_FIELDS)),
+            fit_em("data-set name"),
+        )
         self.generator_form = Form(
-            GeneratorConfig, saved, limits=ctx.limits, include=GENERATOR_FIELDS, layout=W.Layout(width="24em")
+            GeneratorConfig, saved, limits=ctx.limits, include=GENERATOR_FIELDS, description_em=label
         )
-        self.realism_form = Form(
-            Realism, realism, limits=ctx.limits, include=REALISM_FIELDS, layout=W.Layout(width="24em")
-        )
+        self.realism_form = Form(Realism, realism, limits=ctx.limits, include=REALISM_FIELDS, description_em=label)
         self.consistent = W.Checkbox(
-            value=bool(saved.get("consistent", False)), description="roughness ≤ 0.5 × thinner neighbour"
+            value=bool(saved.get("consistent", False)),
+            description="roughness ≤ 0.5 × thinner neighbour",
+            tooltip="no interface rougher than half the thinner of the two layers it joins (physically consistent)",
+            indent=False,
+            layout=W.Layout(width=f"{fit_em('roughness ≤ 0.5 × thinner neighbour') + 2.5:g}em"),
         )
-        self.name = W.Text(
-            value="",
-            placeholder="folder name (default: dataset-<time>)",
-            description="name",
-            style=style,
-            layout=W.Layout(width="24em"),
+        self.name = fit(
+            W.Text(
+                value="",
+                placeholder="folder name (default: dataset-<time>)",
+                description="data-set name",
+                tooltip="the folder in the workspace's datasets the curves are written to",
+            ),
+            input_em=18.0,
+            description_em=label,
         )
-        self.start = W.Button(description="Generate", icon="play", button_style="primary")
-        self.cancel = W.Button(description="Cancel", icon="stop", disabled=True)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", layout=W.Layout(width="30em"))
+        self.start = W.Button(
+            description="Generate",
+            icon="play",
+            button_style="primary",
+            tooltip="draw the curves from the film stack's bounds and the probe, and write the data set",
+        )
+        self.cancel = W.Button(description="Cancel", icon="stop", disabled=True, tooltip="stop; nothing is written")
+        self.progress = W.IntProgress(
+            value=0,
+            min=0,
+            max=1,
+            description="curves",
+            style={"description_width": f"{label:g}em"},
+            layout=W.Layout(width=f"{label + 18:g}em"),
+        )
         self.timings = W.HTML()
         self.output = W.HTML()
         self.status = Status()
@@ -122,6 +144,12 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         if self.job is not None and self.job.running:
             self.status.warn("a generation is already running")
             return
+        outside = self.ctx.stack.outside_bounds()
+        if outside:  # the value is the start and central value: outside the sampled range it would mislead
+            raise ValueError(
+                "; ".join(o.message for o in outside)
+                + ": widen the bounds in the Film stack ('widen bounds' in the row) or set a value inside them"
+            )
         stack = self.ctx.stack.stack
         if not stack.free_parameters:
             raise ValueError("the film stack has no parameter with a range (min < max): tick 'vary' on at least one")

@@ -1,5 +1,8 @@
 """History panel: the runs recorded in the run registry — list, open, rename, delete, resume a paused run.
 
+An opened run says what it was run on (the data set by name, not its content hash; the fitted or
+predicted file; the model), its parameters as value ± 1σ with units where the run recorded
+uncertainties, every metric under a readable name, and its loss curve when it has one.
 Headless twin: :class:`workbench.store.registry.Registry` (``list_runs``, ``get_run``, ``epochs``,
 ``rename_run``, ``delete_run``) and the Train panel's resume for paused training runs.
 """
@@ -7,27 +10,113 @@ Headless twin: :class:`workbench.store.registry.Registry` (``list_runs``, ``get_
 from __future__ import annotations
 
 import html
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
 
+from ..analysis.metrics import PARAMETER_UNITS, parameter_unit
 from ..plots.curves import loss_template
-from ..store.registry import flatten
+from ..store.registry import Registry, RunRow, flatten
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
+from .predict_panel import metrics_html
 
-KINDS = [("all kinds", ""), ("generate", "generate"), ("train", "train"), ("refine", "refine"), ("sweep", "sweep")]
+# the order of the loop; kinds recorded by other surfaces (sweep, search, ...) follow alphabetically
+KIND_ORDER = ("generate", "train", "predict", "refine", "dream", "sweep")
+LOSS_KEYS = ("train_loss", "train_loss_eval", "val_loss")
+# how a run may record a parameter's 1σ beside its value: "<name>_sigma", "sigma.<name>", ...
+_SIGMA_SUFFIXES = ("_sigma", "_uncertainty", "_err", ".sigma", ".uncertainty", ".err", "_1sigma")
+_SIGMA_PREFIXES = ("sigma.", "uncertainty.", "uncertainties.")
+
+
+def kind_options(kinds: set[str]) -> list[tuple[str, str]]:
+    """The filter's options: every kind present, in the order of the loop."""
+    ordered = [k for k in KIND_ORDER if k in kinds] + sorted(kinds - set(KIND_ORDER))
+    return [("all kinds", ""), *((k, k) for k in ordered)]
+
+
+def dataset_name(registry: Registry, row: RunRow) -> str:
+    """The data set a run used, by name: the registered folder of its content hash, else its ``data`` parameter."""
+    if row.dataset_hash:
+        found = registry.get_dataset(row.dataset_hash)
+        if found and found.get("path"):
+            return Path(found["path"]).name
+    data = row.params.get("data") if row.kind in ("train", "generate", "sweep") else None
+    if data:
+        return Path(str(data)).name
+    return f"content hash {row.dataset_hash[:16]}" if row.dataset_hash else ""
+
+
+# a key with one of these parts is a statistic about parameters ("test.mae.layer_1.sld"), not a parameter's value
+_STATISTICS = {"mae", "r2", "rmse", "mse", "std", "test", "val", "train"}
+
+
+def _is_parameter(key: str) -> bool:
+    parts = key.split(".")
+    return (
+        len(parts) >= 2
+        and parts[-1] in PARAMETER_UNITS
+        and not key.startswith(_SIGMA_PREFIXES)
+        and not _STATISTICS.intersection(parts)
+    )
+
+
+def parameter_rows(metrics: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
+    """Stack and probe parameters among flattened metrics as rows of value ± 1σ and unit, and the keys used.
+
+    A σ is found under ``<name>_sigma`` (or ``_uncertainty``, ``_err``, ``.sigma``) or ``sigma.<name>``.
+    """
+    rows, used = [], set()
+    for key, value in metrics.items():
+        if not _is_parameter(key) or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        sigma_key = next(
+            (k for k in [key + s for s in _SIGMA_SUFFIXES] + [p + key for p in _SIGMA_PREFIXES] if k in metrics), None
+        )
+        sigma = metrics.get(sigma_key) if sigma_key else None
+        used.update({key, sigma_key} - {None})
+        rows.append(
+            {
+                "parameter": key,
+                "value": float(value),
+                "± 1σ": float(sigma) if isinstance(sigma, (int, float)) else "",
+                "unit": parameter_unit(key),
+            }
+        )
+    return rows, used
+
+
+def posterior_rows(metrics: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
+    """A DREAM run's posterior per parameter (``<name>.median``, ``.lo68``, ``.hi68``) as rows with units."""
+    rows, used = [], set()
+    for key, median in metrics.items():
+        name, _, stat = key.rpartition(".")
+        if stat != "median" or not _is_parameter(name):
+            continue
+        lo, hi = metrics.get(f"{name}.lo68"), metrics.get(f"{name}.hi68")
+        used.update({key, f"{name}.lo68", f"{name}.hi68"})
+        interval = f"{lo:.5g} – {hi:.5g}" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
+        rows.append({"parameter": name, "median": median, "68 % interval": interval, "unit": parameter_unit(name)})
+    return rows, used
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        text = ", ".join(map(str, value))
+        return text if len(text) <= 300 else text[:300] + " …"
+    return value
 
 
 class HistoryPanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext, resume: Callable[[str], None] | None = None) -> None:
         self.ctx = ctx
         self._resume_cb = resume
-        self.kind = W.Dropdown(options=KINDS, value="", description="kind")
+        self.kind = W.Dropdown(options=kind_options(set()), value="", description="kind")
+        self._filling = False  # the kind options are being replaced: not a choice of the user
         self.refresh = W.Button(description="Refresh", icon="refresh")
         self.runs = W.Select(options=[], rows=10, layout=W.Layout(width="60em"))
         self.open_button = W.Button(description="Open", icon="folder-open")
@@ -35,13 +124,19 @@ class HistoryPanel(Panel, W.VBox):
         self.rename = W.Button(description="Rename", icon="pencil")
         self.confirm = W.Checkbox(value=False, description="really delete", indent=False)
         self.delete = W.Button(description="Delete", icon="trash", button_style="danger")
-        self.resume = W.Button(description="Resume (paused training)", icon="step-forward")
+        self.resume = W.Button(
+            description="Resume (paused training)",
+            icon="step-forward",
+            tooltip="continue the selected paused training from its last checkpoint, in the Train tab",
+            layout=W.Layout(width="auto"),
+        )
         self.status = Status()
         self.details = W.HTML()
         self.loss = ChartWidget(loss_template())
+        self.loss_box = W.VBox([self.loss], layout=W.Layout(display="none"))  # shown for a run with a loss curve
         self.refresh.on_click(lambda _: self.refresh_list())
-        self.kind.observe(lambda _: self.refresh_list(), "value")
-        self.open_button.on_click(self._open)
+        self.kind.observe(lambda _: self._filling or self.refresh_list(), "value")
+        self.open_button.on_click(self._open_clicked)
         self.runs.observe(lambda _: self._open(), "value")
         self.rename.on_click(self._rename)
         self.delete.on_click(self._delete)
@@ -55,7 +150,7 @@ class HistoryPanel(Panel, W.VBox):
                 W.HBox([self.open_button, self.new_name, self.rename, self.confirm, self.delete, self.resume]),
                 self.status,
                 self.details,
-                self.loss,
+                self.loss_box,
             ]
         )
         self.add_class("wb-history-panel")
@@ -72,9 +167,25 @@ class HistoryPanel(Panel, W.VBox):
         """Runs recorded since, by this page or another surface (the command line, a sweep)."""
         self.refresh_list()
 
+    def _fill_kinds(self, kinds: set[str]) -> None:
+        """Offer every kind present; keep the chosen one while it has runs."""
+        options = kind_options(kinds)
+        if options == list(self.kind.options):
+            return
+        chosen = self.kind.value if self.kind.value in kinds else ""
+        self._filling = True
+        try:
+            with self.kind.hold_sync():
+                self.kind.options = options
+                self.kind.value = chosen
+        finally:
+            self._filling = False
+
     @panel_guard
     def refresh_list(self) -> None:
-        rows = self.registry.list_runs(kind=self.kind.value or None)
+        everything = self.registry.list_runs()
+        self._fill_kinds({r.kind for r in everything})
+        rows = [r for r in everything if not self.kind.value or r.kind == self.kind.value]
         rows.sort(key=lambda r: r.created, reverse=True)
         current = self.runs.value
         self.runs.options = [
@@ -98,25 +209,67 @@ class HistoryPanel(Panel, W.VBox):
         return self.runs.value
 
     @panel_guard
+    def _open_clicked(self, _=None) -> None:
+        self._selected()  # says "select a run first" when none is
+        self._open()
+
+    def _what_it_ran_on(self, row: RunRow) -> list[dict[str, Any]]:
+        """Model, data set and file of a run, by name (each row only when the run has it)."""
+        params = row.params or {}
+        out = []
+        model = params.get("model_name") or (Path(row.model).name if row.model else "")
+        if model:
+            out.append({"field": "model", "value": model})
+        ds = dataset_name(self.registry, row)
+        if ds:
+            out.append({"field": "data set", "value": ds})
+        data = params.get("data") or (row.metrics or {}).get("data")
+        if data and row.kind not in ("train", "generate", "sweep"):
+            source = {"test sample": "data set", "measured file": "measured file", "χ data folder": "χ data folder"}
+            label = "fitted file" if row.kind in ("refine", "dream") else source.get(params.get("source"), "data")
+            out.append({"field": label, "value": Path(str(data)).name})
+        if "sample_index" in params:
+            out.append({"field": "sample index", "value": params["sample_index"]})
+        return out
+
+    @panel_guard
     def _open(self, _=None) -> None:
         if not self.runs.value:
             return
         row = self.registry.get_run(self.runs.value)
         info = [
-            {"field": "id", "value": row.id},
             {"field": "name", "value": row.name},
             {"field": "kind", "value": row.kind},
             {"field": "status", "value": row.status},
-            {"field": "model", "value": row.model or ""},
+            {"field": "started", "value": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created))},
+            *self._what_it_ran_on(row),
             {"field": "run folder", "value": row.run_dir or ""},
-            {"field": "data set", "value": (row.dataset_hash or "")[:16]},
-            {"field": "error", "value": row.error or ""},
+            {"field": "id", "value": row.id},
         ]
+        if row.error:
+            info.append({"field": "error", "value": row.error})
+        text = table_html([r for r in info if r["value"] not in ("", None)])
+        verdict = (row.metrics or {}).get("verdict")
+        if verdict:
+            colour = {"ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}.get(row.metrics.get("verdict_level"), "")
+            text += f"<div class='wb-verdict' style='color:{colour}'>{html.escape(str(verdict))}</div>"
         metrics = flatten(row.metrics)
-        text = table_html(info)
-        text += "<b>Metrics</b>" + table_html([{"metric": k, "value": v} for k, v in metrics.items()])
-        params = html.escape(json.dumps(row.params, indent=1, default=str)[:4000])
-        text += f"<details><summary>parameters</summary><pre>{params}</pre></details>"
+        params_rows, used = parameter_rows(metrics)
+        if params_rows:
+            with_sigma = any(r["± 1σ"] != "" for r in params_rows)
+            columns = ["parameter", "value", "± 1σ", "unit"] if with_sigma else ["parameter", "value", "unit"]
+            title = "<b>Parameters</b> (value ± 1σ)" if with_sigma else "<b>Parameters</b>"
+            text += title + table_html(params_rows, columns)
+        posterior, in_posterior = posterior_rows(metrics)
+        if posterior:
+            text += "<b>Posterior</b> (DREAM median and 68 % interval)" + table_html(posterior)
+        shown = used | in_posterior | {"data", "verdict", "verdict_level"}  # the last three are in the table above
+        rest = {k: _cell(v) for k, v in metrics.items() if k not in shown}
+        if rest:
+            text += "<b>Metrics</b>" + metrics_html(rest)
+        settings = [{"setting": k, "value": _cell(v)} for k, v in flatten(row.params).items()]
+        if settings:
+            text += "<details><summary>settings</summary>" + table_html(settings) + "</details>"
         logs = self.registry.logs(row.id)[-20:]
         if logs:
             text += (
@@ -125,16 +278,21 @@ class HistoryPanel(Panel, W.VBox):
                 + "</pre></details>"
             )
         self.details.value = text
-        epochs = self.registry.epochs(row.id)
-        with self.loss.batch_update():
-            for trace, key in zip(self.loss.data, ("train_loss", "train_loss_eval", "val_loss")):
-                trace.x = [e.get("epoch") for e in epochs]
-                trace.y = [e.get(key) for e in epochs]
+        self._show_loss(self.registry.epochs(row.id))
         self.resume.disabled = not (row.kind == "train" and row.status == "paused")
         self.new_name.value = row.name
-        if row.model:
+        if row.model and Path(row.model).is_dir():
             self.ctx.announce(bundle=Path(row.model))
         self.status.info(f"opened {row.name} ({row.status})")
+
+    def _show_loss(self, epochs: list[dict]) -> None:
+        """The loss curve of a run that has one; no empty chart for runs without (generate, predict, refine)."""
+        has_loss = any(e.get(k) is not None for e in epochs for k in LOSS_KEYS)
+        with self.loss.batch_update():
+            for trace, key in zip(self.loss.data, LOSS_KEYS):
+                trace.x = [e.get("epoch") for e in epochs] if has_loss else []
+                trace.y = [e.get(key) for e in epochs] if has_loss else []
+        self.loss_box.layout.display = "" if has_loss else "none"
 
     @panel_guard
     def _rename(self, _=None) -> None:

@@ -3,8 +3,10 @@
 NR chart: the data (or ground truth) and the curve computed from the prediction; SLD chart:
 ground truth and prediction; metrics (MSE, MAE, R² of the profile, log-R RMSE and χ²/N of the
 curve); for a χ model, predicted against actual χ.  The prediction (data, predicted stack or
-profile) is published for the Refine panel.  Headless twin: :func:`predict_sample` and
-:func:`workbench.analysis.predict.predict_measurement`.
+profile) is published for the Refine panel, and recorded as a 'predict' run in the History (model,
+data set and sample or measured file, metrics under their stored keys).  Metrics show readable names
+with units and a one-line meaning (``workbench.analysis.metrics.METRIC_LABELS``).  Headless twin:
+:func:`predict_sample` and :func:`workbench.analysis.predict.predict_measurement`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import html
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +23,7 @@ from typing import Any, ClassVar
 import ipywidgets as W
 import numpy as np
 
-from ..analysis.metrics import nr_metrics, sld_metrics
+from ..analysis.metrics import metric_label, nr_metrics, parameter_unit, sld_metrics
 from ..analysis.predict import predict, predict_measurement
 from ..analysis.profile_nr import reflectivity_of_profile
 from ..data.dataset import load_dataset
@@ -29,6 +33,7 @@ from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
 from ..plots.curves import _base
 from ..store.model_bundle import ModelBundle, load_model_bundle
+from ..store.recorded import RecordedRun, recorded_run
 from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
@@ -104,6 +109,27 @@ def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | Non
     return Prediction(
         m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning
     )
+
+
+# the metrics the status line repeats, in words short enough for one line (the table has the full names)
+STATUS_NAMES = {"sld_r2": "SLD R²", "log_r_rmse": "RMS log₁₀ R", "chi2_per_point": "χ²/N"}
+
+
+def metrics_html(metrics: dict[str, Any]) -> str:
+    """Metrics as a table of readable names with units; the one-line meaning shows on hover and the stored key
+    (what the registry, the command line and notebooks use) in grey beside the name."""
+    cell = "style='padding:2px 8px'"
+    body = []
+    for key, value in metrics.items():
+        name, why = metric_label(key)
+        shown = f"{value:.5g}" if isinstance(value, float) else html.escape(str(value))
+        stored = f" <span style='color:#888;font-size:85%'>{html.escape(key)}</span>" if name != key else ""
+        body.append(
+            f"<tr><td {cell} title='{html.escape(why, quote=True)}'>{html.escape(name)}{stored}</td>"
+            f"<td {cell}>{shown}</td><td {cell}><span style='color:#666'>{html.escape(why)}</span></td></tr>"
+        )
+    head = "".join(f"<th style='padding:2px 8px;text-align:left'>{c}</th>" for c in ("metric", "value", "meaning"))
+    return f"<table class='wb-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 class PredictPanel(Panel, W.VBox):
@@ -253,13 +279,48 @@ class PredictPanel(Panel, W.VBox):
         if self.source.value == "sample":
             if not self.dataset.value:
                 raise ValueError("no data set to take a test sample from")
-            result = predict_sample(bundle, self.dataset.value, int(self.index.value))
+            index = int(self.index.value)
+            params = {"source": "test sample", "data": Path(self.dataset.value).name, "sample_index": index}
+            with self._recorded(bundle, params) as run:
+                result = predict_sample(bundle, self.dataset.value, index)
+                self._record_result(run, result)
         else:
             if not self.measured.value:
                 raise ValueError("no measured file: upload one in the Files panel")
-            result = predict_file(bundle, self.measured.value, self.dq.value or None)
+            params = {"source": "measured file", "data": Path(self.measured.value).name}
+            params["dq_column"] = self.dq.value or "as the file says"
+            with self._recorded(bundle, params) as run:
+                result = predict_file(bundle, self.measured.value, self.dq.value or None)
+                self._record_result(run, result)
         self.show(result)
         self.ctx.announce(prediction=result)
+
+    @contextmanager
+    def _recorded(self, bundle: ModelBundle, params: dict[str, Any]) -> Iterator[RecordedRun | None]:
+        """Record the prediction as a 'predict' run (model, data set or file, sample index, metrics) in the History."""
+        registry = self.ctx.registry()
+        if registry is None:  # the dashboard still predicts; the History cannot show it
+            yield None
+            return
+        path = str(bundle.path or self.model.value)
+        model = bundle.name
+        params = {"model_name": model, "model": path, **params}
+        what = params["data"] + (f"[{params['sample_index']}]" if "sample_index" in params else "")
+        try:
+            with recorded_run(registry, "predict", name=f"{what} with {model}", params=params, model=path) as run:
+                yield run
+        finally:
+            self.ctx.runs_changed()
+
+    @staticmethod
+    def _record_result(run: RecordedRun | None, p: Prediction) -> None:
+        if run is None:
+            return
+        run.metrics.update({k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))})
+        if p.parameters:
+            run.metrics["predicted"] = dict(p.parameters)
+        if p.warning:
+            run.log(p.warning, "warning")
 
     def show(self, p: Prediction) -> None:
         self.result = p
@@ -272,22 +333,26 @@ class PredictPanel(Panel, W.VBox):
             },
             sld={"ground truth": (tz, tr), "prediction": p.profile},
         )
-        rows = [{"metric": k, "value": float(v)} for k, v in p.metrics.items() if isinstance(v, (int, float))]
-        text = "<b>Metrics</b>" + table_html(rows)
+        numbers = {k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))}
+        text = "<b>Metrics</b>" + metrics_html(numbers)
         if p.parameters:
             text += "<b>Predicted parameters</b>" + table_html(
-                [{"parameter": k, "value": v} for k, v in p.parameters.items()]
+                [{"parameter": k, "value": v, "unit": parameter_unit(k)} for k, v in p.parameters.items()]
             )
         if p.warning:
             text = f"<div style='color:#9a6700'>⚠ {html.escape(p.warning)}</div>" + text
         self.metrics.value = text
-        summary = ", ".join(f"{k} {v:.3g}" for k, v in p.metrics.items() if isinstance(v, float))
+        summary = ", ".join(f"{STATUS_NAMES[k]} {p.metrics[k]:.3g}" for k in STATUS_NAMES if k in p.metrics)
         self.status.ok(f"predicted {p.measurement.source} with {Path(p.model).name}: {summary}")
 
     def _predict_chi(self, bundle: ModelBundle) -> None:
         folder = Path(self.chi_folder.value.strip() or ".").expanduser()
         if not chi_data_allowed(self.ctx, folder):
             raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root}")
+        with self._recorded(bundle, {"source": "χ data folder", "data": folder.name}) as run:
+            self._chi_result(bundle, folder, run)
+
+    def _chi_result(self, bundle: ModelBundle, folder: Path, run: RecordedRun | None) -> None:
         _, profiles, chi, _, exp_sld = load_chi_scft(folder)
         source = {**bundle.normalization, "model": bundle.model}
         pred, flags = predict_chi(source, profiles)
@@ -317,4 +382,8 @@ class PredictPanel(Panel, W.VBox):
             + "<b>Experimental profile</b>"
             + table_html(exp_rows)
         )
+        if run is not None:
+            run.metrics.update({n: {k: float(metrics[n][k]) for k in ("mae", "rmse", "r2")} for n in names})
+            run.metrics["experiment"] = {n: float(exp_pred[0, j]) for j, n in enumerate(names)}
+            run.metrics["flagged_profiles"] = int(flags.any.sum())
         self.status.ok(f"χ predicted for {len(profiles)} profiles; {int(flags.any.sum())} flagged")

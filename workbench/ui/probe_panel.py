@@ -1,24 +1,24 @@
-"""Probe panel: qMin, qMax, numQPoints, qResolution (dQ/Q, FWHM), scale, background.
+"""Probe panel: Q min, Q max, Q points, resolution dQ/Q (FWHM), scale factor, background.
 
-Values are clamped to :mod:`workbench.limits` limits; an inconsistent combination (qMax ≤ qMin)
-is reported in the panel and the previous probe stays.  Headless twin: ``Probe.from_grid``.
+The widgets are generated from :class:`~workbench.ui.stack_model.ProbeSettings` (labels with units,
+help as tooltips; pyreflect's qMin, qMax, numQPoints and qResolution named in the help).  Values are
+clamped to :mod:`workbench.limits` limits; an inconsistent combination (Q max ≤ Q min) is reported
+in the panel and the previous probe stays.  Headless twin: ``Probe.from_grid``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ipywidgets as W
 
+from ..forms import field_specs
 from .common import Panel, Status, panel_guard
 from .context import AppContext
+from .forms import label_em, widget_for
+from .stack_model import ProbeSettings
 
-FIELDS = {
-    "q_min": ("qMin (Å⁻¹)", W.BoundedFloatText, {"step": 0.001}),
-    "q_max": ("qMax (Å⁻¹)", W.BoundedFloatText, {"step": 0.01}),
-    "num_q": ("numQPoints", W.BoundedIntText, {"step": 1}),
-    "q_resolution": ("qResolution (dQ/Q FWHM)", W.BoundedFloatText, {"step": 0.001}),
-    "scale": ("scale", W.BoundedFloatText, {"step": 0.01}),
-    "background": ("background", W.BoundedFloatText, {"step": 1e-7}),
-}
+STEPS = {"q_min": 0.001, "q_max": 0.01, "num_q": 1, "q_resolution": 0.001, "scale": 0.01, "background": 1e-7}
 
 
 class ProbePanel(Panel, W.VBox):
@@ -37,20 +37,14 @@ class ProbePanel(Panel, W.VBox):
         self.fields: dict[str, W.Widget] = {}
         rows = []
         settings = ctx.stack.probe_settings
-        for key, (label, cls, kw) in FIELDS.items():
-            lo, hi = ranges[key]
-            w = cls(
-                value=getattr(settings, key),
-                min=lo,
-                max=hi,
-                description=label,
-                style={"description_width": "14em"},
-                layout=W.Layout(width="26em"),
-                **kw,
-            )
-            w.add_class(f"wb-probe-{key}")
+        specs = [replace(s, lo=ranges[s.name][0], hi=ranges[s.name][1]) for s in field_specs(ProbeSettings)]
+        width = label_em(specs)
+        for spec in specs:
+            w = widget_for(spec, getattr(settings, spec.name), W.Layout(width="26em"), width)
+            w.step = STEPS[spec.name]
+            w.add_class(f"wb-probe-{spec.name}")
             w.observe(self._changed, "value")
-            self.fields[key] = w
+            self.fields[spec.name] = w
             rows.append(w)
         self.summary = W.HTML()
         self._sync = False

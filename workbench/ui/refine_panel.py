@@ -1,26 +1,40 @@
 """Refine panel: polish a prediction (or the film stack) into a fit, then DREAM bands for its uncertainty.
 
-Choose the start (the predicted stack of a parameter model, or the Film stack panel's stack),
-tick the free parameters and edit their bounds, run the bounded least-squares fit in a worker
-thread with a live χ² convergence chart, read the result table with 1σ uncertainties, and run
-bumps DREAM for posterior bands of R(Q) and the SLD profile.  Recorded as 'refine' runs.
-Headless twins: :func:`workbench.analysis.refine.refine`, :func:`workbench.analysis.uncertainty.dream_bands`.
+Choose the start (the prediction: a parameter model's stack, or for an SLD model the Film stack
+panel's stack fitted to the predicted profile; or the Film stack itself), tick the free parameters
+(those "vary" ticks in the Film stack) and edit their bounds, run the bounded least-squares fit in
+a worker thread with a live χ² convergence chart, read the verdict (from χ²/N, parameters at a
+bound and undetermined σ) and the result table with 1σ uncertainties and units, and run bumps
+DREAM for 68 %/95 % posterior bands of R(Q) and the SLD profile.  Recorded as 'refine' and
+'dream' runs, with the data file.  Headless twins: :func:`workbench.analysis.refine.refine`,
+:func:`workbench.analysis.profile_fit.stack_from_profile`, :func:`workbench.analysis.uncertainty.dream_bands`.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from contextlib import nullcontext
+from pathlib import Path
 from typing import ClassVar
 
 import ipywidgets as W
 import numpy as np
 
-from ..analysis.refine import PROBE_PARAMETERS, RefineResult, parameter_name, refine
+from ..analysis.profile_fit import ProfileFit, sorted_profile, stack_from_profile
+from ..analysis.refine import (
+    PROBE_PARAMETERS,
+    RefineResult,
+    parameter_label,
+    refine,
+    verdict,
+    wide_sigma,
+)
 from ..analysis.uncertainty import Bands, dream_bands
 from ..events import Log, Progress, Record, Warning_
 from ..physics import FilmStack, reflectivity, sld_profile
 from ..plots.curves import convergence_template
+from ..plots.style import band_fill
 from ..store.recorded import recorded_run
 from .background import Job
 from .chart_widget import ChartWidget
@@ -28,12 +42,35 @@ from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
 from .curve_pair import CurvePair
 
+DREAM_MIN_SAMPLES = 100  # fewer posterior samples than this give no usable band
+N_DRAWS = 200  # posterior draws turned into R(Q) and SLD curves for the bands
+
+
+def _outward(lo: float, hi: float) -> tuple[float, float]:
+    """``[lo, hi]`` rounded outwards to 4 significant digits (no "3.4700000000000006" in a bound field)."""
+
+    def rounded(x: float, down: bool) -> float:
+        if x == 0 or not math.isfinite(x):
+            return x
+        digits = 3 - math.floor(math.log10(abs(x)))
+        r = round(x, digits)
+        if (r > x) if down else (r < x):
+            r = round(r + (-1 if down else 1) * 10.0**-digits, digits)
+        return r
+
+    return rounded(lo, True), rounded(hi, False)
+
 
 class FreeRow(W.HBox):
+    """One fit parameter: free tick (the name with its unit), start value, and its bounds."""
+
     def __init__(self, name: str, value: float, lo: float, hi: float, free: bool) -> None:
         self.pname = name
-        self.free = W.Checkbox(value=free, description=name, indent=False, layout=W.Layout(width="18em"))
+        self.free = W.Checkbox(
+            value=free, description=parameter_label(name), indent=False, layout=W.Layout(width="21em")
+        )
         self.value = W.HTML(f"<code>{value:.5g}</code>", layout=W.Layout(width="7em"))
+        lo, hi = _outward(lo, hi)
         self.lo = W.FloatText(
             value=lo, description="min", style={"description_width": "2.5em"}, layout=W.Layout(width="11em")
         )
@@ -66,28 +103,35 @@ class RefinePanel(Panel, W.VBox):
         self.max_nfev.add_class("wb-max-nfev")
         self.run = W.Button(description="Refine", icon="play", button_style="primary")
         self.stop = W.Button(description="Stop", icon="stop", disabled=True)
-        self.samples = W.BoundedIntText(
+        self.samples = W.IntText(  # not Bounded: a value out of range is said, never silently changed
             value=min(4000, lim.max_dream_samples),
-            min=100,
-            max=lim.max_dream_samples,
             description="DREAM samples",
+            tooltip=f"posterior samples DREAM draws ({DREAM_MIN_SAMPLES}–{lim.max_dream_samples}); "
+            f"the bands use {N_DRAWS} of them",
             style=style,
         )
         self.burn = W.BoundedIntText(value=100, min=0, max=10000, description="burn-in", style=style)
         self.dream = W.Button(description="Uncertainty (DREAM)", icon="area-chart", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="DREAM", layout=W.Layout(width="30em"))
         self.status = Status()
+        self.dream_status = Status()
+        self.dream_status.add_class("wb-dream-status")
         self.table = W.HTML()
+        self.dream_table = W.HTML()
         self.convergence = ChartWidget(convergence_template())
         self.curves = CurvePair(("data", "start", "fit"), ("start", "fit"), rq_title="Fit", markers=("data",))
         self.rq, self.sld = self.curves.rq, self.curves.sld
         self.job: Job | None = None
         self.data = None
         self.start_stack: FilmStack | None = None
+        self.profile_fit: ProfileFit | None = None  # the start stack fitted to an SLD model's profile
         self.result: RefineResult | None = None
         self.bands: Bands | None = None
         self._iterations: list[tuple[int, float]] = []
+        self._dream_asked = 0
+        self._samples_note = ""  # said when the DREAM samples were brought into range
         self._loaded = None  # the prediction the free-parameter rows were made from
+        self._job_kind = ""  # "refine" or "dream": the job last started
         self.load.on_click(self._load)
         self.run.on_click(self._run)
         self.stop.on_click(self._stop)
@@ -105,7 +149,8 @@ class RefinePanel(Panel, W.VBox):
                 W.HBox([self.convergence]),
                 self.table,
                 W.HBox([self.samples, self.burn, self.dream]),
-                self.progress,
+                W.HBox([self.progress, self.dream_status]),
+                self.dream_table,
                 self.curves.box,
             ]
         )
@@ -126,26 +171,50 @@ class RefinePanel(Panel, W.VBox):
             raise ValueError("nothing to refine yet: make a prediction in the Predict panel first")
         self.data = prediction.measurement
         self._loaded = prediction
-        use_prediction = self.start_from.value == "prediction" and prediction.stack is not None
-        stack = prediction.stack if use_prediction else self.ctx.stack.stack
+        film = self.ctx.stack.stack
+        stack, what, level = self._start_stack(prediction, film)
         self.start_stack = stack
+        varied = set(film.parameter_names())
+        names = stack.parameter_names()
+        tick_all = not varied.intersection(names)  # a start of another shape than the Film stack's
         rows = []
-        for b in stack.bounds:
+        for b, name in zip(stack.free_parameters, names):
             value = stack.get(b.i, b.par)
-            lo, hi = min(b.lo, value), max(b.hi, value)
-            if hi <= lo:
-                continue
-            rows.append(FreeRow(parameter_name(stack, b.i, b.par), value, lo, hi, True))
+            rows.append(FreeRow(name, value, min(b.lo, value), max(b.hi, value), tick_all or name in varied))
         rows.append(FreeRow(PROBE_PARAMETERS[0], 1.0, 0.5, 2.0, False))
         rows.append(FreeRow(PROBE_PARAMETERS[1], 0.0, 0.0, 1e-5, False))
         self.rows = rows
         self.rows_box.children = rows
-        what = "the predicted stack" if use_prediction else "the film stack"
-        note = (
-            "" if use_prediction or self.start_from.value == "stack" else " (the model predicts a profile, not a stack)"
-        )
-        self.status.info(f"start: {what}{note}; data {self.data.source}, {len(self.data)} points")
+        self.result, self.bands = None, None
+        self.table.value, self.dream_table.value = "", ""
+        self.dream_status.value = ""
+        self.progress.value, self.progress.bar_style = 0, ""
+        self.dream.disabled = True
+        self.status.show(f"start: {what}; data {self.data.source}, {len(self.data)} points", level)
         self._draw_start()
+
+    def _start_stack(self, prediction, film: FilmStack) -> tuple[FilmStack, str, str]:
+        """The start stack, how it was made (for the status) and the status level."""
+        self.profile_fit = None
+        if self.start_from.value == "stack":
+            return film, "the film stack", "info"
+        if getattr(prediction, "stack", None) is not None:
+            return prediction.stack, "the predicted stack", "info"
+        profile = getattr(prediction, "profile", None)
+        if profile is None:
+            return film, "the film stack (the prediction has no profile)", "warn"
+        if not film.free_parameters:
+            return film, "the film stack (tick 'vary' on its parameters to fit it to the predicted profile)", "warn"
+        try:
+            fit = stack_from_profile(film, *sorted_profile(*profile))
+        except ValueError as exc:
+            return film, f"the film stack (the predicted profile could not be fitted: {exc})", "warn"
+        self.profile_fit = fit
+        what = f"stack fitted to the predicted profile (profile RMS {fit.rms:.2f} ×10⁻⁶ Å⁻²)"
+        if fit.at_bound:
+            shown = ", ".join(fit.at_bound[:3]) + (", …" if len(fit.at_bound) > 3 else "")
+            what += f", {len(fit.at_bound)} parameter(s) at a Film stack bound ({shown})"
+        return fit.stack, what, "info"
 
     def _draw_start(self) -> None:
         m = self.data.positive()
@@ -154,7 +223,7 @@ class RefinePanel(Panel, W.VBox):
         z, rho, _ = sld_profile(self.start_stack)
         self._drop_bands()
         self.curves.show(
-            rq={"data": (m.q, m.r), "start": (probe.q, r0), "fit": ([], [])},
+            rq={"data": {"x": m.q, "y": m.r, "dy": m.dr}, "start": (probe.q, r0), "fit": ([], [])},
             sld={"start": (z[0], rho[0]), "fit": ([], [])},
         )
 
@@ -197,18 +266,18 @@ class RefinePanel(Panel, W.VBox):
             with cm as run:
                 result = refine(data, start, free=names, bounds=bounds, max_nfev=nfev, reporter=reporter)
                 if run is not None:
-                    run.metrics.update(
-                        chi2_per_point=result.chi2_per_point,
-                        converged=result.converged,
-                        **{f"{n}": float(v) for n, v in zip(result.names, result.values)},
-                    )
+                    run.metrics.update(refine_metrics(result, data.source))
             return result
 
-        with self.convergence.batch_update():
-            self.convergence.data[0].x, self.convergence.data[0].y = [], []
-        self.table.value = ""
+        self.convergence.set_traces({"chi2": ([], [])})
+        self.table.value, self.dream_table.value, self.dream_status.value = "", "", ""
+        self.progress.value, self.progress.bar_style = 0, ""
+        self.result, self.bands = None, None
+        self._drop_bands()
+        self.curves.clear(rq=("fit",), sld=("fit",))
         self.run.disabled, self.stop.disabled, self.dream.disabled = True, False, True
         self.status.info(f"refining {len(names)} parameters…")
+        self._job_kind = "refine"
         self.job = Job(
             work,
             on_events=self._events,
@@ -231,14 +300,16 @@ class RefinePanel(Panel, W.VBox):
             elif isinstance(e, Progress) and e.stage == "uncertainty":
                 self.progress.max, self.progress.value = max(e.total, 1), e.done
             elif isinstance(e, Warning_):
-                self.status.warn(e.message)
+                self._job_status().warn(e.message)
             elif isinstance(e, Log):
-                self.status.info(e.message)
+                self._job_status().info(e.message)
         if changed:
             it = self._iterations
-            with self.convergence.batch_update():
-                self.convergence.data[0].x = [i for i, _ in it]
-                self.convergence.data[0].y = [c for _, c in it]
+            self.convergence.set_traces({"chi2": ([i for i, _ in it], [c for _, c in it])})
+
+    def _job_status(self) -> Status:
+        """Where the running job speaks: the DREAM line beside its button, or the refinement status."""
+        return self.dream_status if self._job_kind == "dream" else self.status
 
     def _idle(self) -> None:
         self.run.disabled, self.stop.disabled = False, True
@@ -247,14 +318,30 @@ class RefinePanel(Panel, W.VBox):
     def _done(self, result: RefineResult) -> None:
         self.result = result
         self._idle()
-        rows = [
-            {"parameter": r["name"], "value": r["value"], "± 1σ": r["uncertainty"], "flag": result.flag(r["name"])}
-            for r in result.table()
-        ]
+        wide = set(wide_sigma(result))
+        rows = []
+        for r in result.table():
+            name = r["name"]
+            lo, hi = result.bounds.get(name, (math.nan, math.nan))
+            flag = result.flag(name)
+            if name in wide:
+                flag = ", ".join(filter(None, [flag, "σ exceeds the bound range"]))
+            rows.append(
+                {
+                    "parameter": parameter_label(name),
+                    "value": f"{r['value']:.5g}",
+                    "± 1σ": "—" if name in wide else f"{r['uncertainty']:.2g}",
+                    "bounds": f"{lo:.4g} – {hi:.4g}",
+                    "flag": flag,
+                }
+            )
         left_out = f", {result.n_left_out} left out (no error bar)" if result.n_left_out else ""
         notes = result.notes()
+        level, words = verdict(result)
+        color = "#1a7f37" if level == "ok" else "#9a6700"
         self.table.value = (
-            f"<b>Result</b>: χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
+            f"<b>Result</b>: <span class='wb-verdict wb-{level}' style='color:{color}'>{html.escape(words)}</span><br>"
+            f"χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
             f"{result.chi2:.4g}), {result.n_points} points{left_out}, {len(result.history)} iterations, "
             f"{result.seconds:.2f} s"
             + table_html(rows)
@@ -265,20 +352,37 @@ class RefinePanel(Panel, W.VBox):
             )
         )
         self.curves.show(rq={"fit": (result.q, result.r_fit)}, sld={"fit": result.profile})
-        state = "converged" if result.converged else result.message
-        # the fit did finish: the level stays "ok", and the text says what the numbers cannot tell
-        self.status.ok("; ".join([f"refined: χ²/N {result.chi2_per_point:.4g}, {state}", *_short(result)]))
+        text = f"refined {Path(self.data.source).name if self.data is not None else 'the data'}: {words}"
+        if result.n_left_out:
+            text += f"; {result.n_left_out} point{'s' if result.n_left_out != 1 else ''} without an error bar left out"
+        self.status.show(text, level)
         self.ctx.announce(refined=result)
         self.ctx.runs_changed()
 
     def _failed(self, exc: BaseException) -> None:
         self._idle()
+        status = self._job_status()
         if self.job is not None and self.job.cancelled:
-            self.status.warn(f"stopped: {exc}")
+            status.warn(f"stopped: {exc}")
         else:
-            self.status.error(f"failed: {type(exc).__name__}: {exc}")
+            status.error(f"failed: {type(exc).__name__}: {exc}")
+        if status is self.dream_status:
+            self.progress.bar_style = "danger"
 
     # ------------------------------------------------------------------ uncertainty
+    def _dream_samples(self) -> int:
+        """The samples asked for, raised or lowered into the allowed range with a note saying so."""
+        asked, top = int(self.samples.value), int(self.ctx.limits.max_dream_samples)
+        samples = min(max(asked, DREAM_MIN_SAMPLES), top)
+        if samples != asked:
+            self.samples.value = samples
+            why = f"the minimum is {DREAM_MIN_SAMPLES}" if asked < samples else f"the limit is {top}"
+            moved = "raised" if asked < samples else "lowered"
+            self._samples_note = f"samples {moved} from {asked} to {samples}: {why}"
+        else:
+            self._samples_note = ""
+        return samples
+
     @panel_guard
     def _dream(self, _=None) -> None:
         if self._busy():
@@ -288,26 +392,35 @@ class RefinePanel(Panel, W.VBox):
         res, data = self.result, self.data
         _, bounds = self.free()
         free = {n: bounds[n] for n in res.names if n in bounds}
-        samples = int(min(self.samples.value, self.ctx.limits.max_dream_samples))
+        samples = self._dream_asked = self._dream_samples()
         burn = int(self.burn.value)
+        registry = self.ctx.registry()
 
         def work(reporter):
-            return dream_bands(
-                res.stack,
-                data,
-                free,
-                scale=res.scale,
-                background=res.background,
-                samples=samples,
-                burn=burn,
-                seed=0,
-                n_draws=200,
-                reporter=reporter,
-            )
+            params = {"free": list(free), "bounds": free, "data": data.source, "samples": samples, "burn": burn}
+            cm = recorded_run(registry, "dream", params=params, reporter=reporter) if registry else nullcontext(None)
+            with cm as run:
+                bands = dream_bands(
+                    res.stack,
+                    data,
+                    free,
+                    scale=res.scale,
+                    background=res.background,
+                    samples=samples,
+                    burn=burn,
+                    seed=0,
+                    n_draws=N_DRAWS,
+                    reporter=reporter,
+                )
+                if run is not None:
+                    run.metrics.update(dream_metrics(bands, data.source, samples))
+            return bands
 
         self.progress.value, self.progress.bar_style = 0, ""
         self.run.disabled, self.dream.disabled, self.stop.disabled = True, True, False
-        self.status.info(f"DREAM: {samples} samples…")
+        note = f" ({self._samples_note})" if self._samples_note else ""
+        self.dream_status.show(f"DREAM: {samples} posterior samples…{note}", "warn" if note else "info")
+        self._job_kind = "dream"
         self.job = Job(
             work,
             on_events=self._events,
@@ -328,36 +441,60 @@ class RefinePanel(Panel, W.VBox):
         self.bands = bands
         self._idle()
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
-        band = {
-            "mode": "lines",
-            "line": {"width": 0},
-            "showlegend": True,
-            "fillcolor": "rgba(31,119,180,0.2)",
-            "meta": "band",
-        }
         self._drop_bands()
-        with self.rq.batch_update():
-            self.rq.add_scatter(x=bands.q, y=bands.r_95[0], name="95 % band (low)", **{**band, "showlegend": False})
-            self.rq.add_scatter(x=bands.q, y=bands.r_95[1], name="95 % band", fill="tonexty", **band)
-        with self.sld.batch_update():
-            self.sld.add_scatter(x=bands.z, y=bands.sld_95[0], name="95 % band (low)", **{**band, "showlegend": False})
-            self.sld.add_scatter(x=bands.z, y=bands.sld_95[1], name="95 % band", fill="tonexty", **band)
+        for chart, x, levels in (
+            (self.rq, bands.q, (("95 %", bands.r_95), ("68 %", bands.r_68))),
+            (self.sld, bands.z, (("95 %", bands.sld_95), ("68 %", bands.sld_68))),
+        ):
+            with chart.batch_update():
+                for level, (lo, hi) in levels:
+                    edge = {"mode": "lines", "line": {"width": 0}, "meta": "band", "legendgroup": level}
+                    chart.add_scatter(x=x, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
+                    chart.add_scatter(
+                        x=x, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge
+                    )
         rows = [
-            {"parameter": r["name"], "median": r["median"], "68 % low": r["lo68"], "68 % high": r["hi68"]}
+            {
+                "parameter": parameter_label(r["name"]),
+                "median": f"{r['median']:.5g}",
+                "68 % interval": f"{r['lo68']:.5g} – {r['hi68']:.5g}",
+                "95 % interval": f"{r['lo95']:.5g} – {r['hi95']:.5g}",
+            }
             for r in bands.parameter_table
         ]
-        self.table.value += "<b>DREAM posterior</b>" + table_html(rows)
-        state = "converged" if bands.converged else "not converged (raise samples)"
-        self.status.ok(f"DREAM bands from {bands.n_draws} draws ({state}) in {bands.seconds:.1f} s")
+        self.dream_table.value = "<b>DREAM posterior</b>" + table_html(rows)
+        text = (
+            f"DREAM: {self._dream_asked} samples asked, {bands.n_posterior} posterior samples kept, "
+            f"{bands.n_draws} of them drawn for the bands; {bands.seconds:.1f} s"
+        )
+        note = f"; {self._samples_note}" if self._samples_note else ""
+        if bands.converged:
+            self.dream_status.ok(text + note)
+        else:
+            self.dream_status.warn(f"{text}; not converged: raise samples or burn-in{note}")
+        self.ctx.runs_changed()
 
 
-def _short(result: RefineResult) -> list[str]:
-    """One-line summary of a fit's notes for the status bar ("1 point without an error bar left out", ...)."""
-    out = []
-    if result.n_left_out:
-        out.append(f"{result.n_left_out} point{'s' if result.n_left_out != 1 else ''} without an error bar left out")
-    if result.at_bound:
-        out.append(f"at a bound: {', '.join(result.at_bound)} (widen the bound)")
-    if result.undetermined:
-        out.append(f"undetermined: {', '.join(result.undetermined)} (fix it or tighten its bounds)")
+def refine_metrics(result: RefineResult, source: str) -> dict:
+    """What History shows of a refinement: the data file, χ²/N, the verdict, each value and its 1σ."""
+    level, words = verdict(result)
+    out = {"data": Path(source).name, "chi2_per_point": result.chi2_per_point, "converged": result.converged}
+    out |= {"verdict": words, "verdict_level": level}
+    for name, value, sigma in zip(result.names, result.values, result.uncertainties):
+        out[name] = float(value)
+        out[f"{name}.sigma"] = float(sigma)
+    return out
+
+
+def dream_metrics(bands: Bands, source: str, samples: int) -> dict:
+    """What History shows of a DREAM run: the data file, samples asked and kept, and each posterior interval."""
+    out = {
+        "data": Path(source).name,
+        "samples": samples,
+        "posterior_samples": bands.n_posterior,
+        "band_draws": bands.n_draws,
+    }
+    out |= {"converged": bands.converged, "seconds": bands.seconds}
+    for r in bands.parameter_table:
+        out |= {f"{r['name']}.median": r["median"], f"{r['name']}.lo68": r["lo68"], f"{r['name']}.hi68": r["hi68"]}
     return out

@@ -25,6 +25,9 @@ from ..store.workspace import Workspace
 from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
+from .forms import fit, fit_em
+
+PARAM_LABELS = {"learning_rate": "learning rate", "layers": "encoder stages", "batch_size": "batch size (curves)"}
 
 
 def _choices(text: str) -> list[int]:
@@ -68,32 +71,110 @@ class SearchPanel(Panel, W.VBox):
         self.best_settings: dict[str, Any] | None = None
         self._trials: dict[int, dict[str, Any]] = {}
 
-        self.dataset = W.Text(
-            value=str(dataset or ""),
-            description="data set",
-            placeholder="data-set folder",
-            layout=W.Layout(width="32em"),
+        label = fit_em("batch sizes (curves)")  # the longest label: every box lines up behind it
+        number = 8.0
+
+        def sized(widget: W.Widget, input_em: float = number) -> W.Widget:
+            return fit(widget, input_em=input_em, description_em=label)
+
+        self.dataset = sized(
+            W.Text(
+                value=str(dataset or ""),
+                description="data set",
+                placeholder="data-set folder",
+                tooltip="a data-set folder in this workspace (a bare name means datasets/<name>)",
+            ),
+            22.0,
         )
-        self.study = W.Text(value="search", description="study")
-        self.target = W.Dropdown(
-            options=[("NR → SLD", "sld"), ("NR → parameters", "params")], value="sld", description="target"
+        self.study = sized(
+            W.Text(
+                value="search", description="study name", tooltip="a study with this name continues where it stopped"
+            ),
+            12.0,
         )
-        self.trials = W.BoundedIntText(value=10, min=1, max=max_trials, description="trials")
-        self.epochs = W.BoundedIntText(value=5, min=1, max=max_epochs, description="epochs/trial")
-        self.lr_lo = W.BoundedFloatText(value=1e-4, min=1e-7, max=10, description="lr from")
-        self.lr_hi = W.BoundedFloatText(value=1e-2, min=1e-7, max=10, description="lr to")
-        self.layers_lo = W.BoundedIntText(value=1, min=1, max=12, description="layers from")
-        self.layers_hi = W.BoundedIntText(value=4, min=1, max=12, description="layers to")
-        self.batch_sizes = W.Text(value="16,32,64", description="batch sizes")
-        self.run_button = W.Button(description="Run search", button_style="primary", icon="play")
-        self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
+        self.target = sized(
+            W.Dropdown(
+                options=[("NR → SLD profile", "sld"), ("NR → layer parameters", "params")],
+                value="sld",
+                description="model learns",
+                tooltip="what the searched model predicts from a reflectivity curve",
+            )
+        )
+        self.trials = sized(
+            W.BoundedIntText(
+                value=10, min=1, max=max_trials, description="trials", tooltip="training runs to add to the study"
+            )
+        )
+        self.epochs = sized(
+            W.BoundedIntText(
+                value=5,
+                min=1,
+                max=max_epochs,
+                description="epochs per trial",
+                tooltip="passes over the training split in each trial; poor trials are pruned earlier",
+            )
+        )
+        self.lr_lo = sized(
+            W.BoundedFloatText(
+                value=1e-4,
+                min=1e-7,
+                max=10,
+                description="learning rate from",
+                tooltip="lowest learning rate tried (searched on a log scale)",
+            )
+        )
+        self.lr_hi = sized(
+            W.BoundedFloatText(
+                value=1e-2, min=1e-7, max=10, description="learning rate to", tooltip="highest learning rate tried"
+            )
+        )
+        self.layers_lo = sized(
+            W.BoundedIntText(
+                value=1,
+                min=1,
+                max=12,
+                description="encoder stages from",
+                tooltip="fewest residual encoder stages tried (each halves the Q axis)",
+            )
+        )
+        self.layers_hi = sized(
+            W.BoundedIntText(
+                value=4, min=1, max=12, description="encoder stages to", tooltip="most residual encoder stages tried"
+            )
+        )
+        self.batch_sizes = sized(
+            W.Text(
+                value="16,32,64",
+                description="batch sizes (curves)",
+                tooltip="curves per optimizer step to choose from, separated by commas",
+            ),
+            12.0,
+        )
+        self.run_button = W.Button(
+            description="Run search",
+            button_style="primary",
+            icon="play",
+            tooltip="add the trials to the study",
+            layout=W.Layout(width="auto"),
+        )
+        self.stop_button = W.Button(
+            description="Stop", icon="stop", disabled=True, tooltip="stop after the running epoch; finished trials stay"
+        )
         self.use_button = W.Button(
             description="Use in Train",
             icon="arrow-right",
             disabled=True,
             tooltip="fill the Train panel with the best trial's settings",
+            layout=W.Layout(width="auto"),
         )
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="trials", layout=W.Layout(width="32em"))
+        self.progress = W.IntProgress(
+            value=0,
+            min=0,
+            max=1,
+            description="trials done",
+            style={"description_width": f"{label:g}em"},
+            layout=W.Layout(width="32em"),
+        )
         self.best = W.HTML()
         self.status = Status()
         self.figure = ChartWidget(
@@ -257,10 +338,8 @@ class SearchPanel(Panel, W.VBox):
         kind = (config.kind if config else None) or ("compact" if self.target.value == "sld" else "param")
         self.best_settings = settings_from_params(best["params"], kind, {"epochs": int(self.epochs.value)})
         rows = "".join(
-            f"<tr><td style='padding:1px 8px'>{html.escape(k)}</td><td style='padding:1px 8px'>{v:.4g}</td></tr>"
-            if isinstance(v, float)
-            else f"<tr><td style='padding:1px 8px'>{html.escape(k)}</td><td style='padding:1px "
-            f"8px'>{html.escape(str(v))}</td></tr>"
+            f"<tr><td style='padding:1px 8px'>{html.escape(PARAM_LABELS.get(k, k))}</td>"
+            f"<td style='padding:1px 8px'>{f'{v:.4g}' if isinstance(v, float) else html.escape(str(v))}</td></tr>"
             for k, v in best["params"].items()
         )
         self.best.value = (

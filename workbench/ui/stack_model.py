@@ -26,16 +26,43 @@ Observer = Callable[[str], None]
 
 
 class ProbeSettings(BaseModel):
-    """pyreflect's probe settings (qMin, qMax, numQPoints, qResolution) plus scale and background."""
+    """pyreflect's probe settings (qMin, qMax, numQPoints, qResolution) plus scale and background.
+
+    The Probe panel's widgets are generated from these fields; their ranges come from the limits.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    q_min: float = Field(DEFAULT_Q_MIN, description="qMin, Å⁻¹")
-    q_max: float = Field(DEFAULT_Q_MAX, description="qMax, Å⁻¹")
-    num_q: int = Field(DEFAULT_NUM_Q, description="numQPoints")
-    q_resolution: float = Field(DEFAULT_DQ_OVER_Q_FWHM, description="qResolution: dQ/Q, FWHM")
-    scale: float = 1.0
-    background: float = 0.0
+    q_min: float = Field(
+        DEFAULT_Q_MIN,
+        description="lowest Q of the preview and of generated curves",
+        json_schema_extra={"label": "Q min", "unit": "Å⁻¹", "pyreflect": "qMin"},
+    )
+    q_max: float = Field(
+        DEFAULT_Q_MAX,
+        description="highest Q of the preview and of generated curves",
+        json_schema_extra={"label": "Q max", "unit": "Å⁻¹", "pyreflect": "qMax"},
+    )
+    num_q: int = Field(
+        DEFAULT_NUM_Q,
+        description="points of the Q grid from Q min to Q max",
+        json_schema_extra={"label": "Q points", "pyreflect": "numQPoints"},
+    )
+    q_resolution: float = Field(
+        DEFAULT_DQ_OVER_Q_FWHM,
+        description="relative instrument resolution dQ/Q as a full width at half maximum (0: no smearing)",
+        json_schema_extra={"label": "resolution dQ/Q (FWHM)", "pyreflect": "qResolution"},
+    )
+    scale: float = Field(
+        1.0,
+        description="multiplies the computed R (normalisation of the measurement)",
+        json_schema_extra={"label": "scale factor"},
+    )
+    background: float = Field(
+        0.0,
+        description="constant added to R (incoherent background at high Q)",
+        json_schema_extra={"label": "background"},
+    )
 
     def probe(self) -> Probe:
         return Probe.from_grid(self.q_min, self.q_max, self.num_q, self.q_resolution, self.scale, self.background)
@@ -55,6 +82,43 @@ def compute_preview(stack: FilmStack, probe: Probe) -> Preview:
     r = np.asarray(reflectivity(stack, probe, engine="fast"))[0]
     z, rho, irho = sld_profile(stack)
     return Preview(probe.q, r, z[0], rho[0], irho[0])
+
+
+UNITS = {"sld": "10⁻⁶ Å⁻²", "isld": "10⁻⁶ Å⁻²", "thickness": "Å", "roughness": "Å"}
+LABELS = {"sld": "SLD", "isld": "iSLD", "thickness": "thickness", "roughness": "roughness"}
+
+
+def short(x: float) -> str:
+    """A number as a person reads it: 4 significant digits, no exponent from 0.001 to 99 999 (9.7216 → 9.722)."""
+    x = float(x)
+    if x == 0 or 1e-3 <= abs(x) < 1e5:
+        return np.format_float_positional(x, precision=4, unique=True, fractional=False, trim="-")
+    return f"{x:.3e}"
+
+
+def shown(x: float) -> float:
+    """``x`` rounded to 6 significant digits for a number box: 3.4700000000000006 shows as 3.47."""
+    return float(f"{float(x):.6g}")
+
+
+@dataclass(frozen=True)
+class OutOfBounds:
+    """A parameter whose value lies outside its sampling range (the range it varies in)."""
+
+    i: int
+    name: str
+    par: str
+    value: float
+    lo: float
+    hi: float
+
+    @property
+    def message(self) -> str:
+        unit = UNITS[self.par]
+        return (
+            f"{self.name} {LABELS[self.par]} {short(self.value)} {unit} is outside its bounds "
+            f"{short(self.lo)}–{short(self.hi)} {unit}"
+        )
 
 
 def applicable(par: str, i: int, n_layers: int) -> bool:
@@ -145,7 +209,11 @@ class StackModel:
         return self.limits.parameter(par).clamp(value)
 
     def set_value(self, i: int, par: str, value: float) -> float:
-        """Set one parameter (clamped to its hard limit); returns the value stored."""
+        """Set one parameter (clamped to its hard limit); returns the value stored.
+
+        A fixed bound (min = max: the value generation uses) follows the value, so what the row shows is
+        what is sampled; a range (min < max) stays, and :meth:`outside_bounds` reports a value left outside it.
+        """
         self._check(i, par)
         value = self.clamp(par, value)
         if value == self.value(i, par):
@@ -153,9 +221,32 @@ class StackModel:
         data = self._layers[i].model_dump()
         data[par] = value
         self._layers[i] = Layer(**data)
+        bound = self._bounds[i].get(par)
+        if bound is not None and bound[0] == bound[1]:
+            self._bounds[i][par] = (value, value)
         self._stack = None
         self._notify("value")
         return value
+
+    def outside(self, i: int, par: str) -> OutOfBounds | None:
+        """Parameter ``par`` of layer ``i`` if its value lies outside the range it varies in, else None."""
+        bound, value = self.bound(i, par), self.value(i, par)
+        if bound is None or bound[0] == bound[1] or bound[0] <= value <= bound[1]:
+            return None
+        return OutOfBounds(i, self._layers[i].name, par, value, *bound)
+
+    def outside_bounds(self) -> list[OutOfBounds]:
+        """Every varying parameter whose value (the start and central value) lies outside its bounds."""
+        found = (self.outside(i, par) for i in range(self.n_layers) for par in PARAMETER_FIELDS)
+        return [o for o in found if o is not None]
+
+    def widen_bound(self, i: int, par: str) -> tuple[float, float] | None:
+        """Stretch the bounds of ``par`` of layer ``i`` just enough to include its value; returns the new bounds."""
+        bound = self.bound(i, par)
+        if bound is None:
+            return None
+        value = self.value(i, par)
+        return self.set_bound(i, par, min(bound[0], value), max(bound[1], value))
 
     def set_bound(self, i: int, par: str, lo: float | None, hi: float | None = None) -> tuple[float, float] | None:
         """Set (or with ``lo=None`` remove) the sampling/fitting range of one parameter, clamped."""
@@ -238,6 +329,11 @@ class StackModel:
         self.probe_settings, self._probe = settings, probe
         self._notify("probe")
         return settings
+
+    def reset_stack(self) -> None:
+        """Back to the default stack and bounds; the probe stays as it is."""
+        self._set_stack(FilmStack.default())
+        self._notify("reset")
 
     def reset(self) -> None:
         """Back to the default stack, bounds and probe."""

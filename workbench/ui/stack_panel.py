@@ -6,7 +6,11 @@ live as long as the panel.  Redraws run on a :class:`~workbench.ui.coalesce.Coal
 single change is drawn at once, and while one redraw is being computed the changes that arrive
 (a slider drag) collapse into one redraw of the newest stack instead of a queue of stale ones.
 Typing a number beyond a slider's range widens the slider, up to the hard physical limit of
-:mod:`workbench.limits`; beyond it the value is clamped and the panel says so.
+:mod:`workbench.limits`; beyond it the value is clamped and the panel says so.  A value outside the
+bounds it varies in (the sampling range; the value is the start and central value) is flagged at once:
+the number box turns red, the panel names it, and the row offers "widen bounds"; Generate refuses
+such a stack until the bounds include the value.  Reset asks for a second click and leaves the probe.
+Numbers are shown to 6 significant digits (3.4700000000000006 shows as 3.47).
 Headless twin: ``StackModel.set_value`` / ``reflectivity`` / ``sld_profile``.
 """
 
@@ -25,11 +29,17 @@ from .coalesce import Coalescer
 from .common import Panel, Status, panel_guard
 from .context import AppContext
 from .curve_pair import CurvePair
-from .stack_model import applicable, compute_preview
+from .stack_model import LABELS, UNITS, applicable, compute_preview, short, shown
 
-UNITS = {"sld": "10⁻⁶ Å⁻²", "isld": "10⁻⁶ Å⁻²", "thickness": "Å", "roughness": "Å"}
-LABELS = {"sld": "SLD", "isld": "iSLD", "thickness": "thickness", "roughness": "roughness"}
 NUMBER_WIDTH = "7.5em"  # each number box gets its own Layout: a shared one hides them all together
+BOUND_WIDTH = "9em"
+FLAG_BORDER = "2px solid #cf222e"
+HELP = {
+    "sld": "scattering length density, the real part",
+    "isld": "imaginary SLD: absorption",
+    "thickness": "layer thickness (no effect for the substrate and the ambient)",
+    "roughness": "RMS roughness of the interface on top of this layer",
+}
 
 
 class ParameterRow(W.HBox):
@@ -47,6 +57,7 @@ class ParameterRow(W.HBox):
         enabled = applicable(par, i, model.n_layers)
         self.slider = W.FloatSlider(
             value=value,
+            tooltip=f"drag to change the {LABELS[par]} and watch R(Q) and the SLD profile",
             min=lo,
             max=hi,
             step=step,
@@ -57,37 +68,96 @@ class ParameterRow(W.HBox):
             description_allow_html=False,
         )
         self.slider.add_class("wb-slider")
-        self.number = W.FloatText(value=value, step=step, disabled=not enabled, layout=W.Layout(width=NUMBER_WIDTH))
+        self.number = W.FloatText(
+            value=shown(value),
+            step=step,
+            disabled=not enabled,
+            tooltip=f"{HELP[par]}, {UNITS[par]}: the start and central value",
+            layout=W.Layout(width=NUMBER_WIDTH),
+        )
         self.number.add_class("wb-number")
         self.vary = W.Checkbox(
             value=bound is not None and bound[1] > bound[0],
             indent=False,
             description="vary",
+            tooltip="vary within min–max when generating and fitting (unticked: fixed at the value)",
             disabled=not enabled,
             layout=W.Layout(width="5em"),
         )
         self.lo = W.FloatText(
-            value=bound[0] if bound else value,
+            value=shown(bound[0] if bound else value),
             disabled=not enabled,
-            layout=W.Layout(width=NUMBER_WIDTH),
+            layout=W.Layout(width=BOUND_WIDTH),
             description="min",
+            tooltip=f"lowest value sampled and fitted, {UNITS[par]}",
             style={"description_width": "2.5em"},
         )
         self.hi = W.FloatText(
-            value=bound[1] if bound else value,
+            value=shown(bound[1] if bound else value),
             disabled=not enabled,
-            layout=W.Layout(width=NUMBER_WIDTH),
+            layout=W.Layout(width=BOUND_WIDTH),
             description="max",
+            tooltip=f"highest value sampled and fitted, {UNITS[par]}",
             style={"description_width": "2.5em"},
         )
+        self.widen = W.Button(
+            description="widen bounds",
+            icon="arrows-h",
+            tooltip="stretch min–max just enough to include the value",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.widen.add_class("wb-widen")
+        self.widen.on_click(self._widen)
         self._sync = False
         self.slider.observe(self._slider_changed, "value")
         self.number.observe(self._number_changed, "value")
         for w in (self.vary, self.lo, self.hi):
             w.observe(self._bound_changed, "value")
         label = W.Label(f"{LABELS[par]} ({UNITS[par]})", layout=W.Layout(width="11em"))
-        super().__init__([label, self.slider, self.number, self.vary, self.lo, self.hi])
+        super().__init__([label, self.slider, self.number, self.vary, self.lo, self.hi, self.widen])
         self.add_class(f"wb-row-{i}-{par}")
+        self.flag()
+
+    @property
+    def what(self) -> str:
+        """The parameter in words: "layer_2 thickness"."""
+        return f"{self.panel.ctx.stack.layer(self.i).name} {LABELS[self.par]}"
+
+    def flag(self) -> str | None:
+        """Mark the row when its value lies outside the bounds it varies in; returns the message, or None."""
+        out = self.panel.ctx.stack.outside(self.i, self.par)
+        self.number.layout.border = FLAG_BORDER if out else ""
+        self.widen.layout.display = "" if out else "none"
+        (self.add_class if out else self.remove_class)("wb-out-of-bounds")
+        return out.message if out else None
+
+    def sync(self) -> None:
+        """Show the model's value and bounds (changed elsewhere) without echoing them back."""
+        model = self.panel.ctx.stack
+        value, bound = model.value(self.i, self.par), model.bound(self.i, self.par)
+        if shown(value) != self.number.value or value != self.slider.value:
+            self.show(value)
+        if bound is not None and (self.lo.value, self.hi.value) != (shown(bound[0]), shown(bound[1])):
+            self._show_bounds(*bound)
+        self.flag()
+
+    def _show_bounds(self, lo: float, hi: float) -> None:
+        self._sync = True
+        try:
+            self.lo.value, self.hi.value = shown(lo), shown(hi)
+            self.slider.min, self.slider.max = min(self.slider.min, lo), max(self.slider.max, hi)
+        finally:
+            self._sync = False
+
+    def _report(self, note: str) -> None:
+        """The outcome of the latest edit replaces the panel's note; a value outside its bounds is warned about."""
+        out = self.flag()
+        if out:
+            self.panel.status.warn(
+                f"{out}: Generate refuses it until the bounds include it: press 'widen bounds' or type a value inside"
+            )
+        else:
+            self.panel.status.info(note)
 
     def _slider_changed(self, change) -> None:
         if self._sync:
@@ -103,13 +173,16 @@ class ParameterRow(W.HBox):
     def _set(self, value: float, typed: bool = False) -> None:
         model = self.panel.ctx.stack
         stored = model.set_value(self.i, self.par, value)
+        self.show(stored)
         if typed and stored != value:
             hard = model.limits.parameter(self.par)
+            self.flag()
             self.panel.status.warn(
-                f"{model.layer(self.i).name}.{self.par} = {value:g} is outside the physical limit "
-                f"[{hard.lo:g}, {hard.hi:g}]; set to {stored:g}"
+                f"{self.what} {short(value)} {UNITS[self.par]} is outside the physical limit "
+                f"{short(hard.lo)}–{short(hard.hi)} {UNITS[self.par]}; set to {short(stored)}"
             )
-        self.show(stored)
+            return
+        self._report(f"{self.what} = {short(stored)} {UNITS[self.par]}")
 
     def show(self, value: float) -> None:
         """Put ``value`` into slider and number without echoing it back to the model."""
@@ -119,7 +192,7 @@ class ParameterRow(W.HBox):
             s.max = max(s.max, value)
             s.min = min(s.min, value)
             s.value = value
-            self.number.value = value
+            self.number.value = shown(value)
         finally:
             self._sync = False
 
@@ -129,17 +202,24 @@ class ParameterRow(W.HBox):
 
     @panel_guard
     def _bound_changed(self, change) -> None:
+        if self._sync:
+            return
         model = self.panel.ctx.stack
+        unit = UNITS[self.par]
         if not self.vary.value:
             model.set_bound(self.i, self.par, None)
+            self._report(f"{self.what} fixed at {short(model.value(self.i, self.par))} {unit}")
             return
         lo, hi = model.set_bound(self.i, self.par, self.lo.value, self.hi.value)
-        self._sync = True
-        try:
-            self.lo.value, self.hi.value = lo, hi
-            self.slider.min, self.slider.max = min(self.slider.min, lo), max(self.slider.max, hi)
-        finally:
-            self._sync = False
+        self._show_bounds(lo, hi)
+        self._report(f"{self.what} varies in {short(lo)}–{short(hi)} {unit}")
+
+    @panel_guard
+    def _widen(self, _=None) -> None:
+        bounds = self.panel.ctx.stack.widen_bound(self.i, self.par)
+        if bounds is not None:
+            self._show_bounds(*bounds)
+            self._report(f"{self.what} bounds widened to {short(bounds[0])}–{short(bounds[1])} {UNITS[self.par]}")
 
 
 class LayerBox(W.VBox):
@@ -196,6 +276,10 @@ class LayerBox(W.VBox):
             self.panel.ctx.stack.rename(self.i, change["new"])
         except Exception as exc:  # noqa: BLE001
             self.panel.status.error(str(exc))
+        else:
+            self.panel.status.info(
+                f"layer {self.i} renamed {change['old']!r} → {self.panel.ctx.stack.layer(self.i).name!r}"
+            )
 
     def row(self, par: str) -> ParameterRow:
         return self.rows[PARAMETER_FIELDS.index(par)]
@@ -226,21 +310,52 @@ class StackPanel(Panel, W.VBox):
         self.add = W.Button(description="Add layer", icon="plus")
         self.collapse = W.Button(description="Collapse all", icon="compress")
         self.expand = W.Button(description="Expand all", icon="expand")
-        self.reset = W.Button(description="Reset to defaults", icon="undo", button_style="warning")
+        self.reset = W.Button(
+            description="Reset to defaults",
+            icon="undo",
+            button_style="warning",
+            tooltip="back to pyreflect's example stack and bounds (asks first; the probe stays)",
+            layout=W.Layout(width="auto"),
+        )
+        self.confirm_reset = W.Button(
+            description="Confirm reset", icon="check", button_style="danger", layout=W.Layout(width="auto")
+        )
+        self.cancel_reset = W.Button(description="Keep my stack", icon="times", layout=W.Layout(width="auto"))
+        self.confirm_row = W.HBox(
+            [
+                W.HTML("Replace every layer and bound with pyreflect's example stack? The probe stays as it is."),
+                self.confirm_reset,
+                self.cancel_reset,
+            ],
+            layout=W.Layout(display="none"),
+        )
+        self.confirm_row.add_class("wb-confirm-reset")
+        for button in (self.add, self.collapse, self.expand):
+            button.layout.width = "auto"
+        self.add.tooltip = "insert a layer just below the ambient"
+        self.collapse.tooltip = "hide the parameter rows of every layer"
+        self.expand.tooltip = "show the parameter rows of every layer"
         self.add.on_click(self._add)
         self.collapse.on_click(lambda _: self._expand_all(False))
         self.expand.on_click(lambda _: self._expand_all(True))
-        self.reset.on_click(self._reset)
+        self.reset.on_click(self._ask_reset)
+        self.confirm_reset.on_click(self._reset)
+        self.cancel_reset.on_click(self._cancel_reset)
         self.layers_box = W.VBox()
         self.layers: list[LayerBox] = []
         self._build_layers()
         charts = W.HBox([self.rq, self.sld], layout=W.Layout(width="100%"))
         toolbar = W.HBox([self.add, self.collapse, self.expand, self.reset])
-        super().__init__([charts, self.timing, toolbar, self.status, self.layers_box])
+        super().__init__([charts, self.timing, toolbar, self.confirm_row, self.status, self.layers_box])
         self.add_class("wb-stack-panel")
         ctx.stack.observe(self._model_changed)
+        outside = ctx.stack.outside_bounds()
         if ctx.restore_error:
             self.status.warn(ctx.restore_error)
+        elif outside:
+            self.status.warn(
+                "; ".join(o.message for o in outside) + ": Generate refuses them until the bounds include them"
+            )
         self.redraw()
 
     # ------------------------------------------------------------------ layers
@@ -261,7 +376,18 @@ class StackPanel(Panel, W.VBox):
 
     @panel_guard
     def move(self, i: int, delta: int) -> None:
-        self.ctx.stack.move_layer(i, delta)
+        """Move card ``i`` one place down the page (+1, towards the ambient) or up (−1); the note says where it went."""
+        name = self.ctx.stack.layer(i).name
+        j = self.ctx.stack.move_layer(i, delta)
+        if j == i:
+            self.status.warn(f"{name} cannot move further: the substrate and the ambient stay at the ends")
+            return
+        where = "up, towards the substrate" if j < i else "down, towards the ambient"
+        self.status.ok(f"moved {name} {where}: now between {self._neighbours(j)}")
+
+    def _neighbours(self, i: int) -> str:
+        model = self.ctx.stack
+        return f"{model.layer(i - 1).name} and {model.layer(i + 1).name}"
 
     @panel_guard
     def remove(self, i: int) -> None:
@@ -269,21 +395,29 @@ class StackPanel(Panel, W.VBox):
         self.ctx.stack.remove_layer(i)
         self.status.ok(f"removed {name}")
 
+    def _ask_reset(self, _=None) -> None:
+        """First click: ask; nothing changes until "Confirm reset"."""
+        self.confirm_row.layout.display = ""
+        self.status.warn("Reset replaces the film stack and its bounds: press 'Confirm reset' or 'Keep my stack'")
+
+    def _cancel_reset(self, _=None) -> None:
+        self.confirm_row.layout.display = "none"
+        self.status.info("reset cancelled: the film stack is unchanged")
+
     @panel_guard
     def _reset(self, _=None) -> None:
-        self.ctx.reset_settings()
-        self.status.ok("stack, bounds and probe reset to the defaults")
+        self.confirm_row.layout.display = "none"
+        self.ctx.stack.reset_stack()
+        self.ctx.save_settings()  # a deliberate action: written at once, not after the autosave's quiet period
+        self.status.ok("film stack and bounds reset to pyreflect's example; the probe is unchanged")
 
     def _model_changed(self, what: str) -> None:
         if what in ("layers", "reset"):
             self._build_layers()
-        elif what == "value":
-            for i, box in enumerate(self.layers):
-                for par in PARAMETER_FIELDS:
-                    row = box.row(par)
-                    v = self.ctx.stack.value(i, par)
-                    if row.number.value != v:
-                        row.show(v)
+        elif what in ("value", "bounds"):  # a fixed bound follows its value; flags follow both
+            for box in self.layers:
+                for row in box.rows:
+                    row.sync()
         if what != "bounds":
             self.request_redraw()
 

@@ -29,6 +29,7 @@ from ..store.workspace import Workspace
 from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
+from .forms import fit, fit_em
 
 DEFAULT_SPEC = "learning_rate: [0.001, 0.003]\nlayers: [1, 2]\n"
 STATUS_STYLE = {
@@ -93,21 +94,54 @@ class SweepPanel(Panel, W.VBox):
         self.result = None
         self.rows: dict[str, dict[str, Any]] = {}
 
-        self.notebook = W.Dropdown(options=list(self.notebooks), description="notebook")
+        self.notebook = fit(
+            W.Dropdown(
+                options=list(self.notebooks),
+                description="notebook",
+                tooltip="the shipped notebook run once per parameter set",
+            )
+        )
         self.spec = W.Textarea(
             value=DEFAULT_SPEC,
             description="parameters",
-            layout=W.Layout(width="32em", height="7em"),
+            tooltip="YAML: the notebook's parameter names; a list is swept, a single value is fixed for every run",
+            style={"description_width": f"{fit_em('parameters'):g}em"},
+            layout=W.Layout(width="36em", height="7em"),
             placeholder="learning_rate: [0.001, 0.003]",
         )
-        self.name = W.Text(value="sweep", description="sweep name")
-        self.folder_override = Path(folder) if folder else None
-        self.workers = W.BoundedIntText(
-            value=min(workers, self.max_workers), min=1, max=self.max_workers, description="workers"
+        self.name = fit(
+            W.Text(value="sweep", description="sweep name", tooltip="the folder under sweeps/ the runs are kept in"),
+            input_em=10.0,
         )
-        self.run_button = W.Button(description="Run sweep", button_style="primary", icon="play")
-        self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="runs", layout=W.Layout(width="32em"))
+        self.folder_override = Path(folder) if folder else None
+        self.workers = fit(
+            W.BoundedIntText(
+                value=min(workers, self.max_workers),
+                min=1,
+                max=self.max_workers,
+                description="parallel runs",
+                tooltip=f"notebooks run at the same time (at most {self.max_workers} here)",
+            ),
+            input_em=5.0,
+        )
+        self.run_button = W.Button(
+            description="Run sweep",
+            button_style="primary",
+            icon="play",
+            tooltip="run every parameter set not already done",
+            layout=W.Layout(width="auto"),
+        )
+        self.stop_button = W.Button(
+            description="Stop", icon="stop", disabled=True, tooltip="stop the runs; finished ones are kept"
+        )
+        self.progress = W.IntProgress(
+            value=0,
+            min=0,
+            max=1,
+            description="runs done",
+            style={"description_width": f"{fit_em('runs done'):g}em"},
+            layout=W.Layout(width="32em"),
+        )
         self.table = W.HTML()
         self.status = Status()
         self.figure = ChartWidget(sweep_figure(results_frame([])))

@@ -32,7 +32,7 @@ from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
-from .forms import Form, FormFields
+from .forms import Form, FormFields, fit, fit_em
 
 MODELS = [
     ("compact CNN: NR → SLD profile", "compact"),
@@ -66,18 +66,33 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.ctx = ctx
         saved = ctx.panel_settings("train")
         kind = saved.get("model") if saved.get("model") in TARGET else "compact"  # a bad saved value: the default
-        style = {"description_width": "11em"}
-        self.model_kind = W.Dropdown(
-            options=MODELS, value=kind, description="model", style=style, layout=W.Layout(width="34em")
+        label = fit_em("χ data folder")  # the longest of the hand-made labels; the forms size their own
+        self.model_kind = fit(
+            W.Dropdown(
+                options=MODELS,
+                value=kind,
+                description="model",
+                tooltip="what the model learns: an SLD profile, the layer parameters, or χ from a profile",
+            ),
+            description_em=label,
         )
-        self.dataset = W.Dropdown(options=[], description="data set", style=style, layout=W.Layout(width="34em"))
+        self.dataset = fit(
+            W.Dropdown(
+                options=[], description="data set", tooltip="a data set generated or uploaded in this workspace"
+            ),
+            input_em=24.0,
+            description_em=label,
+        )
         self.refresh = W.Button(icon="refresh", tooltip="refresh the list of data sets", layout=W.Layout(width="3em"))
-        self.chi_folder = W.Text(
-            value=str(saved.get("chi_folder", "")),
-            description="χ data folder",
-            style=style,
-            placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
-            layout=W.Layout(width="34em"),
+        self.chi_folder = fit(
+            W.Text(
+                value=str(saved.get("chi_folder", "")),
+                description="χ data folder",
+                tooltip="a folder in the workspace with train_data.npy, train_pars.npy and experiment.txt",
+                placeholder="folder with train_data.npy, train_pars.npy, experiment.txt",
+            ),
+            input_em=28.0,
+            description_em=label,
         )
         self.train_form = Form(
             TrainConfig, saved, limits=ctx.limits, exclude=TRAIN_EXCLUDE
@@ -95,25 +110,37 @@ class TrainPanel(FormFields, Panel, W.VBox):
             TrainRequest, saved, exclude=tuple(n for n in TrainRequest.model_fields if n not in REQUEST_FIELDS)
         )
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        self.device = W.Dropdown(
-            options=devices,
-            value=saved.get("device") if saved.get("device") in devices else "auto",
-            description="device",
-            style=style,
-            layout=W.Layout(width="26em"),
+        self.device = fit(
+            W.Dropdown(
+                options=devices,
+                value=saved.get("device") if saved.get("device") in devices else "auto",
+                description="device",
+                tooltip="where the model trains: auto picks a CUDA GPU when there is one",
+            ),
+            description_em=label,
         )
-        self.name = W.Text(
-            value="",
-            placeholder="model name (default: <model>-<time>)",
-            description="name",
-            style=style,
-            layout=W.Layout(width="26em"),
+        self.name = fit(
+            W.Text(
+                value="",
+                placeholder="model name (default: <model>-<time>)",
+                description="model name",
+                tooltip="the name the model is saved and listed under (letters, digits, - and _)",
+            ),
+            input_em=20.0,
+            description_em=label,
         )
-        self.start = W.Button(description="Start", icon="play", button_style="primary")
-        self.pause = W.Button(description="Pause", icon="pause", disabled=True)
-        self.resume = W.Button(description="Resume", icon="step-forward", disabled=True)
-        self.stop = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="batches", layout=W.Layout(width="30em"))
+        self.start = W.Button(description="Start", icon="play", button_style="primary", tooltip="train a new model")
+        self.pause = W.Button(
+            description="Pause", icon="pause", disabled=True, tooltip="write a checkpoint and pause; Resume continues"
+        )
+        self.resume = W.Button(
+            description="Resume", icon="step-forward", disabled=True, tooltip="continue the paused run"
+        )
+        self.stop = W.Button(
+            description="Stop", icon="stop", button_style="danger", disabled=True, tooltip="end the run"
+        )
+        self.progress = W.IntProgress(max=1, description="batches", layout=W.Layout(width="30em"))
+        self.progress.style.description_width = f"{label:g}em"
         self.status = Status()
         self.metrics = W.HTML()
         self.log_view = W.HTML(layout=W.Layout(max_height="14em", overflow="auto", border="1px solid #ddd"))

@@ -61,7 +61,11 @@ class TrainRequest(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     model: dict[str, Any] = Field(default_factory=dict, description="architecture: kind and its options")
     validation_split: float = Field(
-        0.1, gt=0, lt=0.5, description="validationSplit: held out for validation, and as much for test"
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="fraction of the curves held out to validate each epoch, and as many again for the final test",
+        json_schema_extra={"label": "validation fraction", "pyreflect": "validationSplit"},
     )
     name: str | None = Field(None, description="run and model name (default: the out folder's name)")
     hub_repo: str | None = Field(None, description="Hub model repo that receives the checkpoints")

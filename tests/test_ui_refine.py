@@ -1,0 +1,147 @@
+"""Refine panel: the start from an SLD model's profile, the free parameters of the Film stack, the fit's verdict."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from workbench.analysis.refine import refine, verdict
+from workbench.data.measured import Measurement
+from workbench.physics import FilmStack, Probe, reflectivity, sld_profile
+from workbench.plots.curves import profile_template, reflectivity_template
+from workbench.plots.refine import fit_figure
+from workbench.plots.style import ROLES, band_fill, role_of
+from workbench.ui.context import AppContext
+from workbench.ui.predict_panel import Prediction
+from workbench.ui.refine_panel import RefinePanel
+
+Q = np.geomspace(0.01, 0.2, 120)
+
+
+def _truth() -> FilmStack:
+    """The default film with every free parameter 40 % into its bound range."""
+    stack = FilmStack.default()
+    for b in stack.free_parameters:
+        stack = stack.with_value(b.i, b.par, b.lo + 0.4 * (b.hi - b.lo))
+    return stack
+
+
+def _measurement(stack: FilmStack, seed: int = 0) -> Measurement:
+    """R(Q) of ``stack`` with 3 % Gaussian noise and its error bars (seeded)."""
+    probe = Probe(Q, dq_over_q=0.05)
+    r = np.asarray(reflectivity(stack, probe))[0]
+    dr = 0.03 * r
+    noisy = r + dr * np.random.default_rng(seed).standard_normal(r.size)
+    return Measurement(q=Q, r=noisy, dr=dr, dq_sigma=probe.sigma, source="film.refl", dq_convention_of_file="sigma")
+
+
+def _sld_prediction(profile_of: FilmStack, data: Measurement) -> Prediction:
+    """What an SLD model's prediction holds: a profile (z from 0, as in a data set) and no stack."""
+    z, rho, _ = sld_profile(profile_of)
+    return Prediction(data, data.r, (z[0] - z[0, 0], rho[0]), model="compact")
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return AppContext(tmp_path / "ws", autosave_delay=0)
+
+
+def test_an_sld_models_prediction_starts_from_the_film_stack_fitted_to_its_profile(ctx):
+    panel = RefinePanel(ctx)
+    truth = _truth()
+    ctx.announce(prediction=_sld_prediction(truth, _measurement(truth)))
+    assert panel.status.level == "info", panel.status.text
+    assert "start: stack fitted to the predicted profile (profile RMS 0.00 ×10⁻⁶ Å⁻²)" in panel.status.text
+    film = ctx.stack.stack
+    for b in film.free_parameters:
+        assert panel.start_stack.get(b.i, b.par) == pytest.approx(truth.get(b.i, b.par), rel=1e-4, abs=1e-4)
+    rows = {row.pname: row for row in panel.rows}
+    # free by default: exactly what "vary" ticks in the Film stack; siox.sld is fixed there (min = max)
+    assert [n for n, r in rows.items() if r.free.value] == film.parameter_names()
+    assert "siox.sld" not in rows and not rows["probe.scale"].free.value
+    assert rows["siox.thickness"].free.description == "siox.thickness (Å)"
+    assert rows["layer_1.sld"].free.description == "layer_1.sld (10⁻⁶ Å⁻²)"
+    assert rows["probe.scale"].free.description == "probe.scale"
+    for row in rows.values():  # bounds rounded for people, and still around the start value
+        for value in (row.lo.value, row.hi.value):
+            assert value == float(f"{value:.4g}"), (row.pname, value)
+    # measured points carry their error bars; the fit trace waits for the fit
+    data, m = panel.rq.trace("data"), ctx.prediction.measurement
+    np.testing.assert_allclose(np.array(data.error_y.array), m.dr[m.r > 0])
+    assert len(panel.rq.trace("fit").x) == 0
+
+
+def test_a_good_fit_is_green_and_a_poor_one_is_a_warning_with_its_reasons(ctx):
+    panel = RefinePanel(ctx)
+    truth = _truth()
+    ctx.announce(prediction=_sld_prediction(truth, _measurement(truth)))
+    for row in panel.rows:
+        row.free.value = row.pname in ("layer_2.thickness", "layer_3.sld")
+    panel.run.click()
+    assert panel.job.join(120)
+    res = panel.result
+    assert res.chi2_per_point < 2 and verdict(res)[0] == "ok"
+    assert panel.status.level == "ok" and "good fit" in panel.status.text, panel.status.text
+    assert "film.refl" in panel.status.text
+    assert "layer_2.thickness (Å)" in panel.table.value
+    run = ctx.registry().list_runs(kind="refine")[0]
+    assert run.params["data"] == "film.refl" and run.metrics["data"] == "film.refl"
+    assert run.metrics["layer_2.thickness.sigma"] == pytest.approx(res.uncertainties[0])
+
+    # the same data from a start far off, with only the background free: χ²/N in the hundreds
+    far = FilmStack.default()
+    for b in far.free_parameters:
+        far = far.with_value(b.i, b.par, b.lo + 0.95 * (b.hi - b.lo))
+    ctx.announce(prediction=_sld_prediction(far, _measurement(truth)))
+    for row in panel.rows:
+        row.free.value = row.pname == "probe.background"
+    panel.run.click()
+    assert panel.job.join(120)
+    res = panel.result
+    assert res.chi2_per_point > 10
+    assert panel.status.level == "warn", panel.status.text
+    assert "poor fit" in panel.status.text and "χ²/N" in panel.status.text
+    assert "wb-verdict wb-warn" in panel.table.value
+
+
+def test_the_verdict_names_parameters_at_a_bound_and_an_error_bar_wider_than_the_bounds():
+    truth = _truth()
+    data = _measurement(truth)
+    thick = truth.get(4, "thickness")
+    # a bound that stops short of the truth: the fit ends on it
+    start = truth.with_value(4, "thickness", thick - 15)
+    res = refine(data, start, free=["layer_3.thickness"], bounds={"layer_3.thickness": (thick - 20, thick - 10)})
+    level, words = verdict(res)
+    assert level == "warn" and "at a bound (layer_3.thickness)" in words
+    # a 1σ wider than the whole bound range: the data do not bound the parameter
+    res = refine(data, truth, free=["layer_3.thickness", "layer_3.sld"])
+    assert verdict(res)[0] == "ok", verdict(res)[1]
+    value = res.values[1]
+    narrow = replace(res, bounds={**res.bounds, "layer_3.sld": (value - 1e-4, value + 1e-4)})
+    level, words = verdict(narrow)
+    assert level == "warn" and "1 of 2 undetermined (layer_3.sld)" in words
+    # χ²/N between 2 and 3 without other faults: acceptable; above 3: poor
+    assert verdict(replace(res, chi2_per_point=2.5)) == ("ok", verdict(replace(res, chi2_per_point=2.5))[1])
+    assert verdict(replace(res, chi2_per_point=2.5))[1].startswith("acceptable fit")
+    assert verdict(replace(res, chi2_per_point=662.1))[1].startswith("poor fit: χ²/N 662 > 3")
+
+
+def test_every_chart_draws_each_role_in_one_colour_and_dash():
+    rq = reflectivity_template(("data", "start", "fit"))
+    sld = profile_template(("ground truth", "prediction", "start", "fit"))
+    fig = fit_figure(Q, Q, Q * 0.1, {"initial": Q, "refined": Q, "truth": Q})
+    by_role = {}
+    for f in (rq, sld, fig):
+        for t in f.data:
+            role = role_of(t.meta) or role_of(t.name)
+            style = (t.mode, t.line.color, t.line.dash, t.marker.color)
+            assert by_role.setdefault(role, style) == style, (role, t.name)
+    assert set(by_role) == {"data", "start", "fit", "truth", "prediction"}
+    assert by_role["start"][1:3] == ("#7f7f7f", "dash") and by_role["data"][0] == "markers"
+    assert len({s[1] for r, s in by_role.items() if r != "data"}) == 4  # four different line colours
+    assert fig.data[0].error_y.array is not None  # measured points with error bars
+    assert band_fill("95 %").startswith("rgba(0,114,178,") and ROLES["fit"]["line"]["color"] == "rgb(0,114,178)"
+    # the legend sits below the plot area, and an empty chart says so instead of showing axes from −1 to 6
+    assert rq.layout.legend.y < 0 and rq.layout.annotations[0].text == "no data yet"

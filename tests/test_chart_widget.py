@@ -6,8 +6,9 @@ from pathlib import Path
 
 import plotly
 import plotly.graph_objects as go
+from jupyter_core.paths import jupyter_data_dir
 
-from workbench.ui.chart_widget import ChartWidget, PlotlyBundle, shared_bundle
+from workbench.ui.chart_widget import ChartWidget, PlotlyBundle, publish_bundle, shared_bundle
 from workbench.ui.context import AppContext
 from workbench.ui.stack_panel import StackPanel
 
@@ -21,7 +22,15 @@ def test_charts_ship_a_small_module_and_share_one_plotly_bundle():
     assert len(first._esm) < 10_000 and len(plain._esm) > 4_000_000
     assert first.data[0].y == (3, 4)  # otherwise a FigureWidget like any other
     bundle = shared_bundle()
-    assert isinstance(bundle, PlotlyBundle) and bundle.source == PLOTLY_BUNDLE.read_text(encoding="utf-8") == plain._esm
+    assert isinstance(bundle, PlotlyBundle) and bundle.source == ""  # the page loads it as a file
+    # published once where the Jupyter server serves labextensions files, named by its content hash
+    path, _, version = bundle.path.partition("?v=")
+    served = Path(jupyter_data_dir()) / "labextensions" / path
+    assert served.read_text(encoding="utf-8") == PLOTLY_BUNDLE.read_text(encoding="utf-8") == plain._esm
+    assert version in path and len(version) == 16
+    # a page that cannot load the file asks the kernel, which answers with the source once
+    bundle._answer(bundle, {"request": "source"}, [])
+    assert bundle.source == plain._esm
     # the browser finds the bundle through a model reference in each chart's state
     assert first.get_state()["_plotly_bundle"] == second.get_state()["_plotly_bundle"] == f"IPY_MODEL_{bundle.model_id}"
     old = bundle.model_id
@@ -33,3 +42,13 @@ def test_charts_ship_a_small_module_and_share_one_plotly_bundle():
 def test_the_panels_draw_on_chart_widgets(tmp_path):
     panel = StackPanel(AppContext(tmp_path / "ws", autosave_delay=0))
     assert isinstance(panel.rq, ChartWidget) and isinstance(panel.sld, ChartWidget)
+
+
+def test_the_bundle_file_is_written_once_and_not_where_it_cannot_be(tmp_path):
+    path = publish_bundle(tmp_path)
+    file = tmp_path / "labextensions" / path.partition("?v=")[0]
+    before = file.stat().st_mtime_ns
+    assert publish_bundle(tmp_path) == path and file.stat().st_mtime_ns == before  # never rewritten
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+    assert publish_bundle(blocked) == ""  # the page then asks the kernel

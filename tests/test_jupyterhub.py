@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from browser_support import ARTIFACTS, CHROMIUM, chromium, free_port, stop_server, wait_for_http, watched_page
 
+from workbench.batch.dashboard import TEMPLATE_ROOT
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "correct horse"
@@ -73,8 +75,11 @@ c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(homes, "{{username}}")
 c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = ["--allow-root", "--ServerApp.ip=127.0.0.1",
-                  # each Voilà render starts a kernel: cull idle ones (see README, admin guide)
-                  "--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60"]
+                  # the offline template (no CDN requests) for Voilà's server extension (admin guide, section 3)
+                  "--VoilaConfiguration.template=workbench",
+                  # each Voilà render starts a kernel: cull idle ones, never one with a job or an open page
+                  "--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60",
+                  "--MappingKernelManager.cull_busy=False", "--MappingKernelManager.cull_connected=False"]
 c.Spawner.environment = {{
     "WORKBENCH_HOME": per_user(".workbench"),
     "JUPYTER_CONFIG_DIR": per_user(".jupyter"),
@@ -83,6 +88,7 @@ c.Spawner.environment = {{
     "IPYTHONDIR": per_user(".ipython"),
     "WORKBENCH_LIMITS": '{{"max_curves": 2000, "max_epochs": 5}}',
     "OMP_NUM_THREADS": "1",
+    "JUPYTER_PATH": {template_root!r},
 }}
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
@@ -116,6 +122,7 @@ def hub(tmp_path):
             proxy=proxy,
             password=PASSWORD,
             singleuser=str(BIN / "jupyterhub-singleuser"),
+            template_root=str(TEMPLATE_ROOT),
         )
     )
     env = {**os.environ, "HOME": str(root), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -140,8 +147,7 @@ def hub(tmp_path):
 def _login(browser, url: str, user: str, problems: list[str]):
     context = browser.new_context()
     # the hub renders through Voilà's server extension with its lab template (CDN stylesheets and MathJax);
-    # `workbench start` serves the offline template, the hub deployment does not use it yet
-    page = watched_page(context, problems, user, offline=False)
+    page = watched_page(context, problems, user)  # the workbench template: no request leaves the machine
     page.goto(f"{url}/hub/login", timeout=120_000)
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORD)

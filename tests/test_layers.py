@@ -28,7 +28,7 @@ LAYERS = (
     "physics",
     "base",
 )
-BASE = {"limits", "events", "fileio", "versions", "forms", "__init__"}
+BASE = {"limits", "events", "fileio", "versions", "forms", "lazy_import", "__init__"}
 NO_WIDGETS = LAYERS[LAYERS.index("batch") :]
 NO_PLOTTING = LAYERS[LAYERS.index("workflows") :]
 

@@ -85,7 +85,9 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     p = ctx.prediction
     assert p.stack is not None and len(predict.rq.data[0].x) > 300
     assert "chi2_per_point" in predict.metrics.value and "Predicted parameters" in predict.metrics.value
-    # the prediction was published: the refine panel loaded the predicted stack and its free parameters
+    # the prediction was published: the Refine tab, once shown, loads the predicted stack and its free parameters
+    assert refine.rows == []  # nothing computed for it while the Predict tab is in front
+    refine.on_shown()
     names = [row.pname for row in refine.rows]
     assert "layer_2.thickness" in names and "probe.scale" in names
     assert refine.start_stack == p.stack
@@ -139,6 +141,7 @@ def test_refine_starts_from_an_sld_models_profile(workspace):
     predict.run.click()
     assert predict.status.level == "ok", predict.status.text
     assert ctx.prediction.stack is None  # an SLD model predicts a profile
+    refine.on_shown()  # the Refine tab is shown
     assert "start: stack fitted to the predicted profile (profile RMS" in refine.status.text, refine.status.text
     assert refine.profile_fit is not None and refine.start_stack == refine.profile_fit.stack
     assert refine.start_stack != ctx.stack.stack

@@ -52,6 +52,7 @@ def test_an_sld_models_prediction_starts_from_the_film_stack_fitted_to_its_profi
     panel = RefinePanel(ctx)
     truth = _truth()
     ctx.announce(prediction=_sld_prediction(truth, _measurement(truth)))
+    panel.on_shown()  # the Refine tab is shown
     assert panel.status.level == "info", panel.status.text
     assert "start: stack fitted to the predicted profile (profile RMS 0.00 ×10⁻⁶ Å⁻²)" in panel.status.text
     film = ctx.stack.stack
@@ -77,6 +78,7 @@ def test_a_good_fit_is_green_and_a_poor_one_is_a_warning_with_its_reasons(ctx):
     panel = RefinePanel(ctx)
     truth = _truth()
     ctx.announce(prediction=_sld_prediction(truth, _measurement(truth)))
+    panel.on_shown()  # the Refine tab is shown
     for row in panel.rows:
         row.free.value = row.pname in ("layer_2.thickness", "layer_3.sld")
     panel.run.click()
@@ -95,6 +97,7 @@ def test_a_good_fit_is_green_and_a_poor_one_is_a_warning_with_its_reasons(ctx):
     for b in far.free_parameters:
         far = far.with_value(b.i, b.par, b.lo + 0.95 * (b.hi - b.lo))
     ctx.announce(prediction=_sld_prediction(far, _measurement(truth)))
+    panel.on_shown()  # the Refine tab is shown
     for row in panel.rows:
         row.free.value = row.pname == "probe.background"
     panel.run.click()

@@ -466,6 +466,10 @@ class Registry:
         rows = [self._run_row(r, now) for r in self._read(sql + " ORDER BY created DESC, id DESC", args)]
         return [r for r in rows if status is None or r.status == status]
 
+    def kinds_done(self) -> set[str]:
+        """The kinds of run that completed at least once (what the dashboard's loop strip ticks off)."""
+        return {r["kind"] for r in self._read("SELECT DISTINCT kind FROM runs WHERE status = 'completed'")}
+
     def get_run(self, run_id: str) -> RunRow:
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:

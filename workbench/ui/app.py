@@ -24,6 +24,7 @@ from .context import AppContext
 from .files_panel import FilesPanel
 from .generate_panel import GeneratePanel
 from .history_panel import HistoryPanel
+from .loop_steps import LoopSteps
 from .predict_panel import PredictPanel
 from .probe_panel import ProbePanel
 from .refine_panel import RefinePanel
@@ -65,6 +66,9 @@ class Workbench(W.Tab):
         self.observe(self._shown, "selected_index")
         self.select(tab)
         self.panel(TABS[self.selected_index or 0])
+        self.steps = LoopSteps(self.ctx, self.select)
+        self.page = W.VBox([self.steps, self])
+        """What the dashboard notebook shows: the loop's steps above the tabs."""
 
     def _shown(self, change) -> None:
         if change["new"] is not None:

@@ -2,25 +2,37 @@
 
 Plotly's own FigureWidget sends its ~5 MB JavaScript bundle with every chart, and anywidget gives
 each chart 2 s to parse it; on a loaded machine the chart then ignores every later update. A
-``ChartWidget`` sends a small module instead (``static/chart_widget.js``) that binds at once. The
-bundle travels once per kernel as the state of one plain widget (:class:`PlotlyBundle`) that every
-chart refers to, so the browser needs no round trip to a possibly busy kernel to draw. Everything
-else is Plotly's FigureWidget unchanged.
+``ChartWidget`` sends a small module instead (``static/chart_widget.js``) that binds at once and
+imports Plotly's bundle once per page from a static file the Jupyter server serves (Voilà's and
+JupyterLab's ``labextensions`` route): its name carries the bundle's content hash, so the browser keeps it
+across pages and sessions and only revalidates it (HTTP 304).  The file is written by the kernel, once
+per Plotly version, into the user's Jupyter data folder.  Where the server cannot serve it, the page asks
+the kernel for the bundle over the widget's comm instead.  Everything else is Plotly's FigureWidget.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
 import traitlets
-from plotly.basewidget import BaseFigureWidget
+from jupyter_core.paths import jupyter_data_dir
 
-from ..plots.style import error_bars, update_placeholder
+from ..fileio import write_text_atomic
+from ..lazy_import import defer_import
+
+defer_import("nbformat")  # before plotly, which imports it for renderers the panels never use
+
+import plotly.graph_objects as go  # noqa: E402 - after the deferral above
+from plotly.basewidget import BaseFigureWidget  # noqa: E402
+
+from ..plots.style import error_bars, update_placeholder  # noqa: E402
+
+BUNDLE_PACKAGE = "workbench-plotly"  # a folder under labextensions/: not a JupyterLab extension, only files
 
 
 @functools.cache
@@ -29,10 +41,47 @@ def plotly_bundle() -> str:
     return str(BaseFigureWidget.__dict__["_esm"])
 
 
-class PlotlyBundle(W.Widget):
-    """Plotly's widget module as the state of one plain widget model (no view), shared by all charts."""
+@functools.cache
+def bundle_digest() -> str:
+    return hashlib.sha256(plotly_bundle().encode()).hexdigest()[:16]
 
+
+def publish_bundle(data_dir: Path | None = None) -> str:
+    """Write Plotly's bundle where the Jupyter server serves static files; returns its path under ``labextensions/``.
+
+    ``data_dir`` defaults to the user's Jupyter data folder (``JUPYTER_DATA_DIR``, else ``~/.local/share/jupyter``),
+    which Voilà and JupyterLab search for ``labextensions``.  The name holds the content hash: an existing file
+    is never rewritten, and a new Plotly version gets a new name.  Returns "" when the folder is not writable
+    (the page then asks the kernel for the bundle).
+    """
+    name = f"plotly-{bundle_digest()}.js"
+    folder = Path(data_dir or jupyter_data_dir()) / "labextensions" / BUNDLE_PACKAGE / "static"
+    target = folder / name
+    try:
+        if not target.is_file():
+            write_text_atomic(target, plotly_bundle())
+    except OSError:
+        return ""
+    return f"{BUNDLE_PACKAGE}/static/{name}?v={bundle_digest()}"
+
+
+class PlotlyBundle(W.Widget):
+    """Where a page finds Plotly's widget module, shared by all charts of a kernel (a plain model, no view).
+
+    ``path``: the bundle's static file under the server's ``labextensions`` URL.  ``source``: empty until a
+    page that could not load the file asks for it (message ``{"request": "source"}``).
+    """
+
+    path = traitlets.Unicode().tag(sync=True)
     source = traitlets.Unicode().tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_msg(self._answer)
+
+    def _answer(self, _widget: W.Widget, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("request") == "source" and not self.source:
+            self.source = plotly_bundle()
 
 
 _shared: PlotlyBundle | None = None
@@ -42,7 +91,7 @@ def shared_bundle() -> PlotlyBundle:
     """This kernel's PlotlyBundle (a new one if it was closed, e.g. by ``Widget.close_all()``)."""
     global _shared
     if _shared is None or _shared.comm is None:
-        _shared = PlotlyBundle(source=plotly_bundle())
+        _shared = PlotlyBundle(path=publish_bundle())
     return _shared
 
 

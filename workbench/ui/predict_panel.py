@@ -192,6 +192,8 @@ class PredictPanel(Panel, W.VBox):
             ]
         )
         self.add_class("wb-predict-panel")
+        for widget, name in ((self.model, "model"), (self.dataset, "dataset"), (self.measured, "measured")):
+            widget.add_class(f"wb-predict-{name}")  # the choosers a person must see (a browser test looks)
         self.refresh_lists()
 
     @property
@@ -328,7 +330,12 @@ class PredictPanel(Panel, W.VBox):
         tz, tr = p.truth_profile if p.truth_profile is not None else ([], [])
         self.curves.show(
             rq={
-                "data": (m.q, m.r, "ground truth" if p.truth_profile is not None else "data"),
+                "data": {
+                    "x": m.q,
+                    "y": m.r,
+                    "dy": m.dr,
+                    "name": "ground truth" if p.truth_profile is not None else "data",
+                },
                 "computed from the prediction": (p.measurement.q, p.computed),
             },
             sld={"ground truth": (tz, tr), "prediction": p.profile},

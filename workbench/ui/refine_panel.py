@@ -111,11 +111,14 @@ class RefinePanel(Panel, W.VBox):
             style=style,
         )
         self.burn = W.BoundedIntText(value=100, min=0, max=10000, description="burn-in", style=style)
-        self.dream = W.Button(description="Uncertainty (DREAM)", icon="area-chart", disabled=True)
+        self.dream = W.Button(
+            description="Uncertainty (DREAM)", icon="area-chart", disabled=True, layout=W.Layout(width="auto")
+        )
         self.progress = W.IntProgress(value=0, min=0, max=1, description="DREAM", layout=W.Layout(width="30em"))
         self.status = Status()
         self.dream_status = Status()
         self.dream_status.add_class("wb-dream-status")
+        self.samples.add_class("wb-dream-samples")
         self.table = W.HTML()
         self.dream_table = W.HTML()
         self.convergence = ChartWidget(convergence_template())
@@ -136,7 +139,8 @@ class RefinePanel(Panel, W.VBox):
         self.run.on_click(self._run)
         self.stop.on_click(self._stop)
         self.dream.on_click(self._dream)
-        ctx.follow("prediction", lambda p: self.on_shown())
+        # a new prediction is loaded when the tab is shown (on_shown), not at once: fitting a stack to a
+        # predicted profile takes seconds, which a Predict click should not wait for
         super().__init__(
             [
                 W.HTML("<b>Refine</b> a prediction against its data"),
@@ -262,7 +266,12 @@ class RefinePanel(Panel, W.VBox):
 
         def work(reporter):
             params = {"free": names, "bounds": bounds, "data": data.source, "max_nfev": nfev}
-            cm = recorded_run(registry, "refine", params=params, reporter=reporter) if registry else nullcontext(None)
+            name = f"fit of {Path(str(data.source)).name}"
+            cm = (
+                recorded_run(registry, "refine", name=name, params=params, reporter=reporter)
+                if registry
+                else nullcontext(None)
+            )
             with cm as run:
                 result = refine(data, start, free=names, bounds=bounds, max_nfev=nfev, reporter=reporter)
                 if run is not None:
@@ -398,7 +407,12 @@ class RefinePanel(Panel, W.VBox):
 
         def work(reporter):
             params = {"free": list(free), "bounds": free, "data": data.source, "samples": samples, "burn": burn}
-            cm = recorded_run(registry, "dream", params=params, reporter=reporter) if registry else nullcontext(None)
+            name = f"uncertainty of {Path(str(data.source)).name}"
+            cm = (
+                recorded_run(registry, "dream", name=name, params=params, reporter=reporter)
+                if registry
+                else nullcontext(None)
+            )
             with cm as run:
                 bands = dream_bands(
                     res.stack,

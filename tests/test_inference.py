@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from workbench.models import build_model
-from workbench.models.inference import InferenceModule, fold_batch_norms, inference_module
+from workbench.models.inference import LoweredModule, fold_batch_norms, inference_module
 
 # the default compact models; the parity CNN with 4 layers and kernel 11 (its default: 12 layers, kernel 51)
 CONFIGS = [
@@ -45,7 +45,7 @@ def test_inference_module_predicts_like_the_eager_model(config):
     gen = torch.Generator().manual_seed(1)
     batch = torch.randn(8, 308, generator=gen)
     fast = inference_module(model, batch[:1])
-    assert isinstance(fast, InferenceModule)
+    assert isinstance(fast, LoweredModule)  # the fastest path was taken
     assert not any(isinstance(m, nn.BatchNorm1d) for m in fast.modules())  # every batch norm was folded
     with torch.no_grad():
         expected = model(batch)
@@ -113,3 +113,27 @@ def test_a_model_the_folding_would_break_falls_back_to_the_unfolded_copy():
     assert isinstance(fast.model.body[1], nn.BatchNorm1d)
     with torch.no_grad():
         assert_matches(fast(x), model(x))
+
+
+class _NotLowered(nn.Module):
+    """A model without a ``lowered`` method: the chain keeps its own forward (children folded all the same)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.BatchNorm1d(4), nn.ReLU())
+        self.out = nn.Linear(4 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x[:, None, :]).flatten(1)) * 2
+
+
+def test_a_model_of_unknown_make_keeps_its_forward_and_still_folds():
+    torch.manual_seed(2)
+    model = _NotLowered().eval()
+    with torch.no_grad():
+        model.features[1].running_var.uniform_(0.5, 2.0)
+        x = torch.randn(3, 8)
+        expected = model(x)
+    fast = inference_module(model, x[:1])
+    assert isinstance(fast, LoweredModule) and not any(isinstance(m, nn.BatchNorm1d) for m in fast.modules())
+    assert_matches(fast(x), expected)

@@ -72,14 +72,12 @@ def test_registry_round_trips_configs_and_names_bad_ones():
 
 
 def test_frozen_inference_module_predicts_like_the_model():
-    from workbench.models.inference import InferenceModule, inference_module
+    from workbench.models.inference import LoweredModule, inference_module
 
     torch.manual_seed(0)
     model = build_model({"kind": "compact", "width": 8, "latent": 32}).eval()
     x = torch.rand(1, 308)
     frozen = inference_module(model, x)
-    assert isinstance(frozen, InferenceModule) and not any(
-        isinstance(m, torch.nn.BatchNorm1d) for m in frozen.modules()
-    )
+    assert isinstance(frozen, LoweredModule) and not any(isinstance(m, torch.nn.BatchNorm1d) for m in frozen.modules())
     with torch.no_grad():
         torch.testing.assert_close(frozen(torch.rand(3, 308) * 0 + x), model(x).expand(3, -1, -1), rtol=1e-4, atol=1e-5)

@@ -20,6 +20,7 @@ DASHBOARD = "workbench"  # notebooks/workbench.ipynb
 DEFAULT_CULL_AFTER = 300.0  # seconds a kernel without a page and without a job is kept
 DEFAULT_PREHEAT = 1  # kernels that run the dashboard notebook before anyone asks for it
 MAX_PREHEAT = 8  # each holds a built app (~300 MB)
+UNUSED_LABEXTENSION = "jupyterlab-plotly"
 TEMPLATE = "workbench"  # ui/jupyter/voila/templates/workbench: the lab template without requests to a CDN
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "ui" / "jupyter"  # a Jupyter data dir (voila/templates/...)
 
@@ -68,6 +69,9 @@ def voila_command(
         f"--Voila.root_dir={notebook.parent}",
         "--show_tracebacks=False",
         f"--template={TEMPLATE}",
+        # Plotly's JupyterLab renderer (4.8 MB of JavaScript every page would parse) draws figure outputs,
+        # which the dashboard has none of: its charts are widgets that load Plotly themselves
+        f"--VoilaConfiguration.extension_denylist={UNUSED_LABEXTENSION}",
     ]
     if cull_after:
         cmd += [

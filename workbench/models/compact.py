@@ -9,9 +9,13 @@ holds 91 % of its 155 M parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+Step = Callable[[torch.Tensor], torch.Tensor]
+Lower = Callable[[nn.Module], Step]
 
 # ReLU is the default: on one CPU thread GELU's erf costs ~35 % of a single-curve forward pass
 # (1.9 → 1.2 ms with TorchScript); the inference copy folds BatchNorm into the convolutions.
@@ -41,6 +45,11 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.skip(x))
+
+    def lowered(self, lower: Lower) -> Step:
+        """:meth:`forward` as plain torch calls (workbench.models.inference)."""
+        body, skip, act = lower(self.body), lower(self.skip), lower(self.act)
+        return lambda x: act(body(x) + skip(x))
 
 
 class ResidualEncoder(nn.Module):
@@ -74,6 +83,11 @@ class ResidualEncoder(nn.Module):
         if x.ndim == 2:
             x = x[:, None, :]
         return self.project(self.stages(self.stem(x)))
+
+    def lowered(self, lower: Lower) -> Step:
+        """:meth:`forward` as plain torch calls (workbench.models.inference)."""
+        stem, stages, project = lower(self.stem), lower(self.stages), lower(self.project)
+        return lambda x: project(stages(stem(x[:, None, :] if x.ndim == 2 else x)))
 
 
 class CompactNR2SLD(nn.Module):
@@ -111,6 +125,11 @@ class CompactNR2SLD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x)).reshape(-1, 2, self.n_z)
 
+    def lowered(self, lower: Lower) -> Step:
+        """:meth:`forward` as plain torch calls (workbench.models.inference)."""
+        encoder, head, n_z = lower(self.encoder), lower(self.head), self.n_z
+        return lambda x: head(encoder(x)).reshape(-1, 2, n_z)
+
 
 class ParamRegressor(nn.Module):
     """NR → the sampled stack parameters, as fractions of their bounds in [0, 1] (sigmoid)."""
@@ -145,3 +164,8 @@ class ParamRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(self.encoder(x)))
+
+    def lowered(self, lower: Lower) -> Step:
+        """:meth:`forward` as plain torch calls (workbench.models.inference)."""
+        encoder, head = lower(self.encoder), lower(self.head)
+        return lambda x: torch.sigmoid(head(encoder(x)))

@@ -1,25 +1,17 @@
-"""Low-latency inference: an eager copy of a model in eval mode, batch-norm folded into its convolutions.
+"""Low-latency inference: a model's forward pass as a chain of plain torch calls, batch-norm folded.
 
-Each ConvNd → BatchNormNd pair becomes one convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``),
-eval-mode no-ops (the spent BatchNorm, Dropout, Identity) leave the Sequentials, the Sequentials call their
-modules' ``forward`` directly, and the copy runs under ``torch.inference_mode``.  Predictions equal the
-eager model's within float32 rounding (≤ 6e-7 of the output scale for the compact, param and parity CNNs).
+Each ConvNd → BatchNormNd pair becomes one convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``), and
+the eval copy is then *lowered*: every module becomes a closure calling torch's C functions directly
+(``torch.conv1d``, ``torch._C._nn.linear``, ...) with its weights bound, so a forward pass pays neither
+``nn.Module.__call__`` nor each module's Python ``forward`` per layer.  Standard layers are lowered here;
+a model of our own says how its ``forward`` composes its children in a ``lowered(lower)`` method, and any
+module without one keeps its own ``forward`` (correct, only slower).  The chain runs under
+``torch.inference_mode``; :func:`inference_module` checks it against the eager model on an example and
+falls back to the folded module, then to the plain eval copy, where it differs.
 
 This replaces a traced, frozen TorchScript copy: ``torch.jit.trace``/``freeze`` are deprecated in torch
-2.13 and warn.  Eager Python cannot fully match TorchScript's latency (each torch call from Python costs
-some µs of argument parsing and wrapping that TorchScript's interpreter does not pay: ~13 % on the
-compact model's convolutions alone).  Measured in one run, the three called in rotation so they share
-the machine's load (2-CPU AMD EPYC VM, other test runs going: /proc/loadavg 1.30 → 1.35; one curve,
-``torch.set_num_threads(1)``, under ``torch.no_grad`` as predict calls it, median of 300 calls):
-
-    single-curve latency     plain eager   TorchScript (old)   this module   this / TorchScript
-    compact (default)        3.38 ms       2.05 ms             2.78 ms       1.35
-    param (default)          2.81 ms       1.66 ms             2.25 ms       1.36
-
-Run to run, under similar load, this module's ratio to TorchScript moved between 1.27 and 1.39; folding
-alone gave 1.34–1.43, and the direct Sequential calls take 5–6 % off that in the same run.  Building it
-takes ~0.02 s (TorchScript: 0.4–1.7 s).  On the parity CNN (~200 ms a curve, nearly all convolution
-arithmetic) the three are equal within the noise.
+2.13 and warn.  ``benchmarks/bench_inference.py`` measures the three side by side (eager, this, the old
+TorchScript copy) in rotation on one thread; see the benchmark README for the figures.
 
 Tried and not taken:
 
@@ -27,17 +19,18 @@ Tried and not taken:
   and it emits a ``torch.jit.script_method`` DeprecationWarning itself.
 - ``torch.export`` (1.8–4 s to export): its ``.module()`` is slower than the folded eager copy (input guards,
   pytree), its bare graph module no faster.
-- inlining the folded copy into straight-line torch.fx GraphModules: ~10 % faster than the folded copy,
-  but ``fx.Tracer`` patches ``nn.Module.__call__`` for the whole process while it traces, which breaks any
-  model running in another thread at that moment (the UI trains in worker threads).
-- ``torch.no_grad`` instead of ``torch.inference_mode``: no difference beyond the noise.
+- ``torch.fx`` symbolic tracing: as fast as the lowered chain, but ``fx.Tracer`` patches ``nn.Module.__call__``
+  for the whole process while it traces, which breaks any model running in another thread at that moment
+  (the UI trains in worker threads).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -125,6 +118,87 @@ def direct_calls(model: nn.Module) -> nn.Module:
     return model
 
 
+Step = Callable[[torch.Tensor], torch.Tensor]
+Lower = Callable[[nn.Module], Step]
+
+_CONV = {nn.Conv1d: torch.conv1d, nn.Conv2d: torch.conv2d, nn.Conv3d: torch.conv3d}
+_ACTIVATIONS: dict[type[nn.Module], Step] = {
+    nn.ReLU: torch.relu,
+    nn.Sigmoid: torch.sigmoid,
+    nn.Tanh: torch.tanh,
+    nn.SiLU: torch._C._nn.silu,
+}
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _chain(steps: list[Step]) -> Step:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return run
+
+
+def lower(module: nn.Module) -> Step:
+    """``module``'s forward pass (eval mode) as a closure over plain torch calls; see the module notes."""
+    kind = type(module)
+    own = getattr(module, "lowered", None)
+    if own is not None:
+        return own(lower)
+    if kind in (nn.Sequential, _DirectSequential):
+        steps = [lower(m) for m in module if not isinstance(m, (nn.Identity, nn.modules.dropout._DropoutNd))]
+        return _chain(steps) if steps else _identity
+    if kind in _CONV and module.padding_mode == "zeros" and isinstance(module.padding, tuple):
+        return functools.partial(
+            _CONV[kind],
+            weight=module.weight.detach(),
+            bias=None if module.bias is None else module.bias.detach(),
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+        )
+    if kind is nn.Linear:
+        bias = None if module.bias is None else module.bias.detach()
+        return functools.partial(torch._C._nn.linear, weight=module.weight.detach(), bias=bias)
+    if kind in _ACTIVATIONS:
+        return _ACTIVATIONS[kind]
+    if kind is nn.GELU:
+        return functools.partial(torch._C._nn.gelu, approximate=module.approximate)
+    if kind is nn.AvgPool1d:
+        return functools.partial(
+            torch.avg_pool1d,
+            kernel_size=module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            ceil_mode=module.ceil_mode,
+            count_include_pad=module.count_include_pad,
+        )
+    if kind is nn.Flatten:
+        return functools.partial(torch.flatten, start_dim=module.start_dim, end_dim=module.end_dim)
+    if kind is nn.Identity or isinstance(module, nn.modules.dropout._DropoutNd):
+        return _identity  # dropout does nothing in eval mode
+    return module.forward  # unknown: its own forward, children through nn.Module.__call__
+
+
+class LoweredModule(nn.Module):
+    """``model(x)`` as the lowered chain of :func:`lower`, under ``torch.inference_mode``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model  # holds the (folded) weights the chain refers to
+        self.eval()
+        self._step = lower(self.model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._step(x)
+
+
 def inference_module(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """A module computing ``model(x)`` in eval mode without autograd, batch-norm folded (see the module notes).
 
@@ -134,9 +208,16 @@ def inference_module(model: nn.Module, example: torch.Tensor) -> nn.Module:
     unfolded eval copy is returned instead.
     """
     reference = InferenceModule(_eval_copy(model))
-    try:
-        fast = InferenceModule(direct_calls(fold_batch_norms(_eval_copy(model))))
-        same = torch.allclose(fast(example), reference(example), rtol=1e-4, atol=1e-5)
-    except Exception:  # noqa: BLE001 - a failing folded copy means: use the unfolded one
-        return reference
-    return fast if same else reference
+    expected = reference(example)
+    candidates = (
+        lambda: LoweredModule(fold_batch_norms(_eval_copy(model))),
+        lambda: InferenceModule(direct_calls(fold_batch_norms(_eval_copy(model)))),
+    )
+    for build in candidates:
+        try:
+            fast = build()
+            if torch.allclose(fast(example), expected, rtol=1e-4, atol=1e-5):
+                return fast
+        except Exception:  # noqa: BLE001, S112 - a copy that fails means: try the next, plainer one
+            continue
+    return reference

@@ -9,8 +9,12 @@ alternates element-wise and channel-wise (pyreflect's SpatialDropout1D); then on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+Step = Callable[[torch.Tensor], torch.Tensor]
 
 
 class SpatialDropout1d(nn.Dropout1d):
@@ -61,6 +65,16 @@ class ParityCNN(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.linear1(x.reshape(x.shape[0], -1)).reshape(-1, 2, self.n_z)
+
+    def lowered(self, lower: Callable[[nn.Module], Step]) -> Step:
+        """:meth:`forward` as plain torch calls (workbench.models.inference)."""
+        layers, linear, n_z = lower(nn.Sequential(*self.layers)), lower(self.linear1), self.n_z
+
+        def step(x: torch.Tensor) -> torch.Tensor:
+            x = layers(x[:, None, :] if x.ndim == 2 else x)
+            return linear(x.reshape(x.shape[0], -1)).reshape(-1, 2, n_z)
+
+        return step
 
 
 def load_pyreflect_state_dict(path, *, layers: int = 12, dropout: float = 0.5, kernel_size: int = 51) -> ParityCNN:

@@ -105,3 +105,26 @@ def watched_page(owner, problems: list[str], who: str = "", *, offline: bool = T
         ),
     )
     return page
+
+
+def kernel_processes(server_pid: int) -> list[int]:
+    """The process ids of the ipykernel processes a Jupyter/Voilà server ``server_pid`` started."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(server_pid) and b"ipykernel" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def leave(page) -> None:
+    """Leave and close a page as a person closing the tab: its unload handlers run (Voilà's page asks the
+    server to shut its kernel down), then the page closes."""
+    page.unroute("**/*")  # playwright's request routing drops the unload beacon (sendBeacon) otherwise
+    page.goto("about:blank")
+    time.sleep(0.5)  # the unload beacon leaves with the navigation
+    page.close()

@@ -13,20 +13,28 @@ a page on a CPU slowed 4× still draws and follows the sliders.  Screenshots go 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
-from browser_support import ARTIFACTS, chromium, free_port, stop_server, wait_for_http, watched_page
+from browser_support import (
+    ARTIFACTS,
+    chromium,
+    free_port,
+    kernel_processes,
+    leave,
+    stop_server,
+    wait_for_http,
+    watched_page,
+)
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
 pytestmark = pytest.mark.slow
+SERVER: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +60,7 @@ def voila(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}/"
     wait_for_http(url, proc, within=120, request_timeout=600)  # Voilà answers once it has run the notebook
+    SERVER["pid"] = proc.pid  # `workbench start` execs Voilà: this is the server
     yield url
     stop_server(proc)  # `workbench start` execs Voilà: this stops the server and its kernels
     log.close()
@@ -292,7 +301,7 @@ def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
             seconds.append(time.perf_counter() - t0)
             if i == 0:
                 page.screenshot(path=str(ARTIFACTS / "fresh-load.png"))
-            page.close(run_before_unload=True)  # as a person closing the tab: the page asks Voilà to shut its kernel
+            leave(page)
     time.sleep(5)  # the last page's shutdown request
     seconds.sort()
     kernels_after = _kernels(voila)
@@ -304,9 +313,9 @@ def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
     assert kernels_after <= kernels_before + 1  # closed pages leave no kernel behind (+1: the pool refilling)
 
 
-def _kernels(url: str) -> int:
-    with urlopen(url + "api/kernels", timeout=60) as reply:
-        return len(json.loads(reply.read()))
+def _kernels(_url: str) -> int:
+    """The kernels the Voilà server runs: its ipykernel child processes (Voilà has no /api/kernels listing)."""
+    return len(kernel_processes(SERVER["pid"]))
 
 
 def test_a_link_opens_its_tab_and_settings_in_a_preheated_kernel(voila):
@@ -323,7 +332,7 @@ def test_a_link_opens_its_tab_and_settings_in_a_preheated_kernel(voila):
             "() => document.querySelector('.wb-train-panel .wb-field-epochs input').value === '7'", timeout=60_000
         )
         page.screenshot(path=str(ARTIFACTS / "link-train-epochs-7.png"))
-        page.close(run_before_unload=True)
+        leave(page)
     print(f"\n?tab=train&epochs=7 → Train tab with epochs 7 shown after {seconds:.1f} s")
     assert not problems, "\n".join(problems[:20])
 

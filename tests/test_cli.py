@@ -166,3 +166,14 @@ def test_chi_workflow_from_the_command_line(tmp_path, shared_data):
     assert (
         prediction["unlike_training_profiles"] and "FLAGGED" in result.stdout
     )  # the measured profile is unlike any SCFT one
+
+
+def test_a_stack_file_outside_nevot_croces_range_is_warned_about_not_refused(capsys):
+    from workbench.cli.stacks import parse_stack
+    from workbench.physics import FilmStack
+
+    default = FilmStack.default()
+    stack = parse_stack({"layer_desc": default.to_layer_desc(), "layer_bound": default.to_layer_bound()}, "stack.yaml")
+    assert len(stack.layers) == len(FilmStack.default().layers)
+    err = capsys.readouterr().err
+    assert "warning: stack.yaml: layer 6 ('layer_5'): roughness 76.63 Å" in err and "Névot–Croce" in err

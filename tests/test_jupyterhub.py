@@ -77,8 +77,6 @@ c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = ["--allow-root", "--ServerApp.ip=127.0.0.1",
                   # the offline template (no CDN requests) for Voilà's server extension (admin guide, section 3)
                   "--VoilaConfiguration.template=workbench",
-                  # Plotly's JupyterLab renderer: 4.8 MB of JavaScript per page the dashboard never uses
-                  "--VoilaConfiguration.extension_denylist=jupyterlab-plotly",
                   # each Voilà render starts a kernel: cull idle ones, never one with a job or an open page
                   "--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60",
                   "--MappingKernelManager.cull_busy=False", "--MappingKernelManager.cull_connected=False"]

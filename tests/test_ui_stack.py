@@ -143,3 +143,18 @@ def test_probe_panel_clamps_and_reports_bad_combinations(ctx):
     assert ctx.stack.probe().q[-1] == pytest.approx(0.25)
     assert stack_panel.wait_redrawn()
     assert np.array(stack_panel.rq.data[0].x)[-1] == pytest.approx(0.25)
+
+
+def test_the_panel_says_where_nevot_croce_is_outside_its_range(tmp_path):
+    """pyreflect's default stack is valid, yet one roughness (76.6 Å) exceeds its layer (72.6 Å): said, not refused."""
+    import html
+
+    from workbench.physics import FilmStack
+    from workbench.ui.context import AppContext
+    from workbench.ui.stack_panel import StackPanel
+
+    panel = StackPanel(AppContext(tmp_path / "ws", autosave_delay=0))
+    panel.redraw()
+    cautions = FilmStack.default().physics_warnings()
+    shown = panel.physics_note.value
+    assert cautions and all(html.escape(c) in shown for c in cautions) and "Névot–Croce" in shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from ..physics import FilmStack
@@ -13,7 +14,10 @@ def parse_stack(value: Any, where: str) -> FilmStack:
     """A film stack from pyreflect's mapping ``{layer_desc, layer_bound}`` (bounds = the free ranges)."""
     if not isinstance(value, dict) or "layer_desc" not in value:
         raise ValueError(f"{where}: expected 'layer_desc' (and 'layer_bound'), pyreflect's stack format")
-    return FilmStack.from_pyreflect(value["layer_desc"], value.get("layer_bound"))
+    stack = FilmStack.from_pyreflect(value["layer_desc"], value.get("layer_bound"))
+    for caution in stack.physics_warnings():  # valid, but the numbers there are approximate
+        print(f"warning: {where}: {caution}", file=sys.stderr)
+    return stack
 
 
 def stack_file(path: str | os.PathLike) -> FilmStack:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..analysis.metrics import metric_label, nr_metrics, parameter_unit, sld_metrics
 from ..analysis.predict import predict, predict_measurement
+from ..analysis.profile_fit import sorted_profile
 from ..analysis.profile_nr import reflectivity_of_profile
 from ..data.dataset import load_dataset
 from ..data.measured import Measurement, load_measurement
@@ -338,7 +339,9 @@ class PredictPanel(Panel, W.VBox):
                 },
                 "computed from the prediction": (p.measurement.q, p.computed),
             },
-            sld={"ground truth": (tz, tr), "prediction": p.profile},
+            # drawn in z order: a network's predicted z row need not increase, and joined in row order
+            # the line zigzags across the chart
+            sld={"ground truth": (tz, tr), "prediction": sorted_profile(*p.profile)},
         )
         numbers = {k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))}
         text = "<b>Metrics</b>" + metrics_html(numbers)
@@ -350,7 +353,7 @@ class PredictPanel(Panel, W.VBox):
             text = f"<div style='color:#9a6700'>⚠ {html.escape(p.warning)}</div>" + text
         self.metrics.value = text
         summary = ", ".join(f"{STATUS_NAMES[k]} {p.metrics[k]:.3g}" for k in STATUS_NAMES if k in p.metrics)
-        self.status.ok(f"predicted {p.measurement.source} with {Path(p.model).name}: {summary}")
+        self.status.ok(f"predicted {Path(str(p.measurement.source)).name} with {Path(p.model).name}: {summary}")
 
     def _predict_chi(self, bundle: ModelBundle) -> None:
         folder = Path(self.chi_folder.value.strip() or ".").expanduser()

@@ -16,6 +16,7 @@ Headless twin: ``StackModel.set_value`` / ``reflectivity`` / ``sld_profile``.
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from typing import ClassVar
@@ -293,6 +294,7 @@ class StackPanel(Panel, W.VBox):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.status = Status()
+        self.physics_note = W.HTML()  # the stack's physics warnings (Névot–Croce outside its range, ...)
         self.timing = W.HTML()
         self.curves = CurvePair(("R(Q)",), ("ρ (SLD)", "ρ'' (absorption)"))
         self.rq, self.sld = self.curves.rq, self.curves.sld
@@ -346,7 +348,9 @@ class StackPanel(Panel, W.VBox):
         self._build_layers()
         charts = W.HBox([self.rq, self.sld], layout=W.Layout(width="100%"))
         toolbar = W.HBox([self.add, self.collapse, self.expand, self.reset])
-        super().__init__([charts, self.timing, toolbar, self.confirm_row, self.status, self.layers_box])
+        super().__init__(
+            [charts, self.timing, self.physics_note, toolbar, self.confirm_row, self.status, self.layers_box]
+        )
         self.add_class("wb-stack-panel")
         ctx.stack.observe(self._model_changed)
         outside = ctx.stack.outside_bounds()
@@ -465,6 +469,10 @@ class StackPanel(Panel, W.VBox):
             self.timing.value = (
                 f"<small class='wb-redraw'>preview: {p.q.size} Q points, {p.z.size} z points, "
                 f"computed and sent in {self.last_redraw_ms:.1f} ms</small>"
+            )
+            cautions = stack.physics_warnings()  # valid, but where the numbers are approximate
+            self.physics_note.value = "".join(
+                f"<div class='wb-physics-warning' style='color:#9a6700'>⚠ {html.escape(c)}</div>" for c in cautions
             )
 
     def row(self, i: int, par: str) -> ParameterRow:

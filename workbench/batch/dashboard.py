@@ -18,7 +18,7 @@ from .notebooks import shipped_notebook
 DEFAULT_PORT = 8866
 DASHBOARD = "workbench"  # notebooks/workbench.ipynb
 DEFAULT_CULL_AFTER = 300.0  # seconds a kernel without a page and without a job is kept
-DEFAULT_PREHEAT = 1  # kernels that run the dashboard notebook before anyone asks for it
+DEFAULT_PREHEAT = 0  # kernels that run the notebook before anyone asks (opt-in: see voila_command)
 MAX_PREHEAT = 8  # each holds a built app (~300 MB)
 UNUSED_LABEXTENSION = "jupyterlab-plotly"
 TEMPLATE = "workbench"  # ui/jupyter/voila/templates/workbench: the lab template without requests to a CDN
@@ -51,6 +51,9 @@ def voila_command(
     down after that long idle (0: never); a page left open keeps its kernel.  ``preheat`` kernels (0: none)
     run the notebook up to its wait for a visitor (:func:`workbench.ui.app.open_for_visitor`) before anyone
     asks, so a page arrives with its app built; Voilà refills the pool after each visitor and never culls it.
+    Off by default: a page requested while a pool kernel is still running the notebook (right after the
+    server starts, or back-to-back visitors) sometimes never shows its widgets (Voilà 0.5.13; seen under
+    load in the browser tests, cause not yet found).
     """
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port}")

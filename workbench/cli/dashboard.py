@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--preheat",
         type=int,
         default=DEFAULT_PREHEAT,
-        help="kernels that build the dashboard before anyone opens it, so a page opens in seconds (0: none; "
-        "default: %(default)s)",
+        help="kernels that build the dashboard before anyone opens it: pages open ~2x faster when visitors come "
+        "a while apart (0: none, the default; a page requested while one is still building may not draw)",
     )
     start.set_defaults(func=cmd_start)
 
@@ -73,8 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--preheat",
         type=int,
         default=DEFAULT_PREHEAT,
-        help="kernels that build the dashboard before anyone opens it, so a page opens in seconds (0: none; "
-        "default: %(default)s)",
+        help="kernels that build the dashboard before anyone opens it: pages open ~2x faster when visitors come "
+        "a while apart (0: none, the default; a page requested while one is still building may not draw)",
     )
     da.set_defaults(func=cmd_dashboard)
 

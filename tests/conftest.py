@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.physics import StackArrays
+from workbench.physics import FilmStack, StackArrays
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,3 +61,11 @@ def random_stacks(
     if thick is not None:
         thickness[:, 1] = thick
     return StackArrays(sld, isld, thickness, roughness)
+
+
+def small_stack() -> FilmStack:
+    """The default stack with only three free parameters: a parameter model learns it in one epoch."""
+    s = FilmStack.default()
+    keep = {(3, "thickness"), (3, "sld"), (2, "roughness")}
+    bounds = [b for b in s.to_layer_bound() if (b["i"], b["par"]) in keep]
+    return FilmStack.from_pyreflect(s.to_layer_desc(), bounds)

@@ -309,7 +309,7 @@ def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
     """Ten fresh pages each draw both Film stack lines (they used to get y but no x); none asks the internet."""
     problems: list[str] = []
     seconds = []
-    kernels_before = _kernels(voila)
+    kernels_before = _kernels()
     with chromium() as browser:
         for i in range(10):
             page = watched_page(browser, problems, who=f"load {i}")
@@ -322,7 +322,7 @@ def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
             leave(page)
     time.sleep(5)  # the last page's shutdown request
     seconds.sort()
-    kernels_after = _kernels(voila)
+    kernels_after = _kernels()
     print(
         f"\ntime to both charts drawn over 10 fresh loads: median {seconds[5]:.1f} s, max {seconds[-1]:.1f} s; "
         f"kernels {kernels_before} before, {kernels_after} after "
@@ -331,7 +331,7 @@ def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
     assert kernels_after <= kernels_before  # closed pages leave no kernel behind
 
 
-def _kernels(_url: str) -> int:
+def _kernels() -> int:
     """The kernels the Voilà server runs: its ipykernel child processes (Voilà has no /api/kernels listing)."""
     return len(kernel_processes(SERVER["pid"]))
 

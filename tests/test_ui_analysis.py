@@ -7,23 +7,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import small_stack
 
 from workbench.analysis.refine import verdict
 from workbench.data.generate import GeneratorConfig, generate_to_disk
-from workbench.physics import FilmStack, sld_profile
+from workbench.physics import sld_profile
 from workbench.training.trainer import TrainConfig
 from workbench.ui.context import AppContext
 from workbench.ui.predict_panel import PredictPanel
 from workbench.ui.refine_panel import RefinePanel
 from workbench.workflows.training import TrainRequest, run_training
-
-
-def small_stack() -> FilmStack:
-    """The default stack with only three free parameters: a parameter model learns it in one epoch."""
-    s = FilmStack.default()
-    keep = {(3, "thickness"), (3, "sld"), (2, "roughness")}
-    bounds = [b for b in s.to_layer_bound() if (b["i"], b["par"]) in keep]
-    return FilmStack.from_pyreflect(s.to_layer_desc(), bounds)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
+from conftest import small_stack
 
 from workbench.data.dataset import load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
-from workbench.physics import FilmStack
 from workbench.store.recorded import recorded_run
 from workbench.training.trainer import TrainConfig
 from workbench.ui.context import AppContext
@@ -18,14 +18,6 @@ from workbench.ui.predict_panel import PredictPanel
 from workbench.workflows.training import TrainRequest, run_training
 
 REF_L = ("real", "ornl-ref-l-212592", "REFL_212592_reduced.txt")
-
-
-def small_stack() -> FilmStack:
-    """The default stack with three free parameters: a parameter model learns something in one epoch."""
-    s = FilmStack.default()
-    keep = {(3, "thickness"), (3, "sld"), (2, "roughness")}
-    bounds = [b for b in s.to_layer_bound() if (b["i"], b["par"]) in keep]
-    return FilmStack.from_pyreflect(s.to_layer_desc(), bounds)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -98,26 +97,6 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-class _DirectSequential(nn.Sequential):
-    """A Sequential that calls its modules' ``forward`` itself, without ``nn.Module.__call__`` (so no hooks)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module in self._modules.values():
-            x = module.forward(x)
-        return x
-
-
-def direct_calls(model: nn.Module) -> nn.Module:
-    """Replace, in place, each ``nn.Sequential`` in ``model`` (``model`` included) by a :class:`_DirectSequential`
-    holding the same modules; returns the result.  Module hooks inside them are not run."""
-    for name, child in model._modules.items():
-        if child is not None:
-            model._modules[name] = direct_calls(child)
-    if type(model) is nn.Sequential:
-        return _DirectSequential(OrderedDict(model._modules)).train(model.training)
-    return model
-
-
 Step = Callable[[torch.Tensor], torch.Tensor]
 Lower = Callable[[nn.Module], Step]
 
@@ -149,7 +128,7 @@ def lower(module: nn.Module) -> Step:
     own = getattr(module, "lowered", None)
     if own is not None:
         return own(lower)
-    if kind in (nn.Sequential, _DirectSequential):
+    if kind is nn.Sequential:
         steps = [lower(m) for m in module if not isinstance(m, (nn.Identity, nn.modules.dropout._DropoutNd))]
         return _chain(steps) if steps else _identity
     if kind in _CONV and module.padding_mode == "zeros" and isinstance(module.padding, tuple):
@@ -211,7 +190,7 @@ def inference_module(model: nn.Module, example: torch.Tensor) -> nn.Module:
     expected = reference(example)
     candidates = (
         lambda: LoweredModule(fold_batch_norms(_eval_copy(model))),
-        lambda: InferenceModule(direct_calls(fold_batch_norms(_eval_copy(model)))),
+        lambda: InferenceModule(fold_batch_norms(_eval_copy(model))),
     )
     for build in candidates:
         try:

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.optimize import OptimizeResult, least_squares
+from scipy.optimize import OptimizeResult, differential_evolution, least_squares
+from scipy.stats import qmc
 
 from ..data.measured import Measurement
 from ..events import Reporter
@@ -52,6 +53,11 @@ from .metrics import parameter_unit
 STAGE = "refine"
 PROBE_PARAMETERS = ("probe.scale", "probe.background")
 ENGINES = ("fast", "torch")
+METHODS = ("lsq", "de", "auto")  # local least squares; differential evolution; DE then the least-squares polish
+DE_POPULATION = 15  # members per free parameter (scipy's default popsize), at least DE_MIN_POPULATION in all
+DE_MIN_POPULATION = 20
+DE_GENERATIONS = 300
+DE_TOLERANCE = 0.01  # stop when std(χ² of the population) ≤ this × |mean χ²| (scipy's ``tol``)
 # central-difference step of the fast engine, relative to max(|x|, 1e-3 · (hi − lo))
 FD_STEP = 1e-6
 NO_DR_RELATIVE = 0.01  # dR = 1 % of |R| for a curve that carries no dR column at all
@@ -93,6 +99,7 @@ class RefineResult:
     left_out_q: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their Q values
     at_bound: dict[str, str] = field(default_factory=dict)  # name → "lower" | "upper"
     undetermined: dict[str, str] = field(default_factory=dict)  # name → why its σ means nothing
+    method: str = "lsq"  # how the optimum was found (METHODS)
 
     def table(self) -> list[dict[str, float | str | bool | None]]:
         """One row per free parameter: name, value, 1σ uncertainty and the flags (plain values, ready for JSON)."""
@@ -462,6 +469,13 @@ class _Objective:
             raise FloatingPointError(f"non-finite model curve at {dict(zip(self.problem.names, x))}")
         return res
 
+    def chi2_batch(self, xs: np.ndarray) -> np.ndarray:
+        """χ² of every row of ``xs`` (B, P) from one batched fast-engine call; a non-finite curve scores +inf."""
+        self.reporter.check_stop()
+        curves = model_curves_fast(self.problem, xs)
+        chi2 = np.sum(((curves - self.problem.r) * self._inv_dr) ** 2, axis=1)
+        return np.where(np.isfinite(chi2), chi2, np.inf)
+
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         """d(residuals)/dx (nQ, P): central differences ("fast") or forward-mode autograd ("torch")."""
         if self.engine == "fast":
@@ -515,6 +529,63 @@ def _best_fit(
         if best is None or res.cost < best[0].cost:
             best = (res, objective.history[history_before:])
     return best
+
+
+def _de_search(
+    objective, *, population: int | None, generations: int, tolerance: float, seed: int
+) -> tuple[OptimizeResult, list[dict[str, float]]]:
+    """Differential evolution inside the bounds: the global search that a local fit from a poor start lacks.
+
+    scipy's ``differential_evolution`` with ``vectorized=True``: each generation's whole population is
+    one batch for ``objective.chi2_batch`` (the fast engine computes a batch of curves far cheaper than
+    as many single calls).  The population is a seeded Latin hypercube with the start as one member,
+    so the search never ends worse than its start.  Returns an OptimizeResult shaped like
+    ``least_squares``' (x, cost = χ²/2, jac of the residuals at x) and one history entry per generation.
+    """
+    problem, reporter = objective.problem, objective.reporter
+    p = problem.x0.size
+    n = population if population is not None else max(DE_MIN_POPULATION, DE_POPULATION * p)
+    if n < 5:
+        raise RefineError(f"differential evolution needs a population of at least 5, got {n}")
+    if generations < 1:
+        raise RefineError(f"differential evolution needs at least 1 generation, got {generations}")
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise RefineError(f"DE tolerance must be a positive fraction of χ² (e.g. 0.01), got {tolerance}")
+    rng = np.random.default_rng(seed)
+    init = qmc.scale(qmc.LatinHypercube(d=p, rng=rng).random(n - 1), problem.lo, problem.hi)
+    init = np.vstack([np.clip(problem.x0, problem.lo, problem.hi), init])
+    history: list[dict[str, float]] = []
+
+    def generation(intermediate_result: OptimizeResult) -> None:
+        values = dict(zip(problem.names, map(float, intermediate_result.x)))
+        entry = {"iteration": len(history), "generation": len(history) + 1, "chi2": float(intermediate_result.fun)}
+        history.append({**entry, **values})
+        reporter.record(STAGE, "generation", **entry, **values)
+        reporter.progress(STAGE, len(history), generations, "generations")
+
+    res = differential_evolution(
+        lambda xs: objective.chi2_batch(xs.T),
+        list(zip(problem.lo, problem.hi)),
+        maxiter=generations,
+        tol=tolerance,
+        rng=rng,
+        init=init,
+        polish=False,
+        vectorized=True,
+        updating="deferred",
+        callback=generation,
+    )
+    if not math.isfinite(res.fun):
+        raise FloatingPointError("differential evolution found no parameter set with a finite model curve")
+    fit = OptimizeResult(
+        x=np.asarray(res.x, dtype=float),
+        cost=0.5 * float(res.fun),
+        jac=objective.jacobian(res.x),
+        success=bool(res.success),
+        message=f"differential evolution: {res.message} ({len(history)} generations of {n})",
+        nfev=int(res.nfev),
+    )
+    return fit, history
 
 
 def _covariance(jac: np.ndarray, chi2: float, n_points: int, n_free: int, scale: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -639,15 +710,30 @@ def refine(
     tolerance: float = 1e-9,
     scale_covariance: bool = False,
     engine: str = "fast",
+    method: str = "lsq",
+    population: int | None = None,
+    generations: int = DE_GENERATIONS,
+    de_tolerance: float = DE_TOLERANCE,
     reporter: Reporter | None = None,
 ) -> RefineResult:
-    """Fit ``start`` to ``data``; ``multi_start`` extra random starts inside the bounds (seeded).
+    """Fit ``start`` to ``data`` by ``method``:
 
-    ``engine`` "fast" (numba curve, finite-difference Jacobian) or "torch" (autograd Jacobian).
-    ``dr_floor``: see :func:`build_problem` (points without an error bar are left out by default).
+    - ``"lsq"``: trust-region least squares from the start, plus ``multi_start`` random starts inside
+      the bounds (seeded); fast and exact near a good start;
+    - ``"de"``: differential evolution over the bounds (``population`` members, at most ``generations``
+      generations, stopping when the population's χ² agree within ``de_tolerance``; seeded by ``seed``)
+      for a start far from the answer (a thick film's fringes put a local fit in the wrong minimum);
+    - ``"auto"``: DE to find the basin, then the least-squares polish from its best member.
+
+    Uncertainties always come from the Jacobian at the optimum.  ``engine`` "fast" (numba curve,
+    finite-difference Jacobian) or "torch" (autograd Jacobian) for the least squares; DE always
+    evaluates its population with the fast engine.  ``dr_floor``: see :func:`build_problem` (points
+    without an error bar are left out by default).
     """
     if engine not in ENGINES:
         raise RefineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if method not in METHODS:
+        raise RefineError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
     problem = build_problem(
@@ -662,9 +748,19 @@ def refine(
         q_range=q_range,
     )
     objective = _Objective(problem, engine, reporter)
-    starts = _starting_points(problem, multi_start, seed)
     start_chi2 = float(np.sum(objective.residuals(problem.x0) ** 2))
-    fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
+    if method == "lsq":
+        starts = _starting_points(problem, multi_start, seed)
+        fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
+    else:
+        starts = [problem.x0]
+        fit, history = _de_search(
+            objective, population=population, generations=generations, tolerance=de_tolerance, seed=seed
+        )
+        if method == "auto":
+            reporter.log(STAGE, f"least-squares polish from the best of differential evolution (χ² {2 * fit.cost:.6g})")
+            fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
+            history = history + _renumbered(more, len(history))
     for _ in range(MAX_REPLANS):
         stack, _, _ = _stack_from(problem, fit.x)
         plan, key = _fit_plan(stack, problem.probe, problem.slots, problem.hi)
@@ -673,7 +769,7 @@ def refine(
         reporter.log(STAGE, "refitting with the resolution plan of the fitted stack")
         problem.plan, problem.plan_key, problem.calc_q = plan, key, torch.as_tensor(plan.calc_q)
         fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
-        history = history + more
+        history = history + _renumbered(more, len(history))
     result = _assemble_result(
         problem,
         fit,
@@ -684,8 +780,14 @@ def refine(
         start_chi2=start_chi2,
         started=t0,
     )
+    result.method = method
     reporter.timing(STAGE, "refine", result.seconds, int(fit.nfev))
     return result
+
+
+def _renumbered(history: list[dict[str, float]], first: int) -> list[dict[str, float]]:
+    """History entries renumbered to follow ``first`` earlier ones (a polish after DE, a refit after a replan)."""
+    return [{**entry, "iteration": first + k} for k, entry in enumerate(history)]
 
 
 def refine_batch(

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from workbench.analysis.corefine import Contrast, corefine
+from workbench.analysis.joint_export import export_joint_refl1d, joint_refl1d_model
 from workbench.analysis.refine import RefineError, refine
+from workbench.analysis.uncertainty import dream_joint_bands
 from workbench.data.measured import Measurement
 from workbench.events import Cancelled, Record, Reporter
 from workbench.physics import FilmStack, Probe, reflectivity
@@ -182,3 +184,41 @@ def test_per_contrast_parameters_and_bad_sharing(three_contrasts) -> None:
     same = [Contrast(c.data, c.stack, label="x") for c in three_contrasts]
     with pytest.raises(RefineError, match="labels must differ"):
         corefine(same, free=["lipid.thickness"], bounds=FILM_BOUNDS)
+
+
+def test_joint_refl1d_model_shares_parameters_and_scores_our_chi2(three_contrasts, tmp_path) -> None:
+    from bumps.fitproblem import load_problem
+
+    free = ["lipid.thickness", "lipid.sld", "probe.scale", "solvent.sld"]
+    bounds = {**FILM_BOUNDS, "probe.scale": (0.8, 1.2), "solvent.sld": (-1.0, 7.0)}
+    joint = corefine(three_contrasts, free=free, bounds=bounds)
+    datas = [c.data for c in three_contrasts]
+    model = joint_refl1d_model(joint, datas)
+    assert len(model.problem.getp()) == len(joint.names) == 8  # 2 shared + 3 × (scale, solvent SLD)
+    chi2 = sum(float(np.sum(e.residuals() ** 2)) for e in model.experiments)
+    assert chi2 == pytest.approx(joint.chi2, rel=5e-3)  # refl1d's smearing, oversampled, against ours
+    script = export_joint_refl1d(tmp_path / "refl1d", joint, datas)
+    assert sorted(p.name for p in script.parent.iterdir()) == ["data_1.txt", "data_2.txt", "data_3.txt", "model.py"]
+    text = script.read_text()
+    assert "layers_2[2].thickness = layers_1[2].thickness  # lipid.thickness" in text
+    problem = load_problem(str(script))
+    assert len(problem.getp()) == 8
+    np.testing.assert_allclose(problem.getp(), model.problem.getp())
+    assert float(problem.chisq()) == pytest.approx(float(model.problem.chisq()), rel=1e-9)
+
+
+def test_joint_dream_bands_bracket_the_shared_film(three_contrasts) -> None:
+    shared = ["lipid.thickness", "lipid.sld"]
+    joint = corefine(three_contrasts, free=shared, bounds=FILM_BOUNDS)
+    bands = dream_joint_bands(joint, [c.data for c in three_contrasts], samples=1000, burn=30, seed=0, n_draws=200)
+    assert len(bands) == 3
+    for b, fit in zip(bands, joint.contrasts):
+        table = {row["name"]: row for row in b.parameter_table}
+        assert set(table) == set(shared)
+        for name, value in zip(joint.names, joint.values):
+            assert table[name]["lo95"] <= value <= table[name]["hi95"]
+        assert b.r_median.shape == fit.q.shape and np.all(b.r_95[0] <= b.r_95[1])
+    # the three contrasts' bands come from the same joint draws: identical shared-parameter intervals
+    assert bands[0].parameter_table == bands[2].parameter_table
+    # ... but different curves: each contrast is computed with its own solvent
+    assert not np.allclose(bands[0].r_median, bands[1].r_median)

@@ -113,8 +113,19 @@ def _target_text(target: tuple[int | None, str]) -> str:
     return f"probe.{path}" if i is None else f"layers[{i}].{path}"
 
 
-def _model_body(stack: FilmStack, inputs: ModelInputs, scale: float, background: float, oversample: int | None) -> str:
-    """The model part of the script: expects numpy arrays Q, R, dR, dQ and the refl1d names in scope."""
+def _model_body(
+    stack: FilmStack,
+    inputs: ModelInputs,
+    scale: float,
+    background: float,
+    oversample: int | None,
+    problem: bool = True,
+) -> str:
+    """The model part of the script: expects numpy arrays Q, R, dR, dQ and the refl1d names in scope.
+
+    Ends with ``problem = FitProblem(experiment)``, or with ``experiment`` when ``problem`` is False
+    (one contrast of a joint model).
+    """
     lines = [f"probe = QProbe(Q, dQ, R=R, dR=dR, intensity={float(scale)!r}, background={float(background)!r})"]
     if oversample:
         lines += [
@@ -146,7 +157,8 @@ def _model_body(stack: FilmStack, inputs: ModelInputs, scale: float, background:
     ]
     for name, target, lo, hi in zip(inputs.names, inputs.targets, inputs.lo, inputs.hi):
         lines.append(f"{_target_text(target)}.range({float(lo)!r}, {float(hi)!r})  # {_comment(name)}")
-    lines += ["", "experiment = Experiment(probe=probe, sample=sample)", "problem = FitProblem(experiment)", ""]
+    lines += ["", "experiment = Experiment(probe=probe, sample=sample)"]
+    lines += ["problem = FitProblem(experiment)", ""] if problem else [""]
     return "\n".join(lines)
 
 

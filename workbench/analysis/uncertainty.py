@@ -34,6 +34,7 @@ from ..data.measured import Measurement
 from ..events import Reporter
 from ..physics import FilmStack, Probe, StackArrays, reflectivity, sld_profile
 from ..physics.profile import DEFAULT_PROFILE_POINTS, profile_range
+from .corefine import SEPARATOR, JointRefineResult
 from .export_refl1d import DEFAULT_OVERSAMPLE, refl1d_model, write_text_atomic
 from .refine import _resolve
 
@@ -214,23 +215,45 @@ def dream_bands(
     )
     points = state.draw().points[:, model.order]  # columns in our ``free`` order
     n_posterior = points.shape[0]
-    if n_posterior > n_draws:
-        pick = np.sort(np.random.default_rng(seed).choice(n_posterior, n_draws, replace=False))
-        points = points[pick]
-
+    points = _some_draws(points, n_draws, seed)
     inputs = model.inputs
-    arrays, sc, bg = _draw_arrays(stack, inputs.slots, points, scale, background)
+    probe = Probe(inputs.q, dq=inputs.dq, dq_is_fwhm=False)
+    best = state.best()[0][model.order]
+    bands = _bands_of_draws(stack, inputs.slots, points, scale, background, probe, model.names, best, z)
+    bands.n_posterior, bands.converged, bands.seconds = n_posterior, converged, time.perf_counter() - t0
+    reporter.timing(STAGE, "dream", bands.seconds, int(samples))
+    return bands
+
+
+def _some_draws(points: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
+    """At most ``n_draws`` posterior points, chosen with ``default_rng(seed)`` (kept in chain order)."""
+    if points.shape[0] <= n_draws:
+        return points
+    return points[np.sort(np.random.default_rng(seed).choice(points.shape[0], n_draws, replace=False))]
+
+
+def _bands_of_draws(
+    stack: FilmStack,
+    slots: list[tuple[str, int]],
+    points: np.ndarray,
+    scale: float,
+    background: float,
+    probe: Probe,
+    names: list[str],
+    best: np.ndarray,
+    z: np.ndarray | None,
+) -> Bands:
+    """SLD profiles and R(Q) (fast engine, ``probe``'s resolution) of every draw, and their percentile bands."""
+    arrays, sc, bg = _draw_arrays(stack, slots, points, scale, background)
     if z is None:  # one grid spanning refl1d's profile range of every draw
         left, right = profile_range(torch.as_tensor(arrays.thickness), torch.as_tensor(arrays.roughness))
         z = np.linspace(float(left.min()), float(right.max()), DEFAULT_PROFILE_POINTS)
     z = np.asarray(z, dtype=np.float64)
     _, rho, _ = sld_profile(arrays, z=z)
-    probe = Probe(inputs.q, dq=inputs.dq, dq_is_fwhm=False)
     curves = reflectivity(arrays, probe, engine="fast", scale=sc, background=bg)
     sld_median, sld_68, sld_95 = _band(rho)
     r_median, r_68, r_95 = _band(curves)
     p_median, p_68, p_95 = _band(points)
-    best = state.best()[0][model.order]
     table = [
         {
             "name": name,
@@ -241,25 +264,68 @@ def dream_bands(
             "hi95": float(p_95[1][k]),
             "best": float(best[k]),
         }
-        for k, name in enumerate(model.names)
+        for k, name in enumerate(names)
     ]
-    seconds = time.perf_counter() - t0
-    reporter.timing(STAGE, "dream", seconds, int(samples))
-    return Bands(
-        z,
-        sld_median,
-        sld_68,
-        sld_95,
-        inputs.q,
-        r_median,
-        r_68,
-        r_95,
-        table,
-        points.shape[0],
-        n_posterior,
-        converged,
-        seconds,
+    return Bands(z, sld_median, sld_68, sld_95, probe.q, r_median, r_68, r_95, table, points.shape[0], points.shape[0])
+
+
+def _slots(stack: FilmStack, names: list[str]) -> list[tuple[str, int]]:
+    """refine's (field, layer index) slot of each parameter name; (probe.*, -1) for the probe."""
+    return [(n, -1) if n.startswith("probe.") else tuple(reversed(_resolve(stack, n))) for n in names]
+
+
+def dream_joint_bands(
+    result: JointRefineResult,
+    datas: list[Measurement],
+    *,
+    samples: int = 20000,
+    burn: int = 100,
+    pop: int = 10,
+    seed: int = 0,
+    n_draws: int = 500,
+    oversample: int | None = DEFAULT_OVERSAMPLE,
+    init: str = "eps",
+    reporter: Reporter | None = None,
+) -> list[Bands]:
+    """DREAM on the joint refl1d model of a co-refinement (started at its fit); one set of bands per contrast.
+
+    The posterior is joint (a shared parameter is one dimension); each contrast's bands are its
+    SLD profile and R(Q) over the same draws, its table in its own parameter names.
+    """
+    from .joint_export import joint_refl1d_model  # the joint export imports the refl1d model text: kept on use
+
+    reporter = reporter or Reporter()
+    t0 = time.perf_counter()
+    model = joint_refl1d_model(result, datas, oversample=oversample)
+    model.problem.setp(np.asarray(result.values)[np.argsort(model.order)])
+    state, converged = run_dream(
+        model.problem, samples=samples, burn=burn, pop=pop, seed=seed, init=init, reporter=reporter
     )
+    points = state.draw().points[:, model.order]
+    n_posterior = points.shape[0]
+    points = _some_draws(points, n_draws, seed)
+    best = state.best()[0][model.order]
+    out = []
+    for fit, label in zip(result.contrasts, result.labels):
+        cols = [result.names.index(n if n in result.shared else f"{label}{SEPARATOR}{n}") for n in fit.names]
+        bands = _bands_of_draws(
+            fit.stack,
+            _slots(fit.stack, fit.names),
+            points[:, cols],
+            fit.scale,
+            fit.background,
+            fit.probe,
+            list(fit.names),
+            best[cols],
+            None,
+        )
+        bands.n_posterior, bands.converged = n_posterior, converged
+        out.append(bands)
+    seconds = time.perf_counter() - t0
+    for bands in out:
+        bands.seconds = seconds
+    reporter.timing(STAGE, "dream", seconds, int(samples))
+    return out
 
 
 def covariance_bands(result, *, n_draws: int = 500, seed: int = 0, z: np.ndarray | None = None) -> Bands:
@@ -277,41 +343,16 @@ def covariance_bands(result, *, n_draws: int = 500, seed: int = 0, z: np.ndarray
     lo = np.array([result.bounds[n][0] for n in result.names])
     hi = np.array([result.bounds[n][1] for n in result.names])
     points = np.clip(points, lo, hi)
-    slots = [(n, -1) if n.startswith("probe.") else tuple(reversed(_resolve(result.stack, n))) for n in result.names]
-    arrays, sc, bg = _draw_arrays(result.stack, slots, points, result.scale, result.background)
-    if z is None:
-        left, right = profile_range(torch.as_tensor(arrays.thickness), torch.as_tensor(arrays.roughness))
-        z = np.linspace(float(left.min()), float(right.max()), DEFAULT_PROFILE_POINTS)
-    z = np.asarray(z, dtype=np.float64)
-    _, rho, _ = sld_profile(arrays, z=z)
-    curves = reflectivity(arrays, result.probe, engine="fast", scale=sc, background=bg)
-    sld_median, sld_68, sld_95 = _band(rho)
-    r_median, r_68, r_95 = _band(curves)
-    p_median, p_68, p_95 = _band(points)
-    table = [
-        {
-            "name": name,
-            "median": float(p_median[k]),
-            "lo68": float(p_68[0][k]),
-            "hi68": float(p_68[1][k]),
-            "lo95": float(p_95[0][k]),
-            "hi95": float(p_95[1][k]),
-            "best": float(result.values[k]),
-        }
-        for k, name in enumerate(result.names)
-    ]
-    return Bands(
+    bands = _bands_of_draws(
+        result.stack,
+        _slots(result.stack, result.names),
+        points,
+        result.scale,
+        result.background,
+        result.probe,
+        list(result.names),
+        np.asarray(result.values),
         z,
-        sld_median,
-        sld_68,
-        sld_95,
-        result.q,
-        r_median,
-        r_68,
-        r_95,
-        table,
-        n_draws,
-        n_draws,
-        True,
-        time.perf_counter() - t0,
     )
+    bands.seconds = time.perf_counter() - t0
+    return bands

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import refnx
 
 WORKBENCH = shutil.which("workbench", path=str(pathlib.Path(sys.executable).parent))
@@ -159,3 +160,69 @@ def test_a_placeholder_row_is_left_out_counted_and_flags_are_reported(tmp_path):
     assert "[at upper bound]" in proc.stdout and "note: 1 point without an error bar" in proc.stdout
     fit = np.loadtxt(out / "fit.csv", delimiter=",", skiprows=1)
     assert fit.shape[0] == summary["points"] and np.all(fit[:, 2] > 0)  # fit.csv holds the fitted points
+
+
+CONTRAST_STACK = """stack:
+  layer_desc:
+    - {name: solvent, sld: 6.36, roughness: 3.0}
+    - {name: polymer, sld: 1.0, thickness: 205.0, roughness: 3.0}
+    - {name: SiO2, sld: 3.47, thickness: 10.0, roughness: 4.0}
+    - {name: Si, sld: 2.07}
+  layer_bound:
+    - {i: 0, par: roughness, bounds: [1, 10]}
+    - {i: 1, par: sld, bounds: [0, 2]}
+    - {i: 1, par: thickness, bounds: [200, 250]}
+    - {i: 2, par: thickness, bounds: [0, 20]}
+"""
+
+
+def test_refine_several_contrasts_shares_the_film(tmp_path):
+    """refnx's three contrasts of one polymer film (D2O, CM3, H2O): one command, shared film, per-curve files."""
+    folder = pathlib.Path(refnx.__file__).parent / "analysis" / "tests"
+    files = [folder / name for name in ("e361r.txt", "e365r.txt", "e366r.txt")]
+    (tmp_path / "stack.yaml").write_text(CONTRAST_STACK)
+    out = tmp_path / "joint"
+    proc = run(
+        *files,
+        "--stack",
+        tmp_path / "stack.yaml",
+        "--contrast",
+        "solvent.sld=6.36,3.47,-0.56",
+        "--free",
+        "solvent.roughness",
+        "polymer.sld",
+        "polymer.thickness",
+        "SiO2.thickness",
+        "probe.background",
+        "--dq-over-q",
+        "0.05",
+        "--background",
+        "2e-5",
+        "--method",
+        "auto",
+        "--refl1d",
+        "--out",
+        out,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "refinement.json").read_text())
+    assert summary["labels"] == ["e361r", "e365r", "e366r"] and summary["method"] == "auto"
+    assert summary["shared"] == ["solvent.roughness", "polymer.sld", "polymer.thickness", "SiO2.thickness"]
+    names = [row["name"] for row in summary["parameters"]]
+    assert names[4:] == [f"{label}:probe.background" for label in summary["labels"]]
+    assert [c["stack"]["layer_desc"][0]["sld"] for c in summary["contrasts"]] == [6.36, 3.47, -0.56]
+    # refnx's GlobalObjective reaches χ² 1553.7 on these 297 points with this model (tests/test_refine_global.py)
+    assert summary["chi2"] == pytest.approx(1553.7, rel=2e-3) and "(shared)" in proc.stdout
+    for label in summary["labels"]:
+        rows = np.loadtxt(out / f"fit_{label}.csv", delimiter=",", skiprows=1)
+        assert rows.shape[1] == 4 and np.all(np.isfinite(rows[:, 3]))
+    assert sorted(p.name for p in (out / "refl1d").iterdir()) == ["data_1.txt", "data_2.txt", "data_3.txt", "model.py"]
+
+    stack = tmp_path / "stack.yaml"
+    bad = run(*files, "--stack", stack, "--contrast", "solvent.sld=6.36,-0.56", "--out", tmp_path / "b")
+    assert bad.returncode == 2 and "2 values for 3 data files" in bad.stderr
+    bad = run(files[0], "--stack", tmp_path / "stack.yaml", "--share", "polymer.sld", "--out", tmp_path / "b")
+    assert bad.returncode == 2 and "need several data files" in bad.stderr
+    bad = run(*files, "--stack", tmp_path / "stack.yaml", "--contrast", "water.sld=1,2,3", "--out", tmp_path / "b")
+    assert bad.returncode == 2 and "unknown layer 'water'" in bad.stderr
+    assert not (tmp_path / "b").exists()

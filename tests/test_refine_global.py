@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import pathlib
 
 import numpy as np
 import pytest
+import refnx
 
 from workbench.analysis.corefine import Contrast, corefine
 from workbench.analysis.joint_export import export_joint_refl1d, joint_refl1d_model
 from workbench.analysis.refine import RefineError, refine
 from workbench.analysis.uncertainty import dream_joint_bands
-from workbench.data.measured import Measurement
+from workbench.data.measured import Measurement, load_measurement
 from workbench.events import Cancelled, Record, Reporter
 from workbench.physics import FilmStack, Probe, reflectivity
 
@@ -123,12 +125,13 @@ FILM_BOUNDS = {
 
 
 def _bilayer(solvent: float, lipid_sld: float = 0.5, lipid_thickness: float = 45.0) -> FilmStack:
+    """A lipid film on oxidised Si measured through the Si (the ambient, last) against a solvent (the backing)."""
     return FilmStack.from_pyreflect(
         [
-            {"name": "Si", "sld": 2.07, "roughness": 3.0},
+            {"name": "solvent", "sld": solvent, "roughness": 4.0},
+            {"name": "lipid", "sld": lipid_sld, "thickness": lipid_thickness, "roughness": 3.0},
             {"name": "oxide", "sld": 3.47, "thickness": 12.0, "roughness": 3.0},
-            {"name": "lipid", "sld": lipid_sld, "thickness": lipid_thickness, "roughness": 4.0},
-            {"name": "solvent", "sld": solvent},
+            {"name": "Si", "sld": 2.07},
         ]
     )
 
@@ -163,7 +166,7 @@ def test_three_contrasts_pin_the_film_down_better_than_any_one(three_contrasts) 
     # each contrast's own curve and χ² add up to the joint χ²
     assert sum(c.chi2 for c in joint.contrasts) == pytest.approx(joint.chi2, rel=1e-9)
     d2o = joint.contrast("D2O")
-    assert d2o.stack.ambient.sld == 6.36 and d2o.r_fit.shape == (200,)
+    assert d2o.stack.substrate.sld == 6.36 and d2o.stack.ambient.sld == 2.07 and d2o.r_fit.shape == (200,)
     np.testing.assert_allclose(d2o.uncertainties, joint.uncertainties)
 
 
@@ -200,7 +203,7 @@ def test_joint_refl1d_model_shares_parameters_and_scores_our_chi2(three_contrast
     script = export_joint_refl1d(tmp_path / "refl1d", joint, datas)
     assert sorted(p.name for p in script.parent.iterdir()) == ["data_1.txt", "data_2.txt", "data_3.txt", "model.py"]
     text = script.read_text()
-    assert "layers_2[2].thickness = layers_1[2].thickness  # lipid.thickness" in text
+    assert "layers_2[1].thickness = layers_1[1].thickness  # lipid.thickness" in text
     problem = load_problem(str(script))
     assert len(problem.getp()) == 8
     np.testing.assert_allclose(problem.getp(), model.problem.getp())
@@ -222,3 +225,63 @@ def test_joint_dream_bands_bracket_the_shared_film(three_contrasts) -> None:
     assert bands[0].parameter_table == bands[2].parameter_table
     # ... but different curves: each contrast is computed with its own solvent
     assert not np.allclose(bands[0].r_median, bands[1].r_median)
+
+
+def test_real_three_contrast_film_matches_refnx_global_objective() -> None:
+    """refnx's own three-contrast polymer film (e361r D2O, e365r CM3, e366r H2O; 5 % FWHM resolution).
+
+    The same model both ways (beam through the Si; film, oxide and the solvent interface shared, one
+    background per curve): refnx ``GlobalObjective`` with its least squares against ``corefine``.
+    """
+    from refnx.analysis import CurveFitter, GlobalObjective, Objective
+    from refnx.dataset import ReflectDataset
+    from refnx.reflect import SLD, ReflectModel
+
+    folder = pathlib.Path(refnx.__file__).parent / "analysis" / "tests"
+    files = {"D2O": ("e361r.txt", 6.36), "CM3": ("e365r.txt", 3.47), "H2O": ("e366r.txt", -0.56)}
+    si, sio2, polymer = SLD(2.07, name="Si"), SLD(3.47, name="SiO2"), SLD(1.0, name="polymer")
+    s361 = si | sio2(10, 4) | polymer(200, 3) | SLD(6.36)(0, 3)
+    structures = [s361] + [si | s361[1] | s361[2] | SLD(sld)(0, 3) for _, sld in list(files.values())[1:]]
+    for s in structures[1:]:
+        s[-1].rough = s361[-1].rough
+    s361[1].thick.setp(vary=True, bounds=(0, 20))
+    s361[2].thick.setp(vary=True, bounds=(200.0, 250.0))
+    s361[2].sld.real.setp(vary=True, bounds=(0, 2))
+    s361[-1].rough.setp(vary=True, bounds=(1, 10))
+    models = [ReflectModel(s, bkg=2e-5, dq=5.0) for s in structures]
+    for m in models:
+        m.bkg.setp(vary=True, bounds=(1e-6, 5e-5))
+    theirs = GlobalObjective(
+        [Objective(m, ReflectDataset(folder / name)) for m, (name, _) in zip(models, files.values())]
+    )
+    CurveFitter(theirs).fit("least_squares")
+
+    contrasts = []
+    for label, (name, sld) in files.items():
+        data = load_measurement(folder / name)
+        stack = FilmStack.from_pyreflect(
+            [
+                {"name": "solvent", "sld": sld, "roughness": 3.0},
+                {"name": "polymer", "sld": 1.0, "thickness": 200.0, "roughness": 3.0},
+                {"name": "SiO2", "sld": 3.47, "thickness": 10.0, "roughness": 4.0},
+                {"name": "Si", "sld": 2.07},
+            ]
+        )
+        probe = data.probe(background=2e-5, default_dq_over_q=0.05)
+        contrasts.append(Contrast(data, stack, label=label, probe=probe, background=2e-5))
+    bounds = {
+        "SiO2.thickness": (0.0, 20.0),
+        "polymer.thickness": (200.0, 250.0),
+        "polymer.sld": (0.0, 2.0),
+        "solvent.roughness": (1.0, 10.0),
+        "probe.background": (1e-6, 5e-5),
+    }
+    ours = corefine(contrasts, free=list(bounds), bounds=bounds, method="auto", seed=0)
+    assert ours.shared == ["SiO2.thickness", "polymer.thickness", "polymer.sld", "solvent.roughness"]
+    assert ours.chi2 == pytest.approx(theirs.chisqr(), rel=1e-3)
+    values = dict(zip(ours.names, ours.values))
+    assert values["polymer.thickness"] == pytest.approx(s361[2].thick.value, abs=0.5)
+    assert values["polymer.sld"] == pytest.approx(s361[2].sld.real.value, abs=0.01)
+    assert values["SiO2.thickness"] == pytest.approx(s361[1].thick.value, abs=0.3)
+    for label, m in zip(files, models):
+        assert values[f"{label}:probe.background"] == pytest.approx(m.bkg.value, rel=0.02)

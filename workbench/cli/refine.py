@@ -19,23 +19,35 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.corefine import Contrast, JointRefineResult, corefine
 from ..analysis.export_refl1d import export_refl1d
+from ..analysis.joint_export import export_joint_refl1d
 from ..analysis.predict import predict_measurement
-from ..analysis.refine import refine
-from ..analysis.uncertainty import dream_bands
+from ..analysis.refine import DE_GENERATIONS, DE_TOLERANCE, METHODS, RefineError, _resolve, refine
+from ..analysis.uncertainty import dream_bands, dream_joint_bands
 from ..data.handfit import load_handfit_spreadsheet
 from ..data.measured import load_measurement
 from ..data.parameters import stacks_from_parameters
 from ..events import Cancelled, Reporter, tqdm_listener
 from ..fileio import write_text_atomic
+from ..physics import Probe
 from ..store.model_bundle import load_model_bundle
 from .common import add_workspace_option, load_config_file, recording
 from .stacks import stack_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("refine", help="fit a film stack to a measured curve (least squares, then optional DREAM bands)")
-    p.add_argument("data", help="measured curve: .txt/.dat (Q R [dR [dQ]]), .ort, or .npy")
+    p = sub.add_parser(
+        "refine",
+        help="fit a film stack to measured curves (least squares or differential evolution, optional DREAM bands); "
+        "several curves: co-refinement of contrasts with shared parameters",
+    )
+    p.add_argument(
+        "data",
+        nargs="+",
+        help="measured curve(s): .txt/.dat (Q R [dR [dQ]]), .ort, or .npy; several files are fitted together "
+        "(contrasts of one film)",
+    )
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument(
         "--stack", help="starting stack: YAML/JSON with 'stack: {layer_desc, layer_bound}' (bounds = free ranges)"
@@ -55,7 +67,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="what the file's dQ column means (when its header does not say)",
     )
     p.add_argument(
+        "--dq-over-q",
+        type=float,
+        default=None,
+        metavar="FWHM",
+        help="resolution of files without a dQ column, as dQ/Q FWHM (e.g. 0.05; default: 0.0295)",
+    )
+    p.add_argument(
         "--engine", choices=["fast", "torch"], default="fast", help="model and Jacobian engine (default: %(default)s)"
+    )
+    p.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default="lsq",
+        help="lsq: least squares from the start; de: differential evolution over the bounds (a start far from the "
+        "answer, a thick film); auto: DE, then the least-squares polish (default: %(default)s)",
+    )
+    p.add_argument(
+        "--population", type=int, default=None, help="DE population (default: 15 per free parameter, at least 20)"
+    )
+    p.add_argument(
+        "--generations", type=int, default=DE_GENERATIONS, help="DE generations at most (default: %(default)s)"
+    )
+    p.add_argument(
+        "--de-tolerance",
+        type=float,
+        default=DE_TOLERANCE,
+        help="DE stops when the population's χ² agree within this fraction (default: %(default)s)",
+    )
+    p.add_argument(
+        "--share",
+        nargs="+",
+        metavar="LAYER.PAR",
+        help="with several curves: parameters fitted once for all of them (default: every free stack parameter "
+        "whose start is the same in every curve; scale, background and --contrast parameters per curve)",
+    )
+    p.add_argument(
+        "--contrast",
+        action="append",
+        default=[],
+        metavar="LAYER.PAR=V1,V2,...",
+        help="with several curves: the start value of LAYER.PAR for each curve, in file order (e.g. the solvent's "
+        "SLD: --contrast solvent.sld=6.36,-0.56,2.07); repeatable",
     )
     p.add_argument("--multi-start", type=int, default=0, help="extra random starts inside the bounds (default: 0)")
     p.add_argument("--scale", type=float, default=1.0, help="starting scale factor (default: 1)")
@@ -110,15 +163,46 @@ def _csv(path: Path, header: str, columns: list[np.ndarray]) -> None:
     write_text_atomic(path, header + "\n" + "\n".join(",".join(f"{v:.10g}" for v in row) for row in rows) + "\n")
 
 
-def cmd_refine(args: argparse.Namespace) -> int:
-    if not Path(args.data).is_file():
-        raise ValueError(f"{args.data}: no such file")
+def _load(path: str, dq_convention: str | None):
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
     try:
-        data = load_measurement(args.data, dq_convention=args.dq_convention)
+        return load_measurement(path, dq_convention=dq_convention)
     except ValueError as exc:
         if "dq_convention" in str(exc):
             raise ValueError(f"{exc} (on the command line: --dq-convention fwhm|sigma)") from None
         raise
+
+
+def _probe(args: argparse.Namespace, data) -> Probe | None:
+    """The probe for a file without a dQ column when ``--dq-over-q`` is given (else refine's default)."""
+    if args.dq_over_q is None or data.dq_sigma is not None:
+        return None
+    if not 0 < args.dq_over_q < 1:
+        raise ValueError(f"--dq-over-q must be a fraction between 0 and 1 (e.g. 0.05), got {args.dq_over_q}")
+    merged = data.merge_duplicate_q() if data.has_duplicate_q else data
+    return merged.probe(args.scale, args.background, default_dq_over_q=args.dq_over_q)
+
+
+def _optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "method": args.method,
+        "population": args.population,
+        "generations": args.generations,
+        "de_tolerance": args.de_tolerance,
+        "multi_start": args.multi_start,
+        "seed": args.seed,
+        "engine": args.engine,
+    }
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    if len(args.data) > 1:
+        return cmd_corefine(args)
+    if args.share or args.contrast:
+        raise ValueError("--share and --contrast need several data files (contrasts of one film)")
+    args.data = args.data[0]
+    data = _load(args.data, args.dq_convention)
     stack, origin = _start_stack(args, data)
     bounds = _bounds(args.bounds)
     free = args.free or (list(bounds) if bounds else None)
@@ -128,9 +212,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         "start": origin,
         "free": free,
         "bounds": bounds,
-        "engine": args.engine,
-        "multi_start": args.multi_start,
-        "seed": args.seed,
+        **_optimizer_options(args),
         "out": str(Path(args.out).resolve()),
     }
     try:
@@ -141,12 +223,12 @@ def cmd_refine(args: argparse.Namespace) -> int:
                 stack,
                 free=free,
                 bounds=bounds,
+                probe=_probe(args, data),
                 scale=args.scale,
                 background=args.background,
-                multi_start=args.multi_start,
-                seed=args.seed,
-                engine=args.engine,
+                dr_floor=args.dr_floor,
                 reporter=reporter,
+                **_optimizer_options(args),
             )
             if run is not None:
                 run.metrics.update(
@@ -173,6 +255,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         "converged": result.converged,
         "message": result.message,
         "engine": args.engine,
+        "method": result.method,
         "parameters": result.table(),
         "at_bound": result.at_bound,
         "undetermined": result.undetermined,
@@ -225,6 +308,161 @@ def cmd_refine(args: argparse.Namespace) -> int:
     write_text_atomic(out / "refinement.json", json.dumps(summary, indent=2, default=float))
     print(f"results → {out / 'refinement.json'}")
     return 0
+
+
+def _labels(paths: list[str]) -> list[str]:
+    """Each curve's label: its file name without suffix, made unique by its position when two are alike."""
+    stems = [Path(p).stem.replace(":", "_") or f"c{k + 1}" for k, p in enumerate(paths)]
+    return [stem if stems.count(stem) == 1 else f"{stem}_{k + 1}" for k, stem in enumerate(stems)]
+
+
+def _contrast_values(specs: list[str], n: int) -> dict[str, list[float]]:
+    """``--contrast LAYER.PAR=V1,...,Vn`` options → name → one start value per curve."""
+    out = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--contrast {spec!r}: expected LAYER.PAR=V1,V2,... (one value per data file)")
+        try:
+            numbers = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"--contrast {spec!r}: the values must be numbers separated by commas") from None
+        if len(numbers) != n:
+            raise ValueError(f"--contrast {spec!r}: {len(numbers)} values for {n} data files (one per file)")
+        out[name.strip()] = numbers
+    return out
+
+
+def _contrasts(args: argparse.Namespace) -> tuple[list[Contrast], list[Any], str]:
+    """The curves, each with the start stack (its --contrast values put in), and where the start came from."""
+    datas = [_load(path, args.dq_convention) for path in args.data]
+    stack, origin = _start_stack(args, datas[0])
+    labels = _labels(args.data)
+    stacks = [stack] * len(datas)
+    for name, values in _contrast_values(args.contrast, len(datas)).items():
+        try:
+            i, par = _resolve(stack, name)
+        except RefineError as exc:
+            raise ValueError(f"--contrast: {exc}") from None
+        stacks = [s.with_value(i, par, v) for s, v in zip(stacks, values)]
+    contrasts = [
+        Contrast(d, s, label=label, probe=_probe(args, d), scale=args.scale, background=args.background)
+        for d, s, label in zip(datas, stacks, labels)
+    ]
+    return contrasts, datas, origin
+
+
+def cmd_corefine(args: argparse.Namespace) -> int:
+    """Several curves of one film fitted together: shared parameters once, the rest per curve."""
+    contrasts, datas, origin = _contrasts(args)
+    bounds = _bounds(args.bounds)
+    free = args.free or (list(bounds) if bounds else None)
+    reporter = Reporter()
+    params = {
+        "data": [str(Path(p).resolve()) for p in args.data],
+        "start": origin,
+        "free": free,
+        "share": args.share,
+        "contrast": args.contrast,
+        "bounds": bounds,
+        **_optimizer_options(args),
+        "out": str(Path(args.out).resolve()),
+    }
+    try:
+        with recording(args, "refine", name=Path(args.out).name, params=params, reporter=reporter) as run:
+            result = corefine(
+                contrasts,
+                free=free,
+                shared=args.share,
+                bounds=bounds,
+                dr_floor=args.dr_floor,
+                reporter=reporter,
+                **_optimizer_options(args),
+            )
+            if run is not None:
+                run.metrics.update(
+                    chi2_per_point=result.chi2_per_point,
+                    converged=result.converged,
+                    **{str(n): float(v) for n, v in zip(result.names, result.values)},
+                )
+    except Cancelled as exc:
+        print(f"refinement stopped: {exc}", file=sys.stderr)
+        return 130
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = _joint_summary(args, result, origin)
+    for fit, data, label in zip(result.contrasts, datas, result.labels):
+        _csv(out / f"fit_{label}.csv", "q,r,dr,r_fit", [fit.q, *_data_columns(data, fit.q), fit.r_fit])
+        _csv(out / f"profile_{label}.csv", "z,sld", [fit.profile[0], fit.profile[1]])
+    _print_joint(result, origin)
+    if args.refl1d:
+        script = export_joint_refl1d(out / "refl1d", result, datas)
+        summary["refl1d_script"] = str(script)
+        print(f"refl1d model: {script}")
+    if args.dream_samples > 0:
+        reporter.listeners.append(tqdm_listener("uncertainty", "DREAM", "generations"))
+        bands = dream_joint_bands(result, datas, samples=args.dream_samples, seed=args.seed, reporter=reporter)
+        summary["bands"] = {}
+        for b, label in zip(bands, result.labels):
+            sld_csv, r_csv = b.to_csv(out / "bands" / label)
+            summary["bands"][label] = {"sld": str(sld_csv), "reflectivity": str(r_csv), "converged": b.converged}
+        summary["bands_parameters"] = bands[0].parameter_table if bands else []
+        print(
+            f"DREAM bands: {out / 'bands'}" + ("" if bands[0].converged else "  (not converged: raise --dream-samples)")
+        )
+    write_text_atomic(out / "refinement.json", json.dumps(summary, indent=2, default=float))
+    print(f"results → {out / 'refinement.json'}")
+    return 0
+
+
+def _joint_summary(args: argparse.Namespace, result: JointRefineResult, origin: str) -> dict[str, Any]:
+    return {
+        "data": list(args.data),
+        "labels": result.labels,
+        "start": origin,
+        "method": result.method,
+        "chi2_per_point": result.chi2_per_point,
+        "chi2": result.chi2,
+        "points": result.n_points,
+        "start_chi2_per_point": result.start_chi2 / result.n_points,
+        "seconds": result.seconds,
+        "converged": result.converged,
+        "message": result.message,
+        "shared": result.shared,
+        "parameters": result.table(),
+        "at_bound": result.at_bound,
+        "undetermined": result.undetermined,
+        "notes": result.notes(),
+        "bounds": result.bounds,
+        "contrasts": [
+            {
+                "label": label,
+                "chi2_per_point": fit.chi2_per_point,
+                "points": fit.n_points,
+                "left_out_points": fit.n_left_out,
+                "scale": fit.scale,
+                "background": fit.background,
+                "stack": {"layer_desc": fit.stack.to_layer_desc(), "layer_bound": fit.stack.to_layer_bound()},
+            }
+            for fit, label in zip(result.contrasts, result.labels)
+        ],
+        "history": result.history,
+    }
+
+
+def _print_joint(result: JointRefineResult, origin: str) -> None:
+    per = ", ".join(f"{label} {fit.chi2_per_point:.4g}" for fit, label in zip(result.contrasts, result.labels))
+    print(
+        f"χ²/N {result.start_chi2 / result.n_points:.4g} → {result.chi2_per_point:.4g} in {result.seconds:.2f} s "
+        f"({result.method}, {len(result.contrasts)} curves, {result.n_points} points, start: {origin}); "
+        f"per curve: {per}"
+    )
+    for row in result.table():
+        flag = result.flag(row["name"])
+        mark = ("  (shared)" if row["name"] in result.shared else "") + (f"  [{flag}]" if flag else "")
+        print(f"  {row['name']:32s} {row['value']:12.5g} ± {row['uncertainty']:<9.2g}{mark}")
+    for note in result.notes():
+        print(f"note: {note}")
 
 
 def _data_columns(data, q: np.ndarray) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ from conftest import small_stack
 from workbench.analysis.refine import verdict
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.physics import sld_profile
+from workbench.plots.views import fresnel
 from workbench.training.trainer import TrainConfig
 from workbench.ui.context import AppContext
 from workbench.ui.predict_panel import PredictPanel
@@ -78,6 +79,12 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     p = ctx.prediction
     assert p.stack is not None and len(predict.rq.data[0].x) > 300
     assert "chi2_per_point" in predict.metrics.value and "Predicted parameters" in predict.metrics.value
+    q, r = np.array(predict.rq.data[0].x), np.array(predict.rq.data[0].y)
+    predict.curves.views.chooser.value = "R/RF"  # normalised to the predicted stack's substrate under its ambient
+    sub, amb = p.stack.substrate, p.stack.ambient
+    np.testing.assert_allclose(predict.rq.data[0].y, r / fresnel(q, sub.sld, sub.isld, amb.sld), rtol=1e-12)
+    predict.curves.views.chooser.value = "R"
+    assert np.array_equal(predict.rq.data[0].y, r)
     # the prediction was published: the Refine tab, once shown, loads the predicted stack and its free parameters
     assert refine.rows == []  # nothing computed for it while the Predict tab is in front
     refine.on_shown()
@@ -112,6 +119,10 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     assert f"{bands.n_draws} of them drawn for the bands" in refine.dream_status.text
     assert refine.progress.value == refine.progress.max
     assert len(refine.rq.data) == 7 and len(refine.sld.data) == 6  # two edges each of the 95 % and 68 % bands
+    refine.curves.views.chooser.value = "RQ4"  # the bands follow the R(Q) view with the curves
+    np.testing.assert_allclose(refine.rq.data[3].y, bands.r_95[0] * bands.q**4, rtol=1e-12)
+    np.testing.assert_allclose(refine.rq.data[2].y, res.r_fit * res.q**4, rtol=1e-12)
+    refine.curves.views.chooser.value = "R"
     lo95, hi95, lo68, hi68 = (np.array(t.y) for t in refine.sld.data[2:6])
     assert np.all(lo95 <= lo68 + 1e-12) and np.all(lo68 <= hi68 + 1e-12) and np.all(hi68 <= hi95 + 1e-12)
     assert "DREAM posterior" in refine.dream_table.value

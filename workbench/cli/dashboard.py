@@ -16,6 +16,7 @@ from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
 from ..plots.curves import stack_figure
+from ..plots.views import VIEWS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--num-q", type=int, default=DEFAULT_NUM_Q, help="number of Q points (default: %(default)s)")
     report.add_argument(
         "--q-resolution", type=float, default=DEFAULT_DQ_OVER_Q_FWHM, help="dQ/Q, FWHM (default: %(default)s)"
+    )
+    report.add_argument(
+        "--view",
+        choices=VIEWS,
+        default="R",
+        help="R(Q) chart drawn as R, R·Q⁴ (RQ4) or R/R_F (R/RF: over the substrate's unsmeared Fresnel curve) "
+        "(default: %(default)s)",
     )
     report.set_defaults(func=cmd_report)
 
@@ -114,7 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stack = FilmStack.default()
     probe = Probe.from_grid(args.q_min, args.q_max, args.num_q, args.q_resolution)
-    fig = stack_figure(stack, probe)
+    fig = stack_figure(stack, probe, view=args.view)
     out = Path(args.out).resolve()
     write_text_atomic(out, fig.to_html(include_plotlyjs=True, full_html=True))
     print(

@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from .style import LEGEND, add_placeholder, apply_roles
+from .views import FresnelReference, axis_title, to_view, view_meta
 
 R_AXIS = {"title": "R(Q)", "type": "log", "exponentformat": "power"}
 Q_AXIS = {"title": "Q (Å⁻¹)"}
@@ -21,10 +22,21 @@ Z_AXIS = {"title": "z (Å, from the substrate)"}
 SLD_AXIS = {"title": "SLD (10⁻⁶ Å⁻²)"}
 
 
-def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | None = None) -> go.Figure:
-    """Two panels side by side: R(Q) on a log scale and the SLD depth profile of ``stack``."""
+def r_axis(view: str = "R") -> dict:
+    """The y axis of an R(Q) chart drawn in ``view`` (R, RQ4 or R/RF; all on a log scale)."""
+    return {**R_AXIS, "title": axis_title(view)}
+
+
+def stack_figure(
+    stack: FilmStack, probe: Probe | None = None, *, title: str | None = None, view: str = "R"
+) -> go.Figure:
+    """Two panels side by side: R(Q) on a log scale and the SLD depth profile of ``stack``.
+
+    ``view``: draw R, R·Q⁴ or R/R_F (divided by the unsmeared Fresnel curve of the stack's bare substrate).
+    """
     probe = Probe() if probe is None else probe
-    r = np.asarray(reflectivity(stack, probe, engine="fast"))[0]
+    reference = FresnelReference.of(stack)
+    r, _ = to_view(view, probe.q, np.asarray(reflectivity(stack, probe, engine="fast"))[0], reference=reference)
     z, rho, irho = sld_profile(stack)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Reflectivity", "SLD profile"), horizontal_spacing=0.1)
     fig.add_trace(go.Scatter(x=probe.q, y=r, mode="lines", name="R(Q)"), row=1, col=1)
@@ -34,7 +46,7 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
             go.Scatter(x=z[0], y=irho[0], mode="lines", name="ρ'' (absorption)", line={"dash": "dot"}), row=1, col=2
         )
     fig.update_xaxes(**Q_AXIS, row=1, col=1)
-    fig.update_yaxes(**R_AXIS, row=1, col=1)
+    fig.update_yaxes(**r_axis(view), row=1, col=1)
     fig.update_xaxes(**Z_AXIS, row=1, col=2)
     fig.update_yaxes(**SLD_AXIS, row=1, col=2)
     names = " / ".join(layer.name for layer in stack.layers)
@@ -49,14 +61,24 @@ def stack_figure(stack: FilmStack, probe: Probe | None = None, *, title: str | N
         height=520,
         legend=LEGEND,
         margin={"b": 110},
+        meta=view_meta(view, reference),
     )
     return fig
 
 
-def curves_figure(q: np.ndarray, curves: Mapping[str, np.ndarray]) -> go.Figure:
-    """Several R(Q) curves on one log-scale chart."""
-    fig = go.Figure([go.Scatter(x=q, y=r, mode="lines", name=name) for name, r in curves.items()])
-    fig.update_layout(xaxis=Q_AXIS, yaxis=R_AXIS, template="plotly_white", legend=LEGEND)
+def curves_figure(
+    q: np.ndarray, curves: Mapping[str, np.ndarray], *, view: str = "R", reference: FresnelReference | None = None
+) -> go.Figure:
+    """Several R(Q) curves on one log-scale chart, drawn as R, R·Q⁴ or R/R_F (``reference``: the substrate)."""
+    fig = go.Figure(
+        [
+            go.Scatter(x=q, y=to_view(view, q, r, reference=reference)[0], mode="lines", name=n)
+            for n, r in curves.items()
+        ]
+    )
+    fig.update_layout(
+        xaxis=Q_AXIS, yaxis=r_axis(view), template="plotly_white", legend=LEGEND, meta=view_meta(view, reference)
+    )
     return apply_roles(fig)
 
 

@@ -26,6 +26,7 @@ from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
+from .curve_pair import RQViews
 from .forms import Form, FormFields, fit, fit_em, label_em
 
 GENERATOR_FIELDS = ("num_curves", "seed", "sampling", "fixed_z_grid")
@@ -91,8 +92,10 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         self.status = Status()
         self.rq = ChartWidget(reflectivity_template((), "Generated curves"))
         self.sld = ChartWidget(profile_template((), "Generated profiles"))
+        self.views = RQViews(self.rq)  # R, R·Q⁴ or R/R_F of the film stack's substrate (at its value)
         self.job: Job | None = None
         self.dataset = None
+        self._stack = None  # the stack of the last generation
         self.start.on_click(self._start)
         self.cancel.on_click(self._cancel)
         for form in (self.generator_form, self.realism_form):
@@ -108,6 +111,7 @@ class GeneratePanel(FormFields, Panel, W.VBox):
                 self.status,
                 self.timings,
                 self.output,
+                self.views.chooser,
                 W.HBox([self.rq, self.sld]),
             ]
         )
@@ -151,6 +155,7 @@ class GeneratePanel(FormFields, Panel, W.VBox):
                 + ": widen the bounds in the Film stack ('widen bounds' in the row) or set a value inside them"
             )
         stack = self.ctx.stack.stack
+        self._stack = stack  # the preview's R/R_F divides by its substrate
         if not stack.free_parameters:
             raise ValueError("the film stack has no parameter with a range (min < max): tick 'vary' on at least one")
         config = self.config()
@@ -236,10 +241,12 @@ class GeneratePanel(FormFields, Panel, W.VBox):
     def _preview(self, ds) -> None:
         k = min(self.ctx.limits.max_preview_curves, ds.n)
         nr, sld = np.asarray(ds.nr[:k], dtype=float), np.asarray(ds.sld[:k], dtype=float)
+        stack = self._stack or self.ctx.stack.stack
         with self.rq.batch_update():
             self.rq.data = []
+            self.views.set_fresnel_reference(stack.substrate.sld, stack.substrate.isld, stack.ambient.sld)
             for i in range(k):
-                self.rq.add_scatter(x=nr[i, 0], y=nr[i, 1], mode="lines", name=f"curve {i}")
+                self.views.add_scatter(x=nr[i, 0], y=nr[i, 1], mode="lines", name=f"curve {i}")
         with self.sld.batch_update():
             self.sld.data = []
             for i in range(k):

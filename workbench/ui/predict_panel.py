@@ -329,6 +329,7 @@ class PredictPanel(Panel, W.VBox):
         self.result = p
         m = p.measurement.positive()
         tz, tr = p.truth_profile if p.truth_profile is not None else ([], [])
+        self.curves.set_fresnel_stack(p.stack if p.stack is not None else self.ctx.stack.stack)  # R/R_F's substrate
         self.curves.show(
             rq={
                 "data": {

@@ -226,6 +226,7 @@ class RefinePanel(Panel, W.VBox):
         r0 = np.asarray(reflectivity(self.start_stack, probe))[0]
         z, rho, _ = sld_profile(self.start_stack)
         self._drop_bands()
+        self.curves.set_fresnel_stack(self.start_stack)  # R/R_F divides by the start's substrate under its ambient
         self.curves.show(
             rq={"data": {"x": m.q, "y": m.r, "dy": m.dr}, "start": (probe.q, r0), "fit": ([], [])},
             sld={"start": (z[0], rho[0]), "fit": ([], [])},
@@ -460,13 +461,12 @@ class RefinePanel(Panel, W.VBox):
             (self.rq, bands.q, (("95 %", bands.r_95), ("68 %", bands.r_68))),
             (self.sld, bands.z, (("95 %", bands.sld_95), ("68 %", bands.sld_68))),
         ):
+            add = self.curves.add_rq if chart is self.rq else chart.add_scatter  # R(Q) bands follow the R(Q) view
             with chart.batch_update():
                 for level, (lo, hi) in levels:
                     edge = {"mode": "lines", "line": {"width": 0}, "meta": "band", "legendgroup": level}
-                    chart.add_scatter(x=x, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
-                    chart.add_scatter(
-                        x=x, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge
-                    )
+                    add(x=x, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
+                    add(x=x, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge)
         rows = [
             {
                 "parameter": parameter_label(r["name"]),

@@ -349,7 +349,16 @@ class StackPanel(Panel, W.VBox):
         charts = W.HBox([self.rq, self.sld], layout=W.Layout(width="100%"))
         toolbar = W.HBox([self.add, self.collapse, self.expand, self.reset])
         super().__init__(
-            [charts, self.timing, self.physics_note, toolbar, self.confirm_row, self.status, self.layers_box]
+            [
+                self.curves.views.chooser,
+                charts,
+                self.timing,
+                self.physics_note,
+                toolbar,
+                self.confirm_row,
+                self.status,
+                self.layers_box,
+            ]
         )
         self.add_class("wb-stack-panel")
         ctx.stack.observe(self._model_changed)
@@ -462,6 +471,7 @@ class StackPanel(Panel, W.VBox):
             self.curves.show(
                 rq={"R(Q)": (p.q, p.r)},
                 sld={"ρ (SLD)": (p.z, p.rho), "ρ'' (absorption)": (p.z, p.irho) if has_abs else ([], [])},
+                fresnel_stack=stack,  # R/R_F divides by this stack's bare substrate under its ambient
             )
             done = time.perf_counter()
             self.last_redraw_ms, self.last_latency_ms = (done - t0) * 1e3, (done - requested) * 1e3

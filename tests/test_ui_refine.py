@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pathlib
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import refnx
 
 from workbench.analysis.refine import refine, verdict
-from workbench.data.measured import Measurement
+from workbench.data.measured import Measurement, load_measurement
 from workbench.physics import FilmStack, Probe, reflectivity, sld_profile
 from workbench.plots.curves import profile_template, reflectivity_template
 from workbench.plots.refine import fit_figure
@@ -148,3 +151,66 @@ def test_every_chart_draws_each_role_in_one_colour_and_dash():
     assert band_fill("95 %").startswith("rgba(0,114,178,") and ROLES["fit"]["line"]["color"] == "rgb(0,114,178)"
     # the legend sits below the plot area, and an empty chart says so instead of showing axes from −1 to 6
     assert rq.layout.legend.y < 0 and rq.layout.annotations[0].text == "no data yet"
+
+
+def test_three_contrasts_are_co_refined_in_the_panel_with_a_chart_each(ctx):
+    """refnx's three contrasts of one polymer film, as a user adds them: a shared film, one chart per curve."""
+    folder = pathlib.Path(refnx.__file__).parent / "analysis" / "tests"
+    for name in ("e361r.txt", "e365r.txt", "e366r.txt"):
+        shutil.copy(folder / name, ctx.measured_dir / name)
+    stack = FilmStack.from_pyreflect(
+        [
+            {"name": "solvent", "sld": 6.36, "roughness": 3.0},
+            {"name": "polymer", "sld": 1.0, "thickness": 205.0, "roughness": 3.0},
+            {"name": "SiO2", "sld": 3.47, "thickness": 10.0, "roughness": 4.0},
+            {"name": "Si", "sld": 2.07},
+        ],
+        [
+            {"i": 0, "par": "roughness", "bounds": [1, 10]},
+            {"i": 1, "par": "sld", "bounds": [0, 2]},
+            {"i": 1, "par": "thickness", "bounds": [200, 250]},
+            {"i": 2, "par": "thickness", "bounds": [0, 20]},
+        ],
+    )
+    data = load_measurement(ctx.measured_dir / "e361r.txt")
+    z, rho, _ = sld_profile(stack)
+    ctx.announce(prediction=Prediction(data, data.r, (z[0], rho[0]), stack=stack, model="params"))
+    panel = RefinePanel(ctx)
+    panel.on_shown()
+    rows = {row.pname: row for row in panel.rows}
+    assert all(row.shared.layout.display == "none" for row in panel.rows)  # one curve: nothing to share
+    rows["probe.background"].free.value = True
+    rows["probe.background"].lo.value, rows["probe.background"].hi.value = 1e-6, 5e-5
+    for file, sld in (("e365r.txt", 3.47), ("e366r.txt", -0.56)):
+        panel.contrasts_box.add.click()
+        row = panel.contrasts_box.rows[-1]
+        row.file.value = str(ctx.measured_dir / file)
+        row.substrate_sld.value = sld
+    assert all(row.shared.layout.display == "" for row in panel.rows)
+    assert not rows["probe.background"].shared.value and rows["polymer.thickness"].shared.value
+    panel.method.value = "auto"
+    assert panel.de_settings.layout.display == ""
+    panel.run.click()
+    assert panel.job.join(300)
+    joint = panel.joint
+    assert joint is not None and joint.labels == ["e361r", "e365r", "e366r"], panel.status.text
+    assert joint.shared == ["solvent.roughness", "polymer.sld", "polymer.thickness", "SiO2.thickness"]
+    assert "e366r:probe.background" in joint.names
+    assert "refined 3 curves" in panel.status.text and "polymer.thickness (Å) (shared)" in panel.table.value
+    assert "e365r χ²/N" in panel.table.value
+    # the live convergence chart: DE's best χ² per generation, then the polish, never rising
+    chi2 = np.array(panel.convergence.trace("chi2").y)
+    assert chi2.size > 3 and np.all(np.diff(chi2) <= 1e-9 * chi2[:-1])
+    for row, fit in zip(panel.contrasts_box.rows, joint.contrasts[1:]):
+        drawn = row.curves.rq.trace("fit")
+        assert len(drawn.x) == len(drawn.y) == fit.q.size and "fit χ²/N" in drawn.name
+    titles = [row.curves.rq.layout.title.text for row in panel.contrasts_box.rows]
+    assert titles == ["Contrast e365r", "Contrast e366r"]
+    run = ctx.registry().list_runs(kind="refine")[0]
+    assert run.params["shared"] == joint.shared and len(run.params["data"]) == 3
+
+    panel.samples.value, panel.burn.value = 100, 0  # the smallest DREAM: the bands reach every chart
+    panel.dream.click()
+    assert panel.job.join(300)
+    for curves in [panel.curves, *(row.curves for row in panel.contrasts_box.rows)]:
+        assert sum(t.meta == "band" for t in curves.rq.data) == 4

@@ -21,8 +21,10 @@ from typing import ClassVar
 import ipywidgets as W
 import numpy as np
 
+from ..analysis.corefine import Contrast, JointRefineResult, corefine
 from ..analysis.profile_fit import ProfileFit, sorted_profile, stack_from_profile
 from ..analysis.refine import (
+    DE_GENERATIONS,
     PROBE_PARAMETERS,
     RefineResult,
     parameter_label,
@@ -30,7 +32,7 @@ from ..analysis.refine import (
     verdict,
     wide_sigma,
 )
-from ..analysis.uncertainty import Bands, dream_bands
+from ..analysis.uncertainty import Bands, dream_bands, dream_joint_bands
 from ..events import Log, Progress, Record, Warning_
 from ..physics import FilmStack, reflectivity, sld_profile
 from ..plots.curves import convergence_template
@@ -40,6 +42,7 @@ from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
+from .contrasts_box import ContrastsBox, contrast_label
 from .curve_pair import CurvePair
 
 DREAM_MIN_SAMPLES = 100  # fewer posterior samples than this give no usable band
@@ -77,7 +80,15 @@ class FreeRow(W.HBox):
         self.hi = W.FloatText(
             value=hi, description="max", style={"description_width": "2.5em"}, layout=W.Layout(width="11em")
         )
-        super().__init__([self.free, self.value, self.lo, self.hi])
+        self.shared = W.Checkbox(
+            value=not name.startswith("probe."),
+            description="shared",
+            tooltip="with several contrasts: one value for every curve (else one per curve)",
+            indent=False,
+            layout=W.Layout(width="7em", display="none"),
+        )
+        self.shared.add_class("wb-shared")
+        super().__init__([self.free, self.value, self.lo, self.hi, self.shared])
 
 
 class RefinePanel(Panel, W.VBox):
@@ -101,6 +112,28 @@ class RefinePanel(Panel, W.VBox):
         self.rows: list[FreeRow] = []
         self.max_nfev = W.BoundedIntText(value=200, min=1, max=5000, description="max evaluations", style=style)
         self.max_nfev.add_class("wb-max-nfev")
+        self.method = W.ToggleButtons(
+            options=[("least squares", "lsq"), ("global (DE)", "de"), ("DE + polish", "auto")],
+            value="lsq",
+            description="method",
+            tooltips=[
+                "bounded least squares from the start: fast and exact near a good start",
+                "differential evolution over the bounds: finds the basin from a poor start (a thick film's fringes)",
+                "differential evolution, then the least-squares polish from its best",
+            ],
+        )
+        self.method.add_class("wb-refine-method")
+        self.population = W.IntText(
+            value=0,
+            description="DE population",
+            tooltip="members per generation; 0: 15 per free parameter (at least 20)",
+            style=style,
+        )
+        self.generations = W.BoundedIntText(
+            value=DE_GENERATIONS, min=1, max=100000, description="DE generations", style=style
+        )
+        self.de_settings = W.HBox([self.population, self.generations], layout=W.Layout(display="none"))
+        self.method.observe(self._method_changed, "value")
         self.run = W.Button(description="Refine", icon="play", button_style="primary")
         self.stop = W.Button(description="Stop", icon="stop", disabled=True)
         self.samples = W.IntText(  # not Bounded: a value out of range is said, never silently changed
@@ -124,6 +157,9 @@ class RefinePanel(Panel, W.VBox):
         self.convergence = ChartWidget(convergence_template())
         self.curves = CurvePair(("data", "start", "fit"), ("start", "fit"), rq_title="Fit", markers=("data",))
         self.rq, self.sld = self.curves.rq, self.curves.sld
+        self.contrasts_box = ContrastsBox(ctx.measurements, lambda: self.start_stack, self._contrasts_changed)
+        self.joint: JointRefineResult | None = None
+        self._generations = 0  # DE generations seen in the running fit (its least-squares steps follow them)
         self.job: Job | None = None
         self.data = None
         self.start_stack: FilmStack | None = None
@@ -147,7 +183,9 @@ class RefinePanel(Panel, W.VBox):
                 W.HBox([self.start_from, self.load]),
                 W.HTML("<small>free parameters and their bounds</small>"),
                 self.rows_box,
-                self.max_nfev,
+                self.contrasts_box,
+                W.HBox([self.method, self.max_nfev]),
+                self.de_settings,
                 W.HBox([self.run, self.stop]),
                 self.status,
                 W.HBox([self.convergence]),
@@ -159,6 +197,25 @@ class RefinePanel(Panel, W.VBox):
             ]
         )
         self.add_class("wb-refine-panel")
+
+    def _method_changed(self, change) -> None:
+        self.de_settings.layout.display = "none" if change["new"] == "lsq" else ""
+
+    def _contrasts_changed(self) -> None:
+        """Show the 'shared' ticks while there are several curves; draw each extra curve's start."""
+        several = bool(self.contrasts_box.rows)
+        for row in self.rows:
+            row.shared.layout.display = "" if several else "none"
+        if several and self.data is not None and self.start_stack is not None:
+            try:
+                self.contrasts_box.draw_starts(self._contrasts())
+            except (OSError, ValueError) as exc:
+                self.status.warn(f"contrast: {exc}")
+
+    def _contrasts(self, scale: float = 1.0, background: float = 0.0) -> list[Contrast]:
+        """This panel's curve first, then every extra contrast (each with its substrate and ambient SLDs)."""
+        first = Contrast(self.data, self.start_stack, contrast_label(self.data.source), None, scale, background)
+        return self.contrasts_box.contrasts(first)
 
     def on_shown(self) -> None:
         """Start from the current prediction when it is new (the bounds a user edited stay otherwise)."""
@@ -189,6 +246,8 @@ class RefinePanel(Panel, W.VBox):
         rows.append(FreeRow(PROBE_PARAMETERS[1], 0.0, 0.0, 1e-5, False))
         self.rows = rows
         self.rows_box.children = rows
+        self.joint = None
+        self._contrasts_changed()
         self.result, self.bands = None, None
         self.table.value, self.dream_table.value = "", ""
         self.dream_status.value = ""
@@ -232,6 +291,10 @@ class RefinePanel(Panel, W.VBox):
             sld={"start": (z[0], rho[0]), "fit": ([], [])},
         )
 
+    def shared(self) -> list[str]:
+        """Ticked parameters marked shared (used when several contrasts are fitted together)."""
+        return [row.pname for row in self.rows if row.free.value and row.shared.value]
+
     def free(self) -> tuple[list[str], dict[str, tuple[float, float]]]:
         names, bounds = [], {}
         for row in self.rows:
@@ -262,19 +325,41 @@ class RefinePanel(Panel, W.VBox):
                 return
         names, bounds = self.free()
         data, start, nfev = self.data, self.start_stack, int(self.max_nfev.value)
+        if int(self.population.value) != 0 and int(self.population.value) < 5:
+            raise ValueError(f"DE population must be 0 (automatic) or at least 5, got {self.population.value}")
+        options = {
+            "method": self.method.value,
+            "population": int(self.population.value) or None,
+            "generations": int(self.generations.value),
+            "max_nfev": nfev,
+        }
+        # the probe's start (scale 1, background 0) moved into bounds that exclude it
+        probe_start = {
+            "scale": float(np.clip(1.0, *bounds.get("probe.scale", (1.0, 1.0)))),
+            "background": float(np.clip(0.0, *bounds.get("probe.background", (0.0, 0.0)))),
+        }
+        contrasts = self._contrasts(**probe_start) if self.contrasts_box.rows else None
+        shared = self.shared() if contrasts else None
         registry = self.ctx.registry()
         self._iterations: list[tuple[int, float]] = []
+        self._generations = 0
 
         def work(reporter):
-            params = {"free": names, "bounds": bounds, "data": data.source, "max_nfev": nfev}
-            name = f"fit of {Path(str(data.source)).name}"
+            sources = [str(c.data.source) for c in contrasts] if contrasts else str(data.source)
+            params = {"free": names, "bounds": bounds, "data": sources, **options}
+            if contrasts:
+                params["shared"] = shared
+            name = f"fit of {', '.join(Path(s).name for s in ([sources] if isinstance(sources, str) else sources))}"
             cm = (
                 recorded_run(registry, "refine", name=name, params=params, reporter=reporter)
                 if registry
                 else nullcontext(None)
             )
             with cm as run:
-                result = refine(data, start, free=names, bounds=bounds, max_nfev=nfev, reporter=reporter)
+                if contrasts:
+                    result = corefine(contrasts, free=names, shared=shared, bounds=bounds, reporter=reporter, **options)
+                else:
+                    result = refine(data, start, free=names, bounds=bounds, reporter=reporter, **probe_start, **options)
                 if run is not None:
                     run.metrics.update(refine_metrics(result, data.source))
             return result
@@ -286,7 +371,8 @@ class RefinePanel(Panel, W.VBox):
         self._drop_bands()
         self.curves.clear(rq=("fit",), sld=("fit",))
         self.run.disabled, self.stop.disabled, self.dream.disabled = True, False, True
-        self.status.info(f"refining {len(names)} parameters…")
+        what = f"{len(contrasts)} curves, " if contrasts else ""
+        self.status.info(f"refining {what}{len(names)} parameters ({self.method.label})…")
         self._job_kind = "refine"
         self.job = Job(
             work,
@@ -304,8 +390,12 @@ class RefinePanel(Panel, W.VBox):
     def _events(self, events) -> None:
         changed = False
         for e in events:
-            if isinstance(e, Record) and e.name == "iteration":
-                self._iterations.append((int(e.data["iteration"]), float(e.data["chi2"])))
+            if isinstance(e, Record) and e.name == "generation":  # DE: the best χ² of each generation
+                self._generations = int(e.data["generation"])
+                self._iterations.append((self._generations, float(e.data["chi2"])))
+                changed = True
+            elif isinstance(e, Record) and e.name == "iteration":  # least squares (after DE's generations)
+                self._iterations.append((self._generations + int(e.data["iteration"]), float(e.data["chi2"])))
                 changed = True
             elif isinstance(e, Progress) and e.stage == "uncertainty":
                 self.progress.max, self.progress.value = max(e.total, 1), e.done
@@ -325,8 +415,10 @@ class RefinePanel(Panel, W.VBox):
         self.run.disabled, self.stop.disabled = False, True
         self.dream.disabled = self.result is None
 
-    def _done(self, result: RefineResult) -> None:
-        self.result = result
+    def _done(self, result: RefineResult | JointRefineResult) -> None:
+        joint = result if isinstance(result, JointRefineResult) else None
+        self.joint = joint
+        self.result = joint.contrasts[0] if joint else result
         self._idle()
         wide = set(wide_sigma(result))
         rows = []
@@ -338,7 +430,7 @@ class RefinePanel(Panel, W.VBox):
                 flag = ", ".join(filter(None, [flag, "σ exceeds the bound range"]))
             rows.append(
                 {
-                    "parameter": parameter_label(name),
+                    "parameter": parameter_label(name) + (" (shared)" if joint and name in joint.shared else ""),
                     "value": f"{r['value']:.5g}",
                     "± 1σ": "—" if name in wide else f"{r['uncertainty']:.2g}",
                     "bounds": f"{lo:.4g} – {hi:.4g}",
@@ -352,8 +444,14 @@ class RefinePanel(Panel, W.VBox):
         self.table.value = (
             f"<b>Result</b>: <span class='wb-verdict wb-{level}' style='color:{color}'>{html.escape(words)}</span><br>"
             f"χ²/N = {result.chi2_per_point:.4g} (start χ² {result.start_chi2:.4g} → "
-            f"{result.chi2:.4g}), {result.n_points} points{left_out}, {len(result.history)} iterations, "
-            f"{result.seconds:.2f} s"
+            f"{result.chi2:.4g}), {result.n_points} points{left_out}, {len(result.history)} "
+            f"{'generations and iterations' if result.method != 'lsq' else 'iterations'}, {result.seconds:.2f} s"
+            + (
+                "<br>per curve: "
+                + ", ".join(f"{lb} χ²/N {c.chi2_per_point:.3g}" for lb, c in zip(joint.labels, joint.contrasts))
+                if joint
+                else ""
+            )
             + table_html(rows)
             + (
                 "<ul class='wb-refine-notes'>" + "".join(f"<li>⚠ {html.escape(n)}</li>" for n in notes) + "</ul>"
@@ -361,12 +459,16 @@ class RefinePanel(Panel, W.VBox):
                 else ""
             )
         )
-        self.curves.show(rq={"fit": (result.q, result.r_fit)}, sld={"fit": result.profile})
-        text = f"refined {Path(self.data.source).name if self.data is not None else 'the data'}: {words}"
+        first = self.result
+        self.curves.show(rq={"fit": (first.q, first.r_fit)}, sld={"fit": first.profile})
+        if joint:
+            self.contrasts_box.show_fit(joint)
+        what = f"{len(joint.contrasts)} curves" if joint else None
+        text = f"refined {what or (Path(self.data.source).name if self.data is not None else 'the data')}: {words}"
         if result.n_left_out:
             text += f"; {result.n_left_out} point{'s' if result.n_left_out != 1 else ''} without an error bar left out"
         self.status.show(text, level)
-        self.ctx.announce(refined=result)
+        self.ctx.announce(refined=first)
         self.ctx.runs_changed()
 
     def _failed(self, exc: BaseException) -> None:
@@ -399,12 +501,15 @@ class RefinePanel(Panel, W.VBox):
             return
         if self.result is None:
             raise ValueError("refine first: DREAM samples around the fitted stack")
-        res, data = self.result, self.data
+        res, data, joint = self.result, self.data, self.joint
         _, bounds = self.free()
         free = {n: bounds[n] for n in res.names if n in bounds}
         samples = self._dream_asked = self._dream_samples()
         burn = int(self.burn.value)
         registry = self.ctx.registry()
+        datas = [c.data for c in self._contrasts()] if joint else None
+        if joint and len(datas) != len(joint.contrasts):
+            raise ValueError("the contrasts changed since the fit: refine again before DREAM")
 
         def work(reporter):
             params = {"free": list(free), "bounds": free, "data": data.source, "samples": samples, "burn": burn}
@@ -415,6 +520,13 @@ class RefinePanel(Panel, W.VBox):
                 else nullcontext(None)
             )
             with cm as run:
+                if joint:
+                    all_bands = dream_joint_bands(
+                        joint, datas, samples=samples, burn=burn, seed=0, n_draws=N_DRAWS, reporter=reporter
+                    )
+                    if run is not None:
+                        run.metrics.update(dream_metrics(all_bands[0], data.source, samples))
+                    return all_bands
                 bands = dream_bands(
                     res.stack,
                     data,
@@ -452,21 +564,16 @@ class RefinePanel(Panel, W.VBox):
             if len(kept) != len(chart.data):
                 chart.data = kept
 
-    def _bands_done(self, bands: Bands) -> None:
+    def _bands_done(self, bands: Bands | list[Bands]) -> None:
+        per_contrast = bands if isinstance(bands, list) else [bands]
+        bands = per_contrast[0]
         self.bands = bands
         self._idle()
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
         self._drop_bands()
-        for chart, x, levels in (
-            (self.rq, bands.q, (("95 %", bands.r_95), ("68 %", bands.r_68))),
-            (self.sld, bands.z, (("95 %", bands.sld_95), ("68 %", bands.sld_68))),
-        ):
-            add = self.curves.add_rq if chart is self.rq else chart.add_scatter  # R(Q) bands follow the R(Q) view
-            with chart.batch_update():
-                for level, (lo, hi) in levels:
-                    edge = {"mode": "lines", "line": {"width": 0}, "meta": "band", "legendgroup": level}
-                    add(x=x, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
-                    add(x=x, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge)
+        draw_bands(self.curves, bands)
+        if len(per_contrast) > 1:
+            self.contrasts_box.show_bands(per_contrast, draw_bands)
         rows = [
             {
                 "parameter": parameter_label(r["name"]),
@@ -487,6 +594,23 @@ class RefinePanel(Panel, W.VBox):
         else:
             self.dream_status.warn(f"{text}; not converged: raise samples or burn-in{note}")
         self.ctx.runs_changed()
+
+
+def draw_bands(curves: CurvePair, bands: Bands) -> None:
+    """68 %/95 % bands of R(Q) and of the SLD profile on a chart pair (traces tagged ``band``)."""
+    for chart, x, levels in (
+        (curves.rq, bands.q, (("95 %", bands.r_95), ("68 %", bands.r_68))),
+        (curves.sld, bands.z, (("95 %", bands.sld_95), ("68 %", bands.sld_68))),
+    ):
+        add = curves.add_rq if chart is curves.rq else chart.add_scatter  # R(Q) bands follow the R(Q) view
+        kept = tuple(t for t in chart.data if t.meta != "band")
+        if len(kept) != len(chart.data):
+            chart.data = kept
+        with chart.batch_update():
+            for level, (lo, hi) in levels:
+                edge = {"mode": "lines", "line": {"width": 0}, "meta": "band", "legendgroup": level}
+                add(x=x, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
+                add(x=x, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge)
 
 
 def refine_metrics(result: RefineResult, source: str) -> dict:

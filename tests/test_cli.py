@@ -119,14 +119,17 @@ def test_train_then_predict_a_measured_file(tmp_path, shared_data):
     config = tmp_path / "train.json"
     config.write_text(json.dumps({"batch_size": 32, "model": {"width": 8, "stages": 3, "latent": 32}}))
     model = tmp_path / "model"
+    train = ["--data", str(data), "--out", str(model), "--config", str(config), "--epochs", "1"]
     result = subprocess.run(
-        [WORKBENCH, "train", "--data", str(data), "--out", str(model), "--config", str(config), "--epochs", "1"],
+        [WORKBENCH, "train", *train, "--threads", "1", "--minutes", "5"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "epoch 1: train" in result.stdout and "sld_r2" in result.stdout and (model / "model.safetensors").exists()
+    assert "completed after 1 epochs (completed all 1 epochs); kept the weights of epoch 1" in result.stdout
+    assert "1 CPU threads" in result.stdout
     out = tmp_path / "prediction.json"
     measured = shared_data / "real/ornl-ref-l-212592/REFL_212592_reduced.txt"
     result = subprocess.run(

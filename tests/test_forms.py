@@ -73,6 +73,21 @@ def test_command_line_options_come_from_the_config_fields():
         train.parse_args(["--data", "d", "--out", "o", "--optimizer", "lion"])
 
 
+def test_threads_and_time_budget_are_settings_of_both_the_cli_and_the_train_panel(tmp_path):
+    args = _train_parser().parse_args(["--data", "d", "--out", "o", "--threads", "1", "--minutes", "5"])
+    request = train_command.request_from_args(args)
+    assert (request.train.threads, request.train.minutes) == (1, 5.0)
+    default = train_command.request_from_args(_train_parser().parse_args(["--data", "d", "--out", "o"]))
+    assert default.train.threads is None and default.train.minutes is None
+    with pytest.raises(ValueError, match="threads"):
+        train_command.request_from_args(_train_parser().parse_args(["--data", "d", "--out", "o", "--threads", "0"]))
+    panel = TrainPanel(AppContext(tmp_path / "ws", autosave_delay=0))
+    assert panel.threads.description == "CPU threads" and panel.minutes.description == "time budget (min)"
+    assert panel.train_config().threads is None and panel.train_config().minutes is None  # 0: chosen for the machine
+    panel.threads.value, panel.minutes.value = 1, 2.5
+    assert (panel.train_config().threads, panel.train_config().minutes) == (1, 2.5)
+
+
 def test_the_panel_remembers_and_restores_generated_fields(tmp_path):
     ctx = AppContext(tmp_path / "ws", autosave_delay=0)
     panel = TrainPanel(ctx)

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from workbench.analysis.predict import predict, predict_measurement
+from workbench.analysis.predict import predict, predict_measurement, substrate_surface
 from workbench.data.dataset import load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.data.measured import load_measurement
 from workbench.data.parameters import stacks_from_parameters
 from workbench.data.preprocess import PreprocessConfig
-from workbench.events import Progress, Record, Reporter
+from workbench.events import Log, Progress, Record, Reporter
 from workbench.models import build_model
 from workbench.physics import FilmStack
+from workbench.physics.kernel_profile import profile_range_numpy
 from workbench.store.model_bundle import BundleError, load_model_bundle
 from workbench.training import TrainConfig, Trainer
 from workbench.training.checkpoint import load_checkpoint
 from workbench.training.nr_workflow import prepare, resume_nr_training, train_nr_model
+from workbench.training.trainer import machine_threads
 from workbench.workflows.training import TrainRequest, run_training
 
 TINY = {"width": 8, "stages": 3, "latent": 32}
@@ -105,6 +108,70 @@ def test_periodic_checkpoints_and_best_weights(prepared, tmp_path):
     assert meta["epoch"] == 2  # written after epoch 2 (the final epoch needs none)
     # the best weights were restored at the end
     assert trainer.evaluate(prepared.split["val"]) == pytest.approx(result.best_val_loss, rel=1e-6)
+
+
+def test_the_best_validation_weights_are_kept_without_early_stopping(prepared):
+    """Adam at lr 1e-2 overshoots in its 4th epoch (val loss 0.012 → 0.050): the model keeps epoch 3's weights."""
+    events = []
+    trainer = _trainer(
+        prepared, TrainConfig(epochs=4, batch_size=32, learning_rate=1e-2), reporter=Reporter([events.append])
+    )
+    result = trainer.fit()
+    val = [h["val_loss"] for h in result.history]
+    best = int(np.argmin(val)) + 1
+    assert result.status == "completed" and best != 4 and val[-1] > 2 * min(val)
+    assert result.kept_epoch == result.best_epoch == best
+    assert trainer.evaluate(prepared.split["val"]) == pytest.approx(min(val), rel=1e-6)
+    assert any(isinstance(e, Log) and f"kept the best weights: epoch {best}" in e.message for e in events)
+
+
+def test_a_time_budget_ends_the_run_at_a_batch_boundary_and_says_why(dataset, tmp_path):
+    """A budget of 6 ms lets one batch run; that partial epoch is validated and the bundle is written."""
+    out = run_training(
+        TrainRequest(
+            data=dataset.path,
+            out=tmp_path / "m",
+            model=TINY,
+            train=TrainConfig(epochs=2, batch_size=32, minutes=1e-4),
+        )
+    )
+    assert out.status == "time-limit" and out.finished and out.epochs_done == 1
+    assert len(out.history) == 1 and out.history[0]["partial"] == pytest.approx(1 / 16)  # 512 curves / 32
+    assert "time budget of 0.0001 min reached" in out.stop_reason and "after 1 of 16 batches" in out.stop_reason
+    assert out.kept_epoch == 1 and out.bundle is not None
+    config = load_model_bundle(out.bundle).config
+    assert config["train"]["minutes"] == 1e-4 and config["train"]["run"]["stop_reason"] == out.stop_reason
+    card = (out.bundle / "README.md").read_text()
+    assert "weights of epoch 1 of 1" in card and "time budget" in card and "1 CPU threads" in card
+
+
+def test_threads_are_set_for_the_run_and_restored(prepared, monkeypatch):
+    seen = []
+    listener = Reporter([lambda e: seen.append(torch.get_num_threads()) if isinstance(e, Record) else None])
+    before = torch.get_num_threads()
+    result = _trainer(prepared, TrainConfig(epochs=1, batch_size=64, threads=3), reporter=listener).fit()
+    assert result.threads == 3 and set(seen) == {3} and torch.get_num_threads() == before
+    seen.clear()
+    result = _trainer(prepared, TrainConfig(epochs=1, batch_size=64), reporter=listener).fit()
+    assert result.threads == machine_threads() and set(seen) == {result.threads}
+
+
+def test_machine_threads_leave_busy_cores_alone(monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(16)
+    try:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+        assert machine_threads() == 1  # 2 cores: one torch thread, whatever the load
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+        monkeypatch.setattr(os, "getloadavg", lambda: (2.3, 1.0, 1.0))
+        assert machine_threads() == 5  # 8 cores, 3 busy
+        monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+        assert machine_threads() == 1  # all busy
+        torch.set_num_threads(2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert machine_threads() == 2  # never above torch's own setting (OMP_NUM_THREADS)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("sgd", "step"), ("adam", "plateau")])
@@ -204,6 +271,37 @@ def test_parameter_model_predicts_stacks_inside_the_bounds(dataset, tmp_path, sh
         result = predict_measurement(bundle, measured)
     assert result.computed.shape == result.q.shape and np.all(np.isfinite(result.computed))
     assert result.outside.sum() == 3 and "chi2_per_point" in result.metrics
+
+
+def test_predicted_profiles_have_increasing_z_with_the_substrate_surface_at_zero(dataset, tmp_path, shared_data):
+    """The raw z row of an SLD model jitters point by point; predictions give an evenly spaced, increasing z
+    row, and on a measured curve the stack family's fit puts the substrate's top at z = 0."""
+    run_training(
+        TrainRequest(data=dataset.path, out=tmp_path / "m", model=TINY, train=TrainConfig(epochs=1, batch_size=32))
+    )
+    bundle = load_model_bundle(tmp_path / "m")
+    profiles = predict(bundle, np.asarray(dataset.nr[:8]))
+    steps = np.diff(profiles[:, 0, :], axis=1)
+    assert np.all(steps > 0) and np.allclose(steps, steps[:, :1], rtol=1e-9)
+    measured = load_measurement(shared_data / "real/ornl-ref-l-212592/REFL_212592_reduced.txt")
+    with pytest.warns(UserWarning, match="model points were filled"):
+        result = predict_measurement(bundle, measured)
+    z = result.profile[0]
+    assert np.all(np.diff(z) > 0)
+    if result.surface_shift is not None:  # a one-epoch model's profile may be beyond the family's reach
+        assert z[0] < 0 < z[-1]
+
+    # the surface finder, on true profiles: refl1d's range starts 10 Å (or 3σ of a rough interface) below it
+    base = FilmStack.from_pyreflect(**bundle.config["data"]["stack"])
+    for k in (0, 1, 2):
+        truth = base
+        for name, value in zip(dataset.parameter_names, np.asarray(dataset.params[k], dtype=float)):
+            layer, par = name.rsplit(".", 1)
+            truth = truth.with_value([x.name for x in base.layers].index(layer), par, float(value))
+        arrays = truth.to_arrays()
+        left = profile_range_numpy(arrays.thickness, arrays.roughness)[0][0]
+        z_true, rho_true = np.asarray(dataset.sld[k], dtype=float)
+        assert substrate_surface(bundle, z_true, rho_true) == pytest.approx(-left, abs=0.5)
 
 
 def test_bundle_errors_name_the_file(tmp_path):

@@ -1,4 +1,17 @@
-"""Predictions from a model bundle: on data-set curves or on measured files, de-normalised."""
+"""Predictions from a model bundle: on data-set curves or on measured files, de-normalised.
+
+An SLD model predicts the z row of a profile point by point like its ρ row, so the raw z row
+jitters (issue 20: 382 of 899 steps went backwards, ~4 Å).  Every data set the workbench (and
+pyreflect) generates has an evenly spaced z row, z_j = z_0 + j·Δz, so :func:`predict` replaces the
+predicted z row by its least-squares straight line (:func:`uniform_z`): strictly increasing, and
+the per-point errors average out instead of folding the profile back on itself.
+
+A data set's profile starts at the left edge of refl1d's range, a few roughnesses below the
+substrate's top, so its z = 0 is not a physical place.  :func:`predict_measurement` fits the
+model's stack family to the predicted profile (:func:`~workbench.analysis.profile_fit.stack_from_profile`),
+which finds where the substrate surface lies, and shifts the profile so that the surface is at
+z = 0 (``MeasuredPrediction.surface_shift`` says by how much; z < 0 is the substrate).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +25,22 @@ from ..data.measured import Measurement, resample
 from ..data.parameters import stacks_from_parameters
 from ..data.preprocess import Normalizer, log_reflectivity
 from ..models.inference import inference_module
-from ..physics import reflectivity
+from ..physics import FilmStack, reflectivity
 from ..store.model_bundle import ModelBundle
 from .metrics import nr_metrics
+from .profile_fit import stack_from_profile
 from .profile_nr import reflectivity_of_profile
+
+
+def uniform_z(z: np.ndarray) -> np.ndarray:
+    """Predicted z rows (N, nZ) replaced by their least-squares lines z_j = a + b·j, b > 0 (strictly increasing)."""
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    j = np.arange(z.shape[1], dtype=np.float64)
+    jc = j - j.mean()
+    slope = (z - z.mean(axis=1, keepdims=True)) @ jc / max(float(jc @ jc), 1.0)
+    slope = np.maximum(slope, 1e-6)  # a model whose z row falls overall still gets an increasing axis
+    start = z.mean(axis=1) - slope * j.mean()
+    return start[:, None] + slope[:, None] * j[None, :]
 
 
 def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
@@ -33,7 +58,8 @@ def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
 def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
     """Physical predictions for R curves (N, nQ) or NR arrays (N, 2, nQ).
 
-    NR → SLD models give profiles (N, 2, nZ) (rows z from the profile start, ρ in 1e-6 Å⁻²);
+    NR → SLD models give profiles (N, 2, nZ) (rows z from the profile start, evenly spaced
+    (:func:`uniform_z`), ρ in 1e-6 Å⁻²);
     NR → parameter models give the free parameters (N, P) inside their bounds.
     """
     r = np.asarray(r)
@@ -53,7 +79,28 @@ def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
     if y.get("method") == "bounds":
         b = np.asarray(y["bounds"])
         return b[:, 0] + out * (b[:, 1] - b[:, 0])
-    return Normalizer.from_dict(y).inverse(out)
+    profiles = Normalizer.from_dict(y).inverse(out)
+    if profiles.ndim == 3 and profiles.shape[1] == 2:
+        profiles[:, 0, :] = uniform_z(profiles[:, 0, :])
+    return profiles
+
+
+def substrate_surface(bundle: ModelBundle, z: np.ndarray, rho: np.ndarray) -> float | None:
+    """Where the substrate's top lies on a predicted profile's z axis, from a fit of the bundle's stack family.
+
+    None when the bundle records no stack (e.g. a pyreflect import), the fit fails, or it puts the
+    surface outside the profile (a profile the family does not describe).
+    """
+    info = (bundle.config.get("data") or {}).get("stack") or {}
+    if not info.get("layer_desc"):
+        return None
+    try:
+        template = FilmStack.from_pyreflect(info["layer_desc"], info.get("layer_bound"))
+        fit = stack_from_profile(template, z, rho, max_nfev=200)
+    except ValueError:
+        return None
+    surface = -fit.z_offset
+    return surface if z[0] < surface < z[-1] else None  # outside the profile: the family does not describe it
 
 
 @dataclass
@@ -67,6 +114,7 @@ class MeasuredPrediction:
     outside: np.ndarray  # model Q points the measurement does not cover
     metrics: dict[str, float]
     warning: str | None
+    surface_shift: float | None = None  # Å subtracted from the model's z so that the substrate surface is at z = 0
 
 
 def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> MeasuredPrediction:
@@ -88,13 +136,18 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         warnings.warn(warning, stacklevel=2)
     pred = predict(bundle, r_in[None, :])[0]
     probe = m.probe()
+    surface = None
     if bundle.task == "nr_sld":
         computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
+        surface = substrate_surface(bundle, pred[0], pred[1])
+        if surface is not None:
+            pred = pred.copy()
+            pred[0] -= surface
         profile, params = pred, None
     else:
         stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
         computed = reflectivity(stack, probe)[0]
         profile, params = None, pred
     return MeasuredPrediction(
-        m.q, m.r, m.dr, profile, params, computed, rs.outside, nr_metrics(m.r, computed, m.dr), warning
+        m.q, m.r, m.dr, profile, params, computed, rs.outside, nr_metrics(m.r, computed, m.dr), warning, surface
     )

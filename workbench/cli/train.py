@@ -3,7 +3,8 @@
 Training settings and architecture options are generated from :class:`~workbench.training.TrainConfig`
 and the model settings (:mod:`workbench.models.settings`).  The first Ctrl-C pauses (a checkpoint is
 written; ``workbench runs resume ID`` or the History tab continue it), a second one stops.
-Exit codes: 0 completed or paused, 2 bad input, 130 stopped.
+``--threads`` and ``--minutes`` (a wall-clock budget) come from TrainConfig like every other setting.
+Exit codes: 0 completed (also early-stopped or at the time budget) or paused, 2 bad input, 130 stopped.
 """
 
 from __future__ import annotations
@@ -132,8 +133,20 @@ def report_outcome(outcome: TrainingOutcome, request: TrainRequest) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"{outcome.status} after {outcome.epochs_done} epochs; test metrics:")
+    print(f"{outcome.status} after {outcome.epochs_done} epochs ({outcome.stop_reason}); {_kept(outcome)}")
+    print("test metrics:")
     for key, value in outcome.metrics.items():
         print(f"  {key}: {value}")
     print(f"wrote model bundle {outcome.bundle}" + (f" (run {outcome.run_id})" if outcome.run_id else ""))
     return 0
+
+
+def _kept(outcome: TrainingOutcome) -> str:
+    """Which epoch's weights the model holds, and on how many CPU threads it trained."""
+    run = outcome.summary
+    loss = run.get("best_val_loss")
+    return (
+        f"kept the weights of epoch {run.get('kept_epoch')}"
+        + (f" (validation loss {loss:.4g})" if isinstance(loss, float) else "")
+        + f"; {run.get('threads')} CPU threads"
+    )

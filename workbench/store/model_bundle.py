@@ -107,6 +107,14 @@ def _card(config: dict[str, Any], metrics: dict[str, Any], n_params: int) -> str
             f"- training: {train.get('optimizer')} lr {train.get('learning_rate')}, batch {train.get('batch_size')}, "
             f"{train.get('epochs')} epochs"
         )
+    run = train.get("run") or {}
+    if run.get("kept_epoch") is not None:
+        loss = run.get("best_val_loss")
+        lines.append(
+            f"- weights of epoch {run['kept_epoch']} of {run.get('epochs_done')}"
+            + (f" (best validation loss {loss:.4g})" if isinstance(loss, float) else "")
+            + f"; {run.get('stop_reason', '')}; {run.get('threads')} CPU threads, {run.get('seconds', 0):.0f} s"
+        )
     lines += ["", "## Test metrics (physical units)", ""]
     for key, value in metrics.items():
         if isinstance(value, float):

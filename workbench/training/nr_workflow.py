@@ -165,7 +165,7 @@ def resume_nr_training(
 
 
 def _finish(trainer: Trainer, result: TrainResult, ds: Dataset, prep: Prepared, name: str | None) -> Outcome:
-    if result.status not in ("completed", "early-stopped"):
+    if not result.finished:
         return Outcome(result, trainer.model, {}, trainer)
     metrics = evaluate(trainer.model, ds, prep, prep.split["test"])
     target = trainer.context["target"]
@@ -182,7 +182,7 @@ def _finish(trainer: Trainer, result: TrainResult, ds: Dataset, prep: Prepared, 
         "task": TASKS[target],
         "normalization": prep.normalization,
         "data": data,
-        "train": trainer.config.model_dump(mode="json"),
+        "train": {**trainer.config.model_dump(mode="json"), "run": result.summary()},
         "metrics": metrics,
         "history": result.history,
         "name": name,

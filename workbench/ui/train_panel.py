@@ -468,7 +468,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
             self.bundle = out.bundle
             self.progress.value, self.progress.bar_style = self.progress.max, "success"
             self.status.ok(
-                f"{out.status} after {out.epochs_done} epochs in {self.job.seconds:.1f} s; model bundle {out.bundle}"
+                f"{out.status} after {out.epochs_done} epochs in {self.job.seconds:.1f} s ({out.stop_reason}); "
+                f"kept the weights of epoch {out.kept_epoch}, {out.summary.get('threads')} CPU threads; "
+                f"model bundle {out.bundle}"
             )
             self.metrics.value = _metrics_html(out.metrics)
             self.ctx.announce(bundle=out.bundle)

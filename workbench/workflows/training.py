@@ -36,13 +36,13 @@ from ..store.recorded import RecordedRun, recorded_run
 from ..store.registry import Registry, RunRow
 from ..training.chi_workflow import load_chi_scft, resume_chi, train_chi
 from ..training.nr_workflow import resume_nr_training, train_nr_model
-from ..training.trainer import TrainConfig
+from ..training.trainer import TrainConfig, TrainResult
 
 Target = Literal["sld", "params", "chi"]
 RESUMABLE = ("paused", "failed", "stopped")
 DEFAULT_KIND = {"sld": "compact", "params": "param", "chi": "chi"}
 KINDS_OF = {"sld": ("compact", "parity_cnn"), "params": ("param",), "chi": ("chi",)}
-FINISHED = ("completed", "early-stopped")
+FINISHED = TrainResult.FINISHED  # completed, early-stopped, time-limit: a model is written
 
 
 class TrainRequest(BaseModel):
@@ -122,7 +122,10 @@ class TrainRequest(BaseModel):
 
 @dataclass
 class TrainingOutcome:
-    """How a run ended: status (completed, early-stopped, paused, stopped), its model bundle and metrics."""
+    """How a run ended: status (completed, early-stopped, time-limit, paused, stopped), its model bundle and metrics.
+
+    ``summary`` says which epoch's weights the model holds, why the run ended and the CPU threads it used.
+    """
 
     status: str
     epochs_done: int
@@ -136,10 +139,19 @@ class TrainingOutcome:
     dataset_hash: str | None = None
     seconds: float = 0.0
     split: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def stop_reason(self) -> str:
+        return str(self.summary.get("stop_reason", ""))
+
+    @property
+    def kept_epoch(self) -> int | None:
+        return self.summary.get("kept_epoch")
 
 
 def run_training(
@@ -301,6 +313,7 @@ def _train_nr(request: TrainRequest, reporter: Reporter, resume_from, epochs: in
         best_val_loss=res.best_val_loss,
         dataset_hash=out.trainer.context["dataset"]["content_hash"],
         split={k: v for k, v in out.trainer.split.items()},
+        summary=res.summary(),
     )
 
 
@@ -330,7 +343,7 @@ def _train_chi(request: TrainRequest, reporter: Reporter, resume_from, epochs: i
             normalization=parts,
             metrics=parts["metrics"],
             history=result.history,
-            train=request.train.model_dump(mode="json"),
+            train={**request.train.model_dump(mode="json"), "run": fit.summary()},
             name=request.run_name,
             overwrite=True,
         )
@@ -342,6 +355,7 @@ def _train_chi(request: TrainRequest, reporter: Reporter, resume_from, epochs: i
         bundle,
         request.checkpoint,
         best_val_loss=fit.best_val_loss,
+        summary=fit.summary(),
     )
 
 
@@ -362,7 +376,7 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
     """
     registry = run.registry
     history = outcome.history
-    run.status = {"early-stopped": "completed"}.get(outcome.status, outcome.status)
+    run.status = "completed" if outcome.finished else outcome.status
     run.metrics.update(
         {
             "epochs": outcome.epochs_done,
@@ -370,6 +384,7 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
             "val_loss": _last(history, "val_loss"),
             "best_val_loss": outcome.best_val_loss,
             "test": dict(outcome.metrics),
+            **{k: outcome.summary[k] for k in ("kept_epoch", "stop_reason", "threads") if k in outcome.summary},
         }
     )
     if outcome.checkpoint is not None and outcome.checkpoint.is_file():
@@ -382,7 +397,7 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
     run.model = str(bundle)
     model_metrics = {
         "train": {"loss": run.metrics["train_loss"]},
-        "val": {"loss": run.metrics["val_loss"]},
+        "val": {"loss": outcome.best_val_loss if outcome.best_val_loss is not None else run.metrics["val_loss"]},
         "test": dict(outcome.metrics),
     }
     return registry.register_model(

@@ -25,10 +25,21 @@ What is compared
    seeded), 3 % noise, each refined from its truth moved by 10 % of every bound's range (19 free
    parameters): total time, fits per second, median χ²/N.
 
+4. **Global search from the bounds alone** (issue 13): a 1,400 Å oxide on Si (synthetic, seeded,
+   3 % errors, 1σ resolution 0.5 % of Q: many fringes), every parameter started at the centre of
+   its bounds (oxide 1,000–1,600 Å, SLD 2.5–4.5, two roughnesses), fitted by workbench
+   ``refine(method="de")`` and ``"auto"`` (DE, then the least-squares polish), by refnx
+   ``CurveFitter.fit("differential_evolution")`` on the same data, bounds and χ², and, for scale, by a
+   single local fit and by ``multi_start=30``.
+5. **Co-refinement** (issue 13): refnx's own three contrasts of one polymer film (``e361r`` D2O,
+   ``e365r`` CM3, ``e366r`` H2O, 5 % FWHM), the same model both ways (film, oxide and the solvent
+   interface shared, one background per curve), refnx ``GlobalObjective`` + least squares against
+   ``corefine``; and three synthetic contrasts of a lipid film on oxidised Si.
+
 Timing: best of ``--repeats`` warm calls for the single fits (numba and torch compile on the first
 call); the batch once, one process.  Run from the repository root::
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_refine.py [--batch 1000] [--json out.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_refine.py [--batch 1000] [--only global] [--json out.json]
 """
 
 from __future__ import annotations
@@ -272,7 +283,181 @@ def batch(n: int, seed: int) -> dict[str, Any]:
     }
 
 
+THICK_BOUNDS = {
+    "oxide.thickness": (1000.0, 1600.0),
+    "oxide.sld": (2.5, 4.5),
+    "oxide.roughness": (0.0, 15.0),
+    "Si.roughness": (0.0, 10.0),
+}
+
+
+def thick_film_data(seed: int = 1) -> tuple[Measurement, FilmStack]:
+    """The 1,400 Å oxide on Si with 3 % errors (seeded) and the stack at the centre of its bounds."""
+    truth = FilmStack.from_pyreflect(
+        [
+            {"name": "Si", "sld": 2.07, "roughness": 3.0},
+            {"name": "oxide", "sld": 3.47, "thickness": 1400.0, "roughness": 5.0},
+            {"name": "air", "sld": 0.0},
+        ]
+    )
+    q = np.geomspace(0.008, 0.2, 250)
+    probe = Probe(q, dq=0.005 * q, dq_is_fwhm=False)
+    r = np.asarray(reflectivity(truth, probe, engine="fast"))[0]
+    dr = 0.03 * r + 1e-8
+    noisy = r + np.random.default_rng(seed).normal(0.0, dr)
+    data = Measurement(q=q, r=noisy, dr=dr, dq_sigma=probe.sigma, source="thick", dq_convention_of_file="sigma")
+    start = truth
+    names = [layer.name for layer in truth.layers]
+    for name, (lo, hi) in THICK_BOUNDS.items():
+        layer, par = name.split(".")
+        start = start.with_value(names.index(layer), par, 0.5 * (lo + hi))
+    return data, start
+
+
+def refnx_thick_de(data: Measurement, seed: int) -> dict[str, Any]:
+    """refnx's differential evolution on the same data, model, bounds and start (air | oxide | Si)."""
+    from refnx.analysis import CurveFitter, Objective
+    from refnx.dataset import Data1D
+    from refnx.reflect import SLD, ReflectModel
+
+    fwhm = data.dq_sigma * 2 * np.sqrt(2 * np.log(2))
+    dataset = Data1D((data.q, data.r, data.dr, fwhm))
+    oxide = SLD(3.5, "oxide")(1300.0, 7.5)
+    si = SLD(2.07, "Si")(0, 5.0)
+    oxide.thick.setp(bounds=THICK_BOUNDS["oxide.thickness"], vary=True)
+    oxide.sld.real.setp(bounds=THICK_BOUNDS["oxide.sld"], vary=True)
+    oxide.rough.setp(bounds=THICK_BOUNDS["oxide.roughness"], vary=True)  # the air/oxide interface
+    si.rough.setp(bounds=THICK_BOUNDS["Si.roughness"], vary=True)  # the oxide/Si interface
+    model = ReflectModel(SLD(0.0)(0, 0) | oxide | si, bkg=0.0, dq_type="pointwise")
+    objective = Objective(model, dataset)
+    t0 = time.perf_counter()
+    CurveFitter(objective).fit("differential_evolution", verbose=False, seed=seed)
+    return {
+        "seconds": time.perf_counter() - t0,
+        "chi2": float(objective.chisqr()),
+        "thickness": float(oxide.thick.value),
+    }
+
+
+def global_search(seed: int) -> dict[str, Any]:
+    """Section 4: the thick film from its bounds' centre, workbench DE / auto / local / multi-start, refnx DE."""
+    data, start = thick_film_data()
+    rows: dict[str, Any] = {}
+    for label, options in (
+        ("workbench refine(method='de')", {"method": "de"}),
+        ("workbench refine(method='auto'): DE + least squares", {"method": "auto"}),
+        ("workbench least squares from the centre (one start)", {"method": "lsq"}),
+        ("workbench least squares, multi_start=30", {"method": "lsq", "multi_start": 30}),
+    ):
+        refine(data, start, free=list(THICK_BOUNDS), bounds=THICK_BOUNDS, seed=seed, **options)  # numba warm-up
+        t0 = time.perf_counter()
+        r = refine(data, start, free=list(THICK_BOUNDS), bounds=THICK_BOUNDS, seed=seed, **options)
+        rows[label] = {"seconds": time.perf_counter() - t0, "chi2": r.chi2, "thickness": float(r.values[0])}
+    rows["refnx CurveFitter.fit('differential_evolution')"] = refnx_thick_de(data, seed)
+    return {"points": len(data), "truth_thickness": 1400.0, "rows": rows}
+
+
+def _polymer_contrasts() -> tuple[list[Any], dict[str, tuple[float, float]], Any]:
+    """refnx's three contrasts: our Contrasts, their bounds, and a function fitting the refnx GlobalObjective."""
+    import refnx
+    from refnx.analysis import CurveFitter, GlobalObjective, Objective
+    from refnx.dataset import ReflectDataset
+    from refnx.reflect import SLD, ReflectModel
+
+    from workbench.analysis.corefine import Contrast
+
+    folder = pathlib.Path(refnx.__file__).parent / "analysis" / "tests"
+    files = {"D2O": ("e361r.txt", 6.36), "CM3": ("e365r.txt", 3.47), "H2O": ("e366r.txt", -0.56)}
+    contrasts = []
+    for label, (name, sld) in files.items():
+        d = load_measurement(folder / name)
+        stack = FilmStack.from_pyreflect(
+            [
+                {"name": "solvent", "sld": sld, "roughness": 3.0},
+                {"name": "polymer", "sld": 1.0, "thickness": 200.0, "roughness": 3.0},
+                {"name": "SiO2", "sld": 3.47, "thickness": 10.0, "roughness": 4.0},
+                {"name": "Si", "sld": 2.07},
+            ]
+        )
+        contrasts.append(Contrast(d, stack, label, d.probe(background=2e-5, default_dq_over_q=0.05), 1.0, 2e-5))
+    bounds = {
+        "SiO2.thickness": (0.0, 20.0),
+        "polymer.thickness": (200.0, 250.0),
+        "polymer.sld": (0.0, 2.0),
+        "solvent.roughness": (1.0, 10.0),
+        "probe.background": (1e-6, 5e-5),
+    }
+
+    def refnx_fit() -> tuple[float, float]:
+        si, sio2, polymer = SLD(2.07, name="Si"), SLD(3.47, name="SiO2"), SLD(1.0, name="polymer")
+        s361 = si | sio2(10, 4) | polymer(200, 3) | SLD(6.36)(0, 3)
+        structures = [s361] + [si | s361[1] | s361[2] | SLD(sld)(0, 3) for _, sld in list(files.values())[1:]]
+        for st in structures[1:]:
+            st[-1].rough = s361[-1].rough
+        s361[1].thick.setp(vary=True, bounds=bounds["SiO2.thickness"])
+        s361[2].thick.setp(vary=True, bounds=bounds["polymer.thickness"])
+        s361[2].sld.real.setp(vary=True, bounds=bounds["polymer.sld"])
+        s361[-1].rough.setp(vary=True, bounds=bounds["solvent.roughness"])
+        models = [ReflectModel(st, bkg=2e-5, dq=5.0) for st in structures]
+        for m in models:
+            m.bkg.setp(vary=True, bounds=bounds["probe.background"])
+        objective = GlobalObjective(
+            [Objective(m, ReflectDataset(folder / name)) for m, (name, _) in zip(models, files.values())]
+        )
+        CurveFitter(objective).fit("least_squares")
+        return float(objective.chisqr()), float(s361[2].thick.value)
+
+    return contrasts, bounds, refnx_fit
+
+
+def corefinement(repeats: int) -> dict[str, Any]:
+    """Section 5: three real contrasts, workbench corefine against refnx GlobalObjective (least squares)."""
+    from workbench.analysis.corefine import corefine
+
+    contrasts, bounds, refnx_fit = _polymer_contrasts()
+    rows = {}
+    for label, method in (("workbench corefine (least squares)", "lsq"), ("workbench corefine (DE + polish)", "auto")):
+        seconds, r = best_of(lambda m=method: corefine(contrasts, free=list(bounds), bounds=bounds, method=m), repeats)
+        values = dict(zip(r.names, r.values))
+        rows[label] = {"seconds": seconds, "chi2": r.chi2, "thickness": values["polymer.thickness"]}
+    seconds, (chi2, thickness) = best_of(refnx_fit, repeats)
+    rows["refnx GlobalObjective + least_squares"] = {"seconds": seconds, "chi2": chi2, "thickness": thickness}
+    single = {}
+    for c in contrasts:  # what each curve alone determines: the polymer thickness's σ
+        r = refine(c.data, c.stack, free=list(bounds), bounds=bounds, probe=c.probe, background=2e-5)
+        single[c.label] = float(r.uncertainties[r.names.index("polymer.thickness")])
+    joint = corefine(contrasts, free=list(bounds), bounds=bounds)
+    return {
+        "points": sum(len(c.data) for c in contrasts),
+        "rows": rows,
+        "sigma_thickness_alone": single,
+        "sigma_thickness_joint": float(joint.uncertainties[joint.names.index("polymer.thickness")]),
+    }
+
+
+def print_global(res: dict[str, Any]) -> None:
+    g = res["global"]
+    print(
+        f"\nGlobal search: {g['truth_thickness']:.0f} Å oxide on Si, {g['points']} points, every parameter started "
+        "at the centre of its bounds"
+    )
+    print(f"{'':56s}{'time, s':>9s}{'χ²':>11s}{'oxide Å':>10s}")
+    for name, row in g["rows"].items():
+        print(f"{name:56s}{row['seconds']:9.2f}{row['chi2']:11.2f}{row['thickness']:10.1f}")
+    c = res["corefine"]
+    print(f"\nCo-refinement: refnx's three polymer contrasts (e361r, e365r, e366r), {c['points']} points")
+    print(f"{'':56s}{'time, s':>9s}{'χ²':>11s}{'polymer Å':>10s}")
+    for name, row in c["rows"].items():
+        print(f"{name:56s}{row['seconds']:9.3f}{row['chi2']:11.2f}{row['thickness']:10.2f}")
+    alone = ", ".join(f"{k} {v:.2f}" for k, v in c["sigma_thickness_alone"].items())
+    print(f"σ(polymer thickness): each curve alone {alone} Å; joint {c['sigma_thickness_joint']:.2f} Å")
+
+
 def print_report(res: dict[str, Any]) -> None:
+    if "platypus" not in res:
+        print_global(res)
+        print(f"load average before/after {res['load'][0]:.2f} / {res['load'][1]:.2f}")
+        return
     print(
         f"\nPlatypus polymer film ({res['points']} points), best of {res['repeats']} warm fits; "
         f"load average before/after {res['load'][0]:.2f} / {res['load'][1]:.2f}"
@@ -294,6 +479,7 @@ def print_report(res: dict[str, Any]) -> None:
         f"({b['fits_per_s']:.1f} fits/s, one process); median χ²/N {b['median_chi2_per_point']:.3f}, "
         f"{100 * b['fraction_chi2_below_1_5']:.1f} % below 1.5"
     )
+    print_global(res)
 
 
 def main() -> int:
@@ -302,9 +488,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per single fit (3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=pathlib.Path, default=None)
+    parser.add_argument("--only", choices=["global"], help="only the global search and co-refinement sections")
     args = parser.parse_args()
     shared = pathlib.Path(os.environ.get("WORKBENCH_EXAMPLE_DATA", REPO.parent / "shared" / "data"))
     load0 = os.getloadavg()[0]
+    if args.only == "global":
+        res = {"global": global_search(args.seed), "corefine": corefinement(args.repeats)}
+        res["load"] = (load0, os.getloadavg()[0])
+        return finish(res, print_report, args.json)
     data = platypus()
     res: dict[str, Any] = {
         "points": len(data),
@@ -321,6 +512,8 @@ def main() -> int:
     }
     res["ref_l"] = ref_l(shared / "real" / "ornl-ref-l-212592")
     res["batch"] = batch(args.batch, args.seed)
+    res["global"] = global_search(args.seed)
+    res["corefine"] = corefinement(args.repeats)
     res["load"] = (load0, os.getloadavg()[0])
     return finish(res, print_report, args.json)
 

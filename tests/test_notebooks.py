@@ -49,7 +49,13 @@ def test_refinement_demo_meets_its_criteria_and_fails_when_it_cannot(tmp_path):
     figures = [
         o for c in out["cells"] for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})
     ]
-    assert len(figures) == 4  # curves, convergence, traces, profile band
+    # curves, convergence, traces, profile band; the thick film in R·Q⁴; each of the three contrasts in R/R_F
+    assert len(figures) == 8
+    views = [f["data"]["application/vnd.plotly.v1+json"]["layout"].get("meta", {}).get("rq_view") for f in figures]
+    assert views.count("RQ4") == 1 and views.count("R/RF") == 3
+    found, local = data["global_search"]["thickness"], data["global_search"]["local_thickness"]
+    assert abs(found - 1400) < 1.4 and abs(local - 1400) > 1.4  # DE finds the film a local fit from the centre misses
+    assert data["corefine"]["shared"] == ["oxide.thickness", "lipid.sld", "lipid.thickness", "lipid.roughness"]
 
     # an engine that does not exist: the notebook stops with the refinement's own error
     import pytest

@@ -10,16 +10,35 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import LEGEND, ROLES, apply_roles, band_fill, error_bars, trace_style
+from .views import FresnelReference, axis_title, to_view, view_meta
 
 
-def fit_figure(q: np.ndarray, r: np.ndarray, dr: np.ndarray | None, curves: Mapping[str, np.ndarray]) -> go.Figure:
-    """Data with error bars and model curves (e.g. initial, refined, truth: styled by role) on a log R axis."""
+def fit_figure(
+    q: np.ndarray,
+    r: np.ndarray,
+    dr: np.ndarray | None,
+    curves: Mapping[str, np.ndarray],
+    *,
+    view: str = "R",
+    reference: FresnelReference | None = None,
+) -> go.Figure:
+    """Data with error bars and model curves (e.g. initial, refined, truth: styled by role) on a log axis.
+
+    ``view`` "R", "RQ4" (R·Q⁴) or "R/RF" (over the Fresnel curve of ``reference``'s bare substrate).
+    """
+    y, dy = to_view(view, q, r, dr, reference)
     fig = go.Figure()
-    fig.add_scatter(x=q, y=r, name="data", error_y=error_bars(dr), **trace_style("data"))
+    fig.add_scatter(x=q, y=y, name="data", error_y=error_bars(dy), **trace_style("data"))
     for name, curve in curves.items():
-        fig.add_scatter(x=q, y=curve, mode="lines", name=name)
+        fig.add_scatter(x=q, y=to_view(view, q, curve, None, reference)[0], mode="lines", name=name)
     fig.update_layout(
-        xaxis_title="Q (Å⁻¹)", yaxis_title="R", yaxis_type="log", height=420, margin={"t": 30, "b": 100}, legend=LEGEND
+        xaxis_title="Q (Å⁻¹)",
+        yaxis_title=axis_title(view),
+        yaxis_type="log",
+        height=420,
+        margin={"t": 30, "b": 100},
+        legend=LEGEND,
+        meta=view_meta(view, reference),
     )
     return apply_roles(fig)
 

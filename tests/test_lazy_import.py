@@ -39,3 +39,42 @@ def test_a_deferred_module_runs_at_first_use_only():
         print(wave.Wave_read.__name__, "Wave_read" in vars(wave), type(wave).__name__)
     """)
     assert out.splitlines() == ["True False False False", "True False", "Wave_read True module"]
+
+
+HEAVY = ("torch", "pandas", "refl1d", "optuna", "dask", "scipy.optimize")
+
+
+def test_the_dashboard_opens_without_torch_and_its_train_tab_loads_torch_when_shown(tmp_path):
+    """Built as notebooks/workbench.ipynb builds it, the Film stack tab draws with none of the heavy libraries."""
+    out = run(f"""
+        import sys
+        from workbench.ui.app import Workbench, open_for_visitor
+
+        wb = Workbench({str(tmp_path / "ws")!r})
+        wb.page
+        p = open_for_visitor(wb, {{"tab": "stack", "num_curves": 0, "epochs": 0, "model": ""}}, query="")
+        print(*[name for name in {HEAVY!r} if name in sys.modules] or ["none"])
+        rq, sld = wb.stack.rq.data[0], wb.stack.sld.data[0]
+        print(len(rq.x), len(rq.y), len(sld.x), len(sld.y), round(float(rq.y[0]), 3))
+        wb.select("train")  # what a click on the Train tab does
+        print("torch" in sys.modules, wb.selected_index, wb.train.epochs.value, wb.train.model_kind.value)
+        print(wb.children[3].children[0] is wb.train, "wb-train-panel" in wb.train._dom_classes)
+    """)
+    lines = out.splitlines()
+    assert lines[0] == "none"
+    assert lines[1] == "308 308 900 900 1.0"  # both charts hold x and y: R(Q) at the default probe's 308 Q points
+    assert lines[2:] == ["True 3 10 compact", "True True"]
+
+
+def test_a_link_reaches_the_train_tab_built_on_demand(tmp_path):
+    """``?tab=train&epochs=7``: the Train panel is built when the link shows it, with the link's settings."""
+    out = run(f"""
+        import sys
+        from workbench.ui.app import Workbench, open_for_visitor
+
+        wb = Workbench({str(tmp_path / "ws")!r})
+        print("torch" in sys.modules, sorted(wb._panels))
+        p = open_for_visitor(wb, {{"tab": "stack", "num_curves": 0, "epochs": 0, "model": ""}}, "tab=train&epochs=7")
+        print(p["tab"], wb.selected_index, wb.train.epochs.value, sorted(wb._panels))
+    """)
+    assert out.splitlines() == ["False ['stack']", "train 3 7 ['stack', 'train']"]

@@ -1,6 +1,8 @@
 """Physics core: film stacks, probes, reflectivity kernels and SLD profiles.
 
-Pure computation: never imports widgets or plotting.
+Pure computation: never imports widgets or plotting.  Importing it does not import torch: the fast engine
+and the SLD profile run on numpy and numba; ``reflectivity_torch`` and ``sld_profile_torch`` (differentiable)
+import torch when called.
 """
 
 from .probe import FWHM_PER_SIGMA, Probe, ProbeError, q_grid

@@ -5,6 +5,9 @@ Engines:
   ``"torch"``  differentiable in every parameter, float32/float64, CPU or CUDA: fitting, training;
   ``"refl1d"`` refl1d's own Experiment, one stack at a time: the reference.
 
+torch loads only when the torch engine runs (``reflectivity_torch``): the fast engine, what previews and
+generation use, needs numpy and numba alone, so a dashboard draws its R(Q) chart without torch's ≈ 2 s import.
+
 Smearing: stacks of a batch share one resolution plan per substrate edge; a stack with features
 that plan cannot resolve (a 1,500 Å layer, a waveguide resonance) is smeared with its own adaptive
 rule in both engines (``resolution.needs_own_rule``).
@@ -14,18 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from .kernel_fast import reflectivity_fast
-from .kernel_torch import reflectivity_unsmeared
 from .probe import Probe
 from .refl1d_engine import reflectivity_refl1d
 from .resolution import ResolutionPlan, build_plan, needs_own_rule, stack_plan
 from .stack import FilmStack, StackArrays, StackError
+
+if TYPE_CHECKING:
+    import torch
 
 Engine = Literal["fast", "torch", "refl1d"]
 ENGINES: tuple[str, ...] = ("fast", "torch", "refl1d")
@@ -43,8 +48,15 @@ def as_arrays(stacks: FilmStack | Sequence[FilmStack] | StackArrays) -> StackArr
     raise StackError(f"expected a FilmStack, a list of FilmStacks or StackArrays, got {type(stacks).__name__}")
 
 
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+def is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch (a tensor exists only once torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def to_numpy(x) -> np.ndarray:
+    """``x`` (array-like or torch tensor, any device) as a float64 numpy array."""
+    if is_tensor(x):
         return x.detach().cpu().numpy().astype(np.float64)
     return np.asarray(x, dtype=np.float64)
 
@@ -61,12 +73,12 @@ _STACK_PLANS: dict[tuple, ResolutionPlan] = {}
 
 def own_rule(probe: Probe, arrays: StackArrays) -> np.ndarray:
     """(B,) bool: the stacks of a batch that get their own adaptive rule (see resolution.needs_own_rule)."""
-    return needs_own_rule(probe, _numpy(arrays.sld), _numpy(arrays.isld), _numpy(arrays.thickness))
+    return needs_own_rule(probe, to_numpy(arrays.sld), to_numpy(arrays.isld), to_numpy(arrays.thickness))
 
 
 def cached_stack_plan(probe: Probe, sld, isld, thickness, roughness) -> ResolutionPlan:
     """:func:`resolution.stack_plan` for one stack (1-D arrays), cached: a slider or a fit asks again."""
-    parts = [np.ascontiguousarray(_numpy(x)) for x in (sld, isld, thickness, roughness)]
+    parts = [np.ascontiguousarray(to_numpy(x)) for x in (sld, isld, thickness, roughness)]
     key = (_probe_key(probe), *(x.tobytes() for x in parts))
     plan = _STACK_PLANS.get(key)
     if plan is None:
@@ -88,12 +100,12 @@ def plan_for(
     if not probe.smeared:
         plan = _cached_plan(probe, 0.0, None)
         return [(np.arange(arrays.batch), plan)]
-    thickness = _numpy(arrays.thickness)
+    thickness = to_numpy(arrays.thickness)
     shared = thickness if own is None or own.all() else thickness[~own]
     total = float(np.max(np.sum(shared[:, 1:-1], axis=1))) if thickness.shape[1] > 2 else 0.0
     # |r|² also carries harmonics of the film thickness from multiple reflections: resolve 2D
     quantized = math.ceil(2.0 * max(total, 1.0) / _THICKNESS_QUANTUM) * _THICKNESS_QUANTUM
-    sld, isld = _numpy(arrays.sld), _numpy(arrays.isld)
+    sld, isld = to_numpy(arrays.sld), to_numpy(arrays.isld)
     contrast = sld[:, 0] - sld[:, -1]
     # an absorbing substrate has no sharp edge: the regular grid handles it (NaN = no edge)
     has_edge = (contrast > 0) & (isld[:, 0] == 0)
@@ -128,7 +140,7 @@ def reflectivity(
     background=None,
     q_factor=None,
     out: np.ndarray | None = None,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
 ):
     """R(Q) on the probe's Q points for one stack or a batch, shape (B, nQ).
@@ -137,7 +149,8 @@ def reflectivity(
     and ``background`` default to the probe's and may be per-stack arrays.  ``q_factor`` (fast
     engine only) evaluates stack b at Q·q_factor[b], a misaligned sample; ``out`` (fast engine) is
     a (B, nQ) float array, possibly a strided float32 view, to write into.  Returns numpy for
-    the "fast" and "refl1d" engines and a torch tensor (differentiable) for "torch".
+    the "fast" and "refl1d" engines and a torch tensor (differentiable) for "torch", in ``dtype`` (default
+    float64) on ``device``.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -149,20 +162,20 @@ def reflectivity(
     if (q_factor is not None or out is not None) and engine != "fast":
         raise ValueError("q_factor and out are supported by the fast engine only")
     if engine == "refl1d":
-        raw = reflectivity_refl1d(arrays.map(_numpy), Probe(probe.q, dq=probe.sigma, dq_is_fwhm=False))
-        sc = np.broadcast_to(_numpy(scale), (arrays.batch,))[:, None]
-        bg = np.broadcast_to(_numpy(background), (arrays.batch,))[:, None]
+        raw = reflectivity_refl1d(arrays.map(to_numpy), Probe(probe.q, dq=probe.sigma, dq_is_fwhm=False))
+        sc = np.broadcast_to(to_numpy(scale), (arrays.batch,))[:, None]
+        bg = np.broadcast_to(to_numpy(background), (arrays.batch,))[:, None]
         return sc * raw + bg
 
     if engine == "fast":
-        a = arrays.map(_numpy)
+        a = arrays.map(to_numpy)
         if out is None:
             out = np.empty((a.batch, probe.q.size))
         elif out.shape != (a.batch, probe.q.size):
             raise ValueError(f"out must have shape {(a.batch, probe.q.size)}, got {out.shape}")
-        sc = np.broadcast_to(_numpy(scale), (a.batch,))
-        bg = np.broadcast_to(_numpy(background), (a.batch,))
-        qf = np.broadcast_to(_numpy(1.0 if q_factor is None else q_factor), (a.batch,))
+        sc = np.broadcast_to(to_numpy(scale), (a.batch,))
+        bg = np.broadcast_to(to_numpy(background), (a.batch,))
+        qf = np.broadcast_to(to_numpy(1.0 if q_factor is None else q_factor), (a.batch,))
         own = own_rule(probe, a)
         groups = plan_for(probe, a, own)
         if len(groups) == 1:
@@ -184,10 +197,15 @@ def reflectivity_torch(
     *,
     scale=1.0,
     background=0.0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Differentiable R(Q), (B, nQ); tensors that require grad keep their graph."""
+    """Differentiable R(Q), (B, nQ), in ``dtype`` (default float64); tensors that require grad keep their graph."""
+    import torch  # heavy (≈ 2 s): only the differentiable engine needs it, never the fast engine's previews
+
+    from .kernel_torch import reflectivity_unsmeared  # imports torch at its top: loaded with the torch engine only
+
+    dtype = torch.float64 if dtype is None else dtype
 
     def tensor(x):
         if isinstance(x, torch.Tensor):

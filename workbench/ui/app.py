@@ -6,6 +6,10 @@ Shown by ``notebooks/workbench.ipynb`` in JupyterLab and as a Voilà dashboard
 overrides the parameters named in :data:`URL_PARAMETERS`, converted to their types and validated.
 Anyone the server lets in can open a link, so where files go (``workspace``, ``summary_path``)
 is never taken from the URL: those are papermill-only parameters.
+
+Importing this module and building the app loads only what the Film stack tab needs (numpy, numba, the
+chart): each panel's module is imported when its tab is first shown, since most of them pull in torch,
+pandas or scipy's optimizers (≈ 4 s of a dashboard kernel's start; ``tests/test_lazy_import.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,23 +25,35 @@ import ipywidgets as W
 
 from ..limits import Limits
 from .context import AppContext
-from .files_panel import FilesPanel
-from .generate_panel import GeneratePanel
-from .history_panel import HistoryPanel
 from .loop_steps import LoopSteps
-from .predict_panel import PredictPanel
-from .probe_panel import ProbePanel
-from .refine_panel import RefinePanel
-from .search_panel import SearchPanel
-from .stack_panel import StackPanel
-from .sweep_panel import SweepPanel
-from .train_panel import TARGET, TrainPanel
 
 TABS = ("stack", "probe", "generate", "train", "predict", "refine", "sweep", "search", "files", "history")
 TITLES = ("Film stack", "Probe", "Generate", "Train", "Predict", "Refine", "Sweep", "Search", "Files", "History")
 URL_PARAMETERS = ("tab", "num_curves", "epochs", "model")
 """The only notebook parameters a URL query string may set: UI choices, never paths."""
-URL_CHOICES: dict[str, tuple[str, ...]] = {"tab": TABS, "model": ("", *TARGET)}
+
+
+class _UrlChoices(Mapping[str, tuple[str, ...]]):
+    """``tab`` among the tabs, ``model`` among the Train tab's model kinds, read from that tab's module when a
+    link first names a model (the module imports torch)."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        if name == "tab":
+            return TABS
+        if name == "model":
+            from .train_panel import TARGET  # imports torch: only for a link that names a model
+
+            return ("", *TARGET)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("tab", "model"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+URL_CHOICES: Mapping[str, tuple[str, ...]] = _UrlChoices()
 """The values a URL may give the choice parameters ("" for model: the saved choice)."""
 
 
@@ -79,19 +95,7 @@ class Workbench(W.Tab):
         if name in self._panels:
             return self._panels[name]
         ctx = self.ctx
-        builders = {
-            "stack": StackPanel,
-            "probe": ProbePanel,
-            "generate": GeneratePanel,
-            "train": TrainPanel,
-            "predict": PredictPanel,
-            "refine": RefinePanel,
-            "files": FilesPanel,
-            "sweep": SweepPanel,
-            "search": self._search_panel,
-            "history": lambda c: HistoryPanel(c, resume=self._resume),
-        }
-        panel = builders[name](ctx)
+        panel = self._build(name)
         panel.add_class(f"wb-{name}-panel")
         self._panels[name] = panel
         ctx.charts.update(panel.charts())  # Predict's χ chart registers itself when first made
@@ -100,6 +104,51 @@ class Workbench(W.Tab):
             self._panels["files"].refresh_lists()
         self._slots[TABS.index(name)].children = [panel]
         return panel
+
+    def _build(self, name: str) -> W.Widget:
+        """A new panel for the tab ``name``; its module is imported here, when the tab is first shown or used."""
+        # Each import below is deferred to the tab's first use: most panels pull in torch, pandas or scipy's
+        # optimizers, which the first tab (the Film stack) does not need.
+        ctx = self.ctx
+        if name == "stack":
+            from .stack_panel import StackPanel  # deferred to first use (see above)
+
+            return StackPanel(ctx)
+        if name == "probe":
+            from .probe_panel import ProbePanel  # deferred to first use (see above)
+
+            return ProbePanel(ctx)
+        if name == "generate":
+            from .generate_panel import GeneratePanel  # deferred to first use: the generator's kernels
+
+            return GeneratePanel(ctx)
+        if name == "train":
+            from .train_panel import TrainPanel  # deferred to first use: torch
+
+            return TrainPanel(ctx)
+        if name == "predict":
+            from .predict_panel import PredictPanel  # deferred to first use: torch, scipy.optimize
+
+            return PredictPanel(ctx)
+        if name == "refine":
+            from .refine_panel import RefinePanel  # deferred to first use: torch, scipy.stats
+
+            return RefinePanel(ctx)
+        if name == "files":
+            from .files_panel import FilesPanel  # deferred to first use: torch (model bundles)
+
+            return FilesPanel(ctx)
+        if name == "sweep":
+            from .sweep_panel import SweepPanel  # deferred to first use: dask, papermill
+
+            return SweepPanel(ctx)
+        if name == "search":
+            return self._search_panel(ctx)
+        if name == "history":
+            from .history_panel import HistoryPanel  # deferred to first use: torch (resume, predict)
+
+            return HistoryPanel(ctx, resume=self._resume)
+        raise KeyError(f"unknown tab {name!r}; expected one of {', '.join(TABS)}")
 
     stack = property(lambda self: self.panel("stack"))
     probe = property(lambda self: self.panel("probe"))
@@ -139,8 +188,10 @@ class Workbench(W.Tab):
         """Show a tab by its short name ('stack', 'train', ...); unknown names fall back to the first."""
         self.selected_index = TABS.index(tab) if tab in TABS else 0
 
-    def _search_panel(self, ctx: AppContext) -> SearchPanel:
+    def _search_panel(self, ctx: AppContext) -> W.Widget:
         """The Search panel on the current data set, handing its best settings to the Train tab."""
+        from .search_panel import SearchPanel  # deferred to first use: optuna, pandas
+
         current = ctx.dataset or next(iter(ctx.datasets()), None)
         panel = SearchPanel(ctx, dataset=current, on_use_best=self.use_settings)
 

@@ -6,6 +6,9 @@ something sets it (``ctx.announce(dataset=folder)``) and panels that use it foll
 broken view never breaks the others).  ``ctx.stack`` is the editable film stack and probe.
 Stack, probe and panel settings autosave (debounced, atomically) to the workspace's
 ``settings.json`` and are restored when the dashboard opens again.
+
+The types behind the Train tab's saved settings live beside the trainer, which imports torch: they are
+imported only when saved settings hold a ``train`` group, so a first visit's app is built without torch.
 """
 
 from __future__ import annotations
@@ -24,10 +27,7 @@ from ..data.realism import Realism
 from ..fileio import write_text_atomic
 from ..forms import FieldSpec, field_specs
 from ..limits import Limits
-from ..models.settings import SETTINGS
 from ..store.workspace import Workspace
-from ..training.trainer import TrainConfig
-from ..workflows.training import TrainRequest
 from .stack_model import StackModel
 
 log = logging.getLogger("workbench.ui")
@@ -175,7 +175,7 @@ class AppContext(T.HasTraits):
         if not isinstance(panels, dict):
             problems.append("panels: not an object; the panels' defaults are used")
             panels = {}
-        specs = saved_setting_specs()
+        specs = saved_setting_specs(train=any(str(name).split(".")[0] == "train" for name in panels))
         self.settings = {}
         for name, values in panels.items():
             if isinstance(values, dict):
@@ -253,21 +253,29 @@ class AppContext(T.HasTraits):
         self.save_settings()
 
 
-def saved_setting_specs() -> dict[str, dict[str, FieldSpec]]:
+def saved_setting_specs(*, train: bool = True) -> dict[str, dict[str, FieldSpec]]:
     """The typed fields behind each group of saved panel settings, by dotted group name.
 
     ``generate`` holds the Generate panel's :class:`GeneratorConfig` fields and ``generate.realism`` its
     :class:`Realism`; ``train`` the :class:`TrainConfig` fields, the validation split and the model kind,
-    ``train.models.<kind>`` each kind's settings.
+    ``train.models.<kind>`` each kind's settings (left out with ``train=False``: their modules import torch).
     """
+    groups = {"generate": field_specs(GeneratorConfig), "generate.realism": field_specs(Realism)}
+    if train:
+        groups.update(_train_specs())
+    return {group: {s.name: s for s in fields} for group, fields in groups.items()}
+
+
+def _train_specs() -> dict[str, list[FieldSpec]]:
+    from ..models.settings import SETTINGS  # imports torch (the models package): only for saved train settings
+    from ..training.trainer import TrainConfig  # imports torch: only for saved train settings
+    from ..workflows.training import TrainRequest  # imports torch: only for saved train settings
+
     model = FieldSpec("model", "choice", "compact", choices=tuple(SETTINGS))
-    groups = {
-        "generate": field_specs(GeneratorConfig),
-        "generate.realism": field_specs(Realism),
+    return {
         "train": [*field_specs(TrainConfig), *field_specs(TrainRequest, include=("validation_split",)), model],
         **{f"train.models.{kind}": field_specs(cls) for kind, cls in SETTINGS.items()},
     }
-    return {group: {s.name: s for s in fields} for group, fields in groups.items()}
 
 
 def _checked(group: str, values: dict[str, Any], specs: dict[str, dict[str, FieldSpec]], problems: list[str]) -> dict:

@@ -144,6 +144,23 @@ def test_train_then_predict_a_measured_file(tmp_path, shared_data):
     assert len(summary["profile"]["sld"]) == 100 and len(summary["computed"]["r"]) == 350
     assert np.isfinite(summary["metrics"]["chi2_per_point"])
 
+    # an SLD model starts a refinement: its profile fitted by the stack family it was trained on; and the
+    # default stack starts one without a stack file
+    for start, words in (
+        (["--model", str(model)], "predicted profile, fitted by its stack family"),
+        (["--stack", "default"], "the default stack"),
+    ):
+        fit = tmp_path / f"fit-{start[0][2:]}"
+        result = subprocess.run(
+            [WORKBENCH, "refine", str(measured), *start, "--max-nfev", "30", "--out", str(fit)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        refined = json.loads((fit / "refinement.json").read_text())
+        assert words in refined["start"] and refined["chi2_per_point"] < refined["start_chi2_per_point"]
+
 
 def test_chi_workflow_from_the_command_line(tmp_path, shared_data):
     model = tmp_path / "chi"

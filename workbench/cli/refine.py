@@ -23,6 +23,7 @@ from ..analysis.corefine import Contrast, JointRefineResult, corefine
 from ..analysis.export_refl1d import export_refl1d
 from ..analysis.joint_export import export_joint_refl1d
 from ..analysis.predict import predict_measurement
+from ..analysis.profile_fit import sorted_profile, stack_from_profile
 from ..analysis.refine import DE_GENERATIONS, DE_TOLERANCE, METHODS, RefineError, _resolve, refine
 from ..analysis.uncertainty import dream_bands, dream_joint_bands
 from ..data.handfit import load_handfit_spreadsheet
@@ -30,7 +31,7 @@ from ..data.measured import load_measurement
 from ..data.parameters import stacks_from_parameters
 from ..events import Cancelled, Reporter, tqdm_listener
 from ..fileio import write_text_atomic
-from ..physics import Probe
+from ..physics import FilmStack, Probe
 from ..store.model_bundle import load_model_bundle
 from .common import add_workspace_option, load_config_file, recording
 from .stacks import stack_file
@@ -50,10 +51,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument(
-        "--stack", help="starting stack: YAML/JSON with 'stack: {layer_desc, layer_bound}' (bounds = free ranges)"
+        "--stack",
+        help="starting stack: YAML/JSON with 'stack: {layer_desc, layer_bound}' (bounds = free ranges), "
+        "or 'default' for the default stack",
     )
     start.add_argument("--handfit", help="starting stack: a facility hand-fit spreadsheet (CSV layer table)")
-    start.add_argument("--model", help="starting stack: a parameter-model bundle's prediction for this curve")
+    start.add_argument(
+        "--model",
+        help="starting stack: a model bundle's prediction for this curve (a parameter model's stack, or an SLD "
+        "model's profile fitted by the stack family it was trained on)",
+    )
     p.add_argument(
         "--free",
         nargs="+",
@@ -111,6 +118,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "SLD: --contrast solvent.sld=6.36,-0.56,2.07); repeatable",
     )
     p.add_argument("--multi-start", type=int, default=0, help="extra random starts inside the bounds (default: 0)")
+    p.add_argument(
+        "--max-nfev", type=int, default=500, help="model evaluations per least-squares fit at most (default: 500)"
+    )
     p.add_argument("--scale", type=float, default=1.0, help="starting scale factor (default: 1)")
     p.add_argument("--background", type=float, default=0.0, help="starting background (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts and of DREAM (default: 0)")
@@ -131,20 +141,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _start_stack(args: argparse.Namespace, data) -> tuple[Any, str]:
+    if args.stack == "default":
+        return FilmStack.default(), "the default stack (its bounds are the free ranges)"
     if args.stack:
         return stack_file(args.stack), f"stack file {args.stack}"
     if args.handfit:
         return load_handfit_spreadsheet(args.handfit), f"hand fit {args.handfit}"
 
     bundle = load_model_bundle(args.model)
-    if bundle.task != "nr_params":
-        raise ValueError(
-            f"{args.model}: a {bundle.task} model predicts no film stack; use a parameter model (train --target params)"
-        )
+    if bundle.task not in ("nr_params", "nr_sld"):
+        raise ValueError(f"{args.model}: a {bundle.task} model predicts no film stack nor SLD profile of this curve")
     prediction = predict_measurement(bundle, data)
     if prediction.warning:
         print(f"warning: {prediction.warning}", file=sys.stderr)
-    return stacks_from_parameters(bundle.config, prediction.parameters[None, :])[0], f"prediction of {args.model}"
+    if bundle.task == "nr_params":
+        return stacks_from_parameters(bundle.config, prediction.parameters[None, :])[0], f"prediction of {args.model}"
+    # an SLD model: the stack family it was trained on, fitted to the predicted profile
+    family = _family(bundle.config)
+    fit = stack_from_profile(family, *sorted_profile(*prediction.profile))
+    note = f", {len(fit.at_bound)} at a bound of the family ({', '.join(fit.at_bound[:3])})" if fit.at_bound else ""
+    return fit.stack, f"{args.model}'s predicted profile, fitted by its stack family (profile RMS {fit.rms:.2f}{note})"
+
+
+def _family(bundle_config: dict[str, Any]) -> FilmStack:
+    """The stack family a model was trained on (values at the middle of their bounds)."""
+    info = bundle_config["data"]["stack"]
+    stack = FilmStack.from_pyreflect(info["layer_desc"], info["layer_bound"])
+    for b in stack.free_parameters:
+        stack = stack.with_value(b.i, b.par, 0.5 * (b.lo + b.hi))
+    return stack
 
 
 def _bounds(path: str | None) -> dict[str, tuple[float, float]]:
@@ -191,6 +216,7 @@ def _optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
         "generations": args.generations,
         "de_tolerance": args.de_tolerance,
         "multi_start": args.multi_start,
+        "max_nfev": args.max_nfev,
         "seed": args.seed,
         "engine": args.engine,
     }

@@ -1,6 +1,9 @@
 """``workbench generate``: a synthetic NR/SLD data set (pyreflect's layout) from a film stack and its bounds.
 
-Generator settings come from ``--config`` (YAML/JSON, with an optional ``stack``) and the options;
+Generator settings come from ``--config`` (YAML/JSON, with an optional ``stack`` or ``family``) and the
+options; ``--stack`` names the film: a sample family file, a hand-fit spreadsheet (.csv), a pyreflect
+stack or a ``refinement.json``, with ``--thickness-range 20%`` / ``--sld-range 0.5`` / ``--roughness-range 5``
+(± ranges for every layer) and ``--tie 'PEO_*.sld'`` (:mod:`workbench.data.family`);
 the run is recorded in the workspace registry and the data set registered by its content hash.
 ``--hub-repo`` reuses the Hub's copy of the same data set, or uploads it right after generating.
 Exit codes: 0 written, 2 bad input, 130 stopped (Ctrl-C; nothing is left half-written).
@@ -15,13 +18,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ..data.family import SampleFamily
 from ..data.generate import GeneratorConfig, generate_to_disk
 from ..events import Cancelled, Reporter, Timing, tqdm_listener
 from ..physics import FilmStack
 from ..store.hub import generate_or_fetch
 from ..store.recorded import RecordedRun
 from .common import add_workspace_option, interrupts, load_config_file, recording, validation_message
-from .stacks import parse_stack
+from .stacks import add_family_options, apply_family_options, describe, family_or_stack, parse_stack
 
 OPTIONS = ("num_curves", "seed", "sampling", "sld_points", "chunk_size")
 
@@ -29,7 +33,14 @@ OPTIONS = ("num_curves", "seed", "sampling", "sld_points", "chunk_size")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("generate", help="generate a synthetic NR/SLD data set (pyreflect's layout) into a folder")
     gen.add_argument("--out", required=True, help="folder to write (must not hold a data set unless --overwrite)")
-    gen.add_argument("--config", help="YAML or JSON file with generator settings and optionally 'stack'")
+    gen.add_argument("--config", help="YAML or JSON file with generator settings and optionally 'stack' or 'family'")
+    gen.add_argument(
+        "--stack",
+        metavar="FILE",
+        help="the film: a sample family YAML/JSON (layers or 'from', repeated blocks, ranges, overrides, ties), a "
+        "hand-fit spreadsheet .csv, a pyreflect stack YAML/JSON or a refinement.json (default: the default stack)",
+    )
+    add_family_options(gen)
     gen.add_argument("--num-curves", type=int, help="numCurves")
     gen.add_argument("--seed", type=int)
     gen.add_argument("--sampling", choices=["lhs", "uniform"])
@@ -52,8 +63,8 @@ def _print_timing(event) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     settings = load_config_file(args.config) if args.config else {}
-    stack_value = settings.pop("stack", None)
-    stack = FilmStack.default() if stack_value is None else parse_stack(stack_value, f"{args.config}: 'stack'")
+    stack = generation_stack(args, settings)
+    print(f"film: {describe(stack)}")
     for key in OPTIONS:
         value = getattr(args, key)
         if value is not None:
@@ -85,6 +96,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError(str(exc).replace("pass overwrite=True", "pass --overwrite")) from None
     print(f"wrote data set {out}")
     return 0
+
+
+def generation_stack(args: argparse.Namespace, settings: dict) -> FilmStack:
+    """The stack to draw from: ``--stack``, the config's ``stack`` or ``family``, or the default; options applied."""
+    given = [name for name, present in (("--stack", args.stack), ("'stack'", "stack" in settings)) if present]
+    given += ["'family'"] if "family" in settings else []
+    if len(given) > 1:
+        raise ValueError(f"the film is given twice ({' and '.join(given)}); give one")
+    stack_value, family_value = settings.pop("stack", None), settings.pop("family", None)
+    if args.stack:
+        base, where = family_or_stack(args.stack), args.stack
+    elif family_value is not None:
+        where = f"{args.config}: 'family'"
+        base = SampleFamily.from_dict(family_value, where, base=Path(args.config).parent)
+    elif stack_value is not None:
+        base, where = parse_stack(stack_value, f"{args.config}: 'stack'"), f"{args.config}"
+    else:
+        base, where = FilmStack.default(), "the default stack"
+    return apply_family_options(base, args, where)
 
 
 def refuse_existing_dataset(out: str, overwrite: bool) -> None:

@@ -4,7 +4,8 @@ Output follows pyreflect exactly by default — NR (N, 2, nQ) rows (Q, R), SLD (
 (z, ρ) with z starting at 0 on each profile's own refl1d range, float32, resolution smeared with
 dQ/Q = 0.0294855 FWHM — and adds the parameter table pyreflect loses.  Options beyond pyreflect
 (each off by default): physically consistent roughness, one z grid shared by every profile, and
-measurement realism (:mod:`.realism`).
+measurement realism (:mod:`.realism`).  A :class:`~workbench.data.family.FamilyStack` is drawn with its
+ties, and ``dataset.json`` keeps them and its family under ``stack``.
 
 Work is cut into chunks of whole sampling blocks; every random draw is seeded per block, so the
 same seed gives the same data whatever the chunk size or number of workers (threads here, or a
@@ -33,6 +34,7 @@ from ..physics.reflectivity import reflectivity
 from ..physics.stack import FilmStack, StackArrays
 from ..versions import package_versions
 from . import dataset as B
+from .family import stack_meta
 from .realism import Realism
 from .sampling import BLOCK, STREAM_NOISE, ParameterSampler, apply_parameters, block_rng
 
@@ -377,7 +379,7 @@ def _generate_into(
         "format": B.FORMAT,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "generator": config.model_dump(mode="json"),
-        "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()},
+        "stack": stack_meta(stack),
         "probe": {
             "q_min": config.q_min,
             "q_max": config.q_max,
@@ -449,7 +451,8 @@ def _run_dask(stack, config, sampler, chunks, paths, digests, reporter, dask) ->
 
     client, owned = _client(dask)
     try:
-        stack_json, config_json = stack.model_dump_json(), config.model_dump_json()
+        plain = FilmStack(layers=stack.layers, bounds=stack.bounds)  # ties are in the sampled values already
+        stack_json, config_json = plain.model_dump_json(), config.model_dump_json()
         futures = []
         for a, b in chunks:
             values, _ = sampler.sample(a, b)

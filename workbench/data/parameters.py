@@ -2,7 +2,9 @@
 
 The parameter model predicts the free columns (bounds with lo < hi) scaled to [0, 1]; training
 takes the columns from :func:`free_parameter_columns` and prediction turns values back into film
-stacks with :func:`stacks_from_parameters`, fixed parameters at their bound.
+stacks with :func:`stacks_from_parameters`, fixed parameters at their bound.  With ties (a sample
+family's data set) only each tie's first member is a column to predict; the other members follow it
+(the same value, or the same fraction of their range for ``together`` ties).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ def free_parameter_columns(ds: Dataset) -> tuple[list[int], list[str], np.ndarra
     bound_list = ds.meta.get("stack", {}).get("layer_bound")
     if ds.params is None or bound_list is None:
         raise ValueError(f"{ds.path}: the data set has no parameter table with bounds (needed for a parameter model)")
+    followers = {m for t in ds.meta["stack"].get("ties") or [] for m in t["members"][1:]}
     cols, names, bounds = [], [], []
     for col, (b, name) in enumerate(zip(bound_list, ds.parameter_names)):
         lo, hi = b["bounds"]
-        if hi > lo:
+        if hi > lo and name not in followers:
             cols.append(col)
             names.append(name)
             bounds.append((lo, hi))
@@ -45,5 +48,12 @@ def stacks_from_parameters(bundle_config: dict[str, Any], values: np.ndarray) ->
         for name, v in zip(names, row):
             b = by_name[name]
             s = s.with_value(b.i, b.par, float(np.clip(v, b.lo, b.hi)))
+        for tie in stack_info.get("ties") or []:
+            lead = by_name[tie["members"][0]]
+            value = s.get(lead.i, lead.par)
+            fraction = (value - lead.lo) / (lead.hi - lead.lo)
+            for name in tie["members"][1:]:
+                b = by_name[name]
+                s = s.with_value(b.i, b.par, value if tie["mode"] == "same" else b.lo + fraction * (b.hi - b.lo))
         stacks.append(s)
     return stacks

@@ -7,6 +7,10 @@ whatever the chunk size, the number of workers, or the order chunks are computed
 Latin hypercube sampling stratifies each parameter over all N curves: the stratum of curve i in
 dimension d is ``perm_d[i]`` with one seeded permutation of N per dimension (computed once by
 the coordinator); the position inside the stratum is a per-block uniform draw.
+
+Ties (:class:`~workbench.data.family.FamilyStack`): every tie group shares its first member's draw,
+so tied parameters hold one value (equal ranges) or one fraction of their ranges in every curve;
+the parameter table keeps one column per bound.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from ..physics.stack import Bound, FilmStack, StackArrays
+from .family import tie_columns
 
 BLOCK = 1024
 Sampling = Literal["uniform", "lhs"]
@@ -52,6 +57,7 @@ class ParameterSampler:
             raise ValueError(f"consistent roughness fraction must be > 0, got {self.consistent_roughness}")
         self.bounds: list[Bound] = list(self.stack.bounds)
         self.names = self.stack.parameter_names(self.bounds)
+        self.ties = tie_columns(self.stack)
         self._perms: np.ndarray | None = None
         if self.method == "lhs":
             dtype = np.int32 if self.n < 2**31 else np.int64
@@ -74,6 +80,8 @@ class ParameterSampler:
         u = np.concatenate(parts)[: stop - start]
         if self._perms is not None:
             u = (self._perms[:, start:stop].T + u) / self.n
+        for group in self.ties:  # one draw per tie group: its first member's
+            u[:, group[1:]] = u[:, group[:1]]
         return u
 
     def sample(self, start: int, stop: int) -> tuple[np.ndarray, StackArrays]:
@@ -87,20 +95,30 @@ class ParameterSampler:
             values = self._limit_roughness(u, values, arrays)
         return values, arrays
 
+    def _width(self, col: int) -> float:
+        return self.bounds[col].hi - self.bounds[col].lo
+
     def apply(self, values: np.ndarray) -> StackArrays:
         return apply_parameters(self.stack, values)
 
     def _limit_roughness(self, u: np.ndarray, values: np.ndarray, arrays: StackArrays) -> np.ndarray:
         """Rescale each sampled roughness into [lo, min(hi, f · thinner neighbouring layer)]."""
         n_layers = arrays.n_layers
+        tops: dict[int, np.ndarray] = {}  # column → top of its range allowed by the cap
         for col, b in enumerate(self.bounds):
             if b.par != "roughness":
                 continue
             neighbours = [arrays.thickness[:, j] for j in (b.i, b.i + 1) if 0 < j < n_layers - 1]
-            if not neighbours:
-                continue
-            cap = self.consistent_roughness * np.minimum.reduce(neighbours)
-            top = np.clip(cap, b.lo, b.hi)
+            if neighbours and not b.fixed:
+                tops[col] = np.clip(self.consistent_roughness * np.minimum.reduce(neighbours), b.lo, b.hi)
+        for group in self.ties:  # a tie keeps one fraction of the ranges: its tightest member's
+            capped = [(tops[c] - self.bounds[c].lo) / self._width(c) for c in group if c in tops]
+            if capped:
+                tightest = np.minimum.reduce(capped)
+                for c in (c for c in group if self.bounds[c].par == "roughness"):
+                    tops[c] = self.bounds[c].lo + tightest * self._width(c)
+        for col, top in tops.items():
+            b = self.bounds[col]
             values[:, col] = b.lo + u[:, col] * (top - b.lo)
             arrays.roughness[:, b.i] = values[:, col]
         return values

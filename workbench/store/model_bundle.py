@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..data.family import card_lines
 from ..fileio import replace_folder
 from ..limits import Limits
 from ..models import MODEL_KINDS, build_model, count_parameters
@@ -101,6 +102,7 @@ def _card(config: dict[str, Any], metrics: dict[str, Any], n_params: int) -> str
     ds = config.get("data", {}).get("dataset") or {}
     if ds:
         lines.append(f"- data set: {ds.get('curves', '?')} curves, content hash `{str(ds.get('content_hash'))[:16]}`")
+    lines += card_lines(config.get("data", {}).get("stack"))  # the stack or family and ranges trained for
     train = config.get("train", {})
     if train:
         lines.append(

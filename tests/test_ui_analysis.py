@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 
 import numpy as np
@@ -79,6 +80,9 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     p = ctx.prediction
     assert p.stack is not None and len(predict.rq.data[0].x) > 300
     assert "chi2_per_point" in predict.metrics.value and "Predicted parameters" in predict.metrics.value
+    # the default family cannot describe the 742 Å multilayer: the verdict says so, in amber, above the metrics
+    assert p.trust is not None and p.trust.level == "warn" and p.trust.chi2_per_point > 3
+    assert "wb-trust" in predict.trust._dom_classes and p.trust.words in html.unescape(predict.trust.value)
     q, r = np.array(predict.rq.data[0].x), np.array(predict.rq.data[0].y)
     predict.curves.views.chooser.value = "R/RF"  # normalised to the predicted stack's substrate under its ambient
     sub, amb = p.stack.substrate, p.stack.ambient

@@ -28,8 +28,9 @@ from ..models.inference import inference_module
 from ..physics import FilmStack, reflectivity
 from ..store.model_bundle import ModelBundle
 from .metrics import nr_metrics
-from .profile_fit import stack_from_profile
+from .profile_fit import ProfileFit, stack_from_profile
 from .profile_nr import reflectivity_of_profile
+from .trust import Trust, assess, at_bounds, input_distance
 
 
 def uniform_z(z: np.ndarray) -> np.ndarray:
@@ -85,22 +86,31 @@ def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
     return profiles
 
 
+def family_fit(bundle: ModelBundle, z: np.ndarray, rho: np.ndarray) -> tuple[FilmStack, ProfileFit] | None:
+    """The bundle's stack family fitted to a predicted profile, and its template (None: no stack recorded, no fit)."""
+    info = (bundle.config.get("data") or {}).get("stack") or {}
+    if not info.get("layer_desc"):
+        return None
+    try:
+        template = FilmStack.from_pyreflect(info["layer_desc"], info.get("layer_bound"))
+        return template, stack_from_profile(template, z, rho, max_nfev=200)
+    except ValueError:
+        return None
+
+
+def _surface(fit: ProfileFit | None, z: np.ndarray) -> float | None:
+    surface = None if fit is None else -fit.z_offset
+    return surface if surface is not None and z[0] < surface < z[-1] else None  # outside: the family does not fit
+
+
 def substrate_surface(bundle: ModelBundle, z: np.ndarray, rho: np.ndarray) -> float | None:
     """Where the substrate's top lies on a predicted profile's z axis, from a fit of the bundle's stack family.
 
     None when the bundle records no stack (e.g. a pyreflect import), the fit fails, or it puts the
     surface outside the profile (a profile the family does not describe).
     """
-    info = (bundle.config.get("data") or {}).get("stack") or {}
-    if not info.get("layer_desc"):
-        return None
-    try:
-        template = FilmStack.from_pyreflect(info["layer_desc"], info.get("layer_bound"))
-        fit = stack_from_profile(template, z, rho, max_nfev=200)
-    except ValueError:
-        return None
-    surface = -fit.z_offset
-    return surface if z[0] < surface < z[-1] else None  # outside the profile: the family does not describe it
+    fitted = family_fit(bundle, z, rho)
+    return _surface(None if fitted is None else fitted[1], z)
 
 
 @dataclass
@@ -112,21 +122,30 @@ class MeasuredPrediction:
     parameters: np.ndarray | None  # (P,) for parameter models
     computed: np.ndarray  # R computed from the prediction at the measured Q, with its resolution
     outside: np.ndarray  # model Q points the measurement does not cover
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # χ²/N over the measured points inside the model's Q range
     warning: str | None
     surface_shift: float | None = None  # Å subtracted from the model's z so that the substrate surface is at z = 0
+    trust: Trust | None = None  # how far to trust it: fit, place in the training distribution, bounds
 
 
 def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> MeasuredPrediction:
-    """Predict from a measured curve: resample onto the model's Q grid (warning where it is not covered)."""
+    """Predict from a measured curve: resample onto the model's Q grid (warning where it is not covered).
+
+    The result carries its :class:`~workbench.analysis.trust.Trust`: χ²/N on the measured points inside
+    the model's Q range (those outside named and left out), the curve's distance to the training
+    inputs, and the parameters predicted at a bound of the family.
+    """
     m = measurement.merge_duplicate_q() if measurement.has_duplicate_q else measurement
     q_model = np.asarray(bundle.config["data"]["q"])
     rs = resample(m, q_model)
     warning = None
     r_in = rs.r.copy()
+    dr_in = None if rs.dr is None else rs.dr.copy()
     if rs.outside.any():
         inside = ~rs.outside
         r_in[rs.outside] = np.interp(q_model[rs.outside], q_model[inside], rs.r[inside])
+        if dr_in is not None:
+            dr_in[rs.outside] = np.interp(q_model[rs.outside], q_model[inside], rs.dr[inside])
         warning = (
             f"the measurement covers Q {m.q[0]:.4g}–{m.q[-1]:.4g} Å⁻¹ but the model was trained on "
             f"{q_model[0]:.4g}–{q_model[-1]:.4g} Å⁻¹: {int(rs.outside.sum())} of {q_model.size} model points were "
@@ -139,7 +158,9 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
     surface = None
     if bundle.task == "nr_sld":
         computed = reflectivity_of_profile(pred[0][None], pred[1][None], probe)[0]
-        surface = substrate_surface(bundle, pred[0], pred[1])
+        fitted = family_fit(bundle, pred[0], pred[1])
+        surface = _surface(None if fitted is None else fitted[1], pred[0])
+        bound = [] if fitted is None else _fit_at_bound(*fitted)
         if surface is not None:
             pred = pred.copy()
             pred[0] -= surface
@@ -148,6 +169,60 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         stack = stacks_from_parameters(bundle.config, pred[None, :])[0]
         computed = reflectivity(stack, probe)[0]
         profile, params = None, pred
-    return MeasuredPrediction(
-        m.q, m.r, m.dr, profile, params, computed, rs.outside, nr_metrics(m.r, computed, m.dr), warning, surface
+        info = bundle.config["data"]["parameters"]
+        bound = at_bounds(info["names"], pred, np.asarray(info["bounds"]))
+    in_range = (m.q >= q_model[0]) & (m.q <= q_model[-1])
+    dr = None if m.dr is None else m.dr[in_range]
+    metrics = nr_metrics(m.r[in_range], computed[in_range], dr)
+    trust = assess(
+        metrics.get("chi2_per_point"),
+        int(in_range.sum()),
+        _left_out(m.q, q_model),
+        _distance(bundle, r_in, dr_in),
+        bundle.normalization.get("input_distribution"),
+        bound,
     )
+    return MeasuredPrediction(m.q, m.r, m.dr, profile, params, computed, rs.outside, metrics, warning, surface, trust)
+
+
+def _fit_at_bound(template: FilmStack, fit: ProfileFit) -> list[str]:
+    """The family's parameters at a bound in the fit to the predicted profile, with their values and bounds."""
+    bounds = np.array([[b.lo, b.hi] for b in template.free_parameters])
+    return [f"{w} (fitted to the predicted profile)" for w in at_bounds(fit.names, fit.values, bounds)]
+
+
+def _left_out(q: np.ndarray, q_model: np.ndarray) -> str | None:
+    """The measured points outside the model's Q range, in words (None: there are none)."""
+    below, above = q[q < q_model[0]], q[q > q_model[-1]]
+    if not below.size and not above.size:
+        return None
+    parts = [
+        f"{n} {side} {edge:.4g}"
+        for n, side, edge in ((below.size, "below Q", q_model[0]), (above.size, "above Q", q_model[-1]))
+        if n
+    ]
+    return (
+        f"{below.size + above.size} measured points outside the model's Q range left out of χ²/N: "
+        + " and ".join(parts)
+        + " Å⁻¹"
+    )
+
+
+def _distance(bundle: ModelBundle, r: np.ndarray, dr: np.ndarray | None) -> float | None:
+    """The measured curve's distance to the training inputs (None: the bundle stores no training distribution)."""
+    dist = bundle.normalization.get("input_distribution")
+    if not dist:
+        return None
+    x = model_inputs(bundle, r[None, :]).numpy().astype(np.float64)
+    return float(input_distance(dist, x, _input_noise(bundle, r, dr))[0])
+
+
+def _input_noise(bundle: ModelBundle, r: np.ndarray, dr: np.ndarray | None) -> np.ndarray | None:
+    """The measurement's variance in the network's input units (log10 R, normalised), where it is known."""
+    pre = bundle.normalization["preprocess"]
+    x_norm = bundle.normalization["x"]
+    if dr is None or not pre["apply_log_transform"] or x_norm.get("method") != "minmax" or x_norm.get("per_point"):
+        return None  # only the default preprocessing (global min–max of log R) is translated
+    span = float(np.ravel(x_norm["stats"]["max"])[0] - np.ravel(x_norm["stats"]["min"])[0]) or 1.0
+    rel = np.abs(dr) / np.maximum(r, pre["clip_min"])
+    return (np.minimum(rel, 10.0) / (np.log(10.0) * span)) ** 2

@@ -1,7 +1,9 @@
 """``workbench predict``: a model bundle's prediction for a measured curve, an NR array, or (χ models) SLD profiles.
 
 Writes a JSON summary (profile or layer parameters, the computed curve, χ²/N and log-R RMSE
-against the data, warnings such as a Q range the model was not trained on).
+against the data, warnings such as a Q range the model was not trained on, and the trust verdict:
+χ²/N with its N, the curve's distance to the training curves, parameters at a bound), and prints the
+verdict, marked ⚠ when the prediction should not be trusted as is.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     summary = {"model": str(args.model), "input": str(args.input), "metrics": result.metrics, "warning": result.warning}
+    if result.trust is not None:
+        summary["trust"] = result.trust.to_dict()
     if result.profile is not None:
         summary["profile"] = {"z": result.profile[0].tolist(), "sld": result.profile[1].tolist()}
     if result.parameters is not None:
@@ -96,4 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"χ²/N {result.metrics.get('chi2_per_point', float('nan')):.3g}, log-R RMSE "
         f"{result.metrics['log_r_rmse']:.3g} → {out}"
     )
+    if result.trust is not None:
+        mark = "⚠ " if result.trust.level == "warn" else ""
+        print(f"{mark}trust: {result.trust.level}: {result.trust.words}")
     return 0

@@ -4,7 +4,10 @@ NR chart: the data (or ground truth) and the curve computed from the prediction;
 ground truth and prediction; metrics (MSE, MAE, R² of the profile, log-R RMSE and χ²/N of the
 curve); for a χ model, predicted against actual χ.  The prediction (data, predicted stack or
 profile) is published for the Refine panel, and recorded as a 'predict' run in the History (model,
-data set and sample or measured file, metrics under their stored keys).  Metrics show readable names
+data set and sample or measured file, metrics under their stored keys).  On a measured file a
+trust verdict (``wb-trust``, :mod:`workbench.analysis.trust`) says, in green or amber, whether the
+predicted curve describes the data (χ²/N and its N), whether the curve lies inside the model's training
+distribution and which parameters sit at a bound of the family.  Metrics show readable names
 with units and a one-line meaning (``workbench.analysis.metrics.METRIC_LABELS``).  Headless twin:
 :func:`predict_sample` and :func:`workbench.analysis.predict.predict_measurement`.
 """
@@ -27,6 +30,7 @@ from ..analysis.metrics import metric_label, nr_metrics, parameter_unit, sld_met
 from ..analysis.predict import predict, predict_measurement
 from ..analysis.profile_fit import sorted_profile
 from ..analysis.profile_nr import reflectivity_of_profile
+from ..analysis.trust import Trust
 from ..data.dataset import load_dataset
 from ..data.measured import Measurement, load_measurement
 from ..data.parameters import stacks_from_parameters
@@ -56,6 +60,7 @@ class Prediction:
     parameters: dict[str, float] | None = None
     model: str = ""
     warning: str | None = None
+    trust: Trust | None = None  # measured files: how far to trust the prediction
 
 
 def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +113,7 @@ def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | Non
         profile = _stack_profile(stack, int(bundle.config["data"].get("sld_points", 900)))
         params = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
     return Prediction(
-        m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning
+        m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning, result.trust
     )
 
 
@@ -131,6 +136,16 @@ def metrics_html(metrics: dict[str, Any]) -> str:
         )
     head = "".join(f"<th style='padding:2px 8px;text-align:left'>{c}</th>" for c in ("metric", "value", "meaning"))
     return f"<table class='wb-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def trust_html(trust: Trust) -> str:
+    """The trust verdict in its colour (green ok, amber warn, like the refinement's), then its numbers."""
+    color = "#1a7f37" if trust.level == "ok" else "#9a6700"
+    mark = "✓" if trust.level == "ok" else "⚠"
+    return (
+        f"<b>Trust</b>: <span class='wb-trust-verdict wb-{trust.level}' style='color:{color}'>{mark} "
+        f"{html.escape(trust.words)}</span>"
+    )
 
 
 class PredictPanel(Panel, W.VBox):
@@ -159,6 +174,8 @@ class PredictPanel(Panel, W.VBox):
         self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
         self.run = W.Button(description="Predict", icon="magic", button_style="primary")
         self.status = Status()
+        self.trust = W.HTML()  # the trust verdict of a prediction on a measured file, above the metrics
+        self.trust.add_class("wb-trust")
         self.metrics = W.HTML()
         self.curves = CurvePair(
             ("data", "computed from the prediction"), ("ground truth", "prediction"), markers=("data",)
@@ -187,6 +204,7 @@ class PredictPanel(Panel, W.VBox):
                 self.chi_folder,
                 self.run,
                 self.status,
+                self.trust,
                 self.metrics,
                 self.nr_box,
                 self.chi_box,
@@ -267,6 +285,7 @@ class PredictPanel(Panel, W.VBox):
         """Forget the last result before a new prediction: a failed one must not leave the previous on show."""
         self.result = None
         self.metrics.value = ""
+        self.trust.value = ""
         self.curves.clear(rq=("data", "computed from the prediction"), sld=("ground truth", "prediction"))
         self.status.info("predicting…")
 
@@ -324,6 +343,9 @@ class PredictPanel(Panel, W.VBox):
             run.metrics["predicted"] = dict(p.parameters)
         if p.warning:
             run.log(p.warning, "warning")
+        if p.trust is not None:
+            run.metrics["trust"] = p.trust.level
+            run.log(f"trust: {p.trust.words}", "warning" if p.trust.level == "warn" else "info")
 
     def show(self, p: Prediction) -> None:
         self.result = p
@@ -353,6 +375,7 @@ class PredictPanel(Panel, W.VBox):
         if p.warning:
             text = f"<div style='color:#9a6700'>⚠ {html.escape(p.warning)}</div>" + text
         self.metrics.value = text
+        self.trust.value = trust_html(p.trust) if p.trust is not None else ""
         summary = ", ".join(f"{STATUS_NAMES[k]} {p.metrics[k]:.3g}" for k in STATUS_NAMES if k in p.metrics)
         self.status.ok(f"predicted {Path(str(p.measurement.source)).name} with {Path(p.model).name}: {summary}")
 

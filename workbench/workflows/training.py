@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..analysis.trust import distribution_of_features
 from ..data.preprocess import PreprocessConfig
 from ..events import Event, Record, Reporter
 from ..models.build import MODEL_KINDS
@@ -302,7 +303,8 @@ def _train_nr(request: TrainRequest, reporter: Reporter, resume_from, epochs: in
     res = out.result
     bundle = None
     if out.bundle_contents is not None:
-        bundle = save_model_bundle(request.out, out.model, **out.bundle_contents, overwrite=True)
+        contents = _with_input_distribution(out.bundle_contents, out.trainer, request.train.seed)
+        bundle = save_model_bundle(request.out, out.model, **contents, overwrite=True)
     return TrainingOutcome(
         res.status,
         res.epochs_done,
@@ -315,6 +317,18 @@ def _train_nr(request: TrainRequest, reporter: Reporter, resume_from, epochs: in
         split={k: v for k, v in out.trainer.split.items()},
         summary=res.summary(),
     )
+
+
+def _with_input_distribution(contents: dict[str, Any], trainer: Any, seed: int) -> dict[str, Any]:
+    """The bundle's normalization with the training inputs' distribution, so predictions can say how unlike it a
+    measured curve is (:mod:`workbench.analysis.trust`); unchanged when the run has no held-out rows to measure."""
+    features, split = getattr(trainer, "x", None), getattr(trainer, "split", None)
+    if features is None or not split:
+        return contents
+    dist = distribution_of_features(features, split, seed)
+    if dist is None:
+        return contents
+    return {**contents, "normalization": {**contents["normalization"], "input_distribution": dist}}
 
 
 def _train_chi(request: TrainRequest, reporter: Reporter, resume_from, epochs: int | None) -> TrainingOutcome:

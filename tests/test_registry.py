@@ -353,3 +353,71 @@ def test_cli_records_generate_and_train_and_manages_runs(tmp_path):
     assert deleted.returncode == 0 and "no files of its own were removed" in deleted.stdout
     assert (data / "nr_train.npy").exists()  # the data set it wrote is not the run's own folder
     assert [r.id for r in Registry(tmp_path / "home" / "registry.sqlite").list_runs()] == [train_run["id"]]
+
+
+def test_the_queue_claims_slots_oldest_first_and_never_more_than_the_limit(tmp_path):
+    reg = Registry(tmp_path / "r.sqlite")
+    a, b, c = (reg.start_run("generate", status="queued", job={"kind": "generate", "queued": t}) for t in (1, 2, 3))
+    assert reg.queue_position(c) == 3
+    assert not reg.claim_slot(c, 2)  # two older jobs wait for the two slots
+    assert reg.claim_slot(a, 2) and reg.claim_slot(b, 2)
+    assert not reg.claim_slot(c, 2) and reg.queue_position(c) == 1
+    assert [reg.get_run(r).status for r in (a, b, c)] == ["running", "running", "queued"]
+    reg.finish_run(a, "completed")
+    assert reg.claim_slot(c, 2) and reg.queue_position(c) is None
+    with pytest.raises(KeyError, match="is not a queued job"):
+        reg.claim_slot(a, 2)
+
+
+def test_commands_to_a_job_are_kept_with_the_time_they_were_acknowledged(tmp_path):
+    reg = Registry(tmp_path / "r.sqlite")
+    run = reg.start_run("train", status="queued", job={"kind": "train"})
+    first = reg.send_command(run, "pause", "from a test")
+    second = reg.send_command(run, "stop")
+    assert [c["command"] for c in reg.pending_commands(run)] == ["pause", "stop"]
+    reg.ack_command(first)
+    assert [c["id"] for c in reg.pending_commands(run)] == [second]
+    acked = {c["id"]: c["acked"] for c in reg.commands(run)}
+    assert acked[second] is None and acked[first] >= reg.commands(run)[0]["time"]
+    with pytest.raises(ValueError, match="unknown job command 'restart'"):
+        reg.send_command(run, "restart")
+
+
+def test_a_job_whose_process_is_gone_is_recorded_failed_by_the_first_reader(tmp_path):
+    db = tmp_path / "r.sqlite"
+    reg = Registry(db, heartbeat_timeout=3600)
+    waiting = reg.start_run("train", status="queued", job={"kind": "train"})
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    reg.set_process(waiting, int(ended.stdout))  # the process that waited in the queue is gone
+    run = reg.get_run(waiting)
+    assert run.status == "failed" and "gone while queued" in run.error
+    with sqlite3.connect(db) as raw:  # recorded, not only shown
+        assert raw.execute("SELECT status FROM runs WHERE id = ?", (waiting,)).fetchone()[0] == "failed"
+
+
+def test_a_registry_from_before_jobs_gains_their_columns(tmp_path):
+    db = tmp_path / "r.sqlite"
+    old = Registry(db).start_run("train", name="old")
+    with sqlite3.connect(db) as raw:
+        raw.execute("ALTER TABLE runs DROP COLUMN job")
+        raw.execute("ALTER TABLE runs DROP COLUMN telemetry")
+        raw.execute("DROP TABLE commands")
+    reg = Registry(db)
+    assert reg.get_run(old).name == "old" and reg.get_run(old).job is None
+    reg.send_command(old, "stop")
+    assert len(reg.pending_commands(old)) == 1
+
+
+def test_a_job_resumed_in_process_is_judged_as_an_in_process_run(tmp_path):
+    reg = Registry(tmp_path / "r.sqlite", heartbeat_timeout=3600)
+    run = reg.start_run("train", status="queued", job={"kind": "train"})
+    assert reg.claim_slot(run, 1)
+    reg.reopen_run(run)  # the job process itself continues its run (run_training with run_id)
+    assert reg.get_run(run).job == {"kind": "train"}
+    reg.finish_run(run, "paused")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    reg.set_process(run, int(ended.stdout))  # the paused job's process has ended
+    reg.reopen_run(run)  # `workbench runs resume` in a shell: no longer a job, no 30 s job heartbeat timeout
+    assert reg.get_run(run).job is None
+    with pytest.raises(ValueError, match="is running already"):
+        reg.queue_run(run, {"kind": "resume"})

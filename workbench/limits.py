@@ -83,6 +83,12 @@ class Limits(BaseModel):
     max_json_bytes: int = Field(64 * 2**20, ge=1024, description="size of a bundle's JSON files")
     max_preview_curves: int = Field(5, ge=1, le=50, description="generated curves shown in the preview")
 
+    # jobs in their own processes (workbench.batch.jobs): how many run at once per workspace (the rest wait, oldest
+    # first), and the address space each may take (RLIMIT_AS, Linux/macOS; a job beyond it fails alone with a
+    # MemoryError).  Address space, not resident memory: torch alone maps ≈ 1–2 GB it never touches
+    max_concurrent_jobs: int = Field(2, ge=1, le=256, description="jobs of one workspace running at once")
+    job_memory_mb: int = Field(0, ge=0, description="address space of one job process, MiB (0: no limit)")
+
     # live charts: pushes to the browser from a worker thread, per second
     max_updates_per_second: float = Field(5.0, gt=0, le=60)
 

@@ -17,6 +17,15 @@ A run records a heartbeat while it lives (every event, and a background beat in
 :func:`workbench.store.recorded.recorded_run`).  A run still marked ``running`` whose heartbeat
 is older than ``heartbeat_timeout`` — or whose process on this host is gone — is reported as
 ``failed``: a crashed job is not shown as running forever, and ``last_epoch`` says how far it got.
+
+Jobs (:mod:`workbench.batch.jobs`: a generation, training or refinement in its own process) add three
+things: a ``job`` column (what to run, with the limits it runs under), a ``telemetry`` column (CPU %
+and memory of its process, written with its heartbeat every ~2 s) and a ``commands`` table through
+which any surface asks a job to ``stop`` or ``pause``; the job polls it and acknowledges each command.
+A job waits as ``queued`` until a slot is free (:meth:`Registry.claim_slot`).  A job row whose process
+is gone is *recorded* as failed by the first reader that notices (any run is *shown* failed then); a
+job's heartbeat times out after :data:`JOB_HEARTBEAT_TIMEOUT` (it beats every ~2 s), other runs' after
+``heartbeat_timeout``.
 """
 
 from __future__ import annotations
@@ -37,11 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..events import Event, Log, Record, Timing, Warning_
+from ..events import Event, Log, Record, Timing, Warning_, log
 from ..versions import package_versions
 
-STATUSES = ("running", "completed", "failed", "stopped", "paused")
-SCHEMA_VERSION = 1
+STATUSES = ("running", "completed", "failed", "stopped", "paused", "queued")
+LIVE = ("running", "queued")
+COMMANDS = ("stop", "pause")
+SCHEMA_VERSION = 2
+JOB_HEARTBEAT_TIMEOUT = 30.0  # s; a job beats every ~2 s, so 30 s of silence means it hangs or is gone
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,7 +75,9 @@ CREATE TABLE IF NOT EXISTS runs (
     model TEXT,
     run_dir TEXT,
     error TEXT,
-    last_epoch INTEGER
+    last_epoch INTEGER,
+    job TEXT,
+    telemetry TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE TABLE IF NOT EXISTS epochs (
@@ -123,7 +137,18 @@ CREATE TABLE IF NOT EXISTS models (
     UNIQUE (name, version)
 );
 CREATE INDEX IF NOT EXISTS models_target ON models (target, active);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    command TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    time REAL NOT NULL,
+    acked REAL
+);
+CREATE INDEX IF NOT EXISTS commands_run ON commands (run_id, id);
 """
+# columns added after schema 1: ALTER TABLE for registries written by older versions
+_ADDED_COLUMNS = {"job": "TEXT", "telemetry": "TEXT"}
 
 _TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 _EPOCH_TIMING = re.compile(r"^epoch \d+$")
@@ -165,6 +190,16 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in msg or "busy" in msg
 
 
+def _zombie(pid: int) -> bool:
+    """A process that ended but was not reaped yet (its parent still lives) answers ``kill(pid, 0)``: dead all the
+    same.  Linux only (``/proc``); elsewhere a zombie counts as alive until the heartbeat times out."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "Z"
+
+
 def new_run_id(kind: str) -> str:
     """Sortable and unique across processes: ``20250101-120000-train-3fa2c1``."""
     slug = re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-") or "run"
@@ -193,6 +228,8 @@ class RunRow:
     last_epoch: int | None = None
     pid: int | None = None
     host: str | None = None
+    job: dict | None = None  # a job's spec (kind, request, limits, log file); None for a run recorded in-process
+    telemetry: dict = field(default_factory=dict)  # a job's last CPU % and memory
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -247,7 +284,11 @@ class Registry:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -308,10 +349,14 @@ class Registry:
         model: str | None = None,
         run_dir: str | os.PathLike | None = None,
         run_id: str | None = None,
+        status: str = "running",
+        job: dict | None = None,
     ) -> str:
-        """Record a new running run; returns its id."""
+        """Record a new run (``running``, or ``queued`` for a job waiting for a slot); returns its id."""
         if not kind or not isinstance(kind, str):
             raise ValueError("a run needs a kind such as 'generate', 'train', 'refine' or 'sweep'")
+        if status not in LIVE:
+            raise ValueError(f"a new run is running or queued, not {status!r}")
         run_id = run_id or new_run_id(kind)
         now = time.time()
         name = name or f"{kind} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}"
@@ -319,7 +364,7 @@ class Registry:
             run_id,
             name,
             kind,
-            "running",
+            status,
             now,
             now,
             now,
@@ -332,12 +377,13 @@ class Registry:
             dataset_hash,
             model,
             str(run_dir) if run_dir is not None else None,
+            _dumps(job) if job is not None else None,
         )
         self._write(
             lambda c: c.execute(
                 "INSERT INTO runs (id, name, kind, status, created, updated, heartbeat, host, pid, params, metrics, "
-                "timings,"
-                " versions, dataset_hash, model, run_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "timings, versions, dataset_hash, model, run_dir, job)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -345,14 +391,18 @@ class Registry:
         return run_id
 
     def reopen_run(self, run_id: str) -> None:
-        """Mark a paused (or stopped, failed) run as running again in this process, e.g. to resume it."""
+        """Mark a paused (or stopped, failed) run as running again in this process, e.g. to resume it.
+
+        A run that was a job stays one only when this process is its job process (which claimed its slot);
+        resumed anywhere else it is an in-process run again, judged by the ordinary heartbeat timeout.
+        """
         self.get_run(run_id)
         now = time.time()
         self._write(
             lambda c: c.execute(
-                "UPDATE runs SET status = 'running', error = NULL, updated = ?, heartbeat = ?, host = ?, pid = ? "
-                "WHERE id = ?",
-                (now, now, self._host, os.getpid(), run_id),
+                "UPDATE runs SET status = 'running', error = NULL, updated = ?, heartbeat = ?, host = ?, pid = ?, "
+                "job = CASE WHEN pid = ? AND host = ? THEN job ELSE NULL END WHERE id = ?",
+                (now, now, self._host, os.getpid(), os.getpid(), self._host, run_id),
             )
         )
         self._beats[run_id] = now
@@ -424,18 +474,30 @@ class Registry:
             return True
         except (PermissionError, OSError):
             return False
-        return False
+        return _zombie(int(pid))
+
+    def _liveness(self, r: sqlite3.Row, now: float) -> tuple[str, str | None, bool]:
+        """The status to show, its error, and whether the process is known to be gone (not merely silent)."""
+        status, error = r["status"], r["error"]
+        if status == "running" or (status == "queued" and r["job"]):
+            timeout = min(self.heartbeat_timeout, JOB_HEARTBEAT_TIMEOUT) if r["job"] else self.heartbeat_timeout
+            age = now - r["heartbeat"]
+            if self._process_gone(r["host"], r["pid"]):
+                when = " while queued" if status == "queued" else ""
+                error = error or (
+                    f"its process (pid {r['pid']} on {r['host']}) is gone{when}: it crashed, ran out of memory "
+                    "or was killed"
+                )
+                return "failed", error, True
+            if age > timeout:
+                error = error or f"no heartbeat for {age:.0f} s: the process running it died or was killed"
+                return "failed", error, False
+        return status, error, False
 
     def _run_row(self, r: sqlite3.Row, now: float) -> RunRow:
-        status, error = r["status"], r["error"]
-        if status == "running":
-            age = now - r["heartbeat"]
-            if age > self.heartbeat_timeout:
-                status = "failed"
-                error = error or f"no heartbeat for {age:.0f} s: the process running it died or was killed"
-            elif self._process_gone(r["host"], r["pid"]):
-                status = "failed"
-                error = error or f"its process (pid {r['pid']} on {r['host']}) is gone: it crashed or was killed"
+        status, error, gone = self._liveness(r, now)
+        if gone and r["job"]:
+            self._record_death(r, error)
         return RunRow(
             id=r["id"],
             name=r["name"],
@@ -455,7 +517,23 @@ class Registry:
             last_epoch=r["last_epoch"],
             pid=r["pid"],
             host=r["host"],
+            job=_loads(r["job"]) if r["job"] else None,
+            telemetry=_loads(r["telemetry"]),
         )
+
+    def _record_death(self, r: sqlite3.Row, error: str | None) -> None:
+        """Record a dead job as failed (once: only while the row still says it lives in that process)."""
+        now = time.time()
+        try:
+            self._write(
+                lambda c: c.execute(
+                    "UPDATE runs SET status = 'failed', error = ?, updated = ? "
+                    "WHERE id = ? AND status IN ('running', 'queued') AND pid IS ?",
+                    (error, now, r["id"], r["pid"]),
+                )
+            )
+        except sqlite3.Error as exc:  # a reader must not fail because it could not write; the next one will
+            log.debug("could not record run %s as failed: %s", r["id"], exc)
 
     def list_runs(self, *, kind: str | None = None, status: str | None = None) -> list[RunRow]:
         """Runs, newest first; ``status`` filters on the status as shown (a dead ``running`` run is ``failed``)."""
@@ -661,6 +739,122 @@ class Registry:
 
         self._write(apply)
         self._beats[run_id] = now
+
+    # ------------------------------------------------------------ jobs: process, queue slot, telemetry, commands
+    def set_process(self, run_id: str, pid: int) -> None:
+        """Record the process that runs (or waits to run) a job, on this host."""
+        self._write(
+            lambda c: c.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ?", (int(pid), self._host, run_id))
+        )
+
+    def queue_run(self, run_id: str, job: dict) -> None:
+        """Queue an ended run again as a job (a training resumed from its checkpoint in a new process)."""
+        now = time.time()
+
+        def apply(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run with id {run_id!r} in {self.path}")
+            shown = self._liveness(row, now)[0]
+            if shown in LIVE:
+                raise ValueError(f"run {run_id} is {shown} already")
+            c.execute(
+                "UPDATE runs SET status = 'queued', job = ?, error = NULL, updated = ?, heartbeat = ?, host = ?,"
+                " pid = ? WHERE id = ?",
+                (_dumps(job), now, now, self._host, os.getpid(), run_id),
+            )
+
+        self._write(apply)
+        self._beats[run_id] = now
+
+    def _live_jobs(self, c: sqlite3.Connection, now: float) -> list[tuple[sqlite3.Row, str]]:
+        rows = c.execute("SELECT * FROM runs WHERE job IS NOT NULL AND status IN ('running', 'queued')").fetchall()
+        return [(r, self._liveness(r, now)[0]) for r in rows]
+
+    @staticmethod
+    def _queued_at(r: sqlite3.Row) -> tuple[float, str]:
+        return float(_loads(r["job"]).get("queued", r["created"])), r["id"]
+
+    def claim_slot(self, run_id: str, max_running: int) -> bool:
+        """Start a queued job if fewer than ``max_running`` jobs run and no older queued job waits for the slot.
+
+        One ``BEGIN IMMEDIATE`` transaction: two jobs asking at once never both take the last slot.
+        Returns True when the job is now ``running`` in this process.
+        """
+        if max_running < 1:
+            raise ValueError(f"at least one job must be allowed to run at once, got {max_running}")
+        now = time.time()
+
+        def apply(c: sqlite3.Connection) -> bool:
+            jobs = self._live_jobs(c, now)
+            mine = next((r for r, _ in jobs if r["id"] == run_id), None)
+            if mine is None or mine["status"] != "queued":
+                raise KeyError(f"run {run_id} is not a queued job in {self.path}")
+            running = sum(1 for r, status in jobs if status == "running")
+            ahead = sum(1 for r, status in jobs if status == "queued" and self._queued_at(r) < self._queued_at(mine))
+            if running + ahead >= max_running:
+                return False
+            c.execute(
+                "UPDATE runs SET status = 'running', pid = ?, host = ?, heartbeat = ?, updated = ? WHERE id = ?",
+                (os.getpid(), self._host, now, now, run_id),
+            )
+            return True
+
+        claimed = self._write(apply)
+        if claimed:
+            self._beats[run_id] = now
+        return claimed
+
+    def queue_position(self, run_id: str) -> int | None:
+        """1 for the next queued job to start, 2 for the one after; None when the run is not queued."""
+        now = time.time()
+        rows = self._read("SELECT * FROM runs WHERE job IS NOT NULL AND status = 'queued'")
+        queued = sorted((r for r in rows if self._liveness(r, now)[0] == "queued"), key=self._queued_at)
+        ids = [r["id"] for r in queued]
+        return ids.index(run_id) + 1 if run_id in ids else None
+
+    def record_telemetry(self, run_id: str, telemetry: dict) -> None:
+        """A job's heartbeat with what its process uses (CPU %, memory)."""
+        now = time.time()
+        self._write(
+            lambda c: c.execute(
+                "UPDATE runs SET heartbeat = ?, telemetry = ? WHERE id = ?", (now, _dumps(telemetry), run_id)
+            )
+        )
+        self._beats[run_id] = now
+
+    def send_command(self, run_id: str, command: str, reason: str = "") -> int:
+        """Ask a job to ``stop`` or ``pause``; it polls for commands and acknowledges them. Returns the command id."""
+        if command not in COMMANDS:
+            raise ValueError(f"unknown job command {command!r}; expected one of {', '.join(COMMANDS)}")
+        self.get_run(run_id)
+        return int(
+            self._write(
+                lambda c: (
+                    c.execute(
+                        "INSERT INTO commands (run_id, command, reason, time) VALUES (?, ?, ?, ?)",
+                        (run_id, command, redact(reason), time.time()),
+                    ).lastrowid
+                )
+            )
+        )
+
+    def pending_commands(self, run_id: str) -> list[dict]:
+        """Commands to the run not acknowledged yet, oldest first."""
+        rows = self._read(
+            "SELECT id, command, reason, time FROM commands WHERE run_id = ? AND acked IS NULL ORDER BY id", (run_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def ack_command(self, command_id: int) -> None:
+        self._write(lambda c: c.execute("UPDATE commands SET acked = ? WHERE id = ?", (time.time(), int(command_id))))
+
+    def commands(self, run_id: str) -> list[dict]:
+        """Every command sent to the run: id, command, reason, time sent, time acknowledged (None: not yet)."""
+        rows = self._read(
+            "SELECT id, command, reason, time, acked FROM commands WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [dict(r) for r in rows]
 
     # ------------------------------------------------------------ checkpoints
     def add_checkpoint(self, run_id: str, path: str | os.PathLike, epoch: int, *, hub: str | None = None) -> None:

@@ -1,0 +1,261 @@
+"""Long jobs in their own processes: one call starts a generation or training from any surface.
+
+    run_id = submit_job(workspace, "train", request)        # returns at once; the job runs on its own
+    stop_job(workspace.registry, run_id)                     # from the CLI, another page, another notebook
+    wait_for_job(workspace.registry, run_id)                 # → the finished RunRow
+
+Why a process and not a thread of the kernel: a job then outlives the page, the kernel and the
+command line that started it (idle-kernel culling, a closed tab, a lost VPN), and a job that runs
+out of memory or crashes in native code takes nothing else down.  Why ``subprocess`` and not
+``multiprocessing`` (spawn): a multiprocessing child belongs to its parent — it is joined or
+terminated at the parent's exit, shares its resource tracker and needs an importable ``__main__``
+(a notebook has none) — while ``python -m workbench.batch.job_worker`` in a new session, its output
+in ``runs/<id>/job.log``, is on its own from the first instruction.  Nothing to install: no server,
+no broker.
+
+Everything goes through the run registry of the workspace (SQLite, WAL):
+
+* the job's row holds what to run (``job``: kind, request, the limits), its status (``queued`` →
+  ``running`` → ``completed`` / ``paused`` / ``stopped`` / ``failed``), epochs, logs, heartbeats
+  with CPU % and memory every ~2 s (``telemetry``);
+* the queue needs no daemon: a queued job's own process waits, and claims a slot in one write
+  transaction when fewer than ``Limits.max_concurrent_jobs`` jobs run and no older job waits;
+* commands (``stop``, ``pause``) are rows the job polls every 0.2 s and acknowledges;
+* a job killed with SIGKILL or by the OOM killer is recorded as failed by the next reader (its
+  process is gone), with its last epoch; a training resumes from its last checkpoint with
+  ``submit_job(ws, "resume", {"run_id": ...})`` — in the same run, in a new process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..limits import Limits
+from ..store.registry import LIVE, Registry, RunRow, new_run_id
+from ..store.workspace import Workspace
+
+KINDS = ("generate", "train", "resume")
+RESUMABLE = ("paused", "failed", "stopped")
+LOG_NAME = "job.log"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _workspace(workspace: Workspace | str | os.PathLike) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+def submit_job(
+    workspace: Workspace | str | os.PathLike,
+    kind: str,
+    request: Any,
+    *,
+    name: str | None = None,
+    limits: Limits | None = None,
+) -> str:
+    """Queue a job and start its process; returns the run id at once.
+
+    ``kind``: ``"train"`` (``request``: a :class:`~workbench.workflows.training.TrainRequest` or its
+    dict), ``"generate"`` (``{"stack": {"layer_desc", "layer_bound"}, "config": GeneratorConfig
+    fields, "out": folder, "overwrite": False}``) or ``"resume"`` (``{"run_id": ..., "epochs": None}``:
+    a paused, stopped or failed training continued from its latest checkpoint, in the same run).
+    The request is checked here, so a bad one is a ``ValueError`` now, not a failed job later.
+    """
+    ws = _workspace(workspace)
+    limits = limits if limits is not None else Limits.from_env()
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
+    checked, params, default_name = _check_request(ws.registry, kind, request)
+    job = {
+        "kind": kind,
+        "request": checked,
+        "max_concurrent": limits.max_concurrent_jobs,
+        "memory_mb": limits.job_memory_mb,
+        "queued": time.time(),
+    }
+    reg = ws.registry
+    if kind == "resume":
+        run_id = checked["run_id"]
+        job["log"] = str(ws.run_dir(run_id) / LOG_NAME)
+        reg.queue_run(run_id, job)
+        reg.log(run_id, "queued to resume from its latest checkpoint in a job process")
+    else:
+        run_id = new_run_id(kind)
+        job["log"] = str(ws.run_dir(run_id) / LOG_NAME)
+        reg.start_run(
+            kind,
+            name=name or default_name,
+            params=params,
+            run_dir=ws.runs / run_id,
+            run_id=run_id,
+            status="queued",
+            job=job,
+        )
+    try:
+        pid = _spawn(ws, run_id, Path(job["log"]))
+    except OSError as exc:
+        reg.finish_run(run_id, "failed", error=f"the job process could not be started: {exc}")
+        raise
+    reg.set_process(run_id, pid)
+    return run_id
+
+
+def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, str | None]:
+    """(the request as JSON, the run's params, a default run name); ValueError naming what is wrong."""
+    if kind == "train":
+        from ..workflows.training import TrainRequest  # heavy (torch): only training requests need its types
+
+        try:
+            typed = request if isinstance(request, TrainRequest) else TrainRequest(**dict(request))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the training request is not valid: {exc}") from None
+        if not typed.data.exists():
+            raise ValueError(f"data set {typed.data} does not exist")
+        dumped = typed.model_dump(mode="json")
+        return dumped, dumped, typed.run_name
+    if kind == "generate":
+        return _check_generate(request)
+    run_id = (request or {}).get("run_id") if isinstance(request, dict) else None
+    if not run_id:
+        raise ValueError("a resume job needs {'run_id': ...}: the paused, stopped or failed training to continue")
+    run = reg.find_run(str(run_id))
+    if run.kind != "train":
+        raise ValueError(f"run {run.id} is a {run.kind} run; only training runs can be resumed")
+    if run.status not in RESUMABLE:
+        raise ValueError(f"run {run.id} ({run.name}) is {run.status}; only a paused, stopped or failed run resumes")
+    if not run.params.get("data") and not run.params.get("dataset"):
+        raise ValueError(f"run {run.id} does not record its data set, so it cannot be resumed")
+    epochs = request.get("epochs")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a whole number ≥ 1, got {epochs!r}")
+    return {"run_id": run.id, "epochs": epochs}, {}, None
+
+
+def _check_generate(request: Any) -> tuple[dict, dict, str]:
+    from ..data.generate import GeneratorConfig  # heavy (numba): only generation requests need its config
+    from ..physics import FilmStack  # heavy (numba kernels): as above
+
+    if not isinstance(request, dict) or "out" not in request:
+        raise ValueError("a generate job needs {'out': folder, 'config': {...}, 'stack': {...}}")
+    unknown = set(request) - {"out", "config", "stack", "overwrite"}
+    if unknown:
+        raise ValueError(f"unknown generate request field(s) {sorted(unknown)}; expected out, config, stack, overwrite")
+    config = GeneratorConfig(**(request.get("config") or {}))
+    stack_spec = request.get("stack")
+    stack = (
+        FilmStack.default()
+        if stack_spec is None
+        else FilmStack.from_pyreflect(stack_spec.get("layer_desc"), stack_spec.get("layer_bound"))
+    )
+    out = Path(request["out"]).expanduser().resolve()
+    overwrite = bool(request.get("overwrite", False))
+    if (out / "dataset.json").exists() and not overwrite:
+        raise ValueError(f"{out} already holds a data set; choose another folder or pass overwrite")
+    checked = {
+        "out": str(out),
+        "config": config.model_dump(mode="json"),
+        "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()},
+        "overwrite": overwrite,
+    }
+    return checked, {"out": str(out), "generator": checked["config"], "hub_repo": None}, out.name
+
+
+def _spawn(ws: Workspace, run_id: str, log_path: Path) -> int:
+    """Start ``python -m workbench.batch.job_worker ROOT RUN_ID`` detached: its own session, output to the log."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    detach: dict[str, Any] = (
+        {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}  # type: ignore[attr-defined]
+        if os.name == "nt"
+        else {"start_new_session": True}  # no SIGHUP from a closed terminal, no SIGINT from the starter's Ctrl-C
+    )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "workbench.batch.job_worker", str(ws.root), run_id],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            cwd=str(ws.root),
+            env=env,
+            **detach,
+        )
+    # reap it when it ends while the starter lives (no zombie); after the starter exits, init does
+    threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
+    return proc.pid
+
+
+# ---------------------------------------------------------------------------- commands from any surface
+def stop_job(registry: Registry, run_id: str, reason: str = "stopped by user") -> int:
+    """Ask a queued or running job to stop (after its running step); returns the command id."""
+    run = _live_job(registry, run_id, "stopped")
+    return registry.send_command(run.id, "stop", reason)
+
+
+def pause_job(registry: Registry, run_id: str, reason: str = "paused by user") -> int:
+    """Ask a running training job to write a checkpoint and end as ``paused``; returns the command id."""
+    run = _live_job(registry, run_id, "paused")
+    if run.kind != "train":
+        raise ValueError(f"run {run.id} is a {run.kind} job: only a training can pause (stop it instead)")
+    if run.status == "queued":
+        raise ValueError(f"run {run.id} is queued and has nothing to checkpoint yet: stop it instead")
+    return registry.send_command(run.id, "pause", reason)
+
+
+def _live_job(registry: Registry, run_id: str, verb: str) -> RunRow:
+    try:
+        run = registry.find_run(run_id)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if run.status not in LIVE:
+        raise ValueError(f"run {run.id} ({run.name}) is {run.status}; only a queued or running job can be {verb}")
+    if run.job is None:
+        raise ValueError(
+            f"run {run.id} runs inside the process that started it, not as a job: stop it there "
+            "(Ctrl-C on the command line, the panel's Stop button)"
+        )
+    return run
+
+
+def wait_for_job(registry: Registry, run_id: str, timeout: float | None = None, poll: float = 0.2) -> RunRow:
+    """Block until the job has ended (completed, paused, stopped or failed); returns its row."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = registry.get_run(run_id)
+        if run.status not in LIVE:
+            return run
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {run_id} is still {run.status} after {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def follow(registry: Registry, run_id: str, poll: float = 0.5) -> Iterator[tuple[str, dict]]:
+    """What a job records as it happens: ``("epoch", row)``, ``("log", line)``, ``("status", run)`` on each
+    change of status, until the job has ended (the last item is its final ``("status", run)``)."""
+    seen: set[tuple[str, int]] = set()
+    logs_seen = 0
+    status = None
+    while True:
+        run = registry.get_run(run_id)
+        for row in registry.epochs(run_id):
+            if (row["stage"], row["epoch"]) not in seen:
+                seen.add((row["stage"], row["epoch"]))
+                yield "epoch", row
+        lines = registry.logs(run_id)
+        for line in lines[logs_seen:]:
+            yield "log", line
+        logs_seen = len(lines)
+        if run.status != status:
+            status = run.status
+            yield "status", run.as_dict()
+        if run.status not in LIVE:
+            return
+        time.sleep(poll)

@@ -1,10 +1,13 @@
-"""No two widgets share a Layout: hiding one widget must never hide another (Predict's choosers once vanished so)."""
+"""No two widgets share a Layout that can change: hiding one widget must never hide another (Predict's choosers once
+vanished so).  The Film stack's rows share frozen layouts (fewer widget models for the browser): changing one raises."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 import ipywidgets as W
+import pytest
+from traitlets import TraitError
 
 from workbench.ui.app import TABS, Workbench
 
@@ -27,7 +30,18 @@ def test_every_widget_of_every_tab_has_its_own_layout(tmp_path):
     owners = defaultdict(list)
     for w in _widgets(wb):
         layout = getattr(w, "layout", None)
-        if isinstance(layout, W.Layout):
+        if isinstance(layout, W.Layout) and not getattr(layout, "shared", False):
             owners[layout.model_id].append(f"{type(w).__name__}({getattr(w, 'description', '')!r})")
     shared = {k: v for k, v in owners.items() if len(v) > 1}
     assert not shared, "\n".join(", ".join(v) for v in shared.values())
+
+
+def test_a_shared_layout_refuses_to_change(tmp_path):
+    wb = Workbench(tmp_path / "ws")
+    row = wb.stack.layers[1].row("thickness")
+    assert row.slider.layout is wb.stack.layers[2].row("sld").slider.layout  # one model for every slider
+    with pytest.raises(TraitError, match="shared Layout cannot change"):
+        row.slider.layout.display = "none"
+    assert wb.stack.layers[2].row("sld").slider.layout.display is None
+    row.number.layout.border = "1px solid red"  # the number box has its own: flagging one row flags only it
+    assert wb.stack.layers[2].row("sld").number.layout.border != "1px solid red"

@@ -22,6 +22,10 @@ import time
 from typing import ClassVar
 
 import ipywidgets as W
+from ipywidgets.widgets.widget_bool import CheckboxStyle, ToggleButtonStyle
+from ipywidgets.widgets.widget_description import DescriptionStyle
+from ipywidgets.widgets.widget_string import LabelStyle, TextStyle
+from traitlets import TraitError
 
 from ..limits import default_slider_range
 from ..physics import FilmStack, Probe
@@ -35,6 +39,54 @@ from .stack_model import LABELS, UNITS, applicable, compute_preview, short, show
 NUMBER_WIDTH = "7.5em"  # each number box gets its own Layout: a shared one hides them all together
 BOUND_WIDTH = "9em"
 FLAG_BORDER = "2px solid #cf222e"
+
+
+def frozen(widget: W.Widget) -> W.Widget:
+    """A layout or style that several widgets share: changing it raises instead of changing all of them at once."""
+
+    def refuse(_owner, proposal) -> None:
+        raise TraitError(
+            f"a shared {type(widget).__name__} cannot change ({proposal['trait'].name} → {proposal['value']!r}): "
+            "give the widget a layout of its own to change it"
+        )
+
+    # a validator runs before a value is set (an observer would run after the change was made)
+    widget._register_validator(refuse, [n for n in widget.keys if not n.startswith("_")])
+    widget.shared = True  # tests/test_ui_layouts.py allows only these to be shared
+    return widget
+
+
+class Looks:
+    """Layouts and styles the rows share: one widget model each instead of one per row.
+
+    Every widget has a Layout and a style model of its own unless given one; the 32 parameter rows of a
+    default stack made ~500 of the app's 1,064 widget models, each created in the kernel and sent to,
+    built and laid out by the browser on every page load (554 now).  Only layouts no code changes are
+    shared, and they are :func:`frozen` (a row's number box and "widen" button keep their own: flagging
+    changes them per row).
+    """
+
+    def __init__(self) -> None:
+        self.label = frozen(W.Layout(width="11em"))
+        self.slider = frozen(W.Layout(width="16em"))
+        self.vary = frozen(W.Layout(width="5em"))
+        self.bound = frozen(W.Layout(width=BOUND_WIDTH))
+        self.row = frozen(W.Layout())
+        self.icon_button = frozen(W.Layout(width="3em"))
+        self.name = frozen(W.Layout(width="12em"))
+        self.role = frozen(W.Layout(width="7em"))
+        self.card = frozen(W.Layout(border_bottom="1px solid #ddd"))
+        self.header = frozen(W.Layout())
+        self.bound_style = frozen(DescriptionStyle(description_width="2.5em"))
+        self.number_style = frozen(DescriptionStyle())
+        self.slider_style = frozen(W.SliderStyle())
+        self.check_style = frozen(CheckboxStyle())
+        self.label_style = frozen(LabelStyle())
+        self.button_style = frozen(W.ButtonStyle())
+        self.toggle_style = frozen(ToggleButtonStyle())
+        self.text_style = frozen(TextStyle())
+
+
 HELP = {
     "sld": "scattering length density, the real part",
     "isld": "imaginary SLD: absorption",
@@ -48,6 +100,7 @@ class ParameterRow(W.HBox):
 
     def __init__(self, panel: StackPanel, i: int, par: str) -> None:
         self.panel, self.i, self.par = panel, i, par
+        looks = panel.looks
         model = panel.ctx.stack
         value = model.value(i, par)
         bound = model.bound(i, par)
@@ -65,7 +118,8 @@ class ParameterRow(W.HBox):
             readout=False,
             continuous_update=True,
             disabled=not enabled,
-            layout=W.Layout(width="16em"),
+            layout=looks.slider,
+            style=looks.slider_style,
             description_allow_html=False,
         )
         self.slider.add_class("wb-slider")
@@ -75,6 +129,7 @@ class ParameterRow(W.HBox):
             disabled=not enabled,
             tooltip=f"{HELP[par]}, {UNITS[par]}: the start and central value",
             layout=W.Layout(width=NUMBER_WIDTH),
+            style=looks.number_style,
         )
         self.number.add_class("wb-number")
         self.vary = W.Checkbox(
@@ -83,29 +138,31 @@ class ParameterRow(W.HBox):
             description="vary",
             tooltip="vary within min–max when generating and fitting (unticked: fixed at the value)",
             disabled=not enabled,
-            layout=W.Layout(width="5em"),
+            layout=looks.vary,
+            style=looks.check_style,
         )
         self.lo = W.FloatText(
             value=shown(bound[0] if bound else value),
             disabled=not enabled,
-            layout=W.Layout(width=BOUND_WIDTH),
+            layout=looks.bound,
             description="min",
             tooltip=f"lowest value sampled and fitted, {UNITS[par]}",
-            style={"description_width": "2.5em"},
+            style=looks.bound_style,
         )
         self.hi = W.FloatText(
             value=shown(bound[1] if bound else value),
             disabled=not enabled,
-            layout=W.Layout(width=BOUND_WIDTH),
+            layout=looks.bound,
             description="max",
             tooltip=f"highest value sampled and fitted, {UNITS[par]}",
-            style={"description_width": "2.5em"},
+            style=looks.bound_style,
         )
         self.widen = W.Button(
             description="widen bounds",
             icon="arrows-h",
             tooltip="stretch min–max just enough to include the value",
             layout=W.Layout(width="auto", display="none"),
+            style=looks.button_style,
         )
         self.widen.add_class("wb-widen")
         self.widen.on_click(self._widen)
@@ -114,8 +171,8 @@ class ParameterRow(W.HBox):
         self.number.observe(self._number_changed, "value")
         for w in (self.vary, self.lo, self.hi):
             w.observe(self._bound_changed, "value")
-        label = W.Label(f"{LABELS[par]} ({UNITS[par]})", layout=W.Layout(width="11em"))
-        super().__init__([label, self.slider, self.number, self.vary, self.lo, self.hi, self.widen])
+        label = W.Label(f"{LABELS[par]} ({UNITS[par]})", layout=looks.label, style=looks.label_style)
+        super().__init__([label, self.slider, self.number, self.vary, self.lo, self.hi, self.widen], layout=looks.row)
         self.add_class(f"wb-row-{i}-{par}")
         self.flag()
 
@@ -228,6 +285,7 @@ class LayerBox(W.VBox):
 
     def __init__(self, panel: StackPanel, i: int, expanded: bool = True) -> None:
         self.panel, self.i = panel, i
+        looks = panel.looks
         model = panel.ctx.stack
         n = model.n_layers
         role = "substrate" if i == 0 else "ambient" if i == n - 1 else "film layer"  # the name says which
@@ -235,25 +293,32 @@ class LayerBox(W.VBox):
             value=expanded,
             icon="chevron-down" if expanded else "chevron-right",
             tooltip="collapse / expand",
-            layout=W.Layout(width="3em"),
+            layout=looks.icon_button,
+            style=looks.toggle_style,
         )
-        self.name = W.Text(value=model.layer(i).name, layout=W.Layout(width="12em"))
+        self.name = W.Text(value=model.layer(i).name, layout=looks.name, style=looks.text_style)
         inner = 0 < i < n - 1
         # the cards run substrate (top) to ambient (bottom): ↑ moves a card up the page, towards the substrate
         self.up = W.Button(
             icon="arrow-up",
             tooltip="move up, towards the substrate",
             disabled=not (inner and i > 1),
-            layout=W.Layout(width="3em"),
+            layout=looks.icon_button,
+            style=looks.button_style,
         )
         self.down = W.Button(
             icon="arrow-down",
             tooltip="move down, towards the ambient",
             disabled=not (inner and i + 1 < n - 1),
-            layout=W.Layout(width="3em"),
+            layout=looks.icon_button,
+            style=looks.button_style,
         )
         self.remove = W.Button(
-            icon="trash", tooltip="remove this layer", disabled=not inner, layout=W.Layout(width="3em")
+            icon="trash",
+            tooltip="remove this layer",
+            disabled=not inner,
+            layout=looks.icon_button,
+            style=looks.button_style,
         )
         self.rows = [ParameterRow(panel, i, par) for par in PARAMETER_FIELDS]
         self.body = W.VBox(self.rows, layout=W.Layout(display="" if expanded else "none", margin="0 0 0 3em"))
@@ -262,10 +327,9 @@ class LayerBox(W.VBox):
         self.up.on_click(lambda _: panel.move(i, -1))
         self.down.on_click(lambda _: panel.move(i, +1))
         self.remove.on_click(lambda _: panel.remove(i))
-        header = W.HBox(
-            [self.toggle, self.name, W.Label(role, layout=W.Layout(width="7em")), self.up, self.down, self.remove]
-        )
-        super().__init__([header, self.body], layout=W.Layout(border_bottom="1px solid #ddd"))
+        role_label = W.Label(role, layout=looks.role, style=looks.label_style)
+        header = W.HBox([self.toggle, self.name, role_label, self.up, self.down, self.remove], layout=looks.header)
+        super().__init__([header, self.body], layout=looks.card)
         self.add_class(f"wb-layer-{i}")
 
     def _toggled(self, change) -> None:
@@ -343,6 +407,7 @@ class StackPanel(Panel, W.VBox):
         self.reset.on_click(self._ask_reset)
         self.confirm_reset.on_click(self._reset)
         self.cancel_reset.on_click(self._cancel_reset)
+        self.looks = Looks()  # shared by every row, across rebuilds of the layer cards
         self.layers_box = W.VBox()
         self.layers: list[LayerBox] = []
         self._build_layers()

@@ -63,9 +63,10 @@ class Prepared:
     bounds: np.ndarray | None = None
 
 
-def prepare(ds: Dataset, target: Target, pre: PreprocessConfig) -> Prepared:
-    """Split, fit the normalisers on the training rows only, and wrap the arrays lazily."""
-    split = split_indices(ds.n, pre.split, pre.seed)
+def prepare(ds: Dataset, target: Target, pre: PreprocessConfig, split: dict[str, np.ndarray] | None = None) -> Prepared:
+    """Split (``pre``'s seeded fractions unless ``split`` is given), fit the normalisers on the training rows only,
+    and wrap the arrays lazily."""
+    split = split if split is not None else split_indices(ds.n, pre.split, pre.seed)
     train = split["train"]
 
     def log_r(nr: np.ndarray) -> np.ndarray:

@@ -305,6 +305,18 @@ class Trainer:
         inverse = torch.as_tensor(np.argsort(order))
         return xb[inverse].to(self.device), yb[inverse].to(self.device)
 
+    # hooks a trainer on another source of training batches overrides (training/on_the_fly.py)
+    def batches_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.split["train"]) / self.config.batch_size))
+
+    def describe_data(self) -> str:
+        return f"{len(self.split['train'])} samples"
+
+    def train_batch(self, order: np.ndarray, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``b`` of ``epoch``: rows of the epoch's shuffled ``order`` of the training split."""
+        bs = self.config.batch_size
+        return self._batch(order[b * bs : (b + 1) * bs])
+
     def _epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, 11, epoch]))
         return rng.permutation(self.split["train"])
@@ -342,14 +354,14 @@ class Trainer:
         t_start = time.perf_counter()
         budget = None if c.minutes is None else 60.0 * c.minutes
         train_idx = self.split["train"]
-        n_batches = max(1, math.ceil(len(train_idx) / c.batch_size))
+        n_batches = self.batches_per_epoch()
         probe = np.random.default_rng(c.seed).choice(
             train_idx, size=min(len(train_idx), max(len(self.split.get("val", [])), 256)), replace=False
         )
         how = "as asked" if c.threads else "chosen for the machine"
         self.reporter.log(
             STAGE,
-            f"training {type(self.model).__name__} on {len(train_idx)} samples, {n_batches} batches/epoch, device "
+            f"training {type(self.model).__name__} on {self.describe_data()}, {n_batches} batches/epoch, device "
             f"{self.device}, {threads} CPU thread{'s' if threads > 1 else ''} ({how})"
             + (f", time budget {c.minutes:g} min" if budget else ""),
         )
@@ -370,7 +382,7 @@ class Trainer:
                     if seen and budget is not None and time.perf_counter() - t_start >= budget:
                         out_of_time = True
                         break
-                    xb, yb = self._batch(order[b * c.batch_size : (b + 1) * c.batch_size])
+                    xb, yb = self.train_batch(order, epoch, b)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss = self.task.loss(self.model, xb, yb)
                     if not torch.isfinite(loss):

@@ -21,11 +21,13 @@ from typing import Any, ClassVar
 import ipywidgets as W
 import torch
 
+from ..data.generate import GeneratorConfig
 from ..events import Log, Progress, Record, Timing, Warning_
 from ..fileio import safe_name
 from ..forms import clamp_values
 from ..models.settings import SETTINGS
 from ..plots.curves import loss_template
+from ..training.on_the_fly import OnTheFly
 from ..training.trainer import TrainConfig
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
 from .background import Job
@@ -84,6 +86,25 @@ class TrainPanel(FormFields, Panel, W.VBox):
             description_em=label,
         )
         self.refresh = W.Button(icon="refresh", tooltip="refresh the list of data sets", layout=W.Layout(width="3em"))
+        self.on_the_fly = W.Checkbox(
+            value=bool(saved.get("on_the_fly", False)),
+            description="fresh curves every batch (on the fly, from the Film stack tab)",
+            tooltip="generate new curves for every batch instead of reading a data set: never the same curve twice; "
+            "set a time budget to train against the clock",
+            indent=False,
+            layout=W.Layout(width="42em"),
+        )
+        self.on_the_fly.add_class("wb-on-the-fly")
+        self.batches_per_epoch = fit(
+            W.BoundedIntText(
+                value=int(saved.get("batches_per_epoch", 200)),
+                min=1,
+                max=1_000_000,
+                description="batches per epoch",
+                tooltip="fresh batches between two validations (on the fly)",
+            ),
+            description_em=label,
+        )
         self.chi_folder = fit(
             W.Text(
                 value=str(saved.get("chi_folder", "")),
@@ -157,7 +178,8 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.resume.on_click(self._resume)
         self.stop.on_click(self._stop)
         self.model_kind.observe(self._kind_changed, "value")
-        for w in (self.model_kind, self.device, self.chi_folder):
+        self.on_the_fly.observe(self._kind_changed, "value")
+        for w in (self.model_kind, self.device, self.chi_folder, self.on_the_fly, self.batches_per_epoch):
             w.observe(self._remember, "value")
         for form in (self.train_form, self.request_form, *self.model_forms.values()):
             form.observe(self._remember)
@@ -165,7 +187,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.form = W.VBox(
             [
                 self.model_kind,
+                self.on_the_fly,
                 W.HBox([self.dataset, self.refresh]),
+                self.batches_per_epoch,
                 self.chi_folder,
                 *[f.box for f in self.model_forms.values()],
                 self.train_form.box,
@@ -222,9 +246,12 @@ class TrainPanel(FormFields, Panel, W.VBox):
     def _kind_changed(self, _=None) -> None:
         kind = self.model_kind.value
         chi = kind == "chi"
+        fly = self.on_the_fly.value and not chi
         self.chi_folder.layout.display = "" if chi else "none"
-        self.dataset.layout.display = "none" if chi else ""
-        self.refresh.layout.display = "none" if chi else ""
+        self.on_the_fly.layout.display = "none" if chi else ""
+        self.batches_per_epoch.layout.display = "" if fly else "none"
+        self.dataset.layout.display = "none" if chi or fly else ""
+        self.refresh.layout.display = "none" if chi or fly else ""
         self.request_form.box.layout.display = "none" if chi else ""
         for k, form in self.model_forms.items():
             form.box.layout.display = "" if k == kind else "none"
@@ -237,6 +264,8 @@ class TrainPanel(FormFields, Panel, W.VBox):
             models={k: f.values() for k, f in self.model_forms.items()},
             device=self.device.value,
             chi_folder=self.chi_folder.value,
+            on_the_fly=self.on_the_fly.value,
+            batches_per_epoch=self.batches_per_epoch.value,
             **self.request_form.values(),
         )
 
@@ -295,19 +324,31 @@ class TrainPanel(FormFields, Panel, W.VBox):
                     f"χ data must be a folder inside the workspace {self.ctx.workspace.root} "
                     "(or $WORKBENCH_EXAMPLE_DATA); upload or copy it there first"
                 )
+        elif self.on_the_fly.value:
+            data = None
         elif not self.dataset.value:
-            raise ValueError("no data set selected: generate one first or upload one in the Files panel")
+            raise ValueError(
+                "no data set selected: generate one first, upload one in the Files panel, or tick 'fresh curves "
+                "every batch'"
+            )
         else:
             data = Path(self.dataset.value)
         return TrainRequest(
             target=TARGET[kind],
             data=data,
+            on_the_fly=self.on_the_fly_settings() if data is None else None,
             out=self.ctx.workspace.models / name,
             name=name,
             train=self.train_config(),
             model=self.model_config(),
             **self.request_form.values(),
         )
+
+    def on_the_fly_settings(self) -> OnTheFly:
+        """Fresh curves from the Film stack tab's stack (its bounds and ties) on its Q grid."""
+        p = self.ctx.stack.probe_settings
+        grid = GeneratorConfig(q_min=p.q_min, q_max=p.q_max, num_q=p.num_q, q_resolution=p.q_resolution)
+        return OnTheFly.of(self.ctx.stack.stack, generator=grid, batches_per_epoch=int(self.batches_per_epoch.value))
 
     # ------------------------------------------------------------------ jobs
     def _busy(self) -> bool:

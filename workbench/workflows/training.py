@@ -37,6 +37,7 @@ from ..store.recorded import RecordedRun, recorded_run
 from ..store.registry import Registry, RunRow
 from ..training.chi_workflow import load_chi_scft, resume_chi, train_chi
 from ..training.nr_workflow import resume_nr_training, train_nr_model
+from ..training.on_the_fly import OnTheFly, resume_on_the_fly, train_on_the_fly
 from ..training.trainer import TrainConfig, TrainResult
 
 Target = Literal["sld", "params", "chi"]
@@ -44,6 +45,7 @@ RESUMABLE = ("paused", "failed", "stopped")
 DEFAULT_KIND = {"sld": "compact", "params": "param", "chi": "chi"}
 KINDS_OF = {"sld": ("compact", "parity_cnn"), "params": ("param",), "chi": ("chi",)}
 FINISHED = TrainResult.FINISHED  # completed, early-stopped, time-limit: a model is written
+SUMMARY_METRICS = ("kept_epoch", "stop_reason", "threads", "data_mode", "curves_trained", "produced_per_s")
 
 
 class TrainRequest(BaseModel):
@@ -52,8 +54,14 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: Target = Field("sld", description="sld: NR → SLD profile; params: NR → layer parameters; chi: SLD → χ")
-    data: Path = Field(
-        description="data-set folder (workbench generate, a pyreflect pair; chi: train_data.npy, train_pars.npy)"
+    data: Path | None = Field(
+        None,
+        description="data-set folder (workbench generate, a pyreflect pair; chi: train_data.npy, train_pars.npy); "
+        "not with on_the_fly",
+    )
+    on_the_fly: OnTheFly | None = Field(
+        None,
+        description="train on fresh curves generated from this stack for every batch instead of a data set",
     )
     out: Path = Field(description="model bundle folder to write when the run completes")
     checkpoint: Path | None = Field(
@@ -78,6 +86,16 @@ class TrainRequest(BaseModel):
         return None if value is None else Path(value).expanduser().resolve()
 
     @model_validator(mode="after")
+    def _one_source(self) -> TrainRequest:
+        if self.data is None and self.on_the_fly is None:
+            raise ValueError("give a data set (data) or on-the-fly generation (on_the_fly) to train on")
+        if self.data is not None and self.on_the_fly is not None:
+            raise ValueError("give a data set (data) or on-the-fly generation (on_the_fly), not both")
+        if self.on_the_fly is not None and self.target == "chi":
+            raise ValueError("on-the-fly training makes NR curves; an SLD → χ model trains on a χ data folder")
+        return self
+
+    @model_validator(mode="after")
     def _kind_fits_target(self) -> TrainRequest:
         kind = self.model.get("kind") or DEFAULT_KIND[self.target]
         if kind not in MODEL_KINDS:
@@ -92,6 +110,11 @@ class TrainRequest(BaseModel):
     @property
     def run_name(self) -> str:
         return self.name or self.out.name
+
+    @property
+    def data_mode(self) -> str:
+        """``on-the-fly`` (fresh curves every batch) or ``data set``."""
+        return "on-the-fly" if self.on_the_fly is not None else "data set"
 
     def preprocess(self) -> PreprocessConfig:
         v = self.validation_split
@@ -112,7 +135,7 @@ class TrainRequest(BaseModel):
         split = (params.get("preprocess") or {}).get("split")
         if "validation_split" not in values and split:
             values["validation_split"] = split[1]
-        missing = [k for k in ("data", "out") if not values.get(k)]
+        missing = [k for k in ("data", "out") if not values.get(k) and not (k == "data" and values.get("on_the_fly"))]
         if missing:
             raise ValueError(f"the run does not record its {' and '.join(missing)}, so it cannot be resumed")
         try:
@@ -287,8 +310,21 @@ def _uploader(request: TrainRequest, run: RecordedRun | None, reporter: Reporter
 
 
 def _train_nr(request: TrainRequest, reporter: Reporter, resume_from, epochs: int | None) -> TrainingOutcome:
-    if resume_from is not None:
+    if resume_from is not None and request.on_the_fly is not None:
+        out = resume_on_the_fly(resume_from, reporter=reporter, epochs=epochs)
+    elif resume_from is not None:
         out = resume_nr_training(resume_from, request.data, reporter=reporter, epochs=epochs)
+    elif request.on_the_fly is not None:
+        out = train_on_the_fly(
+            request.on_the_fly,
+            target=request.target,
+            model=request.model,
+            train=request.train,
+            preprocess=request.preprocess(),
+            checkpoint_path=request.checkpoint,
+            reporter=reporter,
+            name=request.run_name,
+        )
     else:
         out = train_nr_model(
             request.data,
@@ -315,8 +351,14 @@ def _train_nr(request: TrainRequest, reporter: Reporter, resume_from, epochs: in
         best_val_loss=res.best_val_loss,
         dataset_hash=out.trainer.context["dataset"]["content_hash"],
         split={k: v for k, v in out.trainer.split.items()},
-        summary=res.summary(),
+        summary={**res.summary(), "data_mode": request.data_mode, **_stream_stats(out.trainer)},
     )
+
+
+def _stream_stats(trainer: Any) -> dict[str, Any]:
+    """How many fresh curves an on-the-fly run trained on and how fast they came (nothing for a data set)."""
+    stream = getattr(trainer, "stream", None)
+    return stream.stats() if stream is not None else {}
 
 
 def _with_input_distribution(contents: dict[str, Any], trainer: Any, seed: int) -> dict[str, Any]:
@@ -398,7 +440,7 @@ def record_training_result(run: RecordedRun, outcome: TrainingOutcome, request: 
             "val_loss": _last(history, "val_loss"),
             "best_val_loss": outcome.best_val_loss,
             "test": dict(outcome.metrics),
-            **{k: outcome.summary[k] for k in ("kept_epoch", "stop_reason", "threads") if k in outcome.summary},
+            **{k: outcome.summary[k] for k in SUMMARY_METRICS if k in outcome.summary},
         }
     )
     if outcome.checkpoint is not None and outcome.checkpoint.is_file():

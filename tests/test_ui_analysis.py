@@ -18,6 +18,7 @@ from workbench.training.trainer import TrainConfig
 from workbench.ui.context import AppContext
 from workbench.ui.predict_panel import PredictPanel
 from workbench.ui.refine_panel import RefinePanel
+from workbench.workflows.ensemble import run_ensemble
 from workbench.workflows.training import TrainRequest, run_training
 
 
@@ -165,3 +166,47 @@ def test_refine_without_a_prediction_says_what_to_do(tmp_path):
     panel = RefinePanel(ctx)
     panel.run.click()
     assert panel.status.level == "error" and "Predict panel" in panel.status.text
+
+
+def test_predict_draws_an_ensembles_bands_and_a_single_models_none(workspace, shared_data):
+    ctx = AppContext(workspace, autosave_delay=0)
+    for target, name in (("sld", "ens-sld"), ("params", "ens-par")):
+        request = TrainRequest(
+            target=target,
+            data=workspace / "datasets" / "ds",
+            out=ctx.workspace.models / name,
+            train=TrainConfig(epochs=1, batch_size=32, device="cpu"),
+        )
+        assert run_ensemble(request, 2).status == "completed"
+    panel = PredictPanel(ctx)
+    assert {"ens-sld", "ens-par", "sld1", "par1"} <= {label for label, _ in panel.model.options}
+    panel.model.value = str(workspace / "models" / "ens-sld")
+    panel.index.value = 7
+    panel.run.click()
+    assert panel.status.level == "ok", panel.status.text
+    bands = [t for t in panel.sld.data if t.meta == "band"]
+    assert [t.name for t in bands] == ["95 % band (low)", "95 % band", "68 % band (low)", "68 % band"]
+    lo95, hi95, lo68, hi68 = (np.array(t.y) for t in bands)
+    mean = np.array(panel.sld.data[1].y)  # the prediction: the members' mean, inside its bands
+    assert np.all(lo95 <= lo68) and np.all(lo68 <= mean + 1e-9) and np.all(mean <= hi68 + 1e-9)
+    assert np.all(hi68 <= hi95) and np.mean(hi95 - lo95) > 0
+    np.testing.assert_allclose(np.array(bands[0].x), np.array(panel.sld.data[1].x))
+    assert "Ensemble of 2 models" in panel.metrics.value and "68 % band: covers" in panel.metrics.value
+    panel.model.value = str(workspace / "models" / "sld1")  # a single model: no bands
+    panel.run.click()
+    assert panel.status.level == "ok" and not [t for t in panel.sld.data if t.meta == "band"]
+    assert "Ensemble" not in panel.metrics.value
+    # a parameter ensemble on a measured file: each parameter with its 68 % and 95 % intervals
+    shutil.copy(shared_data / "real" / "ornl-ref-l-212592" / "REFL_212592_reduced.txt", ctx.measured_dir)
+    panel.refresh_lists()
+    panel.model.value = str(workspace / "models" / "ens-par")
+    panel.source.value = "file"
+    panel.measured.value = str(ctx.measured_dir / "REFL_212592_reduced.txt")
+    panel.run.click()
+    assert panel.status.level == "ok", panel.status.text
+    p = ctx.prediction
+    assert p.bands is not None and p.bands.names == list(p.parameters)
+    assert "68 % interval" in panel.metrics.value and "95 % interval" in panel.metrics.value
+    for row in p.bands.table():
+        assert row["lo95"] <= row["lo68"] <= row["value"] <= row["hi68"] <= row["hi95"]
+        assert row["value"] == pytest.approx(p.parameters[row["name"]])

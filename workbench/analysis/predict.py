@@ -26,7 +26,7 @@ from ..data.parameters import stacks_from_parameters
 from ..data.preprocess import Normalizer, log_reflectivity
 from ..models.inference import inference_module
 from ..physics import FilmStack, reflectivity
-from ..store.model_bundle import ModelBundle
+from ..store.model_bundle import Ensemble, ModelBundle
 from .metrics import nr_metrics
 from .profile_fit import ProfileFit, stack_from_profile
 from .profile_nr import reflectivity_of_profile
@@ -56,13 +56,15 @@ def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(bundle: ModelBundle, r: np.ndarray) -> np.ndarray:
-    """Physical predictions for R curves (N, nQ) or NR arrays (N, 2, nQ).
+def predict(bundle: ModelBundle | Ensemble, r: np.ndarray) -> np.ndarray:
+    """Physical predictions for R curves (N, nQ) or NR arrays (N, 2, nQ); of an ensemble, its members' mean.
 
     NR → SLD models give profiles (N, 2, nZ) (rows z from the profile start, evenly spaced
     (:func:`uniform_z`), ρ in 1e-6 Å⁻²);
     NR → parameter models give the free parameters (N, P) inside their bounds.
     """
+    if isinstance(bundle, Ensemble):  # the bands: workbench.analysis.ensemble
+        return np.mean([predict(member, r) for member in bundle.members], axis=0)
     r = np.asarray(r)
     if r.ndim == 3:
         r = r[:, 1, :]
@@ -126,6 +128,7 @@ class MeasuredPrediction:
     warning: str | None
     surface_shift: float | None = None  # Å subtracted from the model's z so that the substrate surface is at z = 0
     trust: Trust | None = None  # how far to trust it: fit, place in the training distribution, bounds
+    r_model: np.ndarray | None = None  # the measured R on the model's Q grid, as the network saw it
 
 
 def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> MeasuredPrediction:
@@ -182,7 +185,9 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         bundle.normalization.get("input_distribution"),
         bound,
     )
-    return MeasuredPrediction(m.q, m.r, m.dr, profile, params, computed, rs.outside, metrics, warning, surface, trust)
+    return MeasuredPrediction(
+        m.q, m.r, m.dr, profile, params, computed, rs.outside, metrics, warning, surface, trust, r_in
+    )
 
 
 def _fit_at_bound(template: FilmStack, fit: ProfileFit) -> list[str]:

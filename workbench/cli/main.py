@@ -1,6 +1,6 @@
 """The ``workbench`` command: one parser made of the command groups' parsers, and the dispatcher.
 
-Each group (``dashboard``, ``data``, ``train``, ``predict``, ``refine``, ``runs``, ``hub``,
+Each group (``dashboard``, ``data``, ``train``, ``ensemble``, ``predict``, ``refine``, ``runs``, ``hub``,
 ``batch``) adds its subcommands with ``add_parser`` and keeps its implementation beside them.
 Only the group of the command being run is imported (``workbench runs list`` does not load
 torch); ``workbench --help`` imports them all.  A ``ValueError`` is bad input: its message is
@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-GROUPS = ("dashboard", "data", "train", "predict", "refine", "runs", "hub", "batch")
+GROUPS = ("dashboard", "data", "train", "ensemble", "predict", "refine", "runs", "hub", "batch")
 COMMANDS = {
     "start": "dashboard",
     "dashboard": "dashboard",
     "report": "dashboard",
     "generate": "data",
     "train": "train",
+    "ensemble": "ensemble",
     "predict": "predict",
     "refine": "refine",
     "runs": "runs",

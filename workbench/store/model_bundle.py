@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..data.family import card_lines
-from ..fileio import replace_folder
+from ..fileio import replace_folder, write_text_atomic
 from ..limits import Limits
 from ..models import MODEL_KINDS, build_model, count_parameters
 from ..models.settings import SETTINGS, model_settings
@@ -378,3 +378,111 @@ def load_model_bundle(
         raise BundleError(f"{weights}: weights do not fit the architecture in config.json ({str(exc)[:200]})") from exc
     model.to(device).eval()
     return ModelBundle(model, config, normalization, metrics, history, folder)
+
+
+# ---------------------------------------------------------------------------- ensembles
+ENSEMBLE_FORMAT = "workbench-ensemble/1"
+ENSEMBLE_FILE = "ensemble.json"
+MAX_MEMBERS = 32  # an ensemble's members are loaded together; a stranger's manifest cannot ask for more
+
+
+@dataclass
+class Ensemble:
+    """K model bundles trained on one data set and split with different seeds, loaded together.
+
+    On disk: ``ensemble.json`` (format, member folder names, calibration) beside the member bundle
+    folders.  It answers ``config``, ``normalization``, ``task``, ``name`` and ``path`` like a
+    :class:`ModelBundle` (those of its first member: all share the data, split and normalisers),
+    so :func:`workbench.analysis.predict.predict` gives the members' mean prediction.
+    """
+
+    members: list[ModelBundle]
+    info: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.members[0].config
+
+    @property
+    def normalization(self) -> dict[str, Any]:
+        return self.members[0].normalization
+
+    @property
+    def task(self) -> str:
+        return self.members[0].task
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or (self.path.name if self.path else "ensemble")
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        return self.info.get("calibration") or {}
+
+
+def is_ensemble(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds an ensemble (an ``ensemble.json``), without reading it."""
+    return (Path(folder) / ENSEMBLE_FILE).is_file()
+
+
+def write_ensemble_info(folder: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """Write ``ensemble.json`` (atomically) into a folder that already holds the member bundles."""
+    payload = {"format": ENSEMBLE_FORMAT, **info}
+    return write_text_atomic(Path(folder) / ENSEMBLE_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def read_ensemble_info(folder: str | os.PathLike, *, limits: Limits | None = None) -> dict[str, Any]:
+    """``ensemble.json`` checked: its format, 2..MAX_MEMBERS member folders named inside it, finite calibration."""
+    folder = Path(folder)
+    manifest = folder / ENSEMBLE_FILE
+    if not manifest.is_file():
+        raise BundleError(
+            f"{folder}: not an ensemble (no {ENSEMBLE_FILE}); train one with `workbench ensemble` or "
+            "workbench.workflows.ensemble.run_ensemble"
+        )
+    info = _read_json(manifest, limits)
+    if not isinstance(info, dict) or info.get("format") != ENSEMBLE_FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise BundleError(f"{manifest}: unknown format {got!r} (expected {ENSEMBLE_FORMAT})")
+    members = info.get("members")
+    if not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS:
+        raise BundleError(f"{manifest}: 'members' must list 2 to {MAX_MEMBERS} member folders, got {members!r}"[:300])
+    for name in members:
+        if not isinstance(name, str) or not name or name != Path(name).name or name.startswith("."):
+            raise BundleError(f"{manifest}: member {name!r} must be the name of a folder inside the ensemble"[:300])
+    factors = (info.get("calibration") or {}).get("factors") or {}
+    for level, values in factors.items():
+        flat = values if isinstance(values, list) else [values]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in flat):
+            raise BundleError(f"{manifest}: calibration factor of {level!r} must be positive numbers, got {values!r}")
+    return info
+
+
+def load_ensemble(
+    folder: str | os.PathLike, *, device: str | torch.device = "cpu", limits: Limits | None = None
+) -> Ensemble:
+    """Load an ensemble's members (each checked as :func:`load_model_bundle` does) and check they belong together:
+    one task, one data set (content hash), one Q grid and the same preprocessing and split."""
+    folder = Path(folder)
+    info = read_ensemble_info(folder, limits=limits)
+    members = [load_model_bundle(folder / name, device=device, limits=limits) for name in info["members"]]
+    first = members[0]
+    for m in members[1:]:
+        for what, get in (
+            ("task", lambda b: b.task),
+            ("data set", lambda b: (b.config.get("data", {}).get("dataset") or {}).get("content_hash")),
+            ("Q grid", lambda b: b.config.get("data", {}).get("q")),
+            ("preprocessing and split", lambda b: b.normalization.get("preprocess")),
+            ("parameters", lambda b: b.normalization.get("y", {}).get("names")),
+        ):
+            if get(m) != get(first):
+                raise BundleError(
+                    f"{m.path}: its {what} differs from {first.path}'s; the members of an ensemble share it"
+                )
+    return Ensemble(members, info, folder)
+
+
+def load_model(folder: str | os.PathLike, **kw: Any) -> ModelBundle | Ensemble:
+    """A model bundle or an ensemble, whichever ``folder`` holds."""
+    return load_ensemble(folder, **kw) if is_ensemble(folder) else load_model_bundle(folder, **kw)

@@ -114,9 +114,11 @@ class AppContext(T.HasTraits):
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def models(self) -> list[Path]:
-        """Model bundle folders in the workspace, newest first."""
+        """Model bundle and ensemble folders in the workspace, newest first."""
         found = [
-            p for p in self.workspace.models.iterdir() if (p / "config.json").is_file() and not p.name.startswith(".")
+            p
+            for p in self.workspace.models.iterdir()
+            if ((p / "config.json").is_file() or (p / "ensemble.json").is_file()) and not p.name.startswith(".")
         ]
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 

@@ -8,7 +8,10 @@ data set and sample or measured file, metrics under their stored keys).  On a me
 trust verdict (``wb-trust``, :mod:`workbench.analysis.trust`) says, in green or amber, whether the
 predicted curve describes the data (χ²/N and its N), whether the curve lies inside the model's training
 distribution and which parameters sit at a bound of the family.  Metrics show readable names
-with units and a one-line meaning (``workbench.analysis.metrics.METRIC_LABELS``).  Headless twin:
+with units and a one-line meaning (``workbench.analysis.metrics.METRIC_LABELS``).  An ensemble
+(:mod:`workbench.analysis.ensemble`) predicts its members' mean, draws its calibrated 68 %/95 % bands
+on the SLD chart (traces tagged ``band``, the Refine panel's DREAM style) and gives each parameter
+its intervals.  Headless twin:
 :func:`predict_sample` and :func:`workbench.analysis.predict.predict_measurement`.
 """
 
@@ -26,6 +29,7 @@ from typing import Any, ClassVar
 import ipywidgets as W
 import numpy as np
 
+from ..analysis.ensemble import EnsembleBands, coverage_lines, ensemble_bands
 from ..analysis.metrics import metric_label, nr_metrics, parameter_unit, sld_metrics
 from ..analysis.predict import predict, predict_measurement
 from ..analysis.profile_fit import sorted_profile
@@ -37,7 +41,8 @@ from ..data.parameters import stacks_from_parameters
 from ..physics import FilmStack, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM
 from ..plots.curves import _base
-from ..store.model_bundle import ModelBundle, load_model_bundle
+from ..plots.style import band_fill
+from ..store.model_bundle import Ensemble, ModelBundle, is_ensemble, load_model
 from ..store.recorded import RecordedRun, recorded_run
 from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
 from .chart_widget import ChartWidget
@@ -61,6 +66,9 @@ class Prediction:
     model: str = ""
     warning: str | None = None
     trust: Trust | None = None  # measured files: how far to trust the prediction
+    bands: EnsembleBands | None = None  # an ensemble's bands of ρ (SLD models) or of the parameters
+    bands_z: np.ndarray | None = None  # z of the profile bands, on the drawn profile's axis
+    bands_note: str = ""  # how well the bands covered the ensemble's test split
 
 
 def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +76,7 @@ def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
     return z[0] - z[0, 0], rho[0]  # data sets start each profile at z = 0
 
 
-def predict_sample(bundle: ModelBundle, dataset: str | Path, index: int) -> Prediction:
+def predict_sample(bundle: ModelBundle | Ensemble, dataset: str | Path, index: int) -> Prediction:
     """Prediction for curve ``index`` of a data set, with its ground truth and metrics (headless)."""
 
     ds = load_dataset(dataset)
@@ -94,10 +102,21 @@ def predict_sample(bundle: ModelBundle, dataset: str | Path, index: int) -> Pred
         names = bundle.config["data"]["parameters"]["names"]
         params = dict(zip(names, map(float, pred)))
     metrics = {**sld_metrics(truth[None], np.stack(profile)[None]), **nr_metrics(nr[1], computed, dr)}
-    return Prediction(m, computed, profile, stack, (truth[0], truth[1]), metrics, params, str(bundle.path))
+    out = Prediction(m, computed, profile, stack, (truth[0], truth[1]), metrics, params, str(bundle.path))
+    return _with_bands(out, bundle, nr[1], 0.0)
 
 
-def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | None = None) -> Prediction:
+def _with_bands(p: Prediction, bundle: ModelBundle | Ensemble, r: np.ndarray | None, shift: float) -> Prediction:
+    """An ensemble's bands for the model-grid curve ``r``; ``shift`` (Å) moves them onto the drawn profile's z."""
+    if isinstance(bundle, Ensemble) and r is not None:
+        p.bands = ensemble_bands(bundle, np.asarray(r)[None])
+        p.bands_z = None if p.bands.z is None else p.bands.z[0] - shift
+        lines = coverage_lines(bundle.calibration) or ["uncalibrated: Gaussian bands from the members' spread"]
+        p.bands_note = f"Ensemble of {p.bands.members} models. " + "; ".join(lines)
+    return p
+
+
+def predict_file(bundle: ModelBundle | Ensemble, path: str | Path, dq_convention: str | None = None) -> Prediction:
     """Prediction for a measured file (headless); the curve is resampled onto the model's Q grid."""
 
     m = load_measurement(path, dq_convention=dq_convention)
@@ -112,9 +131,10 @@ def predict_file(bundle: ModelBundle, path: str | Path, dq_convention: str | Non
         stack = stacks_from_parameters(bundle.config, result.parameters[None, :])[0]
         profile = _stack_profile(stack, int(bundle.config["data"].get("sld_points", 900)))
         params = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
-    return Prediction(
+    out = Prediction(
         m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning, result.trust
     )
+    return _with_bands(out, bundle, result.r_model, result.surface_shift or 0.0)
 
 
 # the metrics the status line repeats, in words short enough for one line (the table has the full names)
@@ -146,6 +166,32 @@ def trust_html(trust: Trust) -> str:
         f"<b>Trust</b>: <span class='wb-trust-verdict wb-{trust.level}' style='color:{color}'>{mark} "
         f"{html.escape(trust.words)}</span>"
     )
+
+
+def parameter_rows(p: Prediction) -> list[dict[str, Any]]:
+    """The predicted parameters' table rows; an ensemble's give the 68 % and 95 % intervals too."""
+    rows = [{"parameter": k, "value": v, "unit": parameter_unit(k)} for k, v in (p.parameters or {}).items()]
+    if p.bands is not None and p.bands.names:
+        for row, band in zip(rows, p.bands.table()):
+            row["± 68 %"] = (band["hi68"] - band["lo68"]) / 2
+            row["68 % interval"] = f"{band['lo68']:.4g} – {band['hi68']:.4g}"
+            row["95 % interval"] = f"{band['lo95']:.4g} – {band['hi95']:.4g}"
+    return rows
+
+
+def draw_profile_bands(chart: ChartWidget, z: np.ndarray | None, bands: EnsembleBands | None) -> None:
+    """An ensemble's 68 %/95 % bands of ρ on the SLD chart (traces tagged ``band``); without bands, remove them."""
+    kept = tuple(t for t in chart.data if t.meta != "band")
+    if len(kept) != len(chart.data):
+        chart.data = kept
+    if bands is None or z is None:
+        return
+    with chart.batch_update():
+        for level in ("95 %", "68 %"):
+            lo, hi = (edge[0] for edge in bands.bands[level])
+            edge = {"mode": "lines", "line": {"width": 0}, "meta": "band", "legendgroup": level}
+            chart.add_scatter(x=z, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
+            chart.add_scatter(x=z, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge)
 
 
 class PredictPanel(Panel, W.VBox):
@@ -261,6 +307,8 @@ class PredictPanel(Panel, W.VBox):
         if not self.model.value:
             return None
 
+        if is_ensemble(self.model.value):
+            return "ensemble"  # of NR models; never χ
         try:
             return json.loads((Path(self.model.value) / "config.json").read_text())["task"]
         except Exception:  # noqa: BLE001
@@ -287,6 +335,7 @@ class PredictPanel(Panel, W.VBox):
         self.metrics.value = ""
         self.trust.value = ""
         self.curves.clear(rq=("data", "computed from the prediction"), sld=("ground truth", "prediction"))
+        draw_profile_bands(self.sld, None, None)
         self.status.info("predicting…")
 
     @panel_guard
@@ -294,7 +343,7 @@ class PredictPanel(Panel, W.VBox):
         self.clear()
         if not self.model.value:
             raise ValueError("no model: train one in the Train panel or upload a bundle in the Files panel")
-        bundle = load_model_bundle(self.model.value)
+        bundle = load_model(self.model.value)
         if bundle.task == "chi":
             self._predict_chi(bundle)
             return
@@ -318,7 +367,7 @@ class PredictPanel(Panel, W.VBox):
         self.ctx.announce(prediction=result)
 
     @contextmanager
-    def _recorded(self, bundle: ModelBundle, params: dict[str, Any]) -> Iterator[RecordedRun | None]:
+    def _recorded(self, bundle: ModelBundle | Ensemble, params: dict[str, Any]) -> Iterator[RecordedRun | None]:
         """Record the prediction as a 'predict' run (model, data set or file, sample index, metrics) in the History."""
         registry = self.ctx.registry()
         if registry is None:  # the dashboard still predicts; the History cannot show it
@@ -368,10 +417,11 @@ class PredictPanel(Panel, W.VBox):
         )
         numbers = {k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))}
         text = "<b>Metrics</b>" + metrics_html(numbers)
+        draw_profile_bands(self.sld, p.bands_z, p.bands)
         if p.parameters:
-            text += "<b>Predicted parameters</b>" + table_html(
-                [{"parameter": k, "value": v, "unit": parameter_unit(k)} for k, v in p.parameters.items()]
-            )
+            text += "<b>Predicted parameters</b>" + table_html(parameter_rows(p))
+        if p.bands_note:
+            text = f"<div class='wb-ensemble-bands'>{html.escape(p.bands_note)}</div>" + text
         if p.warning:
             text = f"<div style='color:#9a6700'>⚠ {html.escape(p.warning)}</div>" + text
         self.metrics.value = text
@@ -379,7 +429,7 @@ class PredictPanel(Panel, W.VBox):
         summary = ", ".join(f"{STATUS_NAMES[k]} {p.metrics[k]:.3g}" for k in STATUS_NAMES if k in p.metrics)
         self.status.ok(f"predicted {Path(str(p.measurement.source)).name} with {Path(p.model).name}: {summary}")
 
-    def _predict_chi(self, bundle: ModelBundle) -> None:
+    def _predict_chi(self, bundle: ModelBundle | Ensemble) -> None:
         folder = Path(self.chi_folder.value.strip() or ".").expanduser()
         if not chi_data_allowed(self.ctx, folder):
             raise ValueError(f"χ data must be a folder inside the workspace {self.ctx.workspace.root}")

@@ -305,6 +305,13 @@ def test_walkthrough_of_the_whole_loop(voila, shared_data):
     assert not problems, "\n".join(problems[:20])
 
 
+PLOTLY_FETCHES = """() => ({
+    starts: performance.getEntriesByType('resource')
+        .filter(e => /plotly-[0-9a-f]+\\.js/.test(e.name)).map(e => e.startTime),
+    dom: performance.getEntriesByType('navigation')[0].domContentLoadedEventStart,
+})"""
+
+
 def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
     """Ten fresh pages each draw both Film stack lines (they used to get y but no x); none asks the internet."""
     problems: list[str] = []
@@ -319,6 +326,11 @@ def test_every_fresh_load_draws_both_charts_and_stays_on_this_machine(voila):
             seconds.append(time.perf_counter() - t0)
             if i == 0:
                 page.screenshot(path=str(ARTIFACTS / "fresh-load.png"))
+            # Plotly's bundle is fetched once per page, and already while the kernel still ran the notebook
+            # (the template imports it from the head): its request starts before the document has arrived
+            bundle = page.evaluate(PLOTLY_FETCHES)
+            assert len(bundle["starts"]) == 1, f"load {i}: Plotly's bundle fetched {len(bundle['starts'])} times"
+            assert bundle["starts"][0] < bundle["dom"], f"load {i}: the bundle waited for the document: {bundle}"
             leave(page)
     time.sleep(5)  # the last page's shutdown request
     seconds.sort()

@@ -52,3 +52,19 @@ def test_the_bundle_file_is_written_once_and_not_where_it_cannot_be(tmp_path):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a folder should be")
     assert publish_bundle(blocked) == ""  # the page then asks the kernel
+
+
+def test_the_bundle_manifest_names_the_current_file_for_the_early_import(tmp_path):
+    """The dashboard template imports Plotly from the head, by the file ``current.json`` names (content-hashed)."""
+    import json
+
+    from workbench.ui.chart_widget import MANIFEST, publish_bundle
+
+    path = publish_bundle(tmp_path)
+    static = tmp_path / "labextensions" / "workbench-plotly" / "static"
+    assert json.loads((static / MANIFEST).read_text()) == {"path": path}
+    assert (static / path.split("/")[-1].split("?")[0]).stat().st_size > 1_000_000
+    (static / MANIFEST).write_text('{"path": "workbench-plotly/static/plotly-old.js"}')  # an older Plotly's
+    assert publish_bundle(tmp_path) == path and json.loads((static / MANIFEST).read_text()) == {"path": path}
+    template = Path(__file__).parents[1] / "workbench/ui/jupyter/voila/templates/workbench/index.html.j2"
+    assert "workbench-plotly/static/current.json" in template.read_text()

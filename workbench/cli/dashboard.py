@@ -98,6 +98,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise ValueError(f"--cull-after must be ≥ 0 seconds (0: never), got {args.cull_after:g}")
     if not 0 <= args.preheat <= MAX_PREHEAT:
         raise ValueError(f"--preheat must be between 0 and {MAX_PREHEAT} kernels, got {args.preheat}")
+    # Plotly's bundle and its manifest in place before the first page: its template imports the bundle early
+    from ..ui.chart_widget import publish_bundle  # imports plotly: only for the commands that serve pages
+
+    publish_bundle()
     return int(
         launch_dashboard(
             args.port,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,23 +47,33 @@ def bundle_digest() -> str:
     return hashlib.sha256(plotly_bundle().encode()).hexdigest()[:16]
 
 
+MANIFEST = "current.json"  # {"path": ...}: which bundle file is current, for the page's early import
+
+
 def publish_bundle(data_dir: Path | None = None) -> str:
     """Write Plotly's bundle where the Jupyter server serves static files; returns its path under ``labextensions/``.
 
     ``data_dir`` defaults to the user's Jupyter data folder (``JUPYTER_DATA_DIR``, else ``~/.local/share/jupyter``),
     which Voilà and JupyterLab search for ``labextensions``.  The name holds the content hash: an existing file
-    is never rewritten, and a new Plotly version gets a new name.  Returns "" when the folder is not writable
-    (the page then asks the kernel for the bundle).
+    is never rewritten, and a new Plotly version gets a new name.  A small manifest beside it
+    (:data:`MANIFEST`) names the current file, so the dashboard's template can start importing the bundle
+    while the kernel still runs the notebook (``workbench start`` publishes before serving).  Returns "" when
+    the folder is not writable (the page then asks the kernel for the bundle).
     """
     name = f"plotly-{bundle_digest()}.js"
     folder = Path(data_dir or jupyter_data_dir()) / "labextensions" / BUNDLE_PACKAGE / "static"
     target = folder / name
+    path = f"{BUNDLE_PACKAGE}/static/{name}?v={bundle_digest()}"
+    manifest = json.dumps({"path": path})
     try:
         if not target.is_file():
             write_text_atomic(target, plotly_bundle())
+        current = folder / MANIFEST
+        if not current.is_file() or current.read_text() != manifest:
+            write_text_atomic(current, manifest)
     except OSError:
         return ""
-    return f"{BUNDLE_PACKAGE}/static/{name}?v={bundle_digest()}"
+    return path
 
 
 class PlotlyBundle(W.Widget):

@@ -94,6 +94,13 @@ def test_a_good_fit_is_green_and_a_poor_one_is_a_warning_with_its_reasons(ctx):
     run = ctx.registry().list_runs(kind="refine")[0]
     assert run.params["data"] == "film.refl" and run.metrics["data"] == "film.refl"
     assert run.metrics["layer_2.thickness.sigma"] == pytest.approx(res.uncertainties[0])
+    panel.export.click()
+    script = pathlib.Path(panel.status.text.split("written: ")[1].split(" (")[0])
+    assert (
+        script.name == "model.py"
+        and ".thickness.range(" in script.read_text()
+        and "# layer_2.thickness" in script.read_text()
+    )
 
     # the same data from a start far off, with only the background free: χ²/N in the hundreds
     far = FilmStack.default()
@@ -208,6 +215,11 @@ def test_three_contrasts_are_co_refined_in_the_panel_with_a_chart_each(ctx):
     assert titles == ["Contrast e365r", "Contrast e366r"]
     run = ctx.registry().list_runs(kind="refine")[0]
     assert run.params["shared"] == joint.shared and len(run.params["data"]) == 3
+    panel.export.click()  # the joint model as one refl1d script with every curve's data
+    assert panel.status.level == "ok", panel.status.text
+    script = pathlib.Path(panel.status.text.split("written: ")[1].split(" (")[0])
+    assert sorted(p.name for p in script.parent.iterdir()) == ["data_1.txt", "data_2.txt", "data_3.txt", "model.py"]
+    assert "FitProblem([experiment_1, experiment_2, experiment_3])" in script.read_text()
 
     panel.samples.value, panel.burn.value = 100, 0  # the smallest DREAM: the bands reach every chart
     panel.dream.click()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import ClassVar
@@ -22,6 +23,8 @@ import ipywidgets as W
 import numpy as np
 
 from ..analysis.corefine import Contrast, JointRefineResult, corefine
+from ..analysis.export_refl1d import export_refl1d
+from ..analysis.joint_export import export_joint_refl1d
 from ..analysis.profile_fit import ProfileFit, sorted_profile, stack_from_profile
 from ..analysis.refine import (
     DE_GENERATIONS,
@@ -147,6 +150,15 @@ class RefinePanel(Panel, W.VBox):
         self.dream = W.Button(
             description="Uncertainty (DREAM)", icon="area-chart", disabled=True, layout=W.Layout(width="auto")
         )
+        self.export = W.Button(
+            description="refl1d model",
+            icon="file-code-o",
+            disabled=True,
+            tooltip="write the fit as a runnable refl1d model script with its data (all curves of a co-refinement)",
+            layout=W.Layout(width="auto"),
+        )
+        self.export.add_class("wb-export-refl1d")
+        self.export.on_click(self._export)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="DREAM", layout=W.Layout(width="30em"))
         self.status = Status()
         self.dream_status = Status()
@@ -190,7 +202,7 @@ class RefinePanel(Panel, W.VBox):
                 self.status,
                 W.HBox([self.convergence]),
                 self.table,
-                W.HBox([self.samples, self.burn, self.dream]),
+                W.HBox([self.samples, self.burn, self.dream, self.export]),
                 W.HBox([self.progress, self.dream_status]),
                 self.dream_table,
                 self.curves.box,
@@ -413,7 +425,23 @@ class RefinePanel(Panel, W.VBox):
 
     def _idle(self) -> None:
         self.run.disabled, self.stop.disabled = False, True
-        self.dream.disabled = self.result is None
+        self.dream.disabled = self.export.disabled = self.result is None
+
+    @panel_guard
+    def _export(self, _=None) -> None:
+        """The fit as a refl1d model folder in the workspace (``exports/refl1d-<curve>-<time>``), path said."""
+        if self.result is None:
+            raise ValueError("refine first: the refl1d model is the fitted stack")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = self.ctx.workspace.root / "exports" / f"refl1d-{contrast_label(self.data.source)}-{stamp}"
+        if self.joint is not None:
+            datas = [c.data for c in self._contrasts()]
+            if len(datas) != len(self.joint.contrasts):
+                raise ValueError("the contrasts changed since the fit: refine again before exporting")
+            script = export_joint_refl1d(folder, self.joint, datas)
+        else:
+            script = export_refl1d(folder, self.result, self.data, self.result.bounds)
+        self.status.ok(f"refl1d model written: {script} (run it with `refl1d {script.name} --fit=dream`)")
 
     def _done(self, result: RefineResult | JointRefineResult) -> None:
         joint = result if isinstance(result, JointRefineResult) else None

@@ -66,6 +66,25 @@ def test_the_dashboard_opens_without_torch_and_its_train_tab_loads_torch_when_sh
     assert lines[2:] == ["True 3 10 compact", "True True"]
 
 
+def test_a_returning_users_saved_train_settings_are_checked_without_torch(tmp_path):
+    """Saved Train settings are checked against their typed fields when the app opens: with torch-free types."""
+    out = run(f"""
+        import json, pathlib, sys
+        from workbench.ui.app import Workbench
+
+        ws = pathlib.Path({str(tmp_path / "ws")!r})
+        ws.mkdir()
+        saved = {{"epochs": 5, "model": "x", "models": {{"compact": {{"width": 8}}}}}}
+        (ws / "settings.json").write_text(json.dumps({{"panels": {{"train": saved}}}}))
+        wb = Workbench(str(ws))
+        print("torch" in sys.modules, sorted(wb.ctx.panel_settings("train")))
+        print(wb.train.epochs.value, "torch" in sys.modules)
+    """)
+    first, second = out.splitlines()
+    assert first == "False ['epochs', 'models']"  # the unknown model kind was left out (and said)
+    assert second == "5 True"
+
+
 def test_a_link_reaches_the_train_tab_built_on_demand(tmp_path):
     """``?tab=train&epochs=7``: the Train panel is built when the link shows it, with the link's settings."""
     out = run(f"""

@@ -33,135 +33,15 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..events import Cancelled, Reporter
 from ..models import build_model
 from ..models.task import Task
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
 
 STAGE = "train"
-
-
-class TrainConfig(BaseModel):
-    """Training settings; pyreflect's names are the labels, ``limit`` names the :class:`~workbench.limits.Limits` cap.
-
-    The Train panel's widgets and ``workbench train``'s options are generated from these fields
-    (:mod:`workbench.forms`): a setting is added here and nowhere else.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    optimizer: Literal["adam", "adamw", "sgd"] = Field(
-        "adam", description="how the weights are updated: Adam, AdamW (decoupled weight decay) or SGD with momentum"
-    )
-    learning_rate: float = Field(
-        1e-3,
-        gt=0,
-        le=10,
-        description="step size of the optimizer: too large diverges, too small learns slowly (often 1e-4 to 1e-2)",
-        json_schema_extra={"label": "learning rate", "pyreflect": "learningRate", "min": 1e-7, "max": 1.0},
-    )
-    batch_size: int = Field(
-        32,
-        ge=1,
-        le=65536,
-        description="training curves per optimizer step: larger is smoother and faster per epoch",
-        json_schema_extra={
-            "label": "batch size",
-            "unit": "curves",
-            "pyreflect": "batchSize",
-            "limit": "max_batch_size",
-        },
-    )
-    epochs: int = Field(
-        10,
-        ge=1,
-        le=100000,
-        description="passes over the training split",
-        json_schema_extra={"label": "epochs", "pyreflect": "epochs", "limit": "max_epochs"},
-    )
-    weight_decay: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="L2 penalty on the weights against overfitting (decoupled for AdamW; 0: none)",
-        json_schema_extra={"label": "weight decay"},
-    )
-    momentum: float = Field(
-        0.9,
-        ge=0,
-        lt=1,
-        description="fraction of the previous step carried into the next; used by SGD only",
-        json_schema_extra={"label": "momentum (SGD only)"},
-    )
-    schedule: Literal["none", "cosine", "step", "plateau"] = Field(
-        "none",
-        description="how the learning rate changes over the epochs",
-        json_schema_extra={
-            "label": "learning-rate schedule",
-            "choice_labels": {
-                "none": "constant",
-                "cosine": "cosine decay",
-                "step": "step decay",
-                "plateau": "reduce on plateau",
-            },
-        },
-    )
-    minutes: float | None = Field(
-        None,
-        gt=0,
-        le=10080,
-        description=(
-            "wall-clock budget: training ends at the first batch boundary after this many minutes, validates "
-            "that partial epoch and keeps the best weights (unset or 0: no budget)"
-        ),
-        json_schema_extra={"label": "time budget", "unit": "min", "min": 0.01},
-    )
-    early_stopping: int | None = Field(
-        None,
-        ge=1,
-        le=10000,
-        description="stop when the validation loss has not improved for this many epochs; the best weights are kept",
-        json_schema_extra={"label": "early-stopping patience", "unit": "epochs"},
-    )
-    seed: int = Field(
-        0,
-        ge=0,
-        le=2**31 - 1,
-        description="seed of the weight initialisation and the shuffling: the same seed repeats a run",
-        json_schema_extra={"label": "random seed"},
-    )
-    device: str = Field(
-        "auto",
-        description="where the model trains: auto (a CUDA GPU when present), cpu, cuda, cuda:1, ...",
-        json_schema_extra={"label": "device"},
-    )
-    threads: int | None = Field(
-        None,
-        ge=1,
-        le=1024,
-        description=(
-            "CPU threads torch uses for this run; unset (0): chosen for the machine — 1 on a machine with 2 cores "
-            "or fewer, else the cores the 1-minute load average leaves idle, never more than torch's own setting"
-        ),
-        json_schema_extra={"label": "CPU threads"},
-    )
-    checkpoint_every: int = Field(
-        5,
-        ge=1,
-        le=100000,
-        description="how often a checkpoint is written that Resume and History can continue from",
-        json_schema_extra={"label": "checkpoint every", "unit": "epochs"},
-    )
-    progress_every: int = Field(
-        10,
-        ge=1,
-        le=100000,
-        description="how often the progress bar and the log are updated",
-        json_schema_extra={"label": "progress every", "unit": "batches"},
-    )
 
 
 def machine_threads() -> int:

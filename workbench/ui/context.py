@@ -7,8 +7,8 @@ broken view never breaks the others).  ``ctx.stack`` is the editable film stack 
 Stack, probe and panel settings autosave (debounced, atomically) to the workspace's
 ``settings.json`` and are restored when the dashboard opens again.
 
-The types behind the Train tab's saved settings live beside the trainer, which imports torch: they are
-imported only when saved settings hold a ``train`` group, so a first visit's app is built without torch.
+The types behind the Train tab's saved settings (``training.config``, ``models.settings``) import no torch, so
+a returning user's saved settings are checked without loading it (tests/test_lazy_import.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from ..data.realism import Realism
 from ..fileio import write_text_atomic
 from ..forms import FieldSpec, field_specs
 from ..limits import Limits
+from ..models.settings import SETTINGS
 from ..store.workspace import Workspace
+from ..training.config import SplitSettings, TrainConfig
 from .stack_model import StackModel
 
 log = logging.getLogger("workbench.ui")
@@ -177,7 +179,7 @@ class AppContext(T.HasTraits):
         if not isinstance(panels, dict):
             problems.append("panels: not an object; the panels' defaults are used")
             panels = {}
-        specs = saved_setting_specs(train=any(str(name).split(".")[0] == "train" for name in panels))
+        specs = saved_setting_specs()
         self.settings = {}
         for name, values in panels.items():
             if isinstance(values, dict):
@@ -260,7 +262,7 @@ def saved_setting_specs(*, train: bool = True) -> dict[str, dict[str, FieldSpec]
 
     ``generate`` holds the Generate panel's :class:`GeneratorConfig` fields and ``generate.realism`` its
     :class:`Realism`; ``train`` the :class:`TrainConfig` fields, the validation split and the model kind,
-    ``train.models.<kind>`` each kind's settings (left out with ``train=False``: their modules import torch).
+    ``train.models.<kind>`` each kind's settings (left out with ``train=False``).
     """
     groups = {"generate": field_specs(GeneratorConfig), "generate.realism": field_specs(Realism)}
     if train:
@@ -269,13 +271,9 @@ def saved_setting_specs(*, train: bool = True) -> dict[str, dict[str, FieldSpec]
 
 
 def _train_specs() -> dict[str, list[FieldSpec]]:
-    from ..models.settings import SETTINGS  # imports torch (the models package): only for saved train settings
-    from ..training.trainer import TrainConfig  # imports torch: only for saved train settings
-    from ..workflows.training import TrainRequest  # imports torch: only for saved train settings
-
     model = FieldSpec("model", "choice", "compact", choices=tuple(SETTINGS))
     return {
-        "train": [*field_specs(TrainConfig), *field_specs(TrainRequest, include=("validation_split",)), model],
+        "train": [*field_specs(TrainConfig), *field_specs(SplitSettings), model],
         **{f"train.models.{kind}": field_specs(cls) for kind, cls in SETTINGS.items()},
     }
 

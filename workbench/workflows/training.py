@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analysis.trust import distribution_of_features
 from ..data.preprocess import PreprocessConfig
@@ -36,6 +36,7 @@ from ..store.model_bundle import save_model_bundle
 from ..store.recorded import RecordedRun, recorded_run
 from ..store.registry import Registry, RunRow
 from ..training.chi_workflow import load_chi_scft, resume_chi, train_chi
+from ..training.config import SplitSettings
 from ..training.nr_workflow import resume_nr_training, train_nr_model
 from ..training.on_the_fly import OnTheFly, resume_on_the_fly, train_on_the_fly
 from ..training.trainer import TrainConfig, TrainResult
@@ -48,7 +49,7 @@ FINISHED = TrainResult.FINISHED  # completed, early-stopped, time-limit: a model
 SUMMARY_METRICS = ("kept_epoch", "stop_reason", "threads", "data_mode", "curves_trained", "produced_per_s")
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(SplitSettings):
     """Everything a training run needs, typed; stored whole in the registry so any surface can resume it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -69,13 +70,6 @@ class TrainRequest(BaseModel):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     model: dict[str, Any] = Field(default_factory=dict, description="architecture: kind and its options")
-    validation_split: float = Field(
-        0.1,
-        gt=0,
-        lt=0.5,
-        description="fraction of the curves held out to validate each epoch, and as many again for the final test",
-        json_schema_extra={"label": "validation fraction", "pyreflect": "validationSplit"},
-    )
     name: str | None = Field(None, description="run and model name (default: the out folder's name)")
     hub_repo: str | None = Field(None, description="Hub model repo that receives the checkpoints")
     hub_every: int = Field(1, ge=1, description="upload a checkpoint at most every N epochs")

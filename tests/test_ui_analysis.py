@@ -90,6 +90,14 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     np.testing.assert_allclose(predict.rq.data[0].y, r / fresnel(q, sub.sld, sub.isld, amb.sld), rtol=1e-12)
     predict.curves.views.chooser.value = "R"
     assert np.array_equal(predict.rq.data[0].y, r)
+    # the substrate surface is marked on the SLD chart, where the predicted stack's profile has its Si step
+    (line,) = predict.sld.layout.shapes
+    z0 = line.x0
+    zs, rhos = np.array(predict.sld.data[1].x), np.array(predict.sld.data[1].y)
+    assert line.line.dash == "dot" and zs[0] < z0 < zs[-1]
+    assert "substrate surface" in [a.text for a in predict.sld.layout.annotations]
+    step = np.abs(np.gradient(rhos, zs))[np.abs(zs - z0) < 30].max()  # the profile changes fastest near it
+    assert step > 0.5 * np.abs(np.gradient(rhos, zs)).max()
     # the prediction was published: the Refine tab, once shown, loads the predicted stack and its free parameters
     assert refine.rows == []  # nothing computed for it while the Predict tab is in front
     refine.on_shown()

@@ -69,6 +69,7 @@ class Prediction:
     bands: EnsembleBands | None = None  # an ensemble's bands of ρ (SLD models) or of the parameters
     bands_z: np.ndarray | None = None  # z of the profile bands, on the drawn profile's axis
     bands_note: str = ""  # how well the bands covered the ensemble's test split
+    surface_z: float | None = None  # where the substrate surface lies on the drawn profile's z axis (None: unknown)
 
 
 def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +107,18 @@ def predict_sample(bundle: ModelBundle | Ensemble, dataset: str | Path, index: i
     return _with_bands(out, bundle, nr[1], 0.0)
 
 
+def mark_surface(chart: ChartWidget, z: float | None) -> None:
+    """A dotted vertical line at the substrate surface on an SLD chart (removed when ``z`` is None)."""
+    dotted = {"dash": "dot", "color": "#6e7781"}
+    line = {"type": "line", "x0": z, "x1": z, "yref": "paper", "y0": 0, "y1": 1, "line": dotted}
+    label = {"x": z, "y": 1, "yref": "paper", "text": "substrate surface", "showarrow": False, "yanchor": "bottom"}
+    with chart.batch_update():
+        chart.layout.shapes = [line] if z is not None else []
+        chart.layout.annotations = [a for a in chart.layout.annotations if a.text != "substrate surface"] + (
+            [label] if z is not None else []
+        )
+
+
 def _with_bands(p: Prediction, bundle: ModelBundle | Ensemble, r: np.ndarray | None, shift: float) -> Prediction:
     """An ensemble's bands for the model-grid curve ``r``; ``shift`` (Å) moves them onto the drawn profile's z."""
     if isinstance(bundle, Ensemble) and r is not None:
@@ -134,6 +147,10 @@ def predict_file(bundle: ModelBundle | Ensemble, path: str | Path, dq_convention
     out = Prediction(
         m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning, result.trust
     )
+    if stack is not None:
+        out.surface_z = -float(sld_profile(stack, n_points=2)[0][0, 0])  # the profile was moved to start at 0
+    elif result.surface_shift is not None:
+        out.surface_z = 0.0  # predict_measurement moved the profile so that the surface found is at z = 0
     return _with_bands(out, bundle, result.r_model, result.surface_shift or 0.0)
 
 
@@ -418,6 +435,7 @@ class PredictPanel(Panel, W.VBox):
         numbers = {k: float(v) for k, v in p.metrics.items() if isinstance(v, (int, float))}
         text = "<b>Metrics</b>" + metrics_html(numbers)
         draw_profile_bands(self.sld, p.bands_z, p.bands)
+        mark_surface(self.sld, p.surface_z)
         if p.parameters:
             text += "<b>Predicted parameters</b>" + table_html(parameter_rows(p))
         if p.bands_note:

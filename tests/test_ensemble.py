@@ -120,3 +120,34 @@ def test_the_command_refuses_bad_input_before_training(dataset, tmp_path, capsys
     assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "3", "--detach"]) == 2
     assert "--detach does not apply to an ensemble" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_command_line_predicts_and_refines_with_an_ensemble(trained, shared_data, tmp_path):
+    """`workbench predict` and `workbench refine --model` take an ensemble folder like a single bundle."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    workbench = shutil.which("workbench", path=str(Path(sys.executable).parent))
+    measured = shared_data / "real/ornl-ref-l-212592/REFL_212592_reduced.txt"
+    out = tmp_path / "p.json"
+    done = subprocess.run(
+        [workbench, "predict", "--model", str(trained.path), "--input", str(measured), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(out.read_text())["profile"]["sld"]) == 80
+    done = subprocess.run(
+        [workbench, "refine", str(measured), "--model", str(trained.path), "--max-nfev", "20", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "predicted profile, fitted by its stack family"
+        in json.loads((tmp_path / "refinement.json").read_text())["start"]
+    )

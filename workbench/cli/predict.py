@@ -19,7 +19,7 @@ import numpy as np
 from ..analysis.predict import predict, predict_measurement
 from ..data.measured import load_measurement
 from ..fileio import write_text_atomic
-from ..store.model_bundle import ModelBundle, load_model_bundle
+from ..store.model_bundle import ModelBundle, load_model
 from ..training.chi_workflow import load_chi_experiment, predict_chi
 
 
@@ -71,7 +71,7 @@ def _predict_chi(bundle: ModelBundle, args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    bundle = load_model_bundle(args.model)
+    bundle = load_model(args.model)  # a bundle or an ensemble (its members' mean)
     if bundle.task == "chi":
         return _predict_chi(bundle, args)
     out = Path(args.out)

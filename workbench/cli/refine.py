@@ -32,7 +32,7 @@ from ..data.parameters import stacks_from_parameters
 from ..events import Cancelled, Reporter, tqdm_listener
 from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
-from ..store.model_bundle import load_model_bundle
+from ..store.model_bundle import load_model
 from .common import add_workspace_option, load_config_file, recording
 from .stacks import stack_file
 
@@ -148,7 +148,7 @@ def _start_stack(args: argparse.Namespace, data) -> tuple[Any, str]:
     if args.handfit:
         return load_handfit_spreadsheet(args.handfit), f"hand fit {args.handfit}"
 
-    bundle = load_model_bundle(args.model)
+    bundle = load_model(args.model)  # a bundle or an ensemble (its members' mean)
     if bundle.task not in ("nr_params", "nr_sld"):
         raise ValueError(f"{args.model}: a {bundle.task} model predicts no film stack nor SLD profile of this curve")
     prediction = predict_measurement(bundle, data)

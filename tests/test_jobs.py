@@ -194,3 +194,43 @@ def test_commands_name_what_cannot_be_done(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         submit_job(ws, "train", {"data": str(tmp_path / "nowhere"), "out": str(tmp_path / "m")})
     assert [r.id for r in reg.list_runs()] == [in_process, finished]  # nothing was queued by a refused request
+
+
+def test_a_detached_generation_of_a_family_keeps_its_ties(tmp_path):
+    """`workbench generate --detach` returns a run id at once; the job writes the family's data set, ties held."""
+    family = tmp_path / "family.yaml"
+    family.write_text(
+        "family:\n"
+        "  layers:\n"
+        "    - {name: Si, sld: 2.07, roughness: 3}\n"
+        "    - repeat: 3\n"
+        "      layers: [{name: A, sld: 1.0, thickness: 30}, {name: B, sld: 5.0, thickness: 40}]\n"
+        "    - {name: air}\n"
+        "  ranges: {thickness: 20%, sld: 0.5, roughness: 2}\n"
+    )
+    ws = tmp_path / "ws"
+    out = tmp_path / "ds"
+    command = [WORKBENCH, "generate", "--stack", str(family), "--num-curves", "64", "--out", str(out)]
+    done = subprocess.run(
+        [*command, "--workspace", str(ws), "--detach"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip().splitlines()[-1]
+    registry = Workspace(ws).registry
+    assert wait_for_job(registry, run_id, timeout=240).status == "completed"
+    ds = load_dataset(out)
+    names = ds.parameter_names
+    params = ds.params
+    a_sld = [names.index(f"A_{k}.sld") for k in (1, 2, 3)]
+    assert np.ptp(params[:, a_sld], axis=1).max() == 0  # each repeat's A has one SLD in every curve
+    assert np.ptp(params[:, a_sld[0]]) > 0  # ... which varies from curve to curve
+    bad = subprocess.run(
+        [WORKBENCH, "generate", "--out", str(tmp_path / "x"), "--dask", "local", "--detach", "--workspace", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "leave out --hub-repo and --dask" in bad.stderr

@@ -178,10 +178,10 @@ def _resume(registry: Registry, run_id: str, request: dict, reporter: Reporter) 
 
 
 def _generate(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
-    from ..data.generate import GeneratorConfig, generate_to_disk  # heavy (numba): only a generation job needs it
-    from ..physics import FilmStack  # heavy (numba kernels): as above
+    from ..data.family import stack_from_meta  # heavy (numba kernels): only a generation job needs it
+    from ..data.generate import GeneratorConfig, generate_to_disk  # heavy (numba): as above
 
-    stack = FilmStack.from_pyreflect(request["stack"]["layer_desc"], request["stack"]["layer_bound"])
+    stack = stack_from_meta(request["stack"])  # a sample family's ties travel with it
     config = GeneratorConfig(**request["config"])
     with recorded_run(registry, "generate", run_id=run_id, resume=True, reporter=reporter) as run:
         out = generate_to_disk(

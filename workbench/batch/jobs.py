@@ -62,7 +62,7 @@ def submit_job(
     """Queue a job and start its process; returns the run id at once.
 
     ``kind``: ``"train"`` (``request``: a :class:`~workbench.workflows.training.TrainRequest` or its
-    dict), ``"generate"`` (``{"stack": {"layer_desc", "layer_bound"}, "config": GeneratorConfig
+    dict), ``"generate"`` (``{"stack": data.family.stack_meta(stack), "config": GeneratorConfig
     fields, "out": folder, "overwrite": False}``) or ``"resume"`` (``{"run_id": ..., "epochs": None}``:
     a paused, stopped or failed training continued from its latest checkpoint, in the same run).
     The request is checked here, so a bad one is a ``ValueError`` now, not a failed job later.
@@ -138,6 +138,7 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
 
 
 def _check_generate(request: Any) -> tuple[dict, dict, str]:
+    from ..data.family import stack_from_meta, stack_meta  # heavy (numba kernels): only generation requests
     from ..data.generate import GeneratorConfig  # heavy (numba): only generation requests need its config
     from ..physics import FilmStack  # heavy (numba kernels): as above
 
@@ -148,11 +149,7 @@ def _check_generate(request: Any) -> tuple[dict, dict, str]:
         raise ValueError(f"unknown generate request field(s) {sorted(unknown)}; expected out, config, stack, overwrite")
     config = GeneratorConfig(**(request.get("config") or {}))
     stack_spec = request.get("stack")
-    stack = (
-        FilmStack.default()
-        if stack_spec is None
-        else FilmStack.from_pyreflect(stack_spec.get("layer_desc"), stack_spec.get("layer_bound"))
-    )
+    stack = FilmStack.default() if stack_spec is None else stack_from_meta(stack_spec)  # a family keeps its ties
     out = Path(request["out"]).expanduser().resolve()
     overwrite = bool(request.get("overwrite", False))
     if (out / "dataset.json").exists() and not overwrite:
@@ -160,7 +157,7 @@ def _check_generate(request: Any) -> tuple[dict, dict, str]:
     checked = {
         "out": str(out),
         "config": config.model_dump(mode="json"),
-        "stack": {"layer_desc": stack.to_layer_desc(), "layer_bound": stack.to_layer_bound()},
+        "stack": stack_meta(stack),
         "overwrite": overwrite,
     }
     return checked, {"out": str(out), "generator": checked["config"], "hub_repo": None}, out.name

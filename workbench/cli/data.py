@@ -18,13 +18,21 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..data.family import SampleFamily
+from ..batch.jobs import submit_job
+from ..data.family import SampleFamily, stack_meta
 from ..data.generate import GeneratorConfig, generate_to_disk
 from ..events import Cancelled, Reporter, Timing, tqdm_listener
 from ..physics import FilmStack
 from ..store.hub import generate_or_fetch
 from ..store.recorded import RecordedRun
-from .common import add_workspace_option, interrupts, load_config_file, recording, validation_message
+from .common import (
+    add_workspace_option,
+    interrupts,
+    load_config_file,
+    recording,
+    validation_message,
+    workspace_of,
+)
 from .stacks import add_family_options, apply_family_options, describe, family_or_stack, parse_stack
 
 OPTIONS = ("num_curves", "seed", "sampling", "sld_points", "chunk_size")
@@ -52,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--hub-repo", help="Hub dataset repo: reuse the data set stored there, or upload it right after generating"
     )
+    gen.add_argument(
+        "--detach", action="store_true", help="generate as a job in its own process; print its run id and return"
+    )
     add_workspace_option(gen)
     gen.set_defaults(func=cmd_generate)
 
@@ -75,8 +86,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         config = GeneratorConfig(**settings)
     except ValidationError as exc:
         raise ValueError(validation_message(exc)) from None
-    reporter = Reporter([tqdm_listener("generate", "generating", "curves"), _print_timing])
     refuse_existing_dataset(args.out, args.overwrite)
+    if args.detach:
+        return _detach(args, stack, config)
+    reporter = Reporter([tqdm_listener("generate", "generating", "curves"), _print_timing])
     params = {
         "out": str(Path(args.out).resolve()),
         "generator": config.model_dump(mode="json"),
@@ -95,6 +108,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         raise ValueError(str(exc).replace("pass overwrite=True", "pass --overwrite")) from None
     print(f"wrote data set {out}")
+    return 0
+
+
+def _detach(args: argparse.Namespace, stack: FilmStack, config: GeneratorConfig) -> int:
+    """Queue the generation as a job in its own process (the ties of a family with it); print its run id."""
+    if args.hub_repo or args.dask:
+        raise ValueError("--detach runs the generation in one local process: leave out --hub-repo and --dask")
+    request = {
+        "stack": stack_meta(stack),
+        "config": config.model_dump(mode="json"),
+        "out": str(Path(args.out).resolve()),
+        "overwrite": args.overwrite,
+    }
+    run_id = submit_job(workspace_of(args), "generate", request, name=Path(args.out).name)
+    print(run_id)
+    print(f"generating in the background: follow it with `workbench runs watch {run_id}`", file=sys.stderr)
     return 0
 
 

@@ -382,3 +382,54 @@ def test_charts_load_and_update_in_a_slow_browser(voila):
         )
         assert profile > 10  # the second chart of the page got its data too
     assert not problems, "\n".join(problems[:20])
+
+
+def test_a_training_outlives_its_page_and_a_reopened_page_follows_and_stops_it(voila):
+    """Train as a job, close the page, reopen: the same run has advanced, and Stop from the new page ends it."""
+    from workbench.data.generate import GeneratorConfig, generate_to_disk  # heavy (numba): this test only
+    from workbench.physics import FilmStack  # as above
+    from workbench.store.workspace import Workspace  # as above
+
+    environ = Path(f"/proc/{SERVER['pid']}/environ").read_bytes().split(b"\0")  # the `voila` server's workspace
+    [home] = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"WORKBENCH_HOME=")]
+    ws = Workspace(home)
+    # small batches of 8000 curves: several seconds an epoch, so 50 epochs outlast closing and reopening the page;
+    # the newest data set, so the Train tab selects it
+    data = ws.datasets / "job-data"
+    generate_to_disk(FilmStack.default(), GeneratorConfig(num_curves=8000, seed=16), data, progress=False)
+    problems: list[str] = []
+    epochs_js = "() => { const el = document.querySelector('.wb-train-panel .js-plotly-plot');" + (
+        " return el && el.data && el.data[0] && el.data[0].x ? el.data[0].x.length : 0; }"
+    )
+    with chromium() as browser:
+        page = watched_page(browser.new_context(), problems, "first page")
+        page.goto(voila, timeout=600_000)
+        _tab(page, "Train", ".wb-train-panel")
+        page.wait_for_selector(".wb-train-panel .js-plotly-plot", timeout=300_000)
+        for field, value in (("epochs", "50"), ("batch_size", "4")):
+            box = page.locator(f".wb-train-panel .wb-field-{field} input")
+            box.fill(value)
+            box.press("Enter")
+        page.locator(".wb-train-panel button", has_text="Start").click()
+        page.wait_for_function(f"() => ({epochs_js})() >= 2", timeout=300_000)
+        [run] = [r for r in ws.registry.list_runs(kind="train") if r.status == "running"]
+        assert Path(run.params["data"]).name == data.name
+        assert run.job is not None and run.pid not in kernel_processes(SERVER["pid"])  # its own process
+        leave(page)  # the page closes and Voilà shuts its kernel down; the job goes on
+        closed_at = len(ws.registry.epochs(run.id))
+        time.sleep(5)
+
+        page = watched_page(browser.new_context(), problems, "reopened page")
+        page.goto(voila, timeout=600_000)
+        _tab(page, "Train", ".wb-train-panel")
+        page.wait_for_function(f"() => ({epochs_js})() > {closed_at}", timeout=300_000)
+        shown = page.evaluate(epochs_js)
+        assert ws.registry.get_run(run.id).status == "running", "the run ended before the page came back"
+        _shoot(page, "train-reattached.png")
+        page.locator(".wb-train-panel button", has_text="Stop").click()
+        _wait_text(page, ".wb-train-panel", "stopped after", 60_000)
+        final = ws.registry.get_run(run.id)
+        leave(page)
+    print(f"\nepochs: {closed_at} when the page closed, {shown} shown by the reopened page, {final.last_epoch} at Stop")
+    assert final.status == "stopped" and final.last_epoch >= shown > closed_at
+    assert not problems, "\n".join(problems[:20])

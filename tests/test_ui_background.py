@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -12,6 +13,7 @@ import torch
 from workbench.data.dataset import load_dataset
 from workbench.limits import Limits
 from workbench.store.model_bundle import load_model_bundle
+from workbench.ui import kernel_activity
 from workbench.ui.context import AppContext
 from workbench.ui.generate_panel import GeneratePanel
 from workbench.ui.train_panel import TrainPanel
@@ -116,10 +118,14 @@ def test_train_stop_and_errors_are_shown(tmp_path):
     assert panel.status.level == "error" and "no data set" in panel.status.text
     generated(ctx, 160)
     panel.epochs.value = 50
+    panel.as_job.value = False  # the in-page choice: a thread of this kernel, which then reports itself busy
     panel.start.click()
     deadline = time.time() + 120
     while len(panel.history) < 1 and time.time() < deadline:
         time.sleep(0.05)
+    assert kernel_activity.running_jobs() == 1  # would die with the kernel: keeps it from being culled
+    [run] = ctx.registry().list_runs(kind="train")
+    assert run.status == "running" and run.job is None and run.pid == os.getpid()
     panel.stop.click()
     wait(panel)
     assert panel.status.level == "warn" and "stopped" in panel.status.text

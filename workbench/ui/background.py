@@ -4,6 +4,8 @@ The worker never prints or displays: a panel passes callbacks that set widget va
 are buffered and handed over in batches at most ``max_rate`` times per second (the browser
 cannot draw faster, and each push costs a message), plus once at the end.  Stop goes through
 the reporter's :class:`~workbench.events.StopSignal`, pause through ``reporter.pause``.
+:class:`FollowedJob` has the same face for a job that runs in its own process: it only reads the run
+registry, so the job outlives the page and the kernel.
 """
 
 from __future__ import annotations
@@ -108,3 +110,84 @@ class Job:
                 self.error = exc
                 if self.on_error is not None:
                     self.on_error(exc)
+
+
+class FollowedJob:
+    """A job process (``workbench.batch.jobs.submit_job``) followed through the run registry.
+
+    Nothing runs here but a daemon thread that reads the run every ``poll`` seconds and hands what is
+    new to ``on_update(epochs, logs, run)`` (the first call catches up with everything recorded so
+    far), then ``on_end(run)`` once the run has ended.  Unlike :class:`Job` it never reports the
+    kernel busy: following is not working, so the page's kernel may be culled while the job goes on.
+    Same face as :class:`Job` (``running``, ``join``, ``stop``, ``pause``, ``seconds``), so a panel
+    treats both alike; stop and pause are registry commands the job acknowledges within ~0.2 s.
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        run_id: str,
+        *,
+        on_update: Callable[[list[dict], list[dict], Any], None],
+        on_end: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None = None,
+        poll: float = 0.5,
+        name: str = "workbench-follow",
+    ) -> None:
+        self.registry, self.run_id = registry, run_id
+        self.on_update, self.on_end, self.on_error = on_update, on_end, on_error
+        self.poll = poll
+        self.run: Any = None
+        self.seconds = 0.0
+        self._seen: set[tuple[str, int]] = set()
+        self._logs_seen = 0
+        self._detached = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> FollowedJob:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the job has ended and ``on_end`` ran; True when it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self, reason: str = "stopped by user") -> None:
+        from ..batch.jobs import stop_job  # ui may use batch; imported here to keep this module light
+
+        stop_job(self.registry, self.run_id, reason)
+
+    def pause(self) -> None:
+        from ..batch.jobs import pause_job  # as above
+
+        pause_job(self.registry, self.run_id, "paused from the dashboard")
+
+    def detach(self) -> None:
+        """Stop following (the job goes on)."""
+        self._detached.set()
+
+    def _loop(self) -> None:
+        from ..store.registry import LIVE  # as above
+
+        t0 = time.perf_counter()
+        try:
+            while not self._detached.is_set():
+                run = self.registry.get_run(self.run_id)  # status first: epochs read after it are complete
+                epochs = [e for e in self.registry.epochs(self.run_id) if (e["stage"], e["epoch"]) not in self._seen]
+                self._seen.update((e["stage"], e["epoch"]) for e in epochs)
+                logs = self.registry.logs(self.run_id)
+                new_logs, self._logs_seen = logs[self._logs_seen :], len(logs)
+                self.run, self.seconds = run, time.perf_counter() - t0
+                self.on_update(epochs, new_logs, run)
+                if run.status not in LIVE:
+                    self.on_end(run)
+                    return
+                self._detached.wait(self.poll)
+        except BaseException as exc:  # noqa: BLE001 - shown in the panel, never lost in a thread
+            if self.on_error is not None:
+                self.on_error(exc)

@@ -3,13 +3,18 @@
 An opened run says what it was run on (the data set by name, not its content hash; the fitted or
 predicted file; the model), its parameters as value ± 1σ with units where the run recorded
 uncertainties, every metric under a readable name, and its loss curve when it has one.
+Running and queued jobs (their own processes, :mod:`workbench.batch.jobs`) are listed on top, live:
+status, queue position, epoch, CPU and memory of the job's process, with Stop and Pause (registry
+commands the job acknowledges within a second), refreshed every second while any job lives.
 Headless twin: :class:`workbench.store.registry.Registry` (``list_runs``, ``get_run``, ``epochs``,
-``rename_run``, ``delete_run``) and the Train panel's resume for paused training runs.
+``rename_run``, ``delete_run``), ``workbench runs list|stop|pause`` and the Train panel's resume for
+paused training runs.
 """
 
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +23,9 @@ from typing import Any
 import ipywidgets as W
 
 from ..analysis.metrics import PARAMETER_UNITS, parameter_unit
+from ..batch.jobs import pause_job, stop_job
 from ..plots.curves import loss_template
-from ..store.registry import Registry, RunRow, flatten
+from ..store.registry import LIVE, Registry, RunRow, flatten
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
@@ -31,6 +37,7 @@ LOSS_KEYS = ("train_loss", "train_loss_eval", "val_loss")
 # how a run may record a parameter's 1σ beside its value: "<name>_sigma", "sigma.<name>", ...
 _SIGMA_SUFFIXES = ("_sigma", "_uncertainty", "_err", ".sigma", ".uncertainty", ".err", "_1sigma")
 _SIGMA_PREFIXES = ("sigma.", "uncertainty.", "uncertainties.")
+JOB_POLL_SECONDS = 1.0
 
 
 def kind_options(kinds: set[str]) -> list[tuple[str, str]]:
@@ -104,6 +111,24 @@ def posterior_rows(metrics: dict[str, Any]) -> tuple[list[dict[str, Any]], set[s
     return rows, used
 
 
+def job_line(row: RunRow, position: int | None) -> str:
+    """One live job as History shows it: name, kind, status (queue position), epoch, CPU and memory."""
+    parts = [f"<b>{html.escape(row.name)}</b>", html.escape(row.kind)]
+    parts.append(f"queued (position {position})" if row.status == "queued" and position else html.escape(row.status))
+    if row.last_epoch is not None:
+        parts.append(f"epoch {row.last_epoch}")
+    t = row.telemetry or {}
+    if "cpu_percent" in t:
+        parts.append(f"CPU {float(t['cpu_percent']):.0f} %")
+    if "rss_mb" in t:
+        parts.append(f"memory {float(t['rss_mb']):,.0f} MB")
+    if "gpu_mb" in t:
+        parts.append(f"GPU {float(t['gpu_mb']):,.0f} MB")
+    if row.pid:
+        parts.append(f"pid {row.pid}")
+    return "<span class='wb-job-line'>" + " · ".join(parts) + "</span>"
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         text = ", ".join(map(str, value))
@@ -134,6 +159,11 @@ class HistoryPanel(Panel, W.VBox):
         self.details = W.HTML()
         self.loss = ChartWidget(loss_template())
         self.loss_box = W.VBox([self.loss], layout=W.Layout(display="none"))  # shown for a run with a loss curve
+        self.jobs_box = W.VBox(layout=W.Layout(display="none"))  # running and queued jobs, live
+        self.jobs_box.add_class("wb-live-jobs")
+        self._job_rows: dict[str, tuple[W.HBox, W.HTML, W.Button, W.Button]] = {}
+        self._poller: threading.Thread | None = None
+        self._jobs_lock = threading.Lock()
         self.refresh.on_click(lambda _: self.refresh_list())
         self.kind.observe(lambda _: self._filling or self.refresh_list(), "value")
         self.open_button.on_click(self._open_clicked)
@@ -145,6 +175,7 @@ class HistoryPanel(Panel, W.VBox):
         super().__init__(
             [
                 W.HTML("<b>History</b>: runs recorded in the workspace registry"),
+                self.jobs_box,
                 W.HBox([self.kind, self.refresh]),
                 self.runs,
                 W.HBox([self.open_button, self.new_name, self.rename, self.confirm, self.delete, self.resume]),
@@ -202,6 +233,73 @@ class HistoryPanel(Panel, W.VBox):
             self.runs.value = current
         if self.runs.value:
             self._open()  # the details of the selected run may have changed (status, metrics, model)
+        self.refresh_jobs(everything)
+
+    # ------------------------------------------------------------------ live jobs
+    def refresh_jobs(self, runs: list[RunRow] | None = None) -> list[str]:
+        """Show every running or queued job with its live status; returns their ids.
+
+        While any job lives a daemon thread refreshes them every second (it reads the registry only:
+        it keeps no kernel busy), and the list below is refreshed when one ends.
+        """
+        registry = self.registry
+        runs = registry.list_runs() if runs is None else runs
+        live = [r for r in runs if r.status in LIVE and r.job is not None]
+        with self._jobs_lock:
+            for row in live:
+                if row.id not in self._job_rows:
+                    self._job_rows[row.id] = self._job_row(row.id)
+                _, line, _, pause = self._job_rows[row.id]
+                line.value = job_line(row, registry.queue_position(row.id) if row.status == "queued" else None)
+                pause.disabled = row.kind != "train" or row.status != "running"
+            ids = [r.id for r in live]
+            for gone in set(self._job_rows) - set(ids):
+                del self._job_rows[gone]
+            boxes = [self._job_rows[i][0] for i in ids]
+            if list(self.jobs_box.children) != boxes:
+                self.jobs_box.children = [W.HTML("<b>Jobs</b> running or queued"), *boxes] if boxes else []
+            self.jobs_box.layout.display = "" if boxes else "none"
+            if ids and (self._poller is None or not self._poller.is_alive()):
+                self._poller = threading.Thread(target=self._poll_jobs, name="workbench-history-jobs", daemon=True)
+                self._poller.start()
+        return ids
+
+    def _job_row(self, run_id: str) -> tuple[W.HBox, W.HTML, W.Button, W.Button]:
+        line = W.HTML()
+        stop = W.Button(description="Stop", icon="stop", button_style="danger", tooltip="end the job")
+        pause = W.Button(description="Pause", icon="pause", tooltip="a training writes a checkpoint and pauses")
+        stop.on_click(lambda _: self._command(run_id, "stop"))
+        pause.on_click(lambda _: self._command(run_id, "pause"))
+        box = W.HBox([stop, pause, line])
+        box.add_class("wb-job-row")
+        return box, line, stop, pause
+
+    @panel_guard
+    def _command(self, run_id: str, command: str) -> None:
+        row = self.registry.get_run(run_id)
+        if command == "stop":
+            stop_job(self.registry, run_id, "stopped from the History tab")
+        else:
+            pause_job(self.registry, run_id, "paused from the History tab")
+        self.status.info(f"{command} sent to {row.name}; the job acknowledges it within a second")
+
+    def _poll_jobs(self) -> None:
+        shown: list[str] = list(self._job_rows)
+        while True:
+            time.sleep(JOB_POLL_SECONDS)
+            try:
+                everything = self.registry.list_runs()
+                ids = [r.id for r in everything if r.status in LIVE and r.job is not None]
+                if set(shown) - set(ids):  # a job ended: its final status belongs in the list too
+                    self.refresh_list()
+                else:
+                    self.refresh_jobs(everything)
+            except Exception as exc:  # noqa: BLE001 - shown, and the next refresh of the list starts over
+                self.status.error(f"could not refresh the running jobs: {exc}")
+                return
+            if not ids:
+                return
+            shown = ids
 
     def _selected(self) -> str:
         if not self.runs.value:

@@ -7,6 +7,12 @@ closed.  While at least one job runs, the kernel publishes ``execution_state: bu
 every :data:`BEAT_SECONDS` (a cell that ends meanwhile publishes "idle", which the next beat
 overrides; each beat also renews the kernel's last activity), which is what the server's culler
 reads; "idle" follows when the last job ends.  Outside a kernel (scripts, tests) this does nothing.
+
+Only work that would die with the kernel counts: a job running in its own process (``submit_job``,
+the Train panel's default) is merely *followed* by the page (:class:`~workbench.ui.background.FollowedJob`),
+which never enters :func:`kernel_busy` — so a page that only follows a job is culled as idle like any
+other, and the job goes on (a page opened later attaches to it).  :func:`running_jobs` says how many
+in-kernel jobs hold the kernel now.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ def _publish(state: str) -> None:
     if kernel.session is None or kernel.iopub_socket is None:
         return
     kernel.session.send(kernel.iopub_socket, "status", {"execution_state": state}, ident=kernel._topic("status"))
+
+
+def running_jobs() -> int:
+    """How many jobs of this kernel keep it reported busy now (0: the culler may shut it down when idle)."""
+    return _running
 
 
 @contextmanager

@@ -1,8 +1,14 @@
 """Train panel: pick a model and its settings, train in the background, watch the loss per epoch.
 
-Start, Pause (a checkpoint at once), Resume (from that checkpoint, same data and split) and Stop;
-the train/validation loss chart and a streaming log (timings, warnings) update from the worker
-thread at most a few times per second while the notebook stays responsive.  The form is generated
+Start, Pause (a checkpoint at once), Resume (from that checkpoint, same data and split) and Stop.
+By default a training runs as a job — its own process, started by
+:func:`~workbench.batch.jobs.submit_job` like ``workbench train --detach`` — that outlives the page:
+the panel follows it through the run registry (epochs, log lines, status, about twice a second),
+Pause and Stop are registry commands, and a page opened later attaches to a running or queued
+training of the workspace with its loss chart caught up.  Fresh curves on the fly (and the
+"in this page" choice) train in a worker thread of the page's kernel instead, as before.  Either
+way the loss chart and a streaming log (timings, warnings) update at most a few times per second
+while the notebook stays responsive.  The form is generated
 from the configuration models (:class:`~workbench.training.TrainConfig` and the model settings of
 :mod:`workbench.models.settings`), and Start hands a :class:`~workbench.workflows.training.TrainRequest`
 to the one training pipeline the command line uses too: the run, its checkpoints and its model
@@ -21,16 +27,18 @@ from typing import Any, ClassVar
 import ipywidgets as W
 import torch
 
+from ..batch.jobs import submit_job
 from ..data.generate import GeneratorConfig
 from ..events import Log, Progress, Record, Timing, Warning_
 from ..fileio import safe_name
 from ..forms import clamp_values
 from ..models.settings import SETTINGS
 from ..plots.curves import loss_template
+from ..store.registry import LIVE, RunRow
 from ..training.on_the_fly import OnTheFly
 from ..training.trainer import TrainConfig
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
-from .background import Job
+from .background import FollowedJob, Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
@@ -150,6 +158,15 @@ class TrainPanel(FormFields, Panel, W.VBox):
             input_em=20.0,
             description_em=label,
         )
+        self.as_job = W.Checkbox(
+            value=bool(saved.get("as_job", True)),
+            description="run as a separate process (keeps training when this page is closed)",
+            tooltip="a job process any page, History or `workbench runs` can follow, pause and stop; untick to "
+            "train inside this page's kernel (fresh curves on the fly always train there)",
+            indent=False,
+            layout=W.Layout(width="42em"),
+        )
+        self.as_job.add_class("wb-as-job")
         self.start = W.Button(description="Start", icon="play", button_style="primary", tooltip="train a new model")
         self.pause = W.Button(
             description="Pause", icon="pause", disabled=True, tooltip="write a checkpoint and pause; Resume continues"
@@ -168,7 +185,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.loss = ChartWidget(loss_template())
         self.history: list[dict[str, float]] = []
         self.log_lines: list[str] = []
-        self.job: Job | None = None
+        self.job: Job | FollowedJob | None = None
         self.paused: dict[str, Any] | None = None
         self.bundle: Path | None = None
         self.last_run_id: str | None = None
@@ -179,7 +196,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.stop.on_click(self._stop)
         self.model_kind.observe(self._kind_changed, "value")
         self.on_the_fly.observe(self._kind_changed, "value")
-        for w in (self.model_kind, self.device, self.chi_folder, self.on_the_fly, self.batches_per_epoch):
+        for w in (self.model_kind, self.device, self.chi_folder, self.on_the_fly, self.batches_per_epoch, self.as_job):
             w.observe(self._remember, "value")
         for form in (self.train_form, self.request_form, *self.model_forms.values()):
             form.observe(self._remember)
@@ -196,6 +213,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
                 self.request_form.box,
                 self.device,
                 self.name,
+                self.as_job,
             ]
         )
         super().__init__(
@@ -214,6 +232,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.add_class("wb-train-panel")
         self.refresh_datasets()
         self._kind_changed()
+        self.attach()
 
     def _forms(self) -> list[Form]:
         """Where ``panel.<field>`` looks: training settings, then the chosen model's, then any model's."""
@@ -222,8 +241,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
         return [d["train_form"], d["request_form"], forms[d["model_kind"].value], *forms.values()]
 
     def on_shown(self) -> None:
-        """The tab was shown: list the data sets made since."""
+        """The tab was shown: list the data sets made since; follow a training job started meanwhile."""
         self.refresh_datasets()
+        self.attach()
 
     # ------------------------------------------------------------------ form
     def refresh_datasets(self, select: Path | None = None) -> None:
@@ -252,6 +272,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.batches_per_epoch.layout.display = "" if fly else "none"
         self.dataset.layout.display = "none" if chi or fly else ""
         self.refresh.layout.display = "none" if chi or fly else ""
+        self.as_job.disabled = fly  # fresh curves come from this page's film stack: they train here
         self.request_form.box.layout.display = "none" if chi else ""
         for k, form in self.model_forms.items():
             form.box.layout.display = "" if k == kind else "none"
@@ -266,6 +287,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
             chi_folder=self.chi_folder.value,
             on_the_fly=self.on_the_fly.value,
             batches_per_epoch=self.batches_per_epoch.value,
+            as_job=self.as_job.value,
             **self.request_form.values(),
         )
 
@@ -363,7 +385,14 @@ class TrainPanel(FormFields, Panel, W.VBox):
             return
         request = self.request()
         self._reset_views()
-        self._launch(request)
+        if self._as_job(request):
+            self._follow(submit_job(self.ctx.workspace, "train", request, limits=self.ctx.limits), request)
+        else:
+            self._launch(request)
+
+    def _as_job(self, request: TrainRequest) -> bool:
+        """Whether ``request`` trains as a job: chosen, and not on the fly (fresh curves train in this kernel)."""
+        return bool(self.as_job.value) and request.data is not None and self.ctx.registry() is not None
 
     def _reset_views(self) -> None:
         self.history, self.log_lines = [], []
@@ -384,8 +413,8 @@ class TrainPanel(FormFields, Panel, W.VBox):
             )
 
         self.status.info("training…")
-        self.start.disabled, self.resume.disabled = True, True
-        self.pause.disabled, self.stop.disabled = False, False
+        self.progress.description = "batches"
+        self._buttons_busy()
         self.job = Job(
             work,
             on_events=self._events,
@@ -396,6 +425,118 @@ class TrainPanel(FormFields, Panel, W.VBox):
         )
         self.job.start()
 
+    def _buttons_busy(self) -> None:
+        self.start.disabled, self.resume.disabled = True, True
+        self.pause.disabled, self.stop.disabled = False, False
+
+    # ------------------------------------------------------------------ job processes
+    def attach(self) -> str | None:
+        """Follow the newest running or queued training job of the workspace, if this panel follows nothing.
+
+        Its loss chart is caught up from the registry and goes on live; returns the run id (None: none).
+        """
+        if self.job is not None and self.job.running:
+            return None
+        registry = self.ctx.registry()
+        if registry is None:
+            return None
+        live = [r for r in registry.list_runs(kind="train") if r.status in LIVE and r.job is not None]
+        if not live:
+            return None
+        run = live[0]
+        try:
+            request: TrainRequest | None = TrainRequest.from_params(run.params)
+        except (TypeError, ValueError, KeyError):
+            request = None  # still followed; a pause of it then resumes from History
+        self._reset_views()
+        self.last_run_id = run.id
+        self._follow(run.id, request)
+        return run.id
+
+    def _follow(self, run_id: str, request: TrainRequest | None) -> None:
+        """Show the job ``run_id`` live from the registry (its epochs so far first)."""
+        self.history = []
+        self.last_run_id = run_id
+        self.progress.description = "epochs"
+        self.progress.value, self.progress.bar_style = 0, ""
+        self.status.info(f"training as a job process (run {run_id})…")
+        self._buttons_busy()
+        self.ctx.runs_changed()  # History lists the new job, live
+        rate = max(self.ctx.limits.max_updates_per_second, 0.1)
+        self.job = FollowedJob(
+            self.ctx.registry(),
+            run_id,
+            on_update=self._job_update,
+            on_end=lambda run: self._job_done(run, request),
+            on_error=self._failed,
+            poll=max(0.5, 1.0 / rate),
+            name="workbench-train-follow",
+        )
+        self.job.start()
+
+    def _job_update(self, epochs: list[dict], logs: list[dict], run: RunRow) -> None:
+        new = [dict(e) for e in epochs if "train_loss" in e or "val_loss" in e]
+        self.history.extend(new)
+        for line in logs:
+            self._log(str(line.get("message", "")), str(line.get("level", "info")), at=line.get("time"))
+        total = int((run.params.get("train") or {}).get("epochs") or 0)
+        self.progress.max = max(total, len(self.history), 1)
+        self.progress.value = min(len(self.history), self.progress.max)
+        if new:
+            self._draw_loss()
+        if run.status == "queued":
+            position = self.ctx.registry().queue_position(run.id)
+            self.status.info(
+                f"queued{f' (position {position})' if position else ''}: waits for a free job slot "
+                f"({self.ctx.limits.max_concurrent_jobs} at once in this workspace)"
+            )
+        elif run.status == "running" and self.history and new:
+            last = self.history[-1]
+            self.status.info(
+                f"epoch {last['epoch']}: train {last.get('train_loss', float('nan')):.4g}, "
+                f"validation {last.get('val_loss', float('nan')):.4g} (job process {run.pid})"
+            )
+        elif run.status == "running" and not self.history:
+            self.status.info(f"training as a job process (pid {run.pid}): starting, loading the data…")
+        if logs:
+            self._flush_log()
+
+    def _job_done(self, run: RunRow, request: TrainRequest | None) -> None:
+        """The job ended: say how, as an in-page training would (bundle announced, History told)."""
+        self._flush_log()
+        registry = self.ctx.registry()
+        checkpoint = registry.latest_checkpoint(run.id) if registry is not None else None
+        metrics = run.metrics or {}
+        epochs = metrics.get("epochs") or run.last_epoch or len(self.history)
+        if run.status == "paused":
+            self.paused = {"request": request, "run_id": run.id, "checkpoint": checkpoint}
+            self.status.ok(f"paused after {epochs} epochs; checkpoint {checkpoint}: Resume continues there")
+        elif run.status == "stopped":
+            self.paused = None
+            self.status.warn(
+                f"stopped after {epochs} epochs; no model was saved"
+                + ("; its last checkpoint stays: Resume in the History tab continues from there" if checkpoint else "")
+            )
+        elif run.status == "failed":
+            self.paused = None
+            self.status.error(f"training failed: {run.error or 'the job process ended without saying why'}")
+        else:
+            self.paused = None
+            self.bundle = Path(run.model) if run.model else None
+            self.progress.value, self.progress.bar_style = self.progress.max, "success"
+            queued = float((run.job or {}).get("queued") or run.created)
+            self.status.ok(
+                f"{run.status} after {epochs} epochs in {run.updated - queued:.1f} s "
+                f"({metrics.get('stop_reason', '')}); kept the weights of epoch {metrics.get('kept_epoch')}, "
+                f"{metrics.get('threads')} CPU threads; model bundle {self.bundle}"
+            )
+            self.metrics.value = _metrics_html(metrics.get("test") or {})
+            if self.bundle is not None:
+                self.ctx.announce(bundle=self.bundle)
+        self._buttons_idle(run.status == "paused")
+        self.ctx.runs_changed()
+
+    @panel_guard
     def _pause(self, _=None) -> None:
         if self.job is not None and self.job.running:
             self.job.pause()
@@ -419,7 +560,12 @@ class TrainPanel(FormFields, Panel, W.VBox):
     def _resume(self, _=None) -> None:
         if self._busy() or self.paused is None:
             return
-        self._launch(self.paused["request"], resume=self.paused)
+        request, run_id = self.paused["request"], self.paused.get("run_id")
+        if run_id and (request is None or self._as_job(request)):
+            self.paused = None
+            self._follow(submit_job(self.ctx.workspace, "resume", {"run_id": run_id}, limits=self.ctx.limits), request)
+            return
+        self._launch(request, resume=self.paused)
 
     @panel_guard
     def resume_run(self, run_id: str) -> None:
@@ -464,9 +610,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
             )
         self._flush_log()
 
-    def _log(self, message: str, level: str) -> None:
+    def _log(self, message: str, level: str, at: float | None = None) -> None:
         color = {"warning": "#9a6700", "error": "#cf222e", "timing": "#555"}.get(level, "#222")
-        stamp = time.strftime("%H:%M:%S")
+        stamp = time.strftime("%H:%M:%S", time.localtime(at))  # at None: now
         self.log_lines.append(f"<div style='color:{color}'>{stamp} [{level}] {html.escape(message)}</div>")
         del self.log_lines[:-MAX_LOG_LINES]
 

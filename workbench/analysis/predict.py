@@ -16,6 +16,7 @@ z = 0 (``MeasuredPrediction.surface_shift`` says by how much; z < 0 is the subst
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,16 +56,79 @@ def model_inputs(bundle: ModelBundle, r: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(Normalizer.from_dict(bundle.normalization["x"]).transform(x))
 
 
+Bounds = Mapping[str, Sequence[float]]
+
+
+def takes_bounds(bundle: ModelBundle | Ensemble) -> bool:
+    """Whether the model reads prior bounds beside the curve (a ``param_bounds`` model)."""
+    member = bundle.members[0] if isinstance(bundle, Ensemble) else bundle
+    return (member.normalization.get("y") or {}).get("method") == "prior_bounds"
+
+
+def prior_bounds(bundle: ModelBundle | Ensemble, given: Bounds | None = None) -> np.ndarray:
+    """The prior ranges (P, 2) of a prior-bounds model: ``given`` (parameter name → [lo, hi]), else its family's.
+
+    Every range must lie inside the family's range the model was trained on, with lo < hi; the errors
+    name the parameter.
+    """
+    member = bundle.members[0] if isinstance(bundle, Ensemble) else bundle
+    y = member.normalization.get("y") or {}
+    if y.get("method") not in ("bounds", "prior_bounds"):
+        raise ValueError("bounds apply to a layer-parameter model; this model predicts an SLD profile")
+    names, family = list(y["names"]), np.asarray(y["bounds"], dtype=np.float64)
+    out = family.copy()
+    if not given:
+        return out
+    if not takes_bounds(bundle):
+        raise ValueError(
+            "this parameter model was trained for its family's fixed ranges and takes no bounds; train a prior-bounds "
+            "model (--model param_bounds) to predict inside ranges you choose"
+        )
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise ValueError(
+            f"bounds given for {', '.join(map(repr, unknown))}: not a free parameter of the model "
+            f"(its parameters: {', '.join(names)})"
+        )
+    for name, pair in given.items():
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds of {name!r} must be two numbers [lo, hi]; got {pair!r}") from None
+        i = names.index(name)
+        f_lo, f_hi = family[i]
+        slack = 1e-9 * (f_hi - f_lo)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
+            raise ValueError(f"bounds of {name!r} must be finite with lo < hi; got [{lo:g}, {hi:g}]")
+        if lo < f_lo - slack or hi > f_hi + slack:
+            raise ValueError(
+                f"bounds of {name!r} [{lo:g}, {hi:g}] lie outside the family's range [{f_lo:g}, {f_hi:g}] the model "
+                "was trained on"
+            )
+        out[i] = max(lo, f_lo), min(hi, f_hi)
+    return out
+
+
+def _range_columns(bundle: ModelBundle, bounds: np.ndarray, n: int) -> torch.Tensor:
+    """The network's range columns (n, 2P): the prior ranges as fractions of the family's ranges."""
+    family = np.asarray(bundle.normalization["y"]["bounds"], dtype=np.float64)
+    frac = (bounds - family[:, :1]) / (family[:, 1:] - family[:, :1])
+    row = np.concatenate([frac[:, 0], frac[:, 1]]).astype(np.float32)
+    return torch.as_tensor(np.repeat(row[None, :], n, axis=0))
+
+
 @torch.no_grad()
-def predict(bundle: ModelBundle | Ensemble, r: np.ndarray) -> np.ndarray:
+def predict(bundle: ModelBundle | Ensemble, r: np.ndarray, bounds: Bounds | None = None) -> np.ndarray:
     """Physical predictions for R curves (N, nQ) or NR arrays (N, 2, nQ); of an ensemble, its members' mean.
 
     NR → SLD models give profiles (N, 2, nZ) (rows z from the profile start, evenly spaced
     (:func:`uniform_z`), ρ in 1e-6 Å⁻²);
-    NR → parameter models give the free parameters (N, P) inside their bounds.
+    NR → parameter models give the free parameters (N, P) inside their bounds: a prior-bounds model
+    inside ``bounds`` (parameter name → [lo, hi], see :func:`prior_bounds`; the family's by default).
     """
     if isinstance(bundle, Ensemble):  # the bands: workbench.analysis.ensemble
-        return np.mean([predict(member, r) for member in bundle.members], axis=0)
+        return np.mean([predict(member, r, bounds) for member in bundle.members], axis=0)
+    ranges = prior_bounds(bundle, bounds) if bounds or takes_bounds(bundle) else None
     r = np.asarray(r)
     if r.ndim == 3:
         r = r[:, 1, :]
@@ -74,11 +138,16 @@ def predict(bundle: ModelBundle | Ensemble, r: np.ndarray) -> np.ndarray:
     if r.shape[1] != n_q:
         raise ValueError(f"the model expects curves on its {n_q}-point Q grid, got {r.shape[1]} points; resample first")
     device = next(bundle.model.parameters()).device
-    x = model_inputs(bundle, r).to(device)
+    x = model_inputs(bundle, r)
+    if takes_bounds(bundle):
+        x = torch.cat([x, _range_columns(bundle, ranges, len(x))], dim=1)
+    x = x.to(device)
     if bundle.inference is None:
         bundle.inference = inference_module(bundle.model, x[:1])
     out = bundle.inference(x).cpu().numpy()
     y = bundle.normalization["y"]
+    if y.get("method") == "prior_bounds":
+        return ranges[:, 0] + out * (ranges[:, 1] - ranges[:, 0])
     if y.get("method") == "bounds":
         b = np.asarray(y["bounds"])
         return b[:, 0] + out * (b[:, 1] - b[:, 0])
@@ -131,13 +200,16 @@ class MeasuredPrediction:
     r_model: np.ndarray | None = None  # the measured R on the model's Q grid, as the network saw it
 
 
-def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> MeasuredPrediction:
+def predict_measurement(
+    bundle: ModelBundle, measurement: Measurement, bounds: Bounds | None = None
+) -> MeasuredPrediction:
     """Predict from a measured curve: resample onto the model's Q grid (warning where it is not covered).
 
     The result carries its :class:`~workbench.analysis.trust.Trust`: χ²/N on the measured points inside
     the model's Q range (those outside named and left out), the curve's distance to the training
-    inputs, and the parameters predicted at a bound of the family.
+    inputs, and the parameters predicted at a bound of the family (of ``bounds``, for a prior-bounds model).
     """
+    ranges = prior_bounds(bundle, bounds) if bounds or takes_bounds(bundle) else None
     m = measurement.merge_duplicate_q() if measurement.has_duplicate_q else measurement
     q_model = np.asarray(bundle.config["data"]["q"])
     rs = resample(m, q_model)
@@ -156,7 +228,7 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
             "with the nearest measured values"
         )
         warnings.warn(warning, stacklevel=2)
-    pred = predict(bundle, r_in[None, :])[0]
+    pred = predict(bundle, r_in[None, :], bounds)[0]
     probe = m.probe()
     surface = None
     if bundle.task == "nr_sld":
@@ -173,7 +245,7 @@ def predict_measurement(bundle: ModelBundle, measurement: Measurement) -> Measur
         computed = reflectivity(stack, probe)[0]
         profile, params = None, pred
         info = bundle.config["data"]["parameters"]
-        bound = at_bounds(info["names"], pred, np.asarray(info["bounds"]))
+        bound = at_bounds(info["names"], pred, np.asarray(info["bounds"]) if ranges is None else ranges)
     in_range = (m.q >= q_model[0]) & (m.q <= q_model[-1])
     dr = None if m.dr is None else m.dr[in_range]
     metrics = nr_metrics(m.r[in_range], computed[in_range], dr)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.predict import predict, predict_measurement
+from ..analysis.predict import predict, predict_measurement, prior_bounds
 from ..data.measured import load_measurement
 from ..fileio import write_text_atomic
 from ..store.model_bundle import ModelBundle, load_model
 from ..training.chi_workflow import load_chi_experiment, predict_chi
+from .common import load_config_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", required=True, help="JSON file with the prediction and the computed curve")
     pr.add_argument("--dq-convention", choices=["fwhm", "sigma"], help="for text files that do not say")
     pr.add_argument("--index", type=int, help="curve index in a multi-curve .npy (single-curve prediction)")
+    pr.add_argument(
+        "--bounds",
+        help="YAML/JSON of prior ranges, parameter name → [lo, hi], for a prior-bounds model (param_bounds); "
+        "parameters not named keep the family's range",
+    )
     pr.set_defaults(func=cmd_predict)
 
 
@@ -70,21 +76,33 @@ def _predict_chi(bundle: ModelBundle, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bounds(path: str | None) -> dict[str, list[float]] | None:
+    """``--bounds``: a mapping of parameter name → [lo, hi] (None when not given)."""
+    if not path:
+        return None
+    values = load_config_file(path)
+    if not isinstance(values, dict) or not values:
+        raise ValueError(f"{path}: --bounds needs a mapping of parameter name → [lo, hi]")
+    return values
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     bundle = load_model(args.model)  # a bundle or an ensemble (its members' mean)
     if bundle.task == "chi":
         return _predict_chi(bundle, args)
     out = Path(args.out)
+    bounds = _bounds(args.bounds)
+    ranges = prior_bounds(bundle, bounds) if bounds else None  # checked before the input is read
     if str(args.input).endswith(".npy") and args.index is None:
         curves = np.load(args.input, allow_pickle=False)
-        pred = predict(bundle, curves)
+        pred = predict(bundle, curves, bounds)
         np.save(out.with_suffix(".npy"), pred)
         print(f"predicted {len(pred)} curves → {out.with_suffix('.npy')}")
         return 0
     m = load_measurement(args.input, dq_convention=args.dq_convention, index=args.index or 0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = predict_measurement(bundle, m)
+        result = predict_measurement(bundle, m, bounds)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     summary = {"model": str(args.model), "input": str(args.input), "metrics": result.metrics, "warning": result.warning}
@@ -94,6 +112,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         summary["profile"] = {"z": result.profile[0].tolist(), "sld": result.profile[1].tolist()}
     if result.parameters is not None:
         summary["parameters"] = dict(zip(bundle.config["data"]["parameters"]["names"], map(float, result.parameters)))
+    if ranges is not None:
+        summary["bounds"] = dict(zip(bundle.config["data"]["parameters"]["names"], ranges.tolist()))
     summary["computed"] = {"q": result.q.tolist(), "r": result.computed.tolist()}
     write_text_atomic(out, json.dumps(summary, indent=2))
     print(

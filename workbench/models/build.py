@@ -10,11 +10,13 @@ from torch import nn
 from .chi import ChiModel
 from .compact import CompactNR2SLD, ParamRegressor
 from .parity_cnn import ParityCNN
+from .prior_bounds import PriorBoundsRegressor
 
 KINDS: dict[str, Callable[..., nn.Module]] = {
     "parity_cnn": ParityCNN,
     "compact": CompactNR2SLD,
     "param": ParamRegressor,
+    "param_bounds": PriorBoundsRegressor,
     "chi": ChiModel,
 }
 MODEL_KINDS = tuple(KINDS)

@@ -68,6 +68,20 @@ class ParamSettings(CompactSettings):
     kind: Literal["param"] = "param"  # type: ignore[assignment]
 
 
+class ParamBoundsSettings(CompactSettings):
+    """The prior-bounds parameter model: curve and each parameter's range in, position inside that range out."""
+
+    kind: Literal["param_bounds"] = "param_bounds"  # type: ignore[assignment]
+    min_width: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="narrowest prior range it trains on, as a fraction of the family's range (ranges drawn from "
+        "this to the full range)",
+        json_schema_extra={"label": "narrowest prior range"},
+    )
+
+
 class ParitySettings(_Settings):
     """pyreflect's CNN, layer for layer (its checkpoints load)."""
 
@@ -131,6 +145,7 @@ class ChiSettings(_Settings):
 SETTINGS: dict[str, type[_Settings]] = {
     "compact": CompactSettings,
     "param": ParamSettings,
+    "param_bounds": ParamBoundsSettings,
     "parity_cnn": ParitySettings,
     "chi": ChiSettings,
 }

@@ -61,6 +61,7 @@ class Prepared:
     normalization: dict[str, Any]
     names: list[str] | None = None
     bounds: np.ndarray | None = None
+    ranges: np.ndarray | None = None  # prior-bounds model: each row's sub-range (N, P, 2) in the parameters' units
 
 
 def prepare(ds: Dataset, target: Target, pre: PreprocessConfig, split: dict[str, np.ndarray] | None = None) -> Prepared:
@@ -125,6 +126,11 @@ def train_nr_model(
     prep = prepare(ds, target, pre)
     n_q, n_z = ds.nr.shape[2], ds.sld.shape[2]
     model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
+    if model_config["kind"] == "param_bounds":
+        raise ValueError(
+            "the prior-bounds parameter model (param_bounds) trains on fresh curves, each drawn inside its own random "
+            "sub-range: train it on the fly (--on-the-fly), not on a stored data set"
+        )
     if model_config["kind"] == "param":
         model_config.update(n_q=n_q, n_params=len(prep.names))
     else:
@@ -218,6 +224,8 @@ def evaluate(
         out["test_curves"] = len(idx)
         return out
     lo, span = prep.bounds[:, 0], prep.bounds[:, 1] - prep.bounds[:, 0]
+    if prep.ranges is not None:  # positions inside each row's own sub-range
+        lo, span = prep.ranges[idx, :, 0], prep.ranges[idx, :, 1] - prep.ranges[idx, :, 0]
     cols = prep.normalization["y"]["columns"]
     true = np.asarray(ds.params[idx])[:, cols]
     out = parameter_metrics(true, lo + pred * span, prep.names)

@@ -38,6 +38,8 @@ from ..models import build_model
 from ..physics.stack import FilmStack, StackError
 from .checkpoint import load_checkpoint
 from .nr_workflow import Outcome, Prepared, Target, _finish, prepare
+from .prior_bounds import KIND as PRIOR_BOUNDS
+from .prior_bounds import SubRangeSampler, positions, prepare_ranged, range_inputs
 from .trainer import STAGE, TrainConfig, Trainer, TrainResult
 
 ENDLESS = 2**62  # curves in the stream: never reached
@@ -96,17 +98,27 @@ def _curves(stack: FilmStack, config: GeneratorConfig, sampler: ParameterSampler
     return compute_chunk(stack, config, values, arrays, start)
 
 
-def fixed_sets(settings: OnTheFly, seed: int) -> tuple[Dataset, dict[str, np.ndarray]]:
+def _fixed_parts(settings: OnTheFly) -> list[tuple[str, int, int]]:
+    """(split name, first stream curve, curves) of the normalisation, validation and test sets."""
+    sizes = {"train": settings.fit_curves, "val": settings.val_curves, "test": settings.test_curves}
+    parts, start = [], FIXED_START
+    for key, n in sizes.items():
+        parts.append((key, start, n))
+        start += math.ceil(n / BLOCK) * BLOCK
+    return parts
+
+
+def fixed_sets(
+    settings: OnTheFly, seed: int, sampler: ParameterSampler | None = None
+) -> tuple[Dataset, dict[str, np.ndarray]]:
     """The normalisation, validation and test curves as one in-memory data set, and their index split."""
     stack, config = settings.film(), settings.stream_config(seed)
-    sampler = ParameterSampler(stack, ENDLESS, config.seed, "uniform", config.consistent_roughness)
-    sizes = {"train": settings.fit_curves, "val": settings.val_curves, "test": settings.test_curves}
+    sampler = sampler or ParameterSampler(stack, ENDLESS, config.seed, "uniform", config.consistent_roughness)
     parts: list[dict[str, np.ndarray]] = []
-    split, start, row = {}, FIXED_START, 0
-    for key, n in sizes.items():
+    split, row = {}, 0
+    for key, start, n in _fixed_parts(settings):
         parts.append(_curves(stack, config, sampler, start, n))
         split[key] = np.arange(row, row + n, dtype=np.int64)
-        start += math.ceil(n / BLOCK) * BLOCK
         row += n
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     names = sampler.names + config.realism.extra_parameter_names()
@@ -163,7 +175,7 @@ class CurveStream:
         try:
             while not halt.is_set():
                 t0 = time.perf_counter()
-                item = self._features(_curves(self.stack, self.config, self.sampler, block * BLOCK, BLOCK))
+                item = self._features(self._block(block))
                 self.produce_seconds += time.perf_counter() - t0
                 self.produced += BLOCK
                 block += 1
@@ -179,6 +191,9 @@ class CurveStream:
                 return
             except queue.Full:
                 continue
+
+    def _block(self, block: int) -> dict[str, np.ndarray]:
+        return _curves(self.stack, self.config, self.sampler, block * BLOCK, BLOCK)
 
     def _features(self, data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         y_source = data["sld"] if self.target == "sld" else data["params"]
@@ -226,6 +241,32 @@ class CurveStream:
             "produced_per_s": None if rate is None else round(rate, 1),
             "trainer_waited_s": round(self.wait_seconds, 3),
         }
+
+
+class RangedCurveStream(CurveStream):
+    """The stream of the prior-bounds model: every curve drawn inside its own sub-range, which goes in beside it."""
+
+    def __init__(self, settings: OnTheFly, seed: int, prep: Prepared, target: Target) -> None:
+        super().__init__(settings, seed, prep, target)
+        self.sampler = ranged_sampler(self.stack, self.config, prep.normalization["y"]["min_width"])
+        self.columns = prep.normalization["y"]["columns"]
+
+    def _block(self, block: int) -> dict[str, np.ndarray]:
+        data = super()._block(block)
+        data["ranges"] = self.sampler.ranges(block * BLOCK, (block + 1) * BLOCK)
+        return data
+
+    def _features(self, data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        own = data["ranges"][:, self.columns, :]
+        low, high = self.sampler.physical(data["ranges"])
+        curves = self.prep.x.curves.transform(data["nr"])
+        x = np.concatenate([curves, range_inputs(own)], axis=1).astype(np.float32)
+        cols = self.columns
+        return x, positions(data["params"][:, cols], low[:, cols], high[:, cols])
+
+
+def ranged_sampler(stack: FilmStack, config: GeneratorConfig, min_width: float) -> SubRangeSampler:
+    return SubRangeSampler(stack, ENDLESS, config.seed, "uniform", config.consistent_roughness, float(min_width))
 
 
 class OnTheFlyTrainer(Trainer):
@@ -276,9 +317,19 @@ def _context(settings: OnTheFly, target: Target, ds: Dataset, prep: Prepared, na
     }
 
 
-def _trainer_parts(settings: OnTheFly, target: Target, pre: PreprocessConfig) -> tuple[Dataset, Prepared]:
-    ds, split = fixed_sets(settings, pre.seed)
-    return ds, prepare(ds, target, pre, split)
+def _trainer_parts(
+    settings: OnTheFly, target: Target, pre: PreprocessConfig, model_config: dict[str, Any] | None = None
+) -> tuple[Dataset, Prepared]:
+    if (model_config or {}).get("kind") != PRIOR_BOUNDS:
+        ds, split = fixed_sets(settings, pre.seed)
+        return ds, prepare(ds, target, pre, split)
+    if target != "params":
+        raise ValueError(f"the prior-bounds model ({PRIOR_BOUNDS}) predicts layer parameters: use target 'params'")
+    min_width = model_config.get("min_width", 0.1)
+    sampler = ranged_sampler(settings.film(), settings.stream_config(pre.seed), min_width)
+    ds, split = fixed_sets(settings, pre.seed, sampler)
+    fractions = np.concatenate([sampler.ranges(start, start + n) for _, start, n in _fixed_parts(settings)])
+    return ds, prepare_ranged(ds, pre, split, fractions, min_width)
 
 
 def train_on_the_fly(
@@ -297,11 +348,11 @@ def train_on_the_fly(
     pre = (preprocess or PreprocessConfig()).model_copy(update={"seed": train.seed})
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
-    ds, prep = _trainer_parts(settings, target, pre)
+    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
+    ds, prep = _trainer_parts(settings, target, pre, model_config)
     reporter.log(STAGE, f"fixed normalisation/validation/test curves: {ds.n} in {time.perf_counter() - t0:.1f} s")
     n_q, n_z = ds.nr.shape[2], ds.sld.shape[2]
-    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
-    if model_config["kind"] == "param":
+    if model_config["kind"] in ("param", PRIOR_BOUNDS):
         model_config.update(n_q=n_q, n_params=len(prep.names))
     else:
         model_config.update(n_q=n_q, n_z=n_z)
@@ -331,7 +382,7 @@ def resume_on_the_fly(
     settings = OnTheFly(**context["on_the_fly"])
     pre = PreprocessConfig(**context["normalization"]["preprocess"])
     target = context["target"]
-    ds, prep = _trainer_parts(settings, target, pre)
+    ds, prep = _trainer_parts(settings, target, pre, meta["model_config"])
     trainer = OnTheFlyTrainer.resume(checkpoint_path, prep.x, prep.y, reporter=reporter, epochs=epochs)
     return _run(trainer, settings, ds, prep, target, context.get("name"))
 
@@ -340,7 +391,9 @@ def _run(
     trainer: OnTheFlyTrainer, settings: OnTheFly, ds: Dataset, prep: Prepared, target: Target, name: str | None
 ) -> Outcome:
     trainer.per_epoch = settings.batches_per_epoch
-    trainer.stream = CurveStream(settings, prep.normalization["preprocess"]["seed"], prep, target)
+    ranged = prep.normalization["y"].get("method") == "prior_bounds"
+    stream = RangedCurveStream if ranged else CurveStream
+    trainer.stream = stream(settings, prep.normalization["preprocess"]["seed"], prep, target)
     result = trainer.fit()
     out = _finish(trainer, result, ds, prep, name)
     if out.bundle_contents is not None:

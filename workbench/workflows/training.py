@@ -44,7 +44,7 @@ from ..training.trainer import TrainConfig, TrainResult
 Target = Literal["sld", "params", "chi"]
 RESUMABLE = ("paused", "failed", "stopped")
 DEFAULT_KIND = {"sld": "compact", "params": "param", "chi": "chi"}
-KINDS_OF = {"sld": ("compact", "parity_cnn"), "params": ("param",), "chi": ("chi",)}
+KINDS_OF = {"sld": ("compact", "parity_cnn"), "params": ("param", "param_bounds"), "chi": ("chi",)}
 FINISHED = TrainResult.FINISHED  # completed, early-stopped, time-limit: a model is written
 SUMMARY_METRICS = ("kept_epoch", "stop_reason", "threads", "data_mode", "curves_trained", "produced_per_s")
 
@@ -97,6 +97,11 @@ class TrainRequest(SplitSettings):
         if kind not in KINDS_OF[self.target]:
             raise ValueError(
                 f"model kind {kind!r} does not fit target {self.target!r}: use {' or '.join(KINDS_OF[self.target])}"
+            )
+        if kind == "param_bounds" and self.data is not None:
+            raise ValueError(
+                "the prior-bounds parameter model (param_bounds) trains on fresh curves, each drawn inside its own "
+                "random sub-range: train it on the fly (on_the_fly / --on-the-fly), not on a data set"
             )
         self.model = model_settings({**self.model, "kind": kind})
         return self
@@ -359,6 +364,7 @@ def _with_input_distribution(contents: dict[str, Any], trainer: Any, seed: int) 
     """The bundle's normalization with the training inputs' distribution, so predictions can say how unlike it a
     measured curve is (:mod:`workbench.analysis.trust`); unchanged when the run has no held-out rows to measure."""
     features, split = getattr(trainer, "x", None), getattr(trainer, "split", None)
+    features = getattr(features, "curves", features)  # a prior-bounds model's inputs: their curve part only
     if features is None or not split:
         return contents
     dist = distribution_of_features(features, split, seed)

@@ -1,0 +1,167 @@
+"""The prior-bounds parameter model: the curve and each parameter's range in, a prediction inside that range out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_stack
+
+from workbench.analysis.predict import predict
+from workbench.data.generate import GeneratorConfig, generate
+from workbench.models import build_model
+from workbench.models.inference import LoweredModule, inference_module
+from workbench.store.model_bundle import load_model_bundle
+from workbench.store.registry import Registry
+from workbench.training import TrainConfig
+from workbench.training.on_the_fly import ENDLESS, OnTheFly
+from workbench.training.prior_bounds import SubRangeSampler
+from workbench.workflows.training import TrainRequest, run_training
+
+WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+GRID = {"num_q": 80, "sld_points": 60}
+SIZES = {"fit_curves": 256, "val_curves": 256, "test_curves": 256}
+MODEL = {"kind": "param_bounds", "width": 8, "stages": 3, "latent": 64, "min_width": 0.1}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small prior-bounds model trained on the fly on the three-parameter stack, and fresh curves it never saw."""
+    tmp = tmp_path_factory.mktemp("prior")
+    request = TrainRequest(
+        target="params",
+        on_the_fly=OnTheFly.of(small_stack(), generator=GeneratorConfig(**GRID), batches_per_epoch=40, **SIZES),
+        model=MODEL,
+        out=tmp / "m",
+        train=TrainConfig(epochs=5, batch_size=64, learning_rate=3e-3, threads=1, seed=3),
+    )
+    outcome = run_training(request, registry=Registry(tmp / "registry.sqlite"))
+    assert outcome.status == "completed"
+    bundle = load_model_bundle(outcome.bundle)
+    fresh = generate(small_stack(), GeneratorConfig(**GRID, num_curves=60, seed=99))
+    names = bundle.config["data"]["parameters"]["names"]
+    true = fresh.params[:, [fresh.parameter_names.index(n) for n in names]]
+    return bundle, fresh, true, names, np.asarray(bundle.config["data"]["parameters"]["bounds"])
+
+
+def test_sub_range_sampler_draws_every_parameter_inside_its_own_range_reproducibly():
+    stack = small_stack()
+    sampler = SubRangeSampler(stack, ENDLESS, 7, "uniform", 0.5, min_width=0.2)
+    values, _ = sampler.sample(0, 2048)
+    low, high = sampler.physical(sampler.ranges(0, 2048))
+    free = [i for i, b in enumerate(sampler.bounds) if not b.fixed]
+    span = np.array([b.hi - b.lo for b in sampler.bounds])[free]
+    assert np.all(values[:, free] >= low[:, free] - 1e-9) and np.all(values[:, free] <= high[:, free] + 1e-9)
+    widths = (high - low)[:, free] / span
+    assert widths.min() >= 0.2 - 1e-12 and np.mean(widths == 1.0) > 0.05  # some curves see the whole family
+    again, _ = SubRangeSampler(stack, ENDLESS, 7, "uniform", 0.5, min_width=0.2).sample(0, 2048)
+    np.testing.assert_array_equal(values, again)
+
+
+def test_the_inference_copy_predicts_like_the_model():
+    torch.manual_seed(0)
+    model = build_model({**MODEL, "n_q": 80, "n_params": 3}).eval()
+    x = torch.cat([torch.randn(5, 80), torch.rand(5, 3) * 0.5, 0.5 + torch.rand(5, 3) * 0.5], dim=1)
+    fast = inference_module(model, x[:1])
+    assert isinstance(fast, LoweredModule)
+    torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="80 Q points \\+ 6 range edges"):
+        model(torch.randn(2, 80))
+
+
+def test_predictions_lie_inside_the_bounds_given(trained):
+    bundle, fresh, _, names, family = trained
+    lo = family[:, 0] + 0.6 * (family[:, 1] - family[:, 0])
+    hi = family[:, 0] + 0.7 * (family[:, 1] - family[:, 0])
+    pred = predict(bundle, fresh.nr, {n: [a, b] for n, a, b in zip(names, lo, hi)})
+    assert np.all(pred >= lo) and np.all(pred <= hi)
+    full = predict(bundle, fresh.nr)  # no bounds: the family's
+    assert np.all(full >= family[:, 0]) and np.all(full <= family[:, 1])
+
+
+def test_narrow_bounds_around_the_truth_give_a_smaller_error_than_the_full_range(trained):
+    bundle, fresh, true, names, family = trained
+    span = family[:, 1] - family[:, 0]
+    rng = np.random.default_rng(5)
+    full = np.abs(predict(bundle, fresh.nr) - true) / span
+    narrow, middle = [], []
+    for curve, t in zip(fresh.nr, true):  # a 30 % range holding the truth, not centred on it
+        lo = np.clip(t - rng.uniform(0, 0.3, len(t)) * span, family[:, 0], family[:, 1] - 0.3 * span)
+        hi = lo + 0.3 * span
+        p = predict(bundle, curve[None], {n: [a, b] for n, a, b in zip(names, lo, hi)})[0]
+        narrow.append(np.abs(p - t) / span)
+        middle.append(np.abs((lo + hi) / 2 - t) / span)
+    narrow, middle = np.array(narrow), np.array(middle)
+    print("mean |error| / family span: full", full.mean(0), "narrow", narrow.mean(0), "range middle", middle.mean(0))
+    assert narrow.mean() < 0.6 * full.mean()
+    assert narrow.mean() < 0.9 * middle.mean()  # it reads the curve, not just the range's middle
+
+
+def test_bad_bounds_name_what_is_wrong(trained):
+    bundle, fresh, _, names, family = trained
+    first = names[0]
+    with pytest.raises(ValueError, match=f"bounds of '{first}'.*outside the family's range"):
+        predict(bundle, fresh.nr[:1], {first: [family[0, 0] - 1.0, family[0, 1]]})
+    with pytest.raises(ValueError, match=f"bounds of '{first}' must be finite with lo < hi"):
+        predict(bundle, fresh.nr[:1], {first: [family[0, 1], family[0, 0]]})
+    with pytest.raises(ValueError, match=r"'nope\.thickness': not a free parameter"):
+        predict(bundle, fresh.nr[:1], {"nope.thickness": [0, 1]})
+
+
+def test_the_prior_bounds_model_trains_on_the_fly_only(tmp_path):
+    with pytest.raises(ValueError, match="train it on the fly"):
+        TrainRequest(target="params", data=tmp_path, out=tmp_path / "m", model={"kind": "param_bounds"})
+    with pytest.raises(ValueError, match="does not fit target 'sld'"):
+        TrainRequest(target="sld", data=tmp_path, out=tmp_path / "m", model={"kind": "param_bounds"})
+
+
+def test_cli_trains_and_predicts_inside_bounds(trained, tmp_path):
+    bundle, fresh, _, names, family = trained
+    config = tmp_path / "otf.json"
+    config.write_text(json.dumps({"on_the_fly": {**SIZES, "generator": GRID}, "model": MODEL}))
+    run = [WORKBENCH, "train", "--target", "params", "--model", "param_bounds", "--on-the-fly", "--stack", "default"]
+    result = subprocess.run(
+        [
+            *run,
+            "--minutes",
+            "0.02",
+            "--threads",
+            "1",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "cli"),
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert load_model_bundle(tmp_path / "cli").config["model"]["kind"] == "param_bounds"
+
+    curves = tmp_path / "curves.npy"
+    np.save(curves, fresh.nr[:5])
+    lo, hi = family[0, 0] + 0.25 * (family[0, 1] - family[0, 0]), family[0, 0] + 0.5 * (family[0, 1] - family[0, 0])
+    bounds = tmp_path / "bounds.yaml"
+    bounds.write_text(f"{names[0]}: [{lo}, {hi}]\n")
+    base = [WORKBENCH, "predict", "--model", str(bundle.path), "--input", str(curves), "--bounds", str(bounds)]
+    ok = subprocess.run([*base, "--out", str(tmp_path / "p.json")], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    pred = np.load(tmp_path / "p.npy")
+    assert pred.shape == (5, len(names)) and np.all((pred[:, 0] >= lo) & (pred[:, 0] <= hi))
+    one = subprocess.run([*base, "--index", "2", "--out", str(tmp_path / "one.json")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    summary = json.loads((tmp_path / "one.json").read_text())
+    assert summary["bounds"][names[0]] == pytest.approx([lo, hi]) and lo <= summary["parameters"][names[0]] <= hi
+
+    bounds.write_text(f"{names[0]}: [{family[0, 0]}, {family[0, 1] + 100}]\n")
+    bad = subprocess.run([*base, "--out", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and f"bounds of '{names[0]}'" in bad.stderr
+    assert "outside the family's range" in bad.stderr

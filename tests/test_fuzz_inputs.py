@@ -226,7 +226,7 @@ def test_a_bad_link_does_not_reach_the_saved_settings_and_says_so(tmp_path):
         p = apply_query_string({"tab": "stack", "num_curves": 0, "epochs": 0, "model": ""}, "model=x&tab=nope")
     assert p["model"] == "" and p["tab"] == "stack"
     assert [str(w.message) for w in shown] == [
-        "URL parameter model='x' is not one of compact, parity_cnn, param, chi; using '' instead",
+        "URL parameter model='x' is not one of compact, parity_cnn, param, param_bounds, chi; using '' instead",
         "URL parameter tab='nope' is not one of " + ", ".join(TABS) + "; using 'stack' instead",
     ]
     ws = tmp_path / "ws"

@@ -165,3 +165,16 @@ def test_cli_trains_and_predicts_inside_bounds(trained, tmp_path):
     bad = subprocess.run([*base, "--out", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and f"bounds of '{names[0]}'" in bad.stderr
     assert "outside the family's range" in bad.stderr
+
+
+def test_the_train_panel_offers_the_model_and_trains_it_on_the_fly(tmp_path):
+    """Choosing the model in the Train tab ticks 'on the fly' (it learns from fresh ranges per curve) and holds it."""
+    from workbench.ui.context import AppContext
+    from workbench.ui.train_panel import TrainPanel
+
+    panel = TrainPanel(AppContext(tmp_path / "ws", autosave_delay=0))
+    assert not panel.on_the_fly.value
+    panel.model_kind.value = "param_bounds"
+    assert panel.on_the_fly.value and panel.on_the_fly.disabled and panel.as_job.disabled
+    panel.model_kind.value = "compact"
+    assert not panel.on_the_fly.disabled

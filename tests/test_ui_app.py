@@ -179,7 +179,8 @@ def test_query_string_overrides_ui_parameters_but_never_paths():
         assert apply_query_string(params, "epochs=lots&model=x", notes=notes) == params
     assert [str(w.message) for w in shown] == notes
     assert notes[0] == "URL parameter epochs='lots' is not a valid int; using 0 instead"
-    assert notes[1] == "URL parameter model='x' is not one of compact, parity_cnn, param, chi; using '' instead"
+    kinds = "compact, parity_cnn, param, param_bounds, chi"
+    assert notes[1] == f"URL parameter model='x' is not one of {kinds}; using '' instead"
     flags = apply_query_string({"flag": False}, "flag=yes", allowed=("flag",))
     assert flags == {"flag": True}
 

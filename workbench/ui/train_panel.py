@@ -48,9 +48,11 @@ MODELS = [
     ("compact CNN: NR → SLD profile", "compact"),
     ("pyreflect-parity CNN: NR → SLD profile", "parity_cnn"),
     ("parameter model: NR → layer parameters", "param"),
+    ("parameter model with your ranges: NR + bounds → parameters (on the fly)", "param_bounds"),
     ("χ model: SLD profile → χ", "chi"),
 ]
-TARGET = {"compact": "sld", "parity_cnn": "sld", "param": "params", "chi": "chi"}
+TARGET = {"compact": "sld", "parity_cnn": "sld", "param": "params", "param_bounds": "params", "chi": "chi"}
+ON_THE_FLY_ONLY = ("param_bounds",)  # kinds that learn from fresh ranges per curve: trained on the fly only
 MAX_LOG_LINES = 300
 TRAIN_EXCLUDE = ("device", "progress_every")  # the device is chosen from those present; progress is the panel's
 MODEL_EXCLUDE = ("kind", "hidden", "mlp_hidden")  # layer-size lists: the command line's --config only
@@ -266,6 +268,10 @@ class TrainPanel(FormFields, Panel, W.VBox):
     def _kind_changed(self, _=None) -> None:
         kind = self.model_kind.value
         chi = kind == "chi"
+        if kind in ON_THE_FLY_ONLY and not self.on_the_fly.value:
+            self.on_the_fly.value = True  # observed: this method runs again with it set
+            return
+        self.on_the_fly.disabled = kind in ON_THE_FLY_ONLY
         fly = self.on_the_fly.value and not chi
         self.chi_folder.layout.display = "" if chi else "none"
         self.on_the_fly.layout.display = "none" if chi else ""

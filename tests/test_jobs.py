@@ -153,28 +153,33 @@ def test_a_job_beyond_its_memory_limit_fails_alone(tmp_path):
 
 
 def test_the_queue_runs_at_most_n_jobs_and_starts_the_next_when_one_ends(tmp_path):
+    """Two long generations fill both slots; a third waits, queued, until one of them ends (here: is stopped)."""
     ws = Workspace(tmp_path / "ws")
     reg = ws.registry
     limits = Limits(max_concurrent_jobs=2)
-    ids = [submit_job(ws, "generate", _generate_request(tmp_path / f"d{i}", 300), limits=limits) for i in range(3)]
-    started: dict[str, float] = {}
-    ended: dict[str, float] = {}
+    long = [submit_job(ws, "generate", _generate_request(tmp_path / f"d{i}", 100_000), limits=limits) for i in (0, 1)]
+
+    def statuses() -> dict[str, str]:
+        return {r.id: r.status for r in reg.list_runs()}
+
+    deadline = time.monotonic() + START
+    while any(statuses()[i] != "running" for i in long) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [statuses()[i] for i in long] == ["running", "running"]
+    third = submit_job(ws, "generate", _generate_request(tmp_path / "d2", 300), limits=limits)
     most = 0
-    deadline = time.monotonic() + 3 * START
-    while len(ended) < 3 and time.monotonic() < deadline:
-        statuses = {r.id: r.status for r in reg.list_runs()}
-        now = time.monotonic()
-        for run_id, status in statuses.items():
-            if status != "queued":
-                started.setdefault(run_id, now)
-            if status not in ("queued", "running"):
-                ended.setdefault(run_id, now)
-        most = max(most, sum(s == "running" for s in statuses.values()))
-        time.sleep(0.02)
-    assert [reg.get_run(i).status for i in ids] == ["completed"] * 3
-    assert most == 2
-    assert started[ids[2]] >= min(ended[ids[0]], ended[ids[1]])  # the third waited for a slot
-    assert any("queued (position 1)" in line["message"] for line in reg.logs(ids[2]))
+    deadline = time.monotonic() + START
+    while not any("queued (position 1)" in line["message"] for line in reg.logs(third)):
+        assert time.monotonic() < deadline, "the third job never said it was queued"
+        most = max(most, sum(s == "running" for s in statuses().values()))
+        time.sleep(0.05)
+    assert statuses()[third] == "queued" and most == 2
+    stop_job(reg, long[0])
+    ended = wait_for_job(reg, long[0], timeout=START)
+    assert ended.status == "stopped"
+    assert wait_for_job(reg, third, timeout=START).status == "completed"  # it took the freed slot
+    stop_job(reg, long[1])
+    assert wait_for_job(reg, long[1], timeout=START).status in ("stopped", "completed")
 
 
 def test_commands_name_what_cannot_be_done(tmp_path):

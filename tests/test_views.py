@@ -156,7 +156,7 @@ def test_csv_of_a_chart_in_rq4_keeps_r_and_adds_the_view_columns():
     assert js["view"] == "R / R_F" and js["fresnel_reference"]["substrate_sld"] == 2.07
     np.testing.assert_allclose(js["traces"][0]["r"], r, rtol=1e-12)
     pair.views.chooser.value = "R"
-    assert chart_table_csv(pair.rq).splitlines()[0] == "trace,Q (Å⁻¹),R(Q),dR (1σ)"  # as before the views
+    assert chart_table_csv(pair.rq).splitlines()[0] == "trace,Q (Å⁻¹),R,dR (1σ)"  # the R column other programs read
 
 
 def test_figures_for_files_draw_the_chosen_view():

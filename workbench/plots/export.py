@@ -82,7 +82,8 @@ def chart_table_csv(fig: Any) -> str:
     y_name, _, unit = y_title.partition(" (")
     unit = ", " + unit.rstrip(")") if unit else ""
     err_title = f"dR (1σ{unit})" if y_name in ("R", "R(Q)") else f"{y_name or 'y'} error (1σ{unit})"
-    head = ["trace", x_title, y_title] + ([err_title] if with_err else [])
+    y_column = "R" if y_title == "R(Q)" else y_title  # an R(Q) chart's column is R, as other programs read it
+    head = ["trace", x_title, y_column] + ([err_title] if with_err else [])
     lines = [",".join(_csv_field(h) for h in head)]
     for t in data["traces"]:
         name = _csv_field(t["name"])

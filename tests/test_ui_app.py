@@ -116,7 +116,7 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     wb.files.chart.value = "film stack R(Q)"
     wb.files.export.click()
     csv = link_payload(wb.files.links.value, "film-stack-R-Q.csv").decode()
-    assert csv.startswith("trace,Q (Å⁻¹),R(Q)\n") and len(csv.splitlines()) == 309  # the axis units name the columns
+    assert csv.startswith("trace,Q (Å⁻¹),R\n") and len(csv.splitlines()) == 309  # the axis units name the columns
     js = json.loads(link_payload(wb.files.links.value, "film-stack-R-Q.json"))
     np.testing.assert_allclose(js["traces"][0]["y"], np.array(wb.stack.rq.data[0].y))
     assert wb.predict.chi is not None  # Predict's χ chart is made when a χ model is first used

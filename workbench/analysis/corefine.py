@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy.optimize import OptimizeResult
 
 from ..data.measured import Measurement
@@ -36,7 +35,6 @@ from .refine import (
     DE_GENERATIONS,
     DE_TOLERANCE,
     ENGINES,
-    MAX_REPLANS,
     METHODS,
     PROBE_PARAMETERS,
     STAGE,
@@ -44,16 +42,12 @@ from .refine import (
     RefineError,
     RefineResult,
     _assemble_result,
-    _best_fit,
     _covariance,
-    _de_search,
-    _fit_plan,
     _flags,
     _Objective,
-    _renumbered,
-    _stack_from,
-    _starting_points,
     build_problem,
+    optimize,
+    replan,
 )
 
 SEPARATOR = ":"  # "<contrast label>:<parameter>" for a parameter fitted separately per contrast
@@ -268,14 +262,7 @@ def build_joint_problem(
 
 def _replan(problem: JointProblem, x: np.ndarray) -> bool:
     """Give each contrast the resolution plan of its fitted stack; True when any plan changed."""
-    changed = False
-    for p, i in zip(problem.problems, problem.index):
-        stack, _, _ = _stack_from(p, x[i])
-        plan, key = _fit_plan(stack, p.probe, p.slots, p.hi)
-        if key != p.plan_key:
-            p.plan, p.plan_key, p.calc_q = plan, key, torch.as_tensor(plan.calc_q)
-            changed = True
-    return changed
+    return any([replan(p, x[i]) for p, i in zip(problem.problems, problem.index)])  # a list: every contrast
 
 
 def _contrast_results(
@@ -350,23 +337,18 @@ def corefine(
     )
     objective = _JointObjective(problem, engine, reporter)
     start_chi2 = float(np.sum(objective.residuals(problem.x0) ** 2))
-    if method == "lsq":
-        starts = _starting_points(problem, multi_start, seed)
-        fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
-    else:
-        fit, history = _de_search(
-            objective, population=population, generations=generations, tolerance=de_tolerance, seed=seed
-        )
-        if method == "auto":
-            reporter.log(STAGE, f"least-squares polish from the best of differential evolution (χ² {2 * fit.cost:.6g})")
-            fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
-            history = history + _renumbered(more, len(history))
-    for _ in range(MAX_REPLANS):
-        if not _replan(problem, fit.x):
-            break
-        reporter.log(STAGE, "refitting with the resolution plan of the fitted stacks")
-        fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
-        history = history + _renumbered(more, len(history))
+    fit, history, _ = optimize(
+        objective,
+        lambda x: _replan(problem, x),
+        method=method,
+        multi_start=multi_start,
+        seed=seed,
+        max_nfev=max_nfev,
+        tolerance=tolerance,
+        population=population,
+        generations=generations,
+        de_tolerance=de_tolerance,
+    )
     fit.fun = objective.residuals(fit.x)
     n = int(fit.fun.size)
     chi2 = float(np.sum(fit.fun**2))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -749,6 +749,59 @@ def refine(
     )
     objective = _Objective(problem, engine, reporter)
     start_chi2 = float(np.sum(objective.residuals(problem.x0) ** 2))
+    fit, history, starts = optimize(
+        objective,
+        lambda x: replan(problem, x),
+        method=method,
+        multi_start=multi_start,
+        seed=seed,
+        max_nfev=max_nfev,
+        tolerance=tolerance,
+        population=population,
+        generations=generations,
+        de_tolerance=de_tolerance,
+    )
+    result = _assemble_result(
+        problem,
+        fit,
+        history,
+        engine=engine,
+        scale_covariance=scale_covariance,
+        starts=starts,
+        start_chi2=start_chi2,
+        started=t0,
+    )
+    result.method = method
+    reporter.timing(STAGE, "refine", result.seconds, int(fit.nfev))
+    return result
+
+
+def replan(problem: Problem, x: np.ndarray) -> bool:
+    """Give ``problem`` the resolution plan of the stack at ``x``; True when the plan changed (refit needed)."""
+    stack, _, _ = _stack_from(problem, x)
+    plan, key = _fit_plan(stack, problem.probe, problem.slots, problem.hi)
+    if key == problem.plan_key:
+        return False
+    problem.plan, problem.plan_key, problem.calc_q = plan, key, torch.as_tensor(plan.calc_q)
+    return True
+
+
+def optimize(
+    objective,
+    replanned: Callable[[np.ndarray], bool],
+    *,
+    method: str,
+    multi_start: int,
+    seed: int,
+    max_nfev: int,
+    tolerance: float,
+    population: int | None,
+    generations: int,
+    de_tolerance: float,
+) -> tuple[OptimizeResult, list[dict[str, float]], int]:
+    """The fit of ``objective`` by ``method`` (see :func:`refine`), refitted while ``replanned(x)`` changes the
+    resolution plan; returns the fit, its history and the number of starts.  Shared by refine and corefine."""
+    problem, reporter = objective.problem, objective.reporter
     if method == "lsq":
         starts = _starting_points(problem, multi_start, seed)
         fit, history = _best_fit(objective, starts, max_nfev=max_nfev, tolerance=tolerance)
@@ -762,27 +815,12 @@ def refine(
             fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
             history = history + _renumbered(more, len(history))
     for _ in range(MAX_REPLANS):
-        stack, _, _ = _stack_from(problem, fit.x)
-        plan, key = _fit_plan(stack, problem.probe, problem.slots, problem.hi)
-        if key == problem.plan_key:
+        if not replanned(fit.x):
             break
         reporter.log(STAGE, "refitting with the resolution plan of the fitted stack")
-        problem.plan, problem.plan_key, problem.calc_q = plan, key, torch.as_tensor(plan.calc_q)
         fit, more = _best_fit(objective, [fit.x], max_nfev=max_nfev, tolerance=tolerance)
         history = history + _renumbered(more, len(history))
-    result = _assemble_result(
-        problem,
-        fit,
-        history,
-        engine=engine,
-        scale_covariance=scale_covariance,
-        starts=len(starts),
-        start_chi2=start_chi2,
-        started=t0,
-    )
-    result.method = method
-    reporter.timing(STAGE, "refine", result.seconds, int(fit.nfev))
-    return result
+    return fit, history, len(starts)
 
 
 def _renumbered(history: list[dict[str, float]], first: int) -> list[dict[str, float]]:

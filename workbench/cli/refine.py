@@ -209,6 +209,12 @@ def _probe(args: argparse.Namespace, data) -> Probe | None:
     return merged.probe(args.scale, args.background, default_dq_over_q=args.dq_over_q)
 
 
+def _fit_metrics(result) -> dict[str, Any]:
+    """What the run registry keeps of a fit (one curve or several): χ²/N, convergence and every value."""
+    values = {str(n): float(v) for n, v in zip(result.names, result.values)}
+    return {"chi2_per_point": result.chi2_per_point, "converged": result.converged, **values}
+
+
 def _optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "method": args.method,
@@ -257,11 +263,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
                 **_optimizer_options(args),
             )
             if run is not None:
-                run.metrics.update(
-                    chi2_per_point=result.chi2_per_point,
-                    converged=result.converged,
-                    **{str(n): float(v) for n, v in zip(result.names, result.values)},
-                )
+                run.metrics.update(_fit_metrics(result))
     except Cancelled as exc:
         print(f"refinement stopped: {exc}", file=sys.stderr)
         return 130
@@ -406,11 +408,7 @@ def cmd_corefine(args: argparse.Namespace) -> int:
                 **_optimizer_options(args),
             )
             if run is not None:
-                run.metrics.update(
-                    chi2_per_point=result.chi2_per_point,
-                    converged=result.converged,
-                    **{str(n): float(v) for n, v in zip(result.names, result.values)},
-                )
+                run.metrics.update(_fit_metrics(result))
     except Cancelled as exc:
         print(f"refinement stopped: {exc}", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from ..events import Cancelled, Event, Reporter
 from .kernel_activity import kernel_busy
@@ -21,7 +21,26 @@ from .kernel_activity import kernel_busy
 Batch = Callable[[list[Event]], None]
 
 
-class Job:
+class _Threaded:
+    """A daemon thread's lifecycle as a job's: start, running, join (``_thread`` is set by the subclass)."""
+
+    _thread: threading.Thread
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the job (and its last callback); True when it has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class Job(_Threaded):
     """``fn(reporter)`` in a daemon thread; ``on_events`` gets event batches, then ``on_done`` or ``on_error``."""
 
     def __init__(
@@ -49,18 +68,6 @@ class Job:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ------------------------------------------------------------------ control
-    def start(self) -> Job:
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the job; True when it has finished."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def stop(self, reason: str = "stopped by user") -> None:
         self.reporter.stop.stop(reason)
@@ -112,7 +119,7 @@ class Job:
                     self.on_error(exc)
 
 
-class FollowedJob:
+class FollowedJob(_Threaded):
     """A job process (``workbench.batch.jobs.submit_job``) followed through the run registry.
 
     Nothing runs here but a daemon thread that reads the run every ``poll`` seconds and hands what is
@@ -143,19 +150,6 @@ class FollowedJob:
         self._logs_seen = 0
         self._detached = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-
-    def start(self) -> FollowedJob:
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until the job has ended and ``on_end`` ran; True when it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def stop(self, reason: str = "stopped by user") -> None:
         from ..batch.jobs import stop_job  # ui may use batch; imported here to keep this module light

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from workbench.cli.main import main
 from workbench.data.dataset import load_dataset
-from workbench.data.family import FamilyError, Range, SampleFamily, load_family, stack_from_meta, stack_meta
+from workbench.data.family import (
+    FamilyError,
+    Range,
+    SampleFamily,
+    load_family,
+    parse_tie_text,
+    stack_from_meta,
+    stack_meta,
+)
 from workbench.data.generate import GeneratorConfig, generate, generate_to_disk
 from workbench.data.parameters import free_parameter_columns, stacks_from_parameters
 from workbench.data.sampling import apply_parameters
@@ -261,3 +269,32 @@ def test_generate_cli_with_a_family_writes_it_into_the_data_set(tmp_path, capsys
     # bad input: exit code 2 and the message names the option and the text
     assert main([*argv[:-4], "--thickness-range", "20%%", "--overwrite"]) == 2
     assert "--thickness-range: cannot read the range '20%%'" in capsys.readouterr().err
+
+
+def test_folding_layers_into_a_block_keeps_patterns_matching_and_names_bad_folds(shared_data):
+    family = handfit_family(shared_data, ties=["PEO_*.sld"])
+    folded = family.fold("PEO_10", 4, 5)
+    block = folded.layers[2]
+    assert [x["name"] for x in block.layers] == ["PEO_a", "dPS_a", "dPS_b", "PEO_b"] and block.repeat == 5
+    # each period layer takes the mean of its five repeats (PEO_10, PEO_8, PEO_6, PEO_4, PEO_2)
+    assert block.layers[0]["sld"] == pytest.approx(np.mean([1.2, 2.43, 2.21, 2.06, 2.38]))
+    stack = folded.expand()
+    assert len(stack.layers) == 23 and stack.layers[2].name == "PEO_a_1"
+    assert [len(t.members) for t in stack.ties if t.members[0] == "PEO_a_1.sld"] == [10]  # PEO_* still ties them
+    partial = family.fold("PEO_10", 2, 1)  # PEO_10, dPS_10 → PEO_1 would collide with the hand fit's PEO_1
+    assert [x["name"] for x in partial.layers[2].layers] == ["PEO_r", "dPS_r"] and len(partial.expand().layers) == 23
+    with pytest.raises(FamilyError, match="run past the film"):
+        family.fold("PEO_10", 4, 6)
+    with pytest.raises(FamilyError, match="no layer named 'PMMA'"):
+        family.fold("PMMA", 2, 2)
+    with pytest.raises(FamilyError, match="blocks do not nest"):
+        folded.fold(2, 1, 1)
+
+
+def test_ties_written_one_a_line():
+    assert parse_tie_text("PEO_*.sld\n# a comment\n\ntogether: PEO_*.thickness, dPS_*.thickness") == [
+        ("same", ("PEO_*.sld",)),
+        ("together", ("PEO_*.thickness", "dPS_*.thickness")),
+    ]
+    with pytest.raises(FamilyError, match=r"ties line 2: 'alike: a\.sld' starts with 'alike'"):
+        parse_tie_text("a.sld\nalike: a.sld")

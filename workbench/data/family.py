@@ -333,7 +333,8 @@ class SampleFamily:
         same_groups = _merge(same)
         for group in same_groups:  # one value (the mean) and one range (the union) per group
             keys = [_split(m) for m in group]
-            mean = sum(layers[names.index(n)][p] for n, p in keys) / len(keys)
+            values = [layers[names.index(n)][p] for n, p in keys]
+            mean = values[0] if len(set(values)) == 1 else sum(values) / len(values)  # equal values stay exact
             lo, hi = min(bounds[m][0] for m in group), max(bounds[m][1] for m in group)
             for (n, p), m in zip(keys, group):
                 layers[names.index(n)][p] = mean
@@ -351,6 +352,53 @@ class SampleFamily:
             return FamilyStack(layers=[Layer(**x) for x in layers], bounds=bound_list, ties=ties, family=self.to_dict())
         except (StackError, ValidationError) as exc:
             raise FamilyError(f"family {self.name!r}: {_message(exc)}") from None
+
+    def range_bounds(self) -> dict[str, tuple[float, float]]:
+        """``{"layer.par": (lo, hi)}`` the ranges and overrides give each varying parameter, before any tie."""
+        return self._bounds(self.layer_list()[0])
+
+    def fold(self, first: int | str, per_period: int, count: int) -> SampleFamily:
+        """This family with ``count`` periods of ``per_period`` layers from ``first`` (an index or a layer name)
+        folded into one repeated block; each period layer takes the mean of its repeats' values.
+
+        The period's names lose a trailing ``_N`` (``PEO_10`` → ``PEO``) and take ``_a``, ``_b`` … where one
+        name repeats within the period, so ``PEO_*`` patterns still match the expanded ``PEO_a_1``.
+        """
+        names = ["(block)" if isinstance(x, Block) else x["name"] for x in self.layers]
+        if isinstance(first, str):
+            if first not in names:
+                raise FamilyError(f"fold: no layer named {first!r}; layers are {', '.join(names)}")
+            first = names.index(first)
+        for what, n in (("layers per period", per_period), ("count", count)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise FamilyError(f"fold: the {what} must be a whole number ≥ 1, got {n!r}")
+        end = first + per_period * count
+        if first < 1 or end > len(self.layers) - 1:
+            raise FamilyError(
+                f"fold: {count} × {per_period} layers from layer {first} run past the film (layers 1 to "
+                f"{len(self.layers) - 2}); the substrate and the ambient stay outside a block"
+            )
+        span = self.layers[first:end]
+        if any(isinstance(x, Block) for x in span):
+            raise FamilyError("fold: the layers to fold include a repeated block; blocks do not nest")
+        period = [dict(x) for x in span[:per_period]]
+        for j, layer in enumerate(period):
+            for p in PARAMETER_FIELDS:
+                values = [float(span[k * per_period + j].get(p, 0.0)) for k in range(count)]
+                layer[p] = values[0] if len(set(values)) == 1 else sum(values) / count
+        stems = [re.sub(r"_\d+$", "", x["name"]) or x["name"] for x in period]
+        seen: dict[str, int] = {}
+        bases = []
+        for stem in stems:
+            seen[stem] = seen.get(stem, 0) + 1
+            tag = chr(96 + seen[stem]) if seen[stem] <= 26 else f"n{seen[stem]}"
+            bases.append(f"{stem}_{tag}" if stems.count(stem) > 1 else stem)
+        outside = {x["name"] for x in self.layers[:first] + self.layers[end:] if not isinstance(x, Block)}
+        while any(f"{b}_{k}" in outside for b in bases for k in range(1, count + 1)):
+            bases = [f"{b}_r" for b in bases]
+        block = Block(count, [{**x, "name": b} for x, b in zip(period, bases)])
+        layers = [*self.layers[:first], block, *self.layers[end:]]
+        return SampleFamily(layers, self.ranges, self.overrides, self.ties, self.name, self.source)
 
     def _bounds(self, layers: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
         """``{"layer.par": (lo, hi)}`` of every varying parameter, in stack order."""
@@ -515,6 +563,25 @@ def _parse_layer(entry: Any, what: str) -> dict[str, Any]:
         return Layer(**data).model_dump()
     except (StackError, ValidationError) as exc:
         raise FamilyError(f"{what}: {_message(exc)}") from None
+
+
+def parse_tie_text(text: str) -> list[tuple[TieMode, tuple[str, ...]]]:
+    """Ties written one a line: ``same: PEO_*.sld``, ``together: PEO_*.thickness, dPS_*.thickness`` or a bare
+    ``PEO_*.sld`` (same); blank lines and ``#`` comments are skipped."""
+    entries: list[Any] = []
+    for k, line in enumerate(str(text).splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        mode, sep, rest = line.partition(":")
+        if not sep:
+            mode, rest = "same", line
+        mode = mode.strip().lower()
+        if mode not in ("same", "together"):
+            raise FamilyError(f"ties line {k}: {line!r} starts with {mode!r}; write same: or together: before it")
+        patterns = [p.strip() for p in re.split(r"[,\s]+", rest) if p.strip()]
+        entries.append({mode: patterns})
+    return _parse_ties(entries, "ties")
 
 
 def _parse_ties(value: Any, what: str) -> list[tuple[TieMode, tuple[str, ...]]]:

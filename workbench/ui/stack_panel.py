@@ -22,10 +22,6 @@ import time
 from typing import ClassVar
 
 import ipywidgets as W
-from ipywidgets.widgets.widget_bool import CheckboxStyle, ToggleButtonStyle
-from ipywidgets.widgets.widget_description import DescriptionStyle
-from ipywidgets.widgets.widget_string import LabelStyle, TextStyle
-from traitlets import TraitError
 
 from ..limits import default_slider_range
 from ..physics import FilmStack, Probe
@@ -34,57 +30,12 @@ from .coalesce import Coalescer
 from .common import Panel, Status, panel_guard
 from .context import AppContext
 from .curve_pair import CurvePair
+from .family_box import BlockBox, FamilyBox
+from .looks import Looks
 from .stack_model import LABELS, UNITS, applicable, compute_preview, short, shown
 
 NUMBER_WIDTH = "7.5em"  # each number box gets its own Layout: a shared one hides them all together
-BOUND_WIDTH = "9em"
 FLAG_BORDER = "2px solid #cf222e"
-
-
-def frozen(widget: W.Widget) -> W.Widget:
-    """A layout or style that several widgets share: changing it raises instead of changing all of them at once."""
-
-    def refuse(_owner, proposal) -> None:
-        raise TraitError(
-            f"a shared {type(widget).__name__} cannot change ({proposal['trait'].name} → {proposal['value']!r}): "
-            "give the widget a layout of its own to change it"
-        )
-
-    # a validator runs before a value is set (an observer would run after the change was made)
-    widget._register_validator(refuse, [n for n in widget.keys if not n.startswith("_")])
-    widget.shared = True  # tests/test_ui_layouts.py allows only these to be shared
-    return widget
-
-
-class Looks:
-    """Layouts and styles the rows share: one widget model each instead of one per row.
-
-    Every widget has a Layout and a style model of its own unless given one; the 32 parameter rows of a
-    default stack made ~500 of the app's 1,064 widget models, each created in the kernel and sent to,
-    built and laid out by the browser on every page load (554 now).  Only layouts no code changes are
-    shared, and they are :func:`frozen` (a row's number box and "widen" button keep their own: flagging
-    changes them per row).
-    """
-
-    def __init__(self) -> None:
-        self.label = frozen(W.Layout(width="11em"))
-        self.slider = frozen(W.Layout(width="16em"))
-        self.vary = frozen(W.Layout(width="5em"))
-        self.bound = frozen(W.Layout(width=BOUND_WIDTH))
-        self.row = frozen(W.Layout())
-        self.icon_button = frozen(W.Layout(width="3em"))
-        self.name = frozen(W.Layout(width="12em"))
-        self.role = frozen(W.Layout(width="7em"))
-        self.card = frozen(W.Layout(border_bottom="1px solid #ddd"))
-        self.header = frozen(W.Layout())
-        self.bound_style = frozen(DescriptionStyle(description_width="2.5em"))
-        self.number_style = frozen(DescriptionStyle())
-        self.slider_style = frozen(W.SliderStyle())
-        self.check_style = frozen(CheckboxStyle())
-        self.label_style = frozen(LabelStyle())
-        self.button_style = frozen(W.ButtonStyle())
-        self.toggle_style = frozen(ToggleButtonStyle())
-        self.text_style = frozen(TextStyle())
 
 
 HELP = {
@@ -240,7 +191,8 @@ class ParameterRow(W.HBox):
                 f"{short(hard.lo)}–{short(hard.hi)} {UNITS[self.par]}; set to {short(stored)}"
             )
             return
-        self._report(f"{self.what} = {short(stored)} {UNITS[self.par]}")
+        tied = len(model.linked(self.i, self.par)) - 1
+        self._report(f"{self.what} = {short(stored)} {UNITS[self.par]}" + (f" (and {tied} tied)" if tied else ""))
 
     def show(self, value: float) -> None:
         """Put ``value`` into slider and number without echoing it back to the model."""
@@ -288,7 +240,8 @@ class LayerBox(W.VBox):
         looks = panel.looks
         model = panel.ctx.stack
         n = model.n_layers
-        role = "substrate" if i == 0 else "ambient" if i == n - 1 else "film layer"  # the name says which
+        block = model.block_of(i) is not None  # a block's period layer: moved and removed with its block
+        role = "substrate" if i == 0 else "ambient" if i == n - 1 else "period layer" if block else "film layer"
         self.toggle = W.ToggleButton(
             value=expanded,
             icon="chevron-down" if expanded else "chevron-right",
@@ -296,8 +249,8 @@ class LayerBox(W.VBox):
             layout=looks.icon_button,
             style=looks.toggle_style,
         )
-        self.name = W.Text(value=model.layer(i).name, layout=looks.name, style=looks.text_style)
-        inner = 0 < i < n - 1
+        self.name = W.Text(value=model.display_name(i), layout=looks.name, style=looks.text_style)
+        inner = 0 < i < n - 1 and not block
         # the cards run substrate (top) to ambient (bottom): ↑ moves a card up the page, towards the substrate
         self.up = W.Button(
             icon="arrow-up",
@@ -342,9 +295,7 @@ class LayerBox(W.VBox):
         except Exception as exc:  # noqa: BLE001
             self.panel.status.error(str(exc))
         else:
-            self.panel.status.info(
-                f"layer {self.i} renamed {change['old']!r} → {self.panel.ctx.stack.layer(self.i).name!r}"
-            )
+            self.panel.status.info(f"layer {change['old']!r} renamed {self.panel.ctx.stack.display_name(self.i)!r}")
 
     def row(self, par: str) -> ParameterRow:
         return self.rows[PARAMETER_FIELDS.index(par)]
@@ -409,7 +360,9 @@ class StackPanel(Panel, W.VBox):
         self.cancel_reset.on_click(self._cancel_reset)
         self.looks = Looks()  # shared by every row, across rebuilds of the layer cards
         self.layers_box = W.VBox()
-        self.layers: list[LayerBox] = []
+        self.layers: list[LayerBox] = []  # every layer card, page order (a block's period layers once)
+        self.boxes: dict[int, LayerBox] = {}  # by layer index
+        self.family = FamilyBox(self)
         self._build_layers()
         charts = W.HBox([self.rq, self.sld], layout=W.Layout(width="100%"))
         toolbar = W.HBox([self.add, self.collapse, self.expand, self.reset])
@@ -421,6 +374,7 @@ class StackPanel(Panel, W.VBox):
                 self.physics_note,
                 toolbar,
                 self.confirm_row,
+                self.family,
                 self.status,
                 self.layers_box,
             ]
@@ -438,10 +392,25 @@ class StackPanel(Panel, W.VBox):
 
     # ------------------------------------------------------------------ layers
     def _build_layers(self) -> None:
-        expanded = {i: box.toggle.value for i, box in enumerate(self.layers)}
-        n = self.ctx.stack.n_layers
-        self.layers = [LayerBox(self, i, expanded.get(i, True)) for i in range(n)]
-        self.layers_box.children = self.layers
+        expanded = {i: box.toggle.value for i, box in self.boxes.items()}
+        model, cards, i = self.ctx.stack, [], 0
+        self.boxes = {}
+        while i < model.n_layers:
+            span = model.block_of(i)
+            cards.append(
+                self.layer_box(i, expanded.get(i, True))
+                if span is None
+                else BlockBox(self, model.blocks.index(span), expanded)
+            )
+            i = i + 1 if span is None else span.end
+        self.layers = list(self.boxes.values())
+        self.layers_box.children = cards
+        self.family.show_current()
+
+    def layer_box(self, i: int, expanded: bool = True) -> LayerBox:
+        """The card of layer ``i`` (a block's first repeat stands for all of them)."""
+        self.boxes[i] = LayerBox(self, i, expanded)
+        return self.boxes[i]
 
     def _expand_all(self, value: bool) -> None:
         for box in self.layers:
@@ -551,4 +520,5 @@ class StackPanel(Panel, W.VBox):
             )
 
     def row(self, i: int, par: str) -> ParameterRow:
-        return self.layers[i].row(par)
+        """The row of ``par`` of layer ``i`` (of a block's period layer for any of its repeats)."""
+        return self.boxes[self.ctx.stack.first_repeat(i)].row(par)

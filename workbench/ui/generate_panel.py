@@ -1,8 +1,12 @@
-"""Generate panel: a synthetic NR/SLD data set from the film stack's bounds, in a worker thread.
+"""Generate panel: a synthetic NR/SLD data set from the film stack's bounds.
 
 numCurves, seed, sampling and the realism options; a progress bar, Cancel, timings, a preview of
 a few generated curves and profiles, and the folder it was written to.  Recorded in the run
-registry as a 'generate' run.  Headless twin: :func:`workbench.data.generate.generate_to_disk`.
+registry as a 'generate' run.  By default it runs as a job process
+(:func:`~workbench.batch.jobs.submit_job`, like ``workbench generate --detach``) that goes on when the
+page closes; a page opened later follows it (progress caught up from the registry) and Cancel stops
+it.  Unticked, or without a registry, it runs in a worker thread of this kernel.
+Headless twin: :func:`workbench.data.generate.generate_to_disk`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import ClassVar
 import ipywidgets as W
 import numpy as np
 
+from ..batch.jobs import submit_job
 from ..data.dataset import load_dataset
+from ..data.family import stack_meta
 from ..data.generate import GeneratorConfig, generate_to_disk
 from ..data.realism import Realism
 from ..events import Log, Progress, Timing, Warning_
@@ -22,7 +28,8 @@ from ..fileio import safe_name
 from ..forms import field_specs
 from ..plots.curves import profile_template, reflectivity_template
 from ..store.recorded import recorded_run
-from .background import Job
+from ..store.registry import LIVE, RunRow
+from .background import FollowedJob, Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
@@ -72,6 +79,17 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             input_em=18.0,
             description_em=label,
         )
+        self.as_job = W.Checkbox(
+            value=bool(saved.get("as_job", True)),
+            description="run as a separate process (goes on when this page is closed)",
+            tooltip="a job process any page, History or `workbench runs` can follow and stop; untick to generate "
+            "inside this page's kernel",
+            indent=False,
+            layout=W.Layout(
+                width=f"{fit_em('run as a separate process (goes on when this page is closed)') + 2.5:g}em"
+            ),
+        )
+        self.as_job.add_class("wb-as-job")
         self.start = W.Button(
             description="Generate",
             icon="play",
@@ -93,7 +111,8 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         self.rq = ChartWidget(reflectivity_template((), "Generated curves"))
         self.sld = ChartWidget(profile_template((), "Generated profiles"))
         self.views = RQViews(self.rq)  # R, R·Q⁴ or R/R_F of the film stack's substrate (at its value)
-        self.job: Job | None = None
+        self.job: Job | FollowedJob | None = None
+        self.last_run_id: str | None = None
         self.dataset = None
         self._stack = None  # the stack of the last generation
         self.start.on_click(self._start)
@@ -101,7 +120,8 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         for form in (self.generator_form, self.realism_form):
             form.observe(self._remember)
         self.consistent.observe(self._remember, "value")
-        form = W.VBox([self.generator_form.box, self.realism_form.box, self.consistent, self.name])
+        self.as_job.observe(self._remember, "value")
+        form = W.VBox([self.generator_form.box, self.realism_form.box, self.consistent, self.name, self.as_job])
         super().__init__(
             [
                 W.HTML("<b>Generate</b> a synthetic data set from the film stack's bounds and the probe"),
@@ -116,6 +136,7 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             ]
         )
         self.add_class("wb-generate-panel")
+        self.attach()
 
     def _forms(self) -> list[Form]:
         return [self.__dict__["generator_form"], self.__dict__["realism_form"]]
@@ -126,6 +147,7 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             **self.generator_form.values(),
             realism=self.realism_form.values(),
             consistent=self.consistent.value,
+            as_job=self.as_job.value,
         )
 
     def config(self) -> GeneratorConfig:
@@ -164,6 +186,14 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         if (out / "dataset.json").exists():
             raise ValueError(f"a data set named {name!r} already exists in the workspace; choose another name")
         registry = self.ctx.registry()
+        self.progress.max, self.progress.value = config.num_curves, 0
+        self.progress.bar_style = ""
+        self.timings.value = ""
+        self.output.value = ""
+        if self.as_job.value and registry is not None:
+            request = {"out": str(out), "config": config.model_dump(mode="json"), "stack": stack_meta(stack)}
+            self._follow(submit_job(self.ctx.workspace, "generate", request, limits=self.ctx.limits))
+            return
 
         def work(reporter):
             params = {
@@ -180,10 +210,6 @@ class GeneratePanel(FormFields, Panel, W.VBox):
                 run.metrics.update(curves=ds.n, seconds=ds.meta.get("generation_seconds"), path=str(folder))
             return folder
 
-        self.progress.max, self.progress.value = config.num_curves, 0
-        self.progress.bar_style = ""
-        self.timings.value = ""
-        self.output.value = ""
         self.status.info(f"generating {config.num_curves} curves…")
         self.start.disabled, self.cancel.disabled = True, False
         self.job = Job(
@@ -195,10 +221,80 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             name="workbench-generate",
         ).start()
 
+    @panel_guard
     def _cancel(self, _=None) -> None:
         if self.job is not None and self.job.running:
             self.job.stop("cancelled from the Generate panel")
             self.status.warn("cancelling…")
+
+    # ------------------------------------------------------------------ job processes
+    def on_shown(self) -> None:
+        """The tab was shown: follow a generation job started meanwhile (another page, the CLI)."""
+        self.attach()
+
+    def attach(self) -> str | None:
+        """Follow the newest queued or running generation job of the workspace, if this panel follows nothing."""
+        if self.job is not None and self.job.running:
+            return None
+        registry = self.ctx.registry()
+        if registry is None:
+            return None
+        live = [r for r in registry.list_runs(kind="generate") if r.status in LIVE and r.job is not None]
+        if not live:
+            return None
+        self._follow(live[0].id)
+        return live[0].id
+
+    def _follow(self, run_id: str) -> None:
+        """Show the job ``run_id`` live from the registry: its progress so far first, then as it goes."""
+        self.last_run_id = run_id
+        self._stack = None
+        self.progress.bar_style = ""
+        self.status.info(f"generating as a job process (run {run_id})…")
+        self.start.disabled, self.cancel.disabled = True, False
+        self.ctx.runs_changed()  # History lists the new job, live
+        self.job = FollowedJob(
+            self.ctx.registry(),
+            run_id,
+            on_update=self._job_update,
+            on_end=self._job_done,
+            on_error=self._failed,
+            poll=max(0.5, 1.0 / max(self.ctx.limits.max_updates_per_second, 0.1)),
+            name="workbench-generate-follow",
+        ).start()
+
+    def _job_update(self, steps: list[dict], logs: list[dict], run: RunRow) -> None:
+        total = int((run.params.get("generator") or {}).get("num_curves") or 1)
+        self.progress.max = max(total, 1)
+        for step in steps:
+            if "curves" in step:
+                self.progress.value = min(int(step["curves"]), self.progress.max)
+        if run.status == "queued":
+            position = self.ctx.registry().queue_position(run.id)
+            self.status.info(
+                f"queued{f' (position {position})' if position else ''}: waits for a free job slot "
+                f"({self.ctx.limits.max_concurrent_jobs} at once in this workspace)"
+            )
+        elif run.status == "running":
+            self.status.info(
+                f"generating {total} curves as a job process (pid {run.pid}): {self.progress.value} written"
+            )
+
+    def _job_done(self, run: RunRow) -> None:
+        self._finish_buttons()
+        self.ctx.runs_changed()
+        if run.status == "completed":
+            folder = Path(run.params.get("out") or run.metrics.get("path") or "")
+            queued = float((run.job or {}).get("queued") or run.created)
+            for t in self.ctx.registry().timings(run.id):
+                self._events([Timing(t["stage"], t["what"], float(t["seconds"]), int(t["items"]))])
+            self._show_dataset(folder, run.updated - queued)
+        elif run.status == "stopped":
+            self.progress.bar_style = "danger"
+            self.status.warn(f"cancelled: nothing was written ({run.error or 'stopped'})")
+        else:
+            self.progress.bar_style = "danger"
+            self.status.error(f"generation failed: {run.error or 'the job process ended without saying why'}")
 
     def _events(self, events) -> None:
         for e in events:
@@ -218,6 +314,9 @@ class GeneratePanel(FormFields, Panel, W.VBox):
 
     def _done(self, folder) -> None:
         self._finish_buttons()
+        self._show_dataset(Path(folder), self.job.seconds)
+
+    def _show_dataset(self, folder: Path, seconds: float) -> None:
         ds = load_dataset(folder)
         self.dataset = ds
         self.progress.value = self.progress.max
@@ -226,14 +325,14 @@ class GeneratePanel(FormFields, Panel, W.VBox):
             f"<span class='wb-output'>data set written to <code>{folder}</code> ({ds.n} curves, "
             f"hash {str(ds.content_hash)[:12]})</span>"
         )
-        self.status.ok(f"generated {ds.n} curves in {self.job.seconds:.2f} s")
+        self.status.ok(f"generated {ds.n} curves in {seconds:.2f} s")
         self._preview(ds)
         self.ctx.announce(dataset=Path(folder))
 
     def _failed(self, exc: BaseException) -> None:
         self._finish_buttons()
         self.progress.bar_style = "danger"
-        if self.job is not None and self.job.cancelled:
+        if isinstance(self.job, Job) and self.job.cancelled:
             self.status.warn(f"cancelled: nothing was written ({exc})")
         else:
             self.status.error(f"generation failed: {exc}")

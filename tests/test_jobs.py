@@ -192,8 +192,8 @@ def test_commands_name_what_cannot_be_done(tmp_path):
         stop_job(reg, finished)
     with pytest.raises(ValueError, match="inside the process that started it"):
         pause_job(reg, in_process)
-    with pytest.raises(ValueError, match="unknown job kind 'sweep'"):
-        submit_job(ws, "sweep", {})
+    with pytest.raises(ValueError, match="unknown job kind 'bake'"):
+        submit_job(ws, "bake", {})
     with pytest.raises(ValueError, match="only a paused, stopped or failed run resumes"):
         submit_job(ws, "resume", {"run_id": finished})
     with pytest.raises(ValueError, match="does not exist"):

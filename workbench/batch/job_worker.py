@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..events import Cancelled, Reporter, log
+from ..events import Cancelled, Record, Reporter, log
 from ..store.recorded import recorded_run
 from ..store.registry import LIVE, Registry
 from ..store.workspace import Workspace
@@ -194,10 +194,50 @@ def _generate(registry: Registry, run_id: str, request: dict, reporter: Reporter
     return "completed"
 
 
+def _sweep(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
+    from .sweep import run_sweep  # heavy (papermill, distributed): only a sweep job needs them
+
+    def log_ends(event: Any) -> None:  # each run's end as a log line of the job
+        if isinstance(event, Record) and event.stage == "sweep" and event.name == "run":
+            if event.data["status"] in ("completed", "failed"):
+                error = f": {event.data['error']}" if event.data.get("error") else ""
+                registry.log(run_id, f"run {event.data['label']} {event.data['status']}{error}", stage="sweep")
+
+    reporter.listeners.append(log_ends)
+    with recorded_run(registry, "sweep", run_id=run_id, resume=True, reporter=reporter) as run:
+        result = run_sweep(
+            request["notebook"],
+            request["runs"],
+            request["out"],
+            workers=request["workers"],
+            scheduler=request.get("scheduler"),
+            processes=request["processes"],
+            reporter=reporter,
+            timeout=request.get("timeout"),
+        )
+        run.metrics.update(
+            completed=len(result.completed),
+            failed=len(result.failed),
+            skipped=len(result.skipped),
+            results=str(result.csv),
+        )
+    return "completed"
+
+
+def _refine(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
+    """A refinement or DREAM-only job: Stop ends a fit between evaluations and DREAM between generations."""
+    from ..workflows.refinement import RefineRequest, run_refinement  # heavy (torch, scipy, bumps): refinement only
+
+    return run_refinement(RefineRequest(**request), reporter, registry, run_id=run_id).status
+
+
 RUNNERS: dict[str, Callable[[Registry, str, dict, Reporter], str]] = {
     "train": _train,
     "resume": _resume,
     "generate": _generate,
+    "sweep": _sweep,
+    "refine": _refine,
+    "dream": _refine,
 }
 
 
@@ -216,17 +256,23 @@ def wait_for_slot(registry: Registry, run_id: str, max_running: int, reporter: R
         time.sleep(QUEUE_POLL_SECONDS)
 
 
-def run_job(registry: Registry, run_id: str) -> str:
-    """Run the queued job ``run_id`` in this process; returns how it ended."""
+def run_job(registry: Registry, run_id: str, *, own_process: bool = True) -> str:
+    """Run the queued job ``run_id`` in this process; returns how it ended.
+
+    ``own_process=False`` (a thread of a Dask worker, :mod:`workbench.batch.job_dask`): no memory limit and no
+    SIGTERM handler, both of which would outlive the job in a process that is not its own.
+    """
     run = registry.get_run(run_id)
     spec = run.job or {}
     kind = spec.get("kind")
     if kind not in RUNNERS:
         raise ValueError(f"run {run_id} holds no job this worker knows ({kind!r})")
-    limited = limit_memory(int(spec.get("memory_mb") or 0))
+    limited = own_process and limit_memory(int(spec.get("memory_mb") or 0))
     reporter = Reporter()
     monitor = Monitor(registry, run_id, reporter).start()
-    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.stop.stop("terminated (SIGTERM)"))
+    previous = (
+        signal.signal(signal.SIGTERM, lambda *_: reporter.stop.stop("terminated (SIGTERM)")) if own_process else None
+    )
     limit = f", memory limit {spec['memory_mb']} MiB" if limited else ""
     print(f"job {run_id} ({kind}), pid {os.getpid()}{limit}", flush=True)  # noqa: T201 - stdout is the job's log
     try:
@@ -246,7 +292,8 @@ def run_job(registry: Registry, run_id: str) -> str:
             registry.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         return "failed"
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if own_process:
+            signal.signal(signal.SIGTERM, previous)
         monitor.close()
 
 

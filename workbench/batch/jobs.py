@@ -40,8 +40,10 @@ from typing import Any
 from ..limits import Limits
 from ..store.registry import LIVE, Registry, RunRow, new_run_id
 from ..store.workspace import Workspace
+from .job_dask import DaskTarget, scheduler_address
+from .sweep import check_sweep, load_manifest, notebook_path, parameter_sets_from_mapping
 
-KINDS = ("generate", "train", "resume")
+KINDS = ("generate", "train", "resume", "refine", "dream", "sweep")
 RESUMABLE = ("paused", "failed", "stopped")
 LOG_NAME = "job.log"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +60,7 @@ def submit_job(
     *,
     name: str | None = None,
     limits: Limits | None = None,
+    scheduler: str | None = None,
 ) -> str:
     """Queue a job and start its process; returns the run id at once.
 
@@ -65,13 +68,23 @@ def submit_job(
     dict), ``"generate"`` (``{"stack": data.family.stack_meta(stack), "config": GeneratorConfig
     fields, "out": folder, "overwrite": False}``) or ``"resume"`` (``{"run_id": ..., "epochs": None}``:
     a paused, stopped or failed training continued from its latest checkpoint, in the same run).
+    ``"sweep"`` (``{"notebook": file or shipped name, "out": folder, "grid": {name: [values]} and/or
+    "runs": [{...}], "fixed": {...}, "workers": 2, "processes": True, "timeout": None}``: :func:`run_sweep`).
     The request is checked here, so a bad one is a ``ValueError`` now, not a failed job later.
+
+    ``scheduler``: a Dask scheduler address (default ``$WORKBENCH_SCHEDULER``; ``"local"``: a local process)
+    runs the job in one of its workers (:mod:`workbench.batch.job_dask`); a sweep job's process stays local and
+    sends its notebook runs there.
     """
     ws = _workspace(workspace)
     limits = limits if limits is not None else Limits.from_env()
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
+    address = scheduler_address(scheduler)
+    if kind == "sweep" and address and isinstance(request, dict):
+        request, address = {"scheduler": address, **request}, None  # a light driver here, its runs on the cluster
     checked, params, default_name = _check_request(ws.registry, kind, request)
+    target = DaskTarget(address, ws.root) if address else None  # unreachable, no workers, no shared disk: ValueError
     job = {
         "kind": kind,
         "request": checked,
@@ -79,6 +92,8 @@ def submit_job(
         "memory_mb": limits.job_memory_mb,
         "queued": time.time(),
     }
+    if target is not None:
+        job["scheduler"] = address
     reg = ws.registry
     if kind == "resume":
         run_id = checked["run_id"]
@@ -98,11 +113,18 @@ def submit_job(
             job=job,
         )
     try:
-        pid = _spawn(ws, run_id, Path(job["log"]))
+        if target is not None:
+            reg.set_process(run_id, None)  # no process until a worker takes it (Registry.take_job)
+            target.submit(run_id)
+            reg.log(run_id, f"sent to the Dask scheduler {address} ({len(target.workers)} worker(s))")
+        else:
+            reg.set_process(run_id, _spawn(ws, run_id, Path(job["log"])))
     except OSError as exc:
         reg.finish_run(run_id, "failed", error=f"the job process could not be started: {exc}")
         raise
-    reg.set_process(run_id, pid)
+    finally:
+        if target is not None:
+            target.close()
     return run_id
 
 
@@ -121,6 +143,10 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
         return dumped, dumped, typed.run_name
     if kind == "generate":
         return _check_generate(request)
+    if kind == "sweep":
+        return _check_sweep(request)
+    if kind in ("refine", "dream"):
+        return _check_refine(kind, request)
     run_id = (request or {}).get("run_id") if isinstance(request, dict) else None
     if not run_id:
         raise ValueError("a resume job needs {'run_id': ...}: the paused, stopped or failed training to continue")
@@ -163,6 +189,51 @@ def _check_generate(request: Any) -> tuple[dict, dict, str]:
     return checked, {"out": str(out), "generator": checked["config"], "hub_repo": None}, out.name
 
 
+def _check_refine(kind: str, request: Any) -> tuple[dict, dict, str]:
+    """A refinement (``refine``) or DREAM-only (``dream``) request: data files loaded, stack and names checked."""
+    from ..workflows.refinement import checked_request  # heavy (torch, scipy): only refinement requests need it
+
+    typed = checked_request(request, kind)
+    return typed.model_dump(mode="json"), typed.run_params(), typed.name or typed.out.name
+
+
+def _check_sweep(request: Any) -> tuple[dict, dict, str]:
+    """A sweep request: the notebook found, the parameter sets typed by its declarations, the options checked."""
+    fields = {"notebook", "out", "grid", "runs", "fixed", "workers", "scheduler", "processes", "timeout"}
+    if not isinstance(request, dict) or not request.get("notebook") or not request.get("out"):
+        raise ValueError("a sweep job needs {'notebook': file or shipped name, 'out': folder, 'grid' and/or 'runs'}")
+    unknown = set(request) - fields
+    if unknown:
+        raise ValueError(f"unknown sweep request field(s) {sorted(unknown)}; expected {', '.join(sorted(fields))}")
+    notebook = notebook_path(request["notebook"])
+    spec = {k: request[k] for k in ("grid", "runs", "fixed") if request.get(k) is not None}
+    if not {"grid", "runs"} & set(spec):
+        raise ValueError("nothing to sweep: give 'grid' {name: [values]} and/or 'runs' [{name: value}, ...]")
+    workers = request.get("workers", 2)
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise ValueError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    timeout = request.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"timeout must be seconds > 0 (or None), got {timeout!r}")
+    scheduler = request.get("scheduler")
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ValueError(f"scheduler must be an address such as tcp://host:8786, got {scheduler!r}")
+    runs = check_sweep(notebook, parameter_sets_from_mapping(spec, "the sweep request"), workers)
+    out = Path(request["out"]).expanduser().resolve()
+    load_manifest(out)  # a corrupt manifest is refused now, not when the job starts
+    checked = {
+        "notebook": str(notebook),
+        "out": str(out),
+        "runs": runs,
+        "workers": workers,
+        "scheduler": scheduler or None,
+        "processes": bool(request.get("processes", True)),
+        "timeout": float(timeout) if timeout is not None else None,
+    }
+    params = {"notebook": str(notebook), "out": str(out), "runs": len(runs), "workers": workers, "scheduler": scheduler}
+    return checked, params, out.name
+
+
 def _spawn(ws: Workspace, run_id: str, log_path: Path) -> int:
     """Start ``python -m workbench.batch.job_worker ROOT RUN_ID`` detached: its own session, output to the log."""
     env = dict(os.environ)
@@ -194,7 +265,10 @@ def _spawn(ws: Workspace, run_id: str, log_path: Path) -> int:
 def stop_job(registry: Registry, run_id: str, reason: str = "stopped by user") -> int:
     """Ask a queued or running job to stop (after its running step); returns the command id."""
     run = _live_job(registry, run_id, "stopped")
-    return registry.send_command(run.id, "stop", reason)
+    command = registry.send_command(run.id, "stop", reason)
+    if run.job.get("scheduler") and run.pid is None:  # in the Dask scheduler's queue: no job process reads commands
+        registry.drop_untaken(run.id, reason)
+    return command
 
 
 def pause_job(registry: Registry, run_id: str, reason: str = "paused by user") -> int:

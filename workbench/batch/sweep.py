@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Cancelled, Reporter
 from ..fileio import write_text_atomic
+from .notebooks import shipped_notebook
 from .runner import check_parameters, notebook_defaults, notebook_parameters, run_notebook
 
 if TYPE_CHECKING:
@@ -279,6 +280,25 @@ def _checked_parameter_sets(nb: Path, parameter_sets: Sequence[dict[str, Any]], 
                 "summary_path is set by the sweep (runs/<key>/summary.json); leave it out of the parameters"
             )
     return sets
+
+
+def check_sweep(notebook: str | os.PathLike, parameter_sets: Sequence[dict[str, Any]], workers: int) -> list[dict]:
+    """What :func:`run_sweep` checks before any run (parameter sets typed by the notebook, workers ≥ 1): a sweep
+    job refuses bad input when it is submitted, not when its process starts."""
+    return _checked_parameter_sets(Path(notebook).resolve(), parameter_sets, workers)
+
+
+def notebook_path(name: str | os.PathLike) -> Path:
+    """A notebook file, or the name of a shipped one (``pipeline``); ValueError naming what is missing."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if path.suffix != ".ipynb" or len(path.parts) == 1:
+        try:
+            return shipped_notebook(path.name)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(f"{name}: no such notebook file, and {exc}") from None
+    raise ValueError(f"{name}: no such notebook")
 
 
 def _open_manifest(out: Path, nb: Path, reporter: Reporter) -> dict[str, Any]:

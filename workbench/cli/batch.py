@@ -15,26 +15,14 @@ import yaml
 from pydantic import ValidationError
 
 from ..batch.doctor import report, run_doctor
-from ..batch.notebooks import copy_notebooks, shipped_notebook, shipped_notebooks
+from ..batch.jobs import submit_job
+from ..batch.notebooks import copy_notebooks, shipped_notebooks
 from ..batch.search import SearchConfig, run_search
-from ..batch.sweep import grid, parameter_sets_from_mapping, parse_value_list, run_sweep
+from ..batch.sweep import grid, notebook_path, parameter_sets_from_mapping, parse_value_list, run_sweep
 from ..events import Cancelled, Record, Reporter, tqdm_listener
 from ..fileio import write_text_atomic
 from ..plots.sweep import choose_metric, history_figure, sweep_figure
-from .common import interrupts, load_config_file, validation_message
-
-
-def _notebook_path(name: str) -> Path:
-    """A notebook file, or the name of a shipped one (``pipeline``)."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path.resolve()
-    if path.suffix != ".ipynb" or len(path.parts) == 1:
-        try:
-            return shipped_notebook(path.name)
-        except (ValueError, FileNotFoundError) as exc:
-            raise ValueError(f"{name}: no such notebook file, and {exc}") from None
-    raise ValueError(f"{name}: no such notebook")
+from .common import add_workspace_option, interrupts, load_config_file, validation_message, workspace_of
 
 
 # ------------------------------------------------------------------ sweep
@@ -45,7 +33,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(
             "name the notebook to sweep (a file, or a shipped one such as 'pipeline'), or give 'notebook' in --file"
         )
-    nb = _notebook_path(notebook)
+    nb = notebook_path(notebook)
     base = (
         parameter_sets_from_mapping({k: v for k, v in spec.items() if k != "notebook"}, args.file)
         if {"grid", "runs"} & set(spec)
@@ -59,6 +47,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sets = [{**b, **g} for b in base for g in grid(axes)] if axes else base
     if sets == [{}]:
         raise ValueError("nothing to sweep: give -p NAME v1,v2,... and/or --file with 'grid' or 'runs'")
+    if args.detach:
+        return _sweep_detached(args, nb, sets)
 
     def on_event(event) -> None:
         if isinstance(event, Record) and event.name == "run" and event.data["status"] == "skipped" and args.verbose:
@@ -105,6 +95,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     print(f"results: {result.csv}\nchart: {result.chart}\nmanifest: {result.folder / 'sweep.json'}")
     return 1 if result.failed else 0
+
+
+def _sweep_detached(args: argparse.Namespace, nb: Path, sets: list[dict]) -> int:
+    """Queue the sweep as a job in its own process (its runs on --scheduler's cluster if given); print its run id."""
+    if args.metric:
+        raise ValueError("--metric draws the chart at the end of a sweep run here; leave it out with --detach")
+    request = {
+        "notebook": str(nb),
+        "runs": sets,
+        "out": str(Path(args.out).resolve()),
+        "workers": args.workers,
+        "processes": not args.threads,
+        "timeout": args.timeout,
+    }
+    run_id = submit_job(workspace_of(args), "sweep", request, scheduler=args.scheduler)
+    print(run_id)
+    print(
+        f"sweeping as a job: follow it with `workbench runs watch {run_id}`, stop it with `workbench runs stop "
+        f"{run_id}`; results in {args.out}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 # ------------------------------------------------------------------ search
@@ -275,6 +287,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--metric", help="metric of the comparison chart (default: best_val_loss or the first reported)")
     sw.add_argument("--timeout", type=float, help="seconds a single cell may run before its run fails")
     sw.add_argument("-v", "--verbose", action="store_true", help="also list the runs skipped as done")
+    sw.add_argument(
+        "--detach",
+        action="store_true",
+        help="sweep as a job in its own process (outlives this shell; stop it with runs stop); print its run id",
+    )
+    add_workspace_option(sw)
     sw.set_defaults(func=cmd_sweep)
 
     se = sub.add_parser(

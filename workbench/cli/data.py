@@ -63,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--detach", action="store_true", help="generate as a job in its own process; print its run id and return"
     )
+    gen.add_argument(
+        "--scheduler",
+        help="with --detach: run the job on a worker of this Dask scheduler, tcp://host:8786 (default "
+        "$WORKBENCH_SCHEDULER; 'local': here); the workspace must be on a file system the workers share",
+    )
     add_workspace_option(gen)
     gen.set_defaults(func=cmd_generate)
 
@@ -89,6 +94,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     refuse_existing_dataset(args.out, args.overwrite)
     if args.detach:
         return _detach(args, stack, config)
+    if args.scheduler:
+        raise ValueError(
+            "--scheduler places a --detach job on a Dask worker: add --detach (--dask spreads one generation over a "
+            "cluster)"
+        )
     reporter = Reporter([tqdm_listener("generate", "generating", "curves"), _print_timing])
     params = {
         "out": str(Path(args.out).resolve()),
@@ -114,14 +124,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _detach(args: argparse.Namespace, stack: FilmStack, config: GeneratorConfig) -> int:
     """Queue the generation as a job in its own process (the ties of a family with it); print its run id."""
     if args.hub_repo or args.dask:
-        raise ValueError("--detach runs the generation in one local process: leave out --hub-repo and --dask")
+        raise ValueError("--detach runs the generation in one job process: leave out --hub-repo and --dask")
     request = {
         "stack": stack_meta(stack),
         "config": config.model_dump(mode="json"),
         "out": str(Path(args.out).resolve()),
         "overwrite": args.overwrite,
     }
-    run_id = submit_job(workspace_of(args), "generate", request, name=Path(args.out).name)
+    run_id = submit_job(workspace_of(args), "generate", request, name=Path(args.out).name, scheduler=args.scheduler)
     print(run_id)
     print(f"generating in the background: follow it with `workbench runs watch {run_id}`", file=sys.stderr)
     return 0

@@ -12,28 +12,24 @@ parameters at a bound and undetermined uncertainties are marked in the table and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pydantic import ValidationError
 
-from ..analysis.corefine import Contrast, JointRefineResult, corefine
-from ..analysis.export_refl1d import export_refl1d
-from ..analysis.joint_export import export_joint_refl1d
+from ..analysis.corefine import JointRefineResult
 from ..analysis.predict import predict_measurement
 from ..analysis.profile_fit import sorted_profile, stack_from_profile
-from ..analysis.refine import DE_GENERATIONS, DE_TOLERANCE, METHODS, RefineError, _resolve, refine
-from ..analysis.uncertainty import dream_bands, dream_joint_bands
+from ..analysis.refine import DE_GENERATIONS, DE_TOLERANCE, METHODS, RefineResult
+from ..batch.jobs import submit_job
+from ..data.family import stack_meta
 from ..data.handfit import load_handfit_spreadsheet
-from ..data.measured import load_measurement
 from ..data.parameters import stacks_from_parameters
-from ..events import Cancelled, Reporter, tqdm_listener
-from ..fileio import write_text_atomic
-from ..physics import FilmStack, Probe
+from ..events import Reporter, tqdm_listener
+from ..physics import FilmStack
 from ..store.model_bundle import load_model
-from .common import add_workspace_option, load_config_file, recording
+from ..workflows.refinement import RefineRequest, load_data, run_refinement
+from .common import add_workspace_option, load_config_file, registry_of, validation_message, workspace_of
 from .stacks import stack_file
 
 
@@ -135,7 +131,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dream-samples", type=int, default=0, help="run bumps DREAM with this many samples for 68/95 %% bands"
     )
+    p.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="no fit: DREAM samples around the start stack as given (e.g. a refinement.json's fitted stack, with its "
+        "--scale and --background); needs --dream-samples",
+    )
     p.add_argument("--out", default="refinement", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="refine as a job in its own process; print its run id and return (follow: workbench runs watch ID)",
+    )
     add_workspace_option(p)
     p.set_defaults(func=cmd_refine)
 
@@ -183,167 +190,6 @@ def _bounds(path: str | None) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _csv(path: Path, header: str, columns: list[np.ndarray]) -> None:
-    rows = np.column_stack(columns)
-    write_text_atomic(path, header + "\n" + "\n".join(",".join(f"{v:.10g}" for v in row) for row in rows) + "\n")
-
-
-def _load(path: str, dq_convention: str | None):
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        return load_measurement(path, dq_convention=dq_convention)
-    except ValueError as exc:
-        if "dq_convention" in str(exc):
-            raise ValueError(f"{exc} (on the command line: --dq-convention fwhm|sigma)") from None
-        raise
-
-
-def _probe(args: argparse.Namespace, data) -> Probe | None:
-    """The probe for a file without a dQ column when ``--dq-over-q`` is given (else refine's default)."""
-    if args.dq_over_q is None or data.dq_sigma is not None:
-        return None
-    if not 0 < args.dq_over_q < 1:
-        raise ValueError(f"--dq-over-q must be a fraction between 0 and 1 (e.g. 0.05), got {args.dq_over_q}")
-    merged = data.merge_duplicate_q() if data.has_duplicate_q else data
-    return merged.probe(args.scale, args.background, default_dq_over_q=args.dq_over_q)
-
-
-def _fit_metrics(result) -> dict[str, Any]:
-    """What the run registry keeps of a fit (one curve or several): χ²/N, convergence and every value."""
-    values = {str(n): float(v) for n, v in zip(result.names, result.values)}
-    return {"chi2_per_point": result.chi2_per_point, "converged": result.converged, **values}
-
-
-def _optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "method": args.method,
-        "population": args.population,
-        "generations": args.generations,
-        "de_tolerance": args.de_tolerance,
-        "multi_start": args.multi_start,
-        "max_nfev": args.max_nfev,
-        "seed": args.seed,
-        "engine": args.engine,
-    }
-
-
-def cmd_refine(args: argparse.Namespace) -> int:
-    if len(args.data) > 1:
-        return cmd_corefine(args)
-    if args.share or args.contrast:
-        raise ValueError("--share and --contrast need several data files (contrasts of one film)")
-    args.data = args.data[0]
-    data = _load(args.data, args.dq_convention)
-    stack, origin = _start_stack(args, data)
-    bounds = _bounds(args.bounds)
-    free = args.free or (list(bounds) if bounds else None)
-    reporter = Reporter()
-    params = {
-        "data": str(Path(args.data).resolve()),
-        "start": origin,
-        "free": free,
-        "bounds": bounds,
-        **_optimizer_options(args),
-        "out": str(Path(args.out).resolve()),
-    }
-    try:
-        # recorded in the workspace's run registry like the Refine panel's fits (the History tab lists both)
-        with recording(args, "refine", name=Path(args.out).name, params=params, reporter=reporter) as run:
-            result = refine(
-                data,
-                stack,
-                free=free,
-                bounds=bounds,
-                probe=_probe(args, data),
-                scale=args.scale,
-                background=args.background,
-                dr_floor=args.dr_floor,
-                reporter=reporter,
-                **_optimizer_options(args),
-            )
-            if run is not None:
-                run.metrics.update(_fit_metrics(result))
-    except Cancelled as exc:
-        print(f"refinement stopped: {exc}", file=sys.stderr)
-        return 130
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
-        "data": str(args.data),
-        "start": origin,
-        "chi2_per_point": result.chi2_per_point,
-        "chi2": result.chi2,
-        "points": result.n_points,
-        "left_out_points": result.n_left_out,
-        "left_out_q": result.left_out_q.tolist(),
-        "dr_floor": args.dr_floor,
-        "start_chi2_per_point": result.start_chi2 / result.n_points,
-        "seconds": result.seconds,
-        "converged": result.converged,
-        "message": result.message,
-        "engine": args.engine,
-        "method": result.method,
-        "parameters": result.table(),
-        "at_bound": result.at_bound,
-        "undetermined": result.undetermined,
-        "notes": result.notes(),
-        "bounds": result.bounds,
-        "scale": result.scale,
-        "background": result.background,
-        "stack": {"layer_desc": result.stack.to_layer_desc(), "layer_bound": result.stack.to_layer_bound()},
-        "history": result.history,
-    }
-    _csv(out / "fit.csv", "q,r,dr,r_fit", [result.q, *_data_columns(data, result.q), result.r_fit])
-    _csv(out / "profile.csv", "z,sld", [result.profile[0], result.profile[1]])
-    left_out = f", {result.n_left_out} left out (no error bar)" if result.n_left_out else ""
-    print(
-        f"χ²/N {summary['start_chi2_per_point']:.4g} → {result.chi2_per_point:.4g} in {result.seconds:.2f} s "
-        f"({len(result.history)} iterations, {result.n_points} points{left_out}, start: {origin})"
-    )
-    for row in result.table():
-        flag = result.flag(row["name"])
-        print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:<9.2g}{f'  [{flag}]' if flag else ''}")
-    for note in result.notes():
-        print(f"note: {note}")
-    if args.refl1d:
-        script = export_refl1d(out / "refl1d", result, data, result.bounds)
-        summary["refl1d_script"] = str(script)
-        print(f"refl1d model: {script}")
-    if args.dream_samples > 0:
-        reporter.listeners.append(tqdm_listener("uncertainty", "DREAM", "generations"))
-        bands = dream_bands(
-            result.stack,
-            data,
-            result.bounds,
-            scale=result.scale,
-            background=result.background,
-            samples=args.dream_samples,
-            seed=args.seed,
-            reporter=reporter,
-        )
-        sld_csv, r_csv = bands.to_csv(out / "bands")
-        summary["bands"] = {
-            "sld": str(sld_csv),
-            "reflectivity": str(r_csv),
-            "converged": bands.converged,
-            "parameters": bands.parameter_table,
-        }
-        print(
-            f"DREAM bands: {sld_csv}, {r_csv}"
-            + ("" if bands.converged else "  (chains not converged: raise --dream-samples)")
-        )
-    write_text_atomic(out / "refinement.json", json.dumps(summary, indent=2, default=float))
-    print(f"results → {out / 'refinement.json'}")
-    return 0
-
-
-def _labels(paths: list[str]) -> list[str]:
-    """Each curve's label: its file name without suffix, made unique by its position when two are alike."""
-    stems = [Path(p).stem.replace(":", "_") or f"c{k + 1}" for k, p in enumerate(paths)]
-    return [stem if stems.count(stem) == 1 else f"{stem}_{k + 1}" for k, stem in enumerate(stems)]
-
-
 def _contrast_values(specs: list[str], n: int) -> dict[str, list[float]]:
     """``--contrast LAYER.PAR=V1,...,Vn`` options → name → one start value per curve."""
     out = {}
@@ -361,117 +207,107 @@ def _contrast_values(specs: list[str], n: int) -> dict[str, list[float]]:
     return out
 
 
-def _contrasts(args: argparse.Namespace) -> tuple[list[Contrast], list[Any], str]:
-    """The curves, each with the start stack (its --contrast values put in), and where the start came from."""
-    datas = [_load(path, args.dq_convention) for path in args.data]
-    stack, origin = _start_stack(args, datas[0])
-    labels = _labels(args.data)
-    stacks = [stack] * len(datas)
-    for name, values in _contrast_values(args.contrast, len(datas)).items():
-        try:
-            i, par = _resolve(stack, name)
-        except RefineError as exc:
-            raise ValueError(f"--contrast: {exc}") from None
-        stacks = [s.with_value(i, par, v) for s, v in zip(stacks, values)]
-    contrasts = [
-        Contrast(d, s, label=label, probe=_probe(args, d), scale=args.scale, background=args.background)
-        for d, s, label in zip(datas, stacks, labels)
-    ]
-    return contrasts, datas, origin
-
-
-def cmd_corefine(args: argparse.Namespace) -> int:
-    """Several curves of one film fitted together: shared parameters once, the rest per curve."""
-    contrasts, datas, origin = _contrasts(args)
-    bounds = _bounds(args.bounds)
-    free = args.free or (list(bounds) if bounds else None)
-    reporter = Reporter()
-    params = {
-        "data": [str(Path(p).resolve()) for p in args.data],
-        "start": origin,
-        "free": free,
-        "share": args.share,
-        "contrast": args.contrast,
-        "bounds": bounds,
-        **_optimizer_options(args),
-        "out": str(Path(args.out).resolve()),
-    }
+def request_from_args(args: argparse.Namespace) -> RefineRequest:
+    """The command line as a :class:`RefineRequest` (the start stack resolved here: a file, a hand fit, a model)."""
+    if len(args.data) == 1 and (args.share or args.contrast):
+        raise ValueError("--share and --contrast need several data files (contrasts of one film)")
+    if args.no_fit and args.dream_samples <= 0:
+        raise ValueError("--no-fit samples DREAM around the start stack without a fit: give --dream-samples N")
+    first = load_data(args.data[0], args.dq_convention) if args.model else None  # a model predicts from the curve
+    stack, origin = _start_stack(args, first)
+    contrast = _contrast_values(args.contrast, len(args.data))
     try:
-        with recording(args, "refine", name=Path(args.out).name, params=params, reporter=reporter) as run:
-            result = corefine(
-                contrasts,
-                free=free,
-                shared=args.share,
-                bounds=bounds,
-                dr_floor=args.dr_floor,
-                reporter=reporter,
-                **_optimizer_options(args),
-            )
-            if run is not None:
-                run.metrics.update(_fit_metrics(result))
-    except Cancelled as exc:
-        print(f"refinement stopped: {exc}", file=sys.stderr)
-        return 130
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = _joint_summary(args, result, origin)
-    for fit, data, label in zip(result.contrasts, datas, result.labels):
-        _csv(out / f"fit_{label}.csv", "q,r,dr,r_fit", [fit.q, *_data_columns(data, fit.q), fit.r_fit])
-        _csv(out / f"profile_{label}.csv", "z,sld", [fit.profile[0], fit.profile[1]])
-    _print_joint(result, origin)
-    if args.refl1d:
-        script = export_joint_refl1d(out / "refl1d", result, datas)
-        summary["refl1d_script"] = str(script)
-        print(f"refl1d model: {script}")
-    if args.dream_samples > 0:
-        reporter.listeners.append(tqdm_listener("uncertainty", "DREAM", "generations"))
-        bands = dream_joint_bands(result, datas, samples=args.dream_samples, seed=args.seed, reporter=reporter)
-        summary["bands"] = {}
-        for b, label in zip(bands, result.labels):
-            sld_csv, r_csv = b.to_csv(out / "bands" / label)
-            summary["bands"][label] = {"sld": str(sld_csv), "reflectivity": str(r_csv), "converged": b.converged}
-        summary["bands_parameters"] = bands[0].parameter_table if bands else []
-        print(
-            f"DREAM bands: {out / 'bands'}" + ("" if bands[0].converged else "  (not converged: raise --dream-samples)")
+        return RefineRequest(
+            data=args.data,
+            dq_convention=args.dq_convention,
+            dq_over_q=args.dq_over_q,
+            stack=stack_meta(stack),
+            start=origin,
+            free=args.free,
+            bounds=_bounds(args.bounds),
+            share=args.share,
+            contrast=contrast,
+            scale=args.scale,
+            background=args.background,
+            dr_floor=args.dr_floor,
+            engine=args.engine,
+            method=args.method,
+            population=args.population,
+            generations=args.generations,
+            de_tolerance=args.de_tolerance,
+            multi_start=args.multi_start,
+            max_nfev=args.max_nfev,
+            seed=args.seed,
+            optimize=not args.no_fit,
+            refl1d=args.refl1d,
+            dream_samples=args.dream_samples,
+            out=args.out,
         )
-    write_text_atomic(out / "refinement.json", json.dumps(summary, indent=2, default=float))
-    print(f"results → {out / 'refinement.json'}")
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from None
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    request = request_from_args(args)
+    if args.detach:
+        return _detach(args, request)
+    reporter = Reporter([tqdm_listener("uncertainty", "DREAM", "generations")])
+    outcome = run_refinement(
+        request, reporter, registry_of(args), on_fit=lambda result: _print_fit(result, request.start)
+    )
+    if outcome.status == "stopped":
+        print(f"refinement stopped: {outcome.message}", file=sys.stderr)
+        return 130
+    summary = outcome.summary or {}
+    if "refl1d_script" in summary:
+        print(f"refl1d model: {summary['refl1d_script']}")
+    if isinstance(outcome.bands, list):
+        converged = outcome.bands[0].converged if outcome.bands else True
+        print(
+            f"DREAM bands: {outcome.out / 'bands'}" + ("" if converged else "  (not converged: raise --dream-samples)")
+        )
+    elif outcome.bands is not None:
+        bands = summary["bands"]
+        print(
+            f"DREAM bands: {bands['sld']}, {bands['reflectivity']}"
+            + ("" if outcome.bands.converged else "  (chains not converged: raise --dream-samples)")
+        )
+    print(f"results → {outcome.out / 'refinement.json'}")
     return 0
 
 
-def _joint_summary(args: argparse.Namespace, result: JointRefineResult, origin: str) -> dict[str, Any]:
-    return {
-        "data": list(args.data),
-        "labels": result.labels,
-        "start": origin,
-        "method": result.method,
-        "chi2_per_point": result.chi2_per_point,
-        "chi2": result.chi2,
-        "points": result.n_points,
-        "start_chi2_per_point": result.start_chi2 / result.n_points,
-        "seconds": result.seconds,
-        "converged": result.converged,
-        "message": result.message,
-        "shared": result.shared,
-        "parameters": result.table(),
-        "at_bound": result.at_bound,
-        "undetermined": result.undetermined,
-        "notes": result.notes(),
-        "bounds": result.bounds,
-        "contrasts": [
-            {
-                "label": label,
-                "chi2_per_point": fit.chi2_per_point,
-                "points": fit.n_points,
-                "left_out_points": fit.n_left_out,
-                "scale": fit.scale,
-                "background": fit.background,
-                "stack": {"layer_desc": fit.stack.to_layer_desc(), "layer_bound": fit.stack.to_layer_bound()},
-            }
-            for fit, label in zip(result.contrasts, result.labels)
-        ],
-        "history": result.history,
-    }
+def _detach(args: argparse.Namespace, request: RefineRequest) -> int:
+    """Queue the refinement (or DREAM-only sampling) as a job in its own process; print its run id."""
+    run_id = submit_job(workspace_of(args), request.run_kind, request)
+    print(run_id)
+    what = "refinement" if request.optimize else "DREAM sampling"
+    print(
+        f"{what} as a job; follow it with: workbench runs watch {run_id} (stop: workbench runs stop {run_id})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _print_fit(result: RefineResult | JointRefineResult, origin: str) -> None:
+    if isinstance(result, JointRefineResult):
+        _print_joint(result, origin)
+        return
+    left_out = f", {result.n_left_out} left out (no error bar)" if result.n_left_out else ""
+    if result.method == "none":
+        print(
+            f"χ²/N {result.chi2_per_point:.4g} of the start, not refitted ({result.n_points} points{left_out}, "
+            f"start: {origin})"
+        )
+    else:
+        print(
+            f"χ²/N {result.start_chi2 / result.n_points:.4g} → {result.chi2_per_point:.4g} in {result.seconds:.2f} s "
+            f"({len(result.history)} iterations, {result.n_points} points{left_out}, start: {origin})"
+        )
+    for row in result.table():
+        flag = result.flag(row["name"])
+        print(f"  {row['name']:28s} {row['value']:12.5g} ± {row['uncertainty']:<9.2g}{f'  [{flag}]' if flag else ''}")
+    for note in result.notes():
+        print(f"note: {note}")
 
 
 def _print_joint(result: JointRefineResult, origin: str) -> None:
@@ -487,11 +323,3 @@ def _print_joint(result: JointRefineResult, origin: str) -> None:
         print(f"  {row['name']:32s} {row['value']:12.5g} ± {row['uncertainty']:<9.2g}{mark}")
     for note in result.notes():
         print(f"note: {note}")
-
-
-def _data_columns(data, q: np.ndarray) -> list[np.ndarray]:
-    """Measured R and dR on the fitted Q points (duplicates merged as the fit did)."""
-    m = data.merge_duplicate_q() if data.has_duplicate_q else data
-    idx = np.searchsorted(m.q, q)
-    dr = m.dr[idx] if m.dr is not None else np.full(q.size, np.nan)
-    return [m.r[idx], dr]

@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("run_id")
     rs.add_argument("--epochs", type=int, help="train to this many epochs in total")
     rs.add_argument("--detach", action="store_true", help="resume as a job in its own process; print its id and return")
+    rs.add_argument(
+        "--scheduler",
+        help="with --detach: run the job on a worker of this Dask scheduler, tcp://host:8786 (default "
+        "$WORKBENCH_SCHEDULER; 'local': here); the workspace must be on a file system the workers share",
+    )
     watch = rsub.add_parser("watch", help="follow a job's epochs and log live until it ends (Ctrl-C stops watching)")
     watch.add_argument("run_id")
     watch.add_argument("--poll", type=float, default=0.5, help="seconds between looks (default: %(default)s)")
@@ -133,7 +138,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             if value:
                 print(f"  {label}: {value}")
         if run.job:
-            where = f"pid {run.pid} on {run.host}"
+            where = f"pid {run.pid} on {run.host}" if run.pid else "waiting for a worker"
+            if run.job.get("scheduler"):
+                where = f"Dask {run.job['scheduler']}, {where}"
             queued = reg.queue_position(run.id)
             print(f"  job: {where}, log {run.job.get('log')}" + (f", queue position {queued}" if queued else ""))
             if _telemetry(run):
@@ -166,6 +173,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"deleted run {run.id}" + (f" and its folder {own}" if own else "; no files of its own were removed"))
         return 0
     if action == "resume":
+        if args.scheduler and not args.detach:
+            raise ValueError("--scheduler places a --detach job on a Dask worker: add --detach")
         return _resume_detached(args, ws) if args.detach else _resume(args, ws)
     if action == "watch":
         return _watch(args, ws)
@@ -218,7 +227,7 @@ def _resume(args: argparse.Namespace, ws: Workspace) -> int:
 
 def _resume_detached(args: argparse.Namespace, ws: Workspace) -> int:
     run = _find(ws.registry, args.run_id)
-    run_id = submit_job(ws, "resume", {"run_id": run.id, "epochs": args.epochs})
+    run_id = submit_job(ws, "resume", {"run_id": run.id, "epochs": args.epochs}, scheduler=args.scheduler)
     print(run_id)
     print(f"resuming as a job; follow it with: workbench runs watch {run_id}", file=sys.stderr)
     return 0

@@ -76,6 +76,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="run as a job in its own process (outlives this shell); print its run id and return at once",
     )
+    tr.add_argument(
+        "--scheduler",
+        help="with --detach: run the job on a worker of this Dask scheduler, tcp://host:8786 (default "
+        "$WORKBENCH_SCHEDULER; 'local': here); the workspace must be on a file system the workers share",
+    )
     tr.add_argument("--hub-repo", help="Hub model repo to upload checkpoints to (private; see --hub-every)")
     tr.add_argument(
         "--hub-every", type=int, default=1, help="upload a checkpoint at most every N epochs (default: %(default)s)"
@@ -176,6 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     if args.detach:
         return _detach(args, request)
+    if args.scheduler:
+        raise ValueError("--scheduler places a --detach job on a Dask worker: add --detach")
     reporter = Reporter([tqdm_listener("train", "training", "batches"), print_epochs])
     with interrupts(reporter, pause_first=True):
         outcome = run_training(
@@ -187,7 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _detach(args: argparse.Namespace, request: TrainRequest) -> int:
     if args.resume:
         raise ValueError("--detach does not combine with --resume; resume a recorded run with: runs resume ID --detach")
-    run_id = submit_job(workspace_of(args), "train", request)
+    run_id = submit_job(workspace_of(args), "train", request, scheduler=args.scheduler)
     print(run_id)
     print(
         f"training as a job; follow it with: workbench runs watch {run_id} (pause / stop: workbench runs pause|stop)",

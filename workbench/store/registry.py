@@ -25,7 +25,9 @@ which any surface asks a job to ``stop`` or ``pause``; the job polls it and ackn
 A job waits as ``queued`` until a slot is free (:meth:`Registry.claim_slot`).  A job row whose process
 is gone is *recorded* as failed by the first reader that notices (any run is *shown* failed then); a
 job's heartbeat times out after :data:`JOB_HEARTBEAT_TIMEOUT` (it beats every ~2 s), other runs' after
-``heartbeat_timeout``.
+``heartbeat_timeout``.  A job on a Dask cluster (``job["scheduler"]``) has no process here until a
+worker takes it (:meth:`Registry.take_job`: pid NULL meanwhile, waiting in the scheduler's queue); once
+taken it is judged by its heartbeat alone, since its pid belongs to a worker that may live on another host.
 """
 
 from __future__ import annotations
@@ -198,6 +200,16 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "Z"
+
+
+def _on_dask(r: sqlite3.Row) -> bool:
+    """Whether a run row is a job sent to a Dask scheduler (its process is a worker's, judged by heartbeat)."""
+    return bool(r["job"]) and bool(_loads(r["job"], {}).get("scheduler"))
+
+
+def _waits(r: sqlite3.Row, status: str) -> bool:
+    """A queued job waiting for a slot in a process (a Dask job no worker took yet is not in line)."""
+    return status == "queued" and r["pid"] is not None
 
 
 def new_run_id(kind: str) -> str:
@@ -480,9 +492,12 @@ class Registry:
         """The status to show, its error, and whether the process is known to be gone (not merely silent)."""
         status, error = r["status"], r["error"]
         if status == "running" or (status == "queued" and r["job"]):
+            on_dask = _on_dask(r)
+            if on_dask and r["pid"] is None:
+                return status, error, False  # in the Dask scheduler's queue: no process to judge yet
             timeout = min(self.heartbeat_timeout, JOB_HEARTBEAT_TIMEOUT) if r["job"] else self.heartbeat_timeout
             age = now - r["heartbeat"]
-            if self._process_gone(r["host"], r["pid"]):
+            if not on_dask and self._process_gone(r["host"], r["pid"]):
                 when = " while queued" if status == "queued" else ""
                 error = error or (
                     f"its process (pid {r['pid']} on {r['host']}) is gone{when}: it crashed, ran out of memory "
@@ -741,10 +756,42 @@ class Registry:
         self._beats[run_id] = now
 
     # ------------------------------------------------------------ jobs: process, queue slot, telemetry, commands
-    def set_process(self, run_id: str, pid: int) -> None:
-        """Record the process that runs (or waits to run) a job, on this host."""
-        self._write(
-            lambda c: c.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ?", (int(pid), self._host, run_id))
+    def set_process(self, run_id: str, pid: int | None) -> None:
+        """Record the process that runs (or waits to run) a job, on this host; None: none yet (a Dask job)."""
+        host = self._host if pid is not None else None
+        pid = int(pid) if pid is not None else None
+        self._write(lambda c: c.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ?", (pid, host, run_id)))
+
+    def take_job(self, run_id: str) -> bool:
+        """A Dask worker takes a job no process has yet; False when it was stopped meanwhile or already taken
+        (Dask runs a task again elsewhere when its worker dies: the job must not run twice)."""
+        now = time.time()
+        taken = self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE runs SET pid = ?, host = ?, heartbeat = ? "
+                    "WHERE id = ? AND status = 'queued' AND pid IS NULL",
+                    (os.getpid(), self._host, now, run_id),
+                ).rowcount
+            )
+        )
+        if taken:
+            self._beats[run_id] = now
+        return bool(taken)
+
+    def drop_untaken(self, run_id: str, reason: str) -> bool:
+        """End as ``stopped`` a Dask job no worker has taken yet (nothing would read a command); False otherwise."""
+        now = time.time()
+        return bool(
+            self._write(
+                lambda c: (
+                    c.execute(
+                        "UPDATE runs SET status = 'stopped', error = ?, updated = ? "
+                        "WHERE id = ? AND status = 'queued' AND pid IS NULL",
+                        (f"{redact(reason)} (before a Dask worker took it)", now, run_id),
+                    ).rowcount
+                )
+            )
         )
 
     def queue_run(self, run_id: str, job: dict) -> None:
@@ -791,7 +838,7 @@ class Registry:
             if mine is None or mine["status"] != "queued":
                 raise KeyError(f"run {run_id} is not a queued job in {self.path}")
             running = sum(1 for r, status in jobs if status == "running")
-            ahead = sum(1 for r, status in jobs if status == "queued" and self._queued_at(r) < self._queued_at(mine))
+            ahead = sum(1 for r, status in jobs if _waits(r, status) and self._queued_at(r) < self._queued_at(mine))
             if running + ahead >= max_running:
                 return False
             c.execute(
@@ -809,7 +856,7 @@ class Registry:
         """1 for the next queued job to start, 2 for the one after; None when the run is not queued."""
         now = time.time()
         rows = self._read("SELECT * FROM runs WHERE job IS NOT NULL AND status = 'queued'")
-        queued = sorted((r for r in rows if self._liveness(r, now)[0] == "queued"), key=self._queued_at)
+        queued = sorted((r for r in rows if _waits(r, self._liveness(r, now)[0])), key=self._queued_at)
         ids = [r["id"] for r in queued]
         return ids.index(run_id) + 1 if run_id in ids else None
 

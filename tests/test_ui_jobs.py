@@ -104,3 +104,38 @@ def test_a_panel_training_is_a_job_that_a_reopened_page_follows_and_stops(tmp_pa
     assert _epochs(again) == [e["epoch"] for e in reg.epochs(run_id)]
     assert again.start.disabled is False and again.stop.disabled
     _wait(lambda: not history.jobs_box.children, 10, "History to drop the ended jobs")
+
+
+def test_a_panel_generation_is_a_job_with_progress_that_a_reopened_page_follows_and_cancels(tmp_path):
+    from workbench.data.dataset import load_dataset
+    from workbench.ui.generate_panel import GeneratePanel
+
+    ws = Workspace(tmp_path / "ws")
+    panel = GeneratePanel(AppContext(ws.root, autosave_delay=0))
+    assert panel.as_job.value  # the default: a process that outlives the page
+    panel.num_curves.value, panel.seed.value, panel.name.value = 3000, 4, "small"
+    panel.start.click()
+    assert panel.job.join(START), panel.status.text
+    run = ws.registry.list_runs(kind="generate")[0]
+    assert run.status == "completed" and run.job is not None and run.pid != os.getpid()
+    assert panel.status.level == "ok" and "generated 3000 curves" in panel.status.text
+    assert panel.progress.value == panel.progress.max == 3000
+    assert "curves/s" in panel.timings.value  # the job's timing, read back from the registry
+    ds = load_dataset(ws.datasets / "small")
+    assert ds.n == 3000 and len(panel.rq.data) == Limits().max_preview_curves
+    steps = ws.registry.epochs(run.id)
+    assert steps and steps[-1]["curves"] == steps[-1]["total"] == 3000  # progress steps a follower reads
+
+    # a long generation started here, followed by a page opened later, cancelled from there
+    panel.num_curves.value, panel.name.value = 2_000_000, "big"
+    panel.start.click()
+    _wait(lambda: ws.registry.get_run(panel.last_run_id).status == "running", START, "the job to run")
+    panel.job.detach()  # this page closes; the job goes on
+    later = GeneratePanel(AppContext(ws.root, autosave_delay=0))
+    assert later.last_run_id == panel.last_run_id and later.job.running
+    _wait(lambda: later.progress.value > 0, START, "progress caught up from the registry")
+    later.cancel.click()
+    assert later.job.join(60)
+    assert ws.registry.get_run(later.last_run_id).status == "stopped"
+    assert later.status.level == "warn" and "cancelled" in later.status.text
+    assert not (ws.datasets / "big" / "dataset.json").exists()

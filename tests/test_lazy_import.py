@@ -41,6 +41,22 @@ def test_a_deferred_module_runs_at_first_use_only():
     assert out.splitlines() == ["True False False False", "True False", "Wave_read True module"]
 
 
+def test_importing_a_submodule_of_a_deferred_package_runs_the_package_first():
+    """``from nbformat.v4 import ...`` (papermill, a user's notebook) after the charts deferred nbformat: the
+    package's ``__init__`` must run before its submodule, or nbformat's circular imports fail."""
+    out = run("""
+        import sys
+        import workbench.ui.chart_widget
+        print(type(sys.modules["nbformat"]).__name__)
+        from nbformat.v4 import new_code_cell, new_notebook
+        import nbformat
+        nb = new_notebook(cells=[new_code_cell("1 + 1")])
+        nbformat.validate(nb)
+        print(type(sys.modules["nbformat"]).__name__, len(nb.cells))
+    """)
+    assert out.splitlines() == ["_Deferred", "module 1"]
+
+
 HEAVY = ("torch", "pandas", "refl1d", "optuna", "dask", "scipy.optimize")
 
 

@@ -7,7 +7,10 @@ through a notebook renderer, which the panels never do; ``nbformat`` in turn imp
 The standard library's ``importlib.util.LazyLoader`` does not help here: ``import_module`` reads the module's
 ``__spec__``, and any attribute access makes a LazyLoader module run.  A deferred module here holds the
 import system's own attributes (``__spec__``, ``__path__``, ...) from the start and runs its code at the first
-access to anything else, after which it is the ordinary module.
+access to anything else, after which it is the ordinary module.  Importing one of its submodules
+(``from nbformat.v4 import ...``) first runs the package itself, as an ordinary import would: a finder at the
+head of ``sys.meta_path`` sees to it (without it the submodule would run before its package's ``__init__``,
+and ``nbformat``'s circular imports fail).
 """
 
 from __future__ import annotations
@@ -23,11 +26,28 @@ _lock = threading.RLock()
 
 class _Deferred(types.ModuleType):
     def __getattr__(self, name: str) -> Any:  # only for attributes the module does not hold yet
-        with _lock:
-            if type(self) is _Deferred:
-                object.__setattr__(self, "__class__", types.ModuleType)
-                self.__spec__.loader.exec_module(self)
+        _run(self)
         return getattr(self, name)
+
+
+def _run(module: types.ModuleType) -> None:
+    """Run a deferred module's code now (once; it then is the ordinary module)."""
+    with _lock:
+        if type(module) is _Deferred:
+            object.__setattr__(module, "__class__", types.ModuleType)
+            module.__spec__.loader.exec_module(module)
+
+
+class _RunParentFirst:
+    """A meta-path finder that finds nothing: it runs a deferred package before any of its submodules loads."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> None:
+        if "." in fullname:
+            parent = sys.modules.get(fullname.partition(".")[0])
+            if type(parent) is _Deferred:
+                _run(parent)
+        return None
 
 
 def defer_import(name: str) -> bool:
@@ -42,5 +62,8 @@ def defer_import(name: str) -> bool:
         return False
     module = importlib.util.module_from_spec(spec)
     module.__class__ = _Deferred
+    with _lock:
+        if not any(isinstance(f, _RunParentFirst) for f in sys.meta_path):
+            sys.meta_path.insert(0, _RunParentFirst())
     sys.modules[name] = module
     return True

@@ -139,3 +139,29 @@ def test_a_panel_generation_is_a_job_with_progress_that_a_reopened_page_follows_
     assert ws.registry.get_run(later.last_run_id).status == "stopped"
     assert later.status.level == "warn" and "cancelled" in later.status.text
     assert not (ws.datasets / "big" / "dataset.json").exists()
+
+
+def test_a_dashboard_sweep_is_a_job_that_a_reopened_page_follows(tmp_path):
+    from test_sweep import toy_notebook
+
+    from workbench.ui.sweep_panel import SweepPanel
+
+    nb = toy_notebook(tmp_path / "toy.ipynb")
+    ws = Workspace(tmp_path / "ws")
+    panel = SweepPanel(AppContext(ws.root, autosave_delay=0), notebooks={"toy.ipynb": nb}, processes=False)
+    assert panel.as_job.value  # in the dashboard a sweep outlives the page
+    panel.spec.value = "x: [1, 2, 3]\nfail: false\n"
+    panel.name.value = "squares"
+    panel.run_button.click()
+    assert panel.last_run_id is not None, panel.status.text
+    panel.job.detach()  # the page closes at once; a later page picks the sweep up
+    later = SweepPanel(AppContext(ws.root, autosave_delay=0), notebooks={"toy.ipynb": nb})
+    assert later.last_run_id == panel.last_run_id
+    assert later.job.join(240), later.status.text
+    run = ws.registry.get_run(later.last_run_id)
+    assert run.status == "completed" and run.job is not None and run.pid != os.getpid()
+    assert later.status.level == "ok" and "3 completed" in later.status.text, later.status.text
+    assert later.progress.value == later.progress.max == 3
+    assert later.table.value.count(">completed<") == 3
+    assert sorted(y for trace in later.figure.data for y in trace.y) == [1, 4, 9]  # each run's metric, charted
+    assert ws.registry.epochs(run.id)[-1]["runs"] == 3  # the progress steps a follower reads

@@ -177,8 +177,8 @@ def _resume(registry: Registry, run_id: str, request: dict, reporter: Reporter) 
     ).status
 
 
-def progress_steps(registry: Registry, run_id: str, stage: str, every: float = 1.0) -> Callable[[Any], None]:
-    """A listener that records the job's progress as numbered steps (``curves``, ``total``) at most every
+def progress_steps(registry: Registry, run_id: str, stage: str, what: str, every: float = 1.0) -> Callable[[Any], None]:
+    """A listener that records the job's progress as numbered steps (``what``: done, ``total``) at most every
     ``every`` s, and always the last: a page that follows the job draws its progress bar from them."""
     record = registry.listener(run_id)
     state = {"step": 0, "last": 0.0}
@@ -191,7 +191,7 @@ def progress_steps(registry: Registry, run_id: str, stage: str, every: float = 1
             return
         state["step"] += 1
         state["last"] = now
-        data = {"epoch": state["step"], "curves": int(event.done), "total": int(event.total)}
+        data = {"epoch": state["step"], what: int(event.done), "total": int(event.total)}
         record(Record(stage, "epoch", data))
 
     return listen
@@ -203,7 +203,7 @@ def _generate(registry: Registry, run_id: str, request: dict, reporter: Reporter
 
     stack = stack_from_meta(request["stack"])  # a sample family's ties travel with it
     config = GeneratorConfig(**request["config"])
-    reporter.listeners.append(progress_steps(registry, run_id, "generate"))
+    reporter.listeners.append(progress_steps(registry, run_id, "generate", "curves"))
     with recorded_run(registry, "generate", run_id=run_id, resume=True, reporter=reporter) as run:
         out = generate_to_disk(
             stack, config, request["out"], reporter=reporter, overwrite=request["overwrite"], progress=False
@@ -224,7 +224,7 @@ def _sweep(registry: Registry, run_id: str, request: dict, reporter: Reporter) -
                 error = f": {event.data['error']}" if event.data.get("error") else ""
                 registry.log(run_id, f"run {event.data['label']} {event.data['status']}{error}", stage="sweep")
 
-    reporter.listeners.append(log_ends)
+    reporter.listeners.extend([log_ends, progress_steps(registry, run_id, "sweep", "runs")])
     with recorded_run(registry, "sweep", run_id=run_id, resume=True, reporter=reporter) as run:
         result = run_sweep(
             request["notebook"],

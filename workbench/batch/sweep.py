@@ -531,6 +531,19 @@ def run_sweep(
     return _finish(state)
 
 
+def manifest_rows(folder: str | os.PathLike, runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the Sweep panel shows of the parameter sets ``runs`` as the folder's manifest records them now
+    (the fields of a ``Record("sweep", "run", ...)``; a set not in the manifest yet is ``queued``): how a page
+    follows a sweep that runs as a job in another process."""
+    recorded = load_manifest(folder)["runs"]
+    rows = []
+    for params in runs:
+        key = run_key(params)
+        record = recorded.get(key) or {"key": key, "params": params}
+        rows.append(_event({**record, "key": key}, str(record.get("status") or "queued")))
+    return rows
+
+
 def _label(params: dict[str, Any]) -> str:
     """``"a=1, b=2"``: a run's parameters for a log line."""
     return ", ".join(f"{k}={v}" for k, v in params.items())

@@ -1,8 +1,11 @@
 """Sweep panel: run a shipped notebook over a grid of parameters and watch each run.
 
-The headless twin is :func:`workbench.batch.sweep.run_sweep` (what ``workbench sweep`` calls); the
-panel runs it in a worker thread (:class:`~workbench.ui.background.Job`) and turns its events into a
-per-run status table, a progress bar and the comparison chart (one FigureWidget, reused).
+The headless twin is :func:`workbench.batch.sweep.run_sweep` (what ``workbench sweep`` calls).  In the
+dashboard the sweep runs as a job process (:func:`~workbench.batch.jobs.submit_job`, like ``workbench
+sweep --detach``) that goes on when the page closes; the panel follows it through the registry and the
+sweep folder's manifest, and a page opened later attaches to it.  Unticked (or built without an app
+context) it runs in a worker thread (:class:`~workbench.ui.background.Job`).  Either way its runs become
+a per-run status table, a progress bar and the comparison chart (one FigureWidget, reused).
 
 Only shipped notebooks (or ones the app passes in) can be chosen: in Voilà anyone who reaches the
 page can press Run, so no path typed in the browser is ever executed.
@@ -19,14 +22,16 @@ from typing import Any, ClassVar
 import ipywidgets as W
 import yaml
 
+from ..batch.jobs import submit_job
 from ..batch.notebooks import shipped_notebooks
 from ..batch.runner import check_parameters, notebook_parameters
-from ..batch.sweep import grid, parameter_sets_from_mapping, results_frame, run_sweep
+from ..batch.sweep import grid, manifest_rows, parameter_sets_from_mapping, results_frame, run_sweep
 from ..events import Progress, Record, Warning_
 from ..fileio import safe_name
 from ..plots.sweep import sweep_figure
+from ..store.registry import LIVE, RunRow
 from ..store.workspace import Workspace
-from .background import Job
+from .background import FollowedJob, Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .forms import fit, fit_em
@@ -75,6 +80,7 @@ class SweepPanel(Panel, W.VBox):
         max_workers: int | None = None,
         max_runs: int = 200,
     ) -> None:
+        self.ctx = ctx
         if ctx is not None:
             workspace = ctx.workspace
         if workspace is None:
@@ -90,7 +96,8 @@ class SweepPanel(Panel, W.VBox):
         self.scheduler, self.processes = scheduler, processes
         self.max_workers = max_workers or max(1, os.cpu_count() or 1)
         self.max_runs = max_runs
-        self.job: Job | None = None
+        self.job: Job | FollowedJob | None = None
+        self.last_run_id: str | None = None
         self.result = None
         self.rows: dict[str, dict[str, Any]] = {}
 
@@ -124,6 +131,21 @@ class SweepPanel(Panel, W.VBox):
             ),
             input_em=5.0,
         )
+        saved = ctx.panel_settings("sweep") if ctx is not None else {}
+        self.as_job = W.Checkbox(
+            value=bool(saved.get("as_job", True)) and ctx is not None,
+            disabled=ctx is None,
+            description="run as a separate process (goes on when this page is closed)",
+            tooltip="a job process any page, History or `workbench runs` can follow and stop; untick to run the "
+            "sweep from this page's kernel",
+            indent=False,
+            layout=W.Layout(
+                width=f"{fit_em('run as a separate process (goes on when this page is closed)') + 2.5:g}em"
+            ),
+        )
+        self.as_job.add_class("wb-as-job")
+        if ctx is not None:
+            self.as_job.observe(lambda change: ctx.update_settings("sweep", as_job=change["new"]), "value")
         self.run_button = W.Button(
             description="Run sweep",
             button_style="primary",
@@ -155,6 +177,7 @@ class SweepPanel(Panel, W.VBox):
                 ),
                 W.HBox([self.notebook, self.name, self.workers]),
                 self.spec,
+                self.as_job,
                 W.HBox([self.run_button, self.stop_button]),
                 self.progress,
                 self.status,
@@ -162,6 +185,7 @@ class SweepPanel(Panel, W.VBox):
                 self.figure,
             ]
         )
+        self.attach()
 
     @property
     def folder(self) -> Path:
@@ -192,6 +216,17 @@ class SweepPanel(Panel, W.VBox):
         self.progress.value, self.progress.max = 0, len(sets)
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.info(f"starting {len(sets)} runs of {self.notebook.value} on {workers} workers → {folder}")
+        registry = self.ctx.registry() if self.ctx is not None else None
+        if self.as_job.value and registry is not None:
+            request = {"notebook": str(notebook), "out": str(folder), "runs": sets, "workers": workers}
+            request |= {"scheduler": self.scheduler if isinstance(self.scheduler, str) else None}
+            request |= {"processes": self.processes}
+            try:
+                self._follow(submit_job(self.workspace, "sweep", request, limits=self.ctx.limits))
+            except BaseException:
+                self.run_button.disabled, self.stop_button.disabled = False, True
+                raise
+            return
         self.job = Job(
             lambda reporter: run_sweep(
                 notebook,
@@ -209,10 +244,80 @@ class SweepPanel(Panel, W.VBox):
         )
         self.job.start()
 
+    @panel_guard
     def _stop(self, _=None) -> None:
         if self.job is not None and self.job.running:
             self.job.stop("stopped from the Sweep panel")
             self.status.warn("stopping: queued runs are cancelled, running ones finish")
+
+    # ------------------------------------------------------------------ job processes
+    def on_shown(self) -> None:
+        """The tab was shown: follow a sweep job started meanwhile (another page, the CLI)."""
+        self.attach()
+
+    def attach(self) -> str | None:
+        """Follow the newest queued or running sweep job of the workspace, if this panel follows nothing."""
+        if self.ctx is None or (self.job is not None and self.job.running):
+            return None
+        registry = self.ctx.registry()
+        if registry is None:
+            return None
+        live = [r for r in registry.list_runs(kind="sweep") if r.status in LIVE and r.job is not None]
+        if not live:
+            return None
+        self._follow(live[0].id)
+        return live[0].id
+
+    def _follow(self, run_id: str) -> None:
+        """Show the sweep job ``run_id`` live: its runs from the sweep folder's manifest, progress from the registry."""
+        self.last_run_id = run_id
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.status.info(f"sweeping as a job process (run {run_id})…")
+        self.ctx.runs_changed()
+        self.job = FollowedJob(
+            self.ctx.registry(),
+            run_id,
+            on_update=self._job_update,
+            on_end=self._job_done,
+            on_error=self._failed,
+            poll=max(0.5, 1.0 / max(self.ctx.limits.max_updates_per_second, 0.1)),
+            name="workbench-sweep-follow",
+        ).start()
+
+    def _job_rows(self, run: RunRow) -> None:
+        request = (run.job or {}).get("request") or {}
+        rows = manifest_rows(request.get("out") or run.params.get("out"), request.get("runs") or [])
+        self.rows = {r["key"]: {"started": None, **r} for r in rows}
+        done = sum(r["status"] in ("completed", "failed", "skipped") for r in rows)
+        self.progress.max, self.progress.value = max(len(rows), 1), done
+        self._draw_table()
+        if done:
+            self._draw_chart()
+
+    def _job_update(self, steps: list[dict], logs: list[dict], run: RunRow) -> None:
+        self._job_rows(run)
+        if run.status == "queued":
+            self.status.info(f"queued: waits for a free job slot ({self.ctx.limits.max_concurrent_jobs} at once)")
+        elif run.status == "running":
+            self.status.info(
+                f"sweeping as a job process (pid {run.pid}): {self.progress.value} of {self.progress.max} runs done"
+            )
+
+    def _job_done(self, run: RunRow) -> None:
+        self._job_rows(run)
+        self.run_button.disabled, self.stop_button.disabled = False, True
+        self.ctx.runs_changed()
+        m = run.metrics or {}
+        if run.status == "completed":
+            msg = (
+                f"{m.get('completed', 0)} completed, {m.get('failed', 0)} failed, "
+                f"{m.get('skipped', 0)} skipped (already done); {m.get('results', '')}"
+            )
+            (self.status.warn if m.get("failed") else self.status.ok)(msg)
+        elif run.status == "stopped":
+            self.status.warn(f"stopped: {run.error or 'stopped'}; finished runs are kept, Run again to continue")
+        else:
+            self.status.error(f"the sweep failed: {run.error or 'the job process ended without saying why'}")
 
     # ------------------------------------------------------------------ events (worker thread, batched)
     def _events(self, events) -> None:
@@ -288,7 +393,7 @@ class SweepPanel(Panel, W.VBox):
 
     def _failed(self, exc: BaseException) -> None:
         self.run_button.disabled, self.stop_button.disabled = False, True
-        if self.job is not None and self.job.cancelled:
+        if isinstance(self.job, Job) and self.job.cancelled:
             self.status.warn(f"stopped: {exc}; finished runs are kept, Run again to continue")
         else:
             self.status.error(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))

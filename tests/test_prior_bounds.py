@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +14,12 @@ import pytest
 import torch
 from conftest import small_stack
 
+from workbench.analysis.ensemble import LEVELS, ensemble_bands
 from workbench.analysis.predict import predict
 from workbench.data.generate import GeneratorConfig, generate
 from workbench.models import build_model
 from workbench.models.inference import LoweredModule, inference_module
-from workbench.store.model_bundle import load_model_bundle
+from workbench.store.model_bundle import load_model, load_model_bundle, write_ensemble_info
 from workbench.store.registry import Registry
 from workbench.training import TrainConfig
 from workbench.training.on_the_fly import ENDLESS, OnTheFly
@@ -178,3 +181,80 @@ def test_the_train_panel_offers_the_model_and_trains_it_on_the_fly(tmp_path):
     assert panel.on_the_fly.value and panel.on_the_fly.disabled and panel.as_job.disabled
     panel.model_kind.value = "compact"
     assert not panel.on_the_fly.disabled
+
+
+@pytest.fixture(scope="module")
+def ensemble(trained, tmp_path_factory):
+    """A prior-bounds ensemble: the trained model and a second member, saved as an ensemble.
+
+    On the fly, the seed draws the fixed validation and test curves, which the members of an ensemble share
+    (load_ensemble checks it); the second member has the first's seed and differs by its learning rate and epochs.
+    """
+    bundle = trained[0]
+    folder = tmp_path_factory.mktemp("ens") / "ens-bounds"
+    folder.mkdir()
+    shutil.copytree(bundle.path, folder / "member-0")
+    request = TrainRequest(
+        target="params",
+        on_the_fly=OnTheFly.of(small_stack(), generator=GeneratorConfig(**GRID), batches_per_epoch=20, **SIZES),
+        model=MODEL,
+        out=folder / "member-1",
+        train=TrainConfig(epochs=2, batch_size=64, learning_rate=1e-3, threads=1, seed=3),
+    )
+    assert run_training(request).status == "completed"
+    write_ensemble_info(folder, {"name": "ens-bounds", "members": ["member-0", "member-1"], "seeds": [3, 3]})
+    return load_model(folder)
+
+
+def test_a_prior_bounds_ensemble_gives_bands_inside_the_bounds_given(ensemble, trained):
+    _, fresh, _, names, family = trained
+    r = fresh.nr[:8]
+    full = ensemble_bands(ensemble, r)  # the training ranges
+    assert full.names == names and full.center.shape == (8, len(names))
+    lo = family[:, 0] + 0.3 * (family[:, 1] - family[:, 0])
+    hi = family[:, 0] + 0.6 * (family[:, 1] - family[:, 0])
+    given = {n: [a, b] for n, a, b in zip(names, lo, hi)}
+    bands = ensemble_bands(ensemble, r, bounds=given)
+    members = np.stack([predict(m, r, given) for m in ensemble.members])
+    np.testing.assert_allclose(bands.center, members.mean(axis=0))
+    assert not np.allclose(bands.center, full.center)  # the members read the ranges
+    for level in LEVELS:
+        band_lo, band_hi = bands.bands[level]
+        assert np.all(band_lo >= lo - 1e-9) and np.all(band_hi <= hi + 1e-9) and np.all(band_lo <= band_hi)
+        full_lo, full_hi = full.bands[level]
+        assert np.all(full_lo >= family[:, 0] - 1e-9) and np.all(full_hi <= family[:, 1] + 1e-9)
+    assert np.mean(bands.bands["95 %"][1] - bands.bands["95 %"][0]) > 0
+    for row in bands.table(3):
+        assert row["lo95"] <= row["lo68"] <= row["value"] <= row["hi68"] <= row["hi95"]
+    with pytest.raises(ValueError, match=f"bounds of '{names[0]}'.*outside the family's range"):
+        ensemble_bands(ensemble, r, bounds={names[0]: [family[0, 0] - 5.0, family[0, 1]]})
+
+
+def test_the_predict_panel_takes_bounds_for_a_prior_bounds_ensemble(ensemble, trained, shared_data, tmp_path):
+    from workbench.ui.context import AppContext
+    from workbench.ui.predict_panel import PredictPanel
+
+    _, _, _, names, family = trained
+    ctx = AppContext(tmp_path / "ws", autosave_delay=0)
+    shutil.copytree(ensemble.path, ctx.workspace.models / "ens-bounds")
+    shutil.copy(shared_data / "real" / "ornl-ref-l-212592" / "REFL_212592_reduced.txt", ctx.measured_dir)
+    panel = PredictPanel(ctx)
+    panel.model.value = str(ctx.workspace.models / "ens-bounds")
+    assert panel.bounds.active and panel.bounds.names == names
+    np.testing.assert_array_equal(panel.bounds.family, family)
+    panel.source.value = "file"
+    panel.measured.value = str(ctx.measured_dir / "REFL_212592_reduced.txt")
+    name = names[0]
+    lo, hi = family[0, 0] + 0.5 * (family[0, 1] - family[0, 0]), family[0, 1]
+    panel.bounds.set(name, lo, hi)
+    panel.run.click()
+    assert panel.status.level == "ok", panel.status.text
+    p = ctx.prediction
+    assert p.bands is not None and p.bands.names == names and lo <= p.parameters[name] <= hi
+    row = p.bands.table()[0]
+    assert lo - 1e-9 <= row["lo95"] <= row["lo68"] <= row["value"] <= row["hi68"] <= row["hi95"] <= hi + 1e-9
+    assert "Ensemble of 2 models" in panel.metrics.value and "95 % interval" in panel.metrics.value
+    assert f"inside your prior bounds: {name} {lo:.4g}–{hi:.4g}" in html.unescape(panel.metrics.value)
+    # a plain parameter model or an SLD model shows no bounds box
+    panel.bounds.set_model(None)
+    assert not panel.bounds.active and panel.bounds.layout.display == "none"

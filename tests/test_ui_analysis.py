@@ -123,6 +123,7 @@ def test_predict_a_measured_file_then_refine_with_dream_bands(workspace, shared_
     assert run.metrics["data"] == "REFL_212592_reduced.txt" and "layer_2.thickness.sigma" in run.metrics
     refine.samples.value = 50  # below DREAM's minimum: raised, and said so
     refine.burn.value = 20
+    refine.as_job.value = False  # DREAM in this kernel (tests/test_ui_refine_job.py runs it as a job process)
     refine.dream.click()
     assert refine.samples.value == 100 and "raised from 50 to 100" in refine.dream_status.text
     assert refine.job.join(600)

@@ -26,6 +26,11 @@ Measured (tests/test_ensemble.py: 3 tiny compact models, 2 epochs, default stack
 the test points' true ρ — over-confident, as expected; the calibration factors 2.8 and 11.3 (×σ)
 bring them to 67.9 % and 95.0 %.  The heavy tail (11.3 against a Gaussian's 1.96) is why each level
 has its own factor.  The profile bands are of ρ point by point, drawn at the members' mean z row.
+
+A prior-bounds ensemble (members that read each parameter's range beside the curve, ``param_bounds``)
+predicts inside the ranges given (the family's it was trained on by default), every member inside the
+same ranges, and its bands are clipped to them: a parameter never lies outside the range it is known
+to lie in.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import numpy as np
 from ..data.dataset import load_dataset
 from ..data.preprocess import split_indices
 from ..store.model_bundle import Ensemble
-from .predict import predict
+from .predict import Bounds, predict, prior_bounds
 
 LEVELS = {"68 %": 0.68, "95 %": 0.95}
 GAUSSIAN = {level: NormalDist().inv_cdf((1 + p) / 2) for level, p in LEVELS.items()}  # 0.994, 1.960
@@ -80,9 +85,12 @@ class EnsembleBands:
         return out
 
 
-def member_predictions(ensemble: Ensemble, r: np.ndarray) -> np.ndarray:
-    """Each member's physical prediction for R curves (N, nQ) or NR arrays (N, 2, nQ): (K, N, …)."""
-    return np.stack([predict(member, r) for member in ensemble.members])
+def member_predictions(ensemble: Ensemble, r: np.ndarray, bounds: Bounds | None = None) -> np.ndarray:
+    """Each member's physical prediction for R curves (N, nQ) or NR arrays (N, 2, nQ): (K, N, …).
+
+    ``bounds``: a prior-bounds ensemble's ranges (parameter name → [lo, hi]; the family's by default).
+    """
+    return np.stack([predict(member, r, bounds) for member in ensemble.members])
 
 
 def _values(preds: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -92,14 +100,20 @@ def _values(preds: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray | None
     return preds, None
 
 
-def _bounds(ensemble: Ensemble) -> np.ndarray | None:
+PARAMETER_METHODS = ("bounds", "prior_bounds")  # target normalisations of parameter models
+
+
+def _bounds(ensemble: Ensemble, given: Bounds | None = None) -> np.ndarray | None:
+    """The ranges (P, 2) a parameter ensemble's values lie in: the family's, or the prior bounds given."""
     y = ensemble.normalization.get("y") or {}
+    if y.get("method") == "prior_bounds":
+        return prior_bounds(ensemble, given)
     return np.asarray(y["bounds"], dtype=np.float64) if y.get("method") == "bounds" else None
 
 
 def _names(ensemble: Ensemble) -> list[str] | None:
     y = ensemble.normalization.get("y") or {}
-    return list(y["names"]) if y.get("method") == "bounds" else None
+    return list(y["names"]) if y.get("method") in PARAMETER_METHODS else None
 
 
 def _sigma(values: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
@@ -127,17 +141,25 @@ def bands_of(
     for level in LEVELS:
         half = np.asarray(factors[level], dtype=np.float64) * sigma
         lo, hi = center - half, center + half
-        if bounds is not None:  # a parameter never lies outside the family's bounds
+        if bounds is not None:  # a parameter never lies outside the family's (or its prior) bounds
             lo, hi = np.clip(lo, bounds[:, 0], bounds[:, 1]), np.clip(hi, bounds[:, 0], bounds[:, 1])
         bands[level] = (lo, hi)
     zmean = None if z is None else z.mean(axis=0)
     return EnsembleBands(center, sigma, bands, zmean, names, preds.shape[0], bool(calibration.get("factors")))
 
 
-def ensemble_bands(ensemble: Ensemble, r: np.ndarray, calibration: dict[str, Any] | None = None) -> EnsembleBands:
-    """Calibrated 68 %/95 % bands of an ensemble's predictions for R curves (N, nQ) on its Q grid."""
+def ensemble_bands(
+    ensemble: Ensemble, r: np.ndarray, calibration: dict[str, Any] | None = None, bounds: Bounds | None = None
+) -> EnsembleBands:
+    """Calibrated 68 %/95 % bands of an ensemble's predictions for R curves (N, nQ) on its Q grid.
+
+    ``bounds``: a prior-bounds ensemble's ranges (parameter name → [lo, hi]); the members predict inside
+    them and the bands are clipped to them.
+    """
     calibration = ensemble.calibration if calibration is None else calibration
-    return bands_of(member_predictions(ensemble, r), ensemble.task, calibration, _bounds(ensemble), _names(ensemble))
+    ranges = _bounds(ensemble, bounds)  # checked (named errors) before any member runs
+    preds = member_predictions(ensemble, r, bounds)
+    return bands_of(preds, ensemble.task, calibration, ranges, _names(ensemble))
 
 
 def calibrate(preds: np.ndarray, truth: np.ndarray, task: str) -> dict[str, Any]:

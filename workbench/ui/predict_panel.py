@@ -11,7 +11,9 @@ distribution and which parameters sit at a bound of the family.  Metrics show re
 with units and a one-line meaning (``workbench.analysis.metrics.METRIC_LABELS``).  An ensemble
 (:mod:`workbench.analysis.ensemble`) predicts its members' mean, draws its calibrated 68 %/95 % bands
 on the SLD chart (traces tagged ``band``, the Refine panel's DREAM style) and gives each parameter
-its intervals.  Headless twin:
+its intervals.  A prior-bounds model (``param_bounds``) predicts inside the ranges typed in the
+prior-bounds box (:mod:`workbench.ui.bounds_box`; the ranges it was trained on by default; an ensemble of
+such models clips its bands to them).  Headless twin:
 :func:`predict_sample` and :func:`workbench.analysis.predict.predict_measurement`.
 """
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..analysis.ensemble import EnsembleBands, coverage_lines, ensemble_bands
 from ..analysis.metrics import metric_label, nr_metrics, parameter_unit, sld_metrics
-from ..analysis.predict import predict, predict_measurement
+from ..analysis.predict import Bounds, predict, predict_measurement, prior_bounds
 from ..analysis.profile_fit import sorted_profile
 from ..analysis.profile_nr import reflectivity_of_profile
 from ..analysis.trust import Trust
@@ -45,6 +47,7 @@ from ..plots.style import band_fill
 from ..store.model_bundle import Ensemble, ModelBundle, is_ensemble, load_model
 from ..store.recorded import RecordedRun, recorded_run
 from ..training.chi_workflow import CHI_NAMES, chi_metrics, load_chi_scft, predict_chi
+from .bounds_box import BoundsBox, plain_bounds
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
@@ -70,6 +73,7 @@ class Prediction:
     bands_z: np.ndarray | None = None  # z of the profile bands, on the drawn profile's axis
     bands_note: str = ""  # how well the bands covered the ensemble's test split
     surface_z: float | None = None  # where the substrate surface lies on the drawn profile's z axis (None: unknown)
+    bounds: dict[str, list[float]] | None = None  # prior bounds narrowed from the training ranges (param_bounds)
 
 
 def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +81,13 @@ def _stack_profile(stack: FilmStack, n_z: int) -> tuple[np.ndarray, np.ndarray]:
     return z[0] - z[0, 0], rho[0]  # data sets start each profile at z = 0
 
 
-def predict_sample(bundle: ModelBundle | Ensemble, dataset: str | Path, index: int) -> Prediction:
-    """Prediction for curve ``index`` of a data set, with its ground truth and metrics (headless)."""
+def predict_sample(
+    bundle: ModelBundle | Ensemble, dataset: str | Path, index: int, bounds: Bounds | None = None
+) -> Prediction:
+    """Prediction for curve ``index`` of a data set, with its ground truth and metrics (headless).
+
+    ``bounds``: a prior-bounds model's ranges, parameter name → [lo, hi] (the training ranges by default).
+    """
 
     ds = load_dataset(dataset)
     if not 0 <= index < ds.n:
@@ -91,7 +100,7 @@ def predict_sample(bundle: ModelBundle | Ensemble, dataset: str | Path, index: i
     m = Measurement(
         q=nr[0], r=nr[1], dr=dr, dq_sigma=probe.sigma, source=f"{ds.path.name}[{index}]", dq_convention_of_file="sigma"
     )
-    pred = predict(bundle, nr[None])[0]
+    pred = predict(bundle, nr[None], bounds)[0]
     stack, params = None, None
     if bundle.task == "nr_sld":
         profile = (pred[0], pred[1])
@@ -104,6 +113,7 @@ def predict_sample(bundle: ModelBundle | Ensemble, dataset: str | Path, index: i
         params = dict(zip(names, map(float, pred)))
     metrics = {**sld_metrics(truth[None], np.stack(profile)[None]), **nr_metrics(nr[1], computed, dr)}
     out = Prediction(m, computed, profile, stack, (truth[0], truth[1]), metrics, params, str(bundle.path))
+    out.bounds = plain_bounds(bounds)
     return _with_bands(out, bundle, nr[1], 0.0)
 
 
@@ -120,23 +130,29 @@ def mark_surface(chart: ChartWidget, z: float | None) -> None:
 
 
 def _with_bands(p: Prediction, bundle: ModelBundle | Ensemble, r: np.ndarray | None, shift: float) -> Prediction:
-    """An ensemble's bands for the model-grid curve ``r``; ``shift`` (Å) moves them onto the drawn profile's z."""
+    """An ensemble's bands for the model-grid curve ``r`` (inside ``p.bounds``, a prior-bounds ensemble's);
+    ``shift`` (Å) moves them onto the drawn profile's z."""
     if isinstance(bundle, Ensemble) and r is not None:
-        p.bands = ensemble_bands(bundle, np.asarray(r)[None])
+        p.bands = ensemble_bands(bundle, np.asarray(r)[None], bounds=p.bounds)
         p.bands_z = None if p.bands.z is None else p.bands.z[0] - shift
         lines = coverage_lines(bundle.calibration) or ["uncalibrated: Gaussian bands from the members' spread"]
         p.bands_note = f"Ensemble of {p.bands.members} models. " + "; ".join(lines)
     return p
 
 
-def predict_file(bundle: ModelBundle | Ensemble, path: str | Path, dq_convention: str | None = None) -> Prediction:
-    """Prediction for a measured file (headless); the curve is resampled onto the model's Q grid."""
+def predict_file(
+    bundle: ModelBundle | Ensemble, path: str | Path, dq_convention: str | None = None, bounds: Bounds | None = None
+) -> Prediction:
+    """Prediction for a measured file (headless); the curve is resampled onto the model's Q grid.
+
+    ``bounds``: a prior-bounds model's ranges, parameter name → [lo, hi] (the training ranges by default).
+    """
 
     m = load_measurement(path, dq_convention=dq_convention)
     m = m.merge_duplicate_q() if m.has_duplicate_q else m
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = predict_measurement(bundle, m)
+        result = predict_measurement(bundle, m, bounds)
     stack, params = None, None
     if result.profile is not None:
         profile = (result.profile[0], result.profile[1])
@@ -147,6 +163,7 @@ def predict_file(bundle: ModelBundle | Ensemble, path: str | Path, dq_convention
     out = Prediction(
         m, result.computed, profile, stack, None, result.metrics, params, str(bundle.path), result.warning, result.trust
     )
+    out.bounds = plain_bounds(bounds)
     if stack is not None:
         out.surface_z = -float(sld_profile(stack, n_points=2)[0][0, 0])  # the profile was moved to start at 0
     elif result.surface_shift is not None:
@@ -234,6 +251,7 @@ class PredictPanel(Panel, W.VBox):
             style=style,
             layout=W.Layout(width="34em"),
         )
+        self.bounds = BoundsBox()  # a prior-bounds model's ranges; hidden for other models
         self.refresh = W.Button(icon="refresh", tooltip="refresh the lists", layout=W.Layout(width="3em"))
         self.run = W.Button(description="Predict", icon="magic", button_style="primary")
         self.status = Status()
@@ -265,6 +283,7 @@ class PredictPanel(Panel, W.VBox):
                 self.measured,
                 self.dq,
                 self.chi_folder,
+                self.bounds,
                 self.run,
                 self.status,
                 self.trust,
@@ -332,6 +351,7 @@ class PredictPanel(Panel, W.VBox):
             return None
 
     def _layout(self, _=None) -> None:
+        self.bounds.set_model(self.model.value)  # shows itself for a prior-bounds model only
         chi = self._task() == "chi"
         sample = self.source.value == "sample"
         show = [
@@ -364,35 +384,41 @@ class PredictPanel(Panel, W.VBox):
         if bundle.task == "chi":
             self._predict_chi(bundle)
             return
+        bounds = self.bounds.bounds() if self.bounds.active else None
+        if bounds:
+            prior_bounds(bundle, bounds)  # checked before anything runs or is recorded: the error names the parameter
         if self.source.value == "sample":
             if not self.dataset.value:
                 raise ValueError("no data set to take a test sample from")
             index = int(self.index.value)
             params = {"source": "test sample", "data": Path(self.dataset.value).name, "sample_index": index}
-            with self._recorded(bundle, params) as run:
-                result = predict_sample(bundle, self.dataset.value, index)
+            with self._recorded(bundle, params, bounds) as run:
+                result = predict_sample(bundle, self.dataset.value, index, bounds)
                 self._record_result(run, result)
         else:
             if not self.measured.value:
                 raise ValueError("no measured file: upload one in the Files panel")
             params = {"source": "measured file", "data": Path(self.measured.value).name}
             params["dq_column"] = self.dq.value or "as the file says"
-            with self._recorded(bundle, params) as run:
-                result = predict_file(bundle, self.measured.value, self.dq.value or None)
+            with self._recorded(bundle, params, bounds) as run:
+                result = predict_file(bundle, self.measured.value, self.dq.value or None, bounds)
                 self._record_result(run, result)
         self.show(result)
         self.ctx.announce(prediction=result)
 
     @contextmanager
-    def _recorded(self, bundle: ModelBundle | Ensemble, params: dict[str, Any]) -> Iterator[RecordedRun | None]:
-        """Record the prediction as a 'predict' run (model, data set or file, sample index, metrics) in the History."""
+    def _recorded(
+        self, bundle: ModelBundle | Ensemble, params: dict[str, Any], bounds: Bounds | None = None
+    ) -> Iterator[RecordedRun | None]:
+        """Record the prediction as a 'predict' run (model, data set or file, sample index, prior bounds narrowed,
+        metrics) in the History."""
         registry = self.ctx.registry()
         if registry is None:  # the dashboard still predicts; the History cannot show it
             yield None
             return
         path = str(bundle.path or self.model.value)
         model = bundle.name
-        params = {"model_name": model, "model": path, **params}
+        params = {"model_name": model, "model": path, **params, **({"bounds": plain_bounds(bounds)} if bounds else {})}
         what = params["data"] + (f"[{params['sample_index']}]" if "sample_index" in params else "")
         try:
             with recorded_run(registry, "predict", name=f"{what} with {model}", params=params, model=path) as run:
@@ -438,6 +464,9 @@ class PredictPanel(Panel, W.VBox):
         mark_surface(self.sld, p.surface_z)
         if p.parameters:
             text += "<b>Predicted parameters</b>" + table_html(parameter_rows(p))
+        if p.bounds:
+            narrowed = ", ".join(f"{k} {lo:.4g}–{hi:.4g}" for k, (lo, hi) in p.bounds.items())
+            text = f"<div class='wb-prior-bounds'>inside your prior bounds: {html.escape(narrowed)}</div>" + text
         if p.bands_note:
             text = f"<div class='wb-ensemble-bands'>{html.escape(p.bands_note)}</div>" + text
         if p.warning:

@@ -115,6 +115,17 @@ class TrainPanel(FormFields, Panel, W.VBox):
             ),
             description_em=label,
         )
+        self.held_out = fit(
+            W.BoundedIntText(
+                value=int(saved.get("held_out_curves", 2048)),
+                min=16,
+                max=1_000_000,
+                description="held-out curves",
+                tooltip="fixed validation curves and as many test curves, generated before the clock starts (on the "
+                "fly); the normalisers are fitted on twice as many",
+            ),
+            description_em=label,
+        )
         self.chi_folder = fit(
             W.Text(
                 value=str(saved.get("chi_folder", "")),
@@ -198,7 +209,8 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.stop.on_click(self._stop)
         self.model_kind.observe(self._kind_changed, "value")
         self.on_the_fly.observe(self._kind_changed, "value")
-        for w in (self.model_kind, self.device, self.chi_folder, self.on_the_fly, self.batches_per_epoch, self.as_job):
+        watched = (self.model_kind, self.device, self.chi_folder, self.on_the_fly, self.batches_per_epoch)
+        for w in (*watched, self.held_out, self.as_job):
             w.observe(self._remember, "value")
         for form in (self.train_form, self.request_form, *self.model_forms.values()):
             form.observe(self._remember)
@@ -209,6 +221,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
                 self.on_the_fly,
                 W.HBox([self.dataset, self.refresh]),
                 self.batches_per_epoch,
+                self.held_out,
                 self.chi_folder,
                 *[f.box for f in self.model_forms.values()],
                 self.train_form.box,
@@ -275,7 +288,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         fly = self.on_the_fly.value and not chi
         self.chi_folder.layout.display = "" if chi else "none"
         self.on_the_fly.layout.display = "none" if chi else ""
-        self.batches_per_epoch.layout.display = "" if fly else "none"
+        self.batches_per_epoch.layout.display = self.held_out.layout.display = "" if fly else "none"
         self.dataset.layout.display = "none" if chi or fly else ""
         self.refresh.layout.display = "none" if chi or fly else ""
         self.as_job.disabled = fly  # fresh curves come from this page's film stack: they train here
@@ -293,6 +306,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
             chi_folder=self.chi_folder.value,
             on_the_fly=self.on_the_fly.value,
             batches_per_epoch=self.batches_per_epoch.value,
+            held_out_curves=self.held_out.value,
             as_job=self.as_job.value,
             **self.request_form.values(),
         )
@@ -376,7 +390,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
         """Fresh curves from the Film stack tab's stack (its bounds and ties) on its Q grid."""
         p = self.ctx.stack.probe_settings
         grid = GeneratorConfig(q_min=p.q_min, q_max=p.q_max, num_q=p.num_q, q_resolution=p.q_resolution)
-        return OnTheFly.of(self.ctx.stack.stack, generator=grid, batches_per_epoch=int(self.batches_per_epoch.value))
+        n, per_epoch = int(self.held_out.value), int(self.batches_per_epoch.value)
+        sizes = {"fit_curves": 2 * n, "val_curves": n, "test_curves": n}
+        return OnTheFly.of(self.ctx.stack.stack, generator=grid, batches_per_epoch=per_epoch, **sizes)
 
     # ------------------------------------------------------------------ jobs
     def _busy(self) -> bool:

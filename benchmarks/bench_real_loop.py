@@ -45,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +128,14 @@ def chi2_per_point(data, stack: FilmStack, bounds: dict[str, tuple[float, float]
     return float(np.mean(((r - problem.r) / problem.dr) ** 2)), int(problem.q.size)
 
 
-def random_stacks(stack: FilmStack, bounds: dict[str, tuple[float, float]], n: int, seed: int) -> list[FilmStack]:
-    """``n`` stacks with every family parameter uniform in its range (seeded)."""
+def random_stacks(stack: FilmStack, n: int, seed: int) -> Iterator[FilmStack]:
+    """Up to ``n`` stacks with every family parameter uniform in its range (seeded), drawn as needed."""
     rng = np.random.default_rng(seed)
-    out = []
     for _ in range(n):
         s = stack
         for b in stack.free_parameters:
             s = s.with_value(b.i, b.par, float(rng.uniform(b.lo, b.hi)))
-        out.append(s)
-    return out
+        yield s
 
 
 def scattered(stack: FilmStack, family: FilmStack, spread: float, rng: np.random.Generator) -> FilmStack:
@@ -232,7 +231,7 @@ def model_arm(name: str, family: FilmStack, data, budget: float, args, work: Pat
     predicted = clock.elapsed
     start_chi2, n_points = chi2_per_point(data, start, bounds)
     clock.score(start_chi2)
-    randoms = [chi2_per_point(data, s, bounds)[0] for s in random_stacks(family, bounds, RANDOM_STARTS, args.seed)]
+    randoms = [chi2_per_point(data, s, bounds)[0] for s in random_stacks(family, RANDOM_STARTS, args.seed)]
     scoring = clock.elapsed - predicted
     fits = polish(data, start, bounds, clock, family, args.seed, args.max_nfev)
     trust = prediction.trust.to_dict() if prediction.trust is not None else {}
@@ -264,7 +263,7 @@ def random_arm(name: str, family: FilmStack, data, budget: float, args) -> dict[
     bounds = fit_bounds(family)
     clock = Clock(budget, chi2_per_point(data, family, bounds)[1])
     fits, starts = 0, []
-    for s in random_stacks(family, bounds, 100_000, args.seed + 1):
+    for s in random_stacks(family, 100_000, args.seed + 1):
         starts.append(chi2_per_point(data, s, bounds)[0])
         finished = clock.fit(data, s, bounds, args.max_nfev)
         fits += 1
@@ -298,8 +297,8 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 1),
         "epochs": outcome.epochs_done,
         "status": outcome.status,
-        "test_r2": metrics.get("test_r2", metrics.get("r2")),
-        "test_mae": metrics.get("test_mae", metrics.get("mae")),
+        "test_r2": metrics.get("sld_r2"),
+        "test_mae": metrics.get("sld_mae"),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
     }
 

@@ -306,3 +306,28 @@ def test_hub_push_and_pull_from_the_command_line(trained, hub, tmp_path):
     failed = run("push", trained["bundle"], "--repo", "lab/cli", "--model-id", "again")
     assert failed.returncode == 1 and "the local copy is kept" in failed.stderr and "retrying in" in failed.stderr
     _assert_token_nowhere(tmp_path, tmp_path / "hf-home")
+
+
+def test_a_families_ties_are_part_of_its_data_set_key():
+    """Two families with the same layers and ranges draw different curves when one ties parameters: a shared
+    data-set cache must not hand one's curves to the other."""
+    from workbench.data.family import SampleFamily
+    from workbench.data.generate import GeneratorConfig
+
+    base = {
+        "layers": [
+            {"name": "Si", "sld": 2.07, "thickness": 0, "roughness": 3},
+            {"name": "A_1", "sld": 1.0, "thickness": 40, "roughness": 3},
+            {"name": "A_2", "sld": 1.0, "thickness": 40, "roughness": 3},
+            {"name": "air", "sld": 0.0, "thickness": 0, "roughness": 0},
+        ],
+        "ranges": {"sld": 0.5},
+    }
+    free = SampleFamily.from_dict(base).expand()
+    tied = SampleFamily.from_dict({**base, "ties": ["A_*.sld"]}).expand()
+    assert free.to_layer_bound() == tied.to_layer_bound() and tied.ties and not free.ties
+    config = GeneratorConfig(num_curves=10)
+    assert H.dataset_key(free, config) != H.dataset_key(tied, config)
+    assert H.dataset_key(tied, config) == H.dataset_key(
+        SampleFamily.from_dict({**base, "ties": ["A_*.sld"]}).expand(), config
+    )

@@ -338,7 +338,10 @@ def load_hub_model(repo_id: str, model_id: str, **kwargs: Any):
 
 # ---------------------------------------------------------------------------- training data
 def dataset_key(stack: Any, config: Any) -> str:
-    """A key for the data set that ``generate_to_disk(stack, config)`` writes (same settings → same key)."""
+    """A key for the data set that ``generate_to_disk(stack, config)`` writes (same settings → same key).
+
+    A sample family's ties change what is drawn, so they are part of the key (a stack without ties keeps
+    the key it always had)."""
 
     spec = {
         "format": FORMAT,
@@ -346,6 +349,9 @@ def dataset_key(stack: Any, config: Any) -> str:
         "layer_desc": stack.to_layer_desc(),
         "layer_bound": stack.to_layer_bound(),
     }
+    ties = [t.model_dump(mode="json") for t in getattr(stack, "ties", None) or []]
+    if ties:
+        spec["ties"] = ties
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

@@ -16,6 +16,7 @@ from workbench.physics import FilmStack, Probe, reflectivity, sld_profile
 from workbench.plots.curves import profile_template, reflectivity_template
 from workbench.plots.refine import fit_figure
 from workbench.plots.style import ROLES, band_fill, role_of
+from workbench.ui.background import Job
 from workbench.ui.context import AppContext
 from workbench.ui.predict_panel import Prediction
 from workbench.ui.refine_panel import RefinePanel
@@ -222,7 +223,8 @@ def test_three_contrasts_are_co_refined_in_the_panel_with_a_chart_each(ctx):
     assert "FitProblem([experiment_1, experiment_2, experiment_3])" in script.read_text()
 
     panel.samples.value, panel.burn.value = 100, 0  # the smallest DREAM: the bands reach every chart
+    panel.as_job.value = False  # in this kernel (tests/test_ui_refine_job.py runs DREAM as a job)
     panel.dream.click()
-    assert panel.job.join(300)
+    assert isinstance(panel.job, Job) and panel.job.join(300)
     for curves in [panel.curves, *(row.curves for row in panel.contrasts_box.rows)]:
         assert sum(t.meta == "band" for t in curves.rq.data) == 4

@@ -22,7 +22,7 @@ from bumps.fitproblem import load_problem
 
 from workbench.analysis.export_refl1d import DATA_FILE, MODEL_FILE, export_refl1d, refl1d_model, refl1d_script
 from workbench.analysis.refine import RefineError, refine
-from workbench.analysis.uncertainty import dream_bands
+from workbench.analysis.uncertainty import Bands, dream_bands
 from workbench.data.measured import Measurement
 from workbench.events import Reporter, Timing
 from workbench.physics import FilmStack, Probe, critical_edge, reflectivity, sld_profile
@@ -234,6 +234,27 @@ def test_bands_write_documented_csv_files(fitted_bands, tmp_path):
         assert table.shape == (n, 6) and np.all(np.isfinite(table))
     np.testing.assert_allclose(np.loadtxt(sld_csv, delimiter=",", skiprows=2)[:, 0], Z, rtol=1e-9)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_bands_read_back_from_their_csv_files_as_written(fitted_bands, tmp_path):
+    _, bands, _, _ = fitted_bands
+    bands.to_csv(tmp_path / "bands")
+    back = Bands.from_csv(
+        tmp_path / "bands",
+        parameter_table=bands.parameter_table,
+        n_posterior=bands.n_posterior,
+        converged=bands.converged,
+        seconds=bands.seconds,
+    )
+    assert back.n_draws == 300 and back.n_posterior == bands.n_posterior and back.converged == bands.converged
+    assert back.parameter_table == bands.parameter_table and back.seconds == bands.seconds
+    for field in ("z", "sld_median", "sld_68", "sld_95", "q", "r_median", "r_68", "r_95"):
+        np.testing.assert_allclose(getattr(back, field), getattr(bands, field), rtol=1e-9, atol=0, err_msg=field)
+    (tmp_path / "bands" / "sld_bands.csv").write_text("z,sld\n0,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"sld_bands\.csv: not a bands file"):
+        Bands.from_csv(tmp_path / "bands")
+    with pytest.raises(ValueError, match="no such bands file"):
+        Bands.from_csv(tmp_path / "elsewhere")
 
 
 def test_same_seed_same_bands_other_seed_other_bands():

@@ -93,6 +93,59 @@ class Bands:
             out.append(folder / name)
         return out[0], out[1]
 
+    @classmethod
+    def from_csv(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        parameter_table: list[dict[str, float | str]] | None = None,
+        n_posterior: int = 0,
+        converged: bool = True,
+        seconds: float = 0.0,
+    ) -> Bands:
+        """The bands :meth:`to_csv` wrote into ``folder`` (a DREAM job's ``bands/``), to 10 significant digits.
+
+        The CSVs hold the curves and the number of draws (in their first line); what they do not hold
+        (the parameter intervals, posterior size, convergence, time) comes from the caller, e.g. the
+        job's ``refinement.json``.  A missing or malformed file is a ValueError naming it.
+        """
+        folder = Path(folder)
+        sld, n_draws = _read_band_csv(folder / "sld_bands.csv", "z")
+        refl, _ = _read_band_csv(folder / "reflectivity_bands.csv", "q")
+        return cls(
+            sld[:, 0],
+            sld[:, 1],
+            (sld[:, 2], sld[:, 3]),
+            (sld[:, 4], sld[:, 5]),
+            refl[:, 0],
+            refl[:, 1],
+            (refl[:, 2], refl[:, 3]),
+            (refl[:, 4], refl[:, 5]),
+            [dict(row) for row in parameter_table or []],
+            n_draws,
+            int(n_posterior),
+            bool(converged),
+            float(seconds),
+        )
+
+
+def _read_band_csv(path: Path, first: str) -> tuple[np.ndarray, int]:
+    """One bands CSV as an (n, 6) array and the number of draws its first line states."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such bands file (Bands.to_csv writes sld_bands.csv and reflectivity_bands.csv)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    expected = f"{first},median,lo68,hi68,lo95,hi95"
+    if len(lines) < 3 or not lines[0].startswith("#") or lines[1] != expected:
+        raise ValueError(f"{path}: not a bands file: expected a '#' note, then the header {expected!r}, then rows")
+    try:
+        n_draws = int(lines[0].rsplit(" from ", 1)[1].split()[0])
+        table = np.array([[float(v) for v in line.split(",")] for line in lines[2:] if line.strip()])
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"{path}: not a bands file: {exc}") from None
+    if table.ndim != 2 or table.shape[1] != 6:
+        raise ValueError(f"{path}: expected 6 columns ({expected}), got {table.shape[-1]}")
+    return table, n_draws
+
 
 class _Progress:
     """bumps monitor: DREAM generations as workbench progress events."""

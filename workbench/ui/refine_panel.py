@@ -5,8 +5,9 @@ panel's stack fitted to the predicted profile; or the Film stack itself), tick t
 (those "vary" ticks in the Film stack) and edit their bounds, run the bounded least-squares fit in
 a worker thread with a live χ² convergence chart, read the verdict (from χ²/N, parameters at a
 bound and undetermined σ) and the result table with 1σ uncertainties and units, and run bumps
-DREAM for 68 %/95 % posterior bands of R(Q) and the SLD profile.  Recorded as 'refine' and
-'dream' runs, with the data file.  Headless twins: :func:`workbench.analysis.refine.refine`,
+DREAM for 68 %/95 % posterior bands of R(Q) and the SLD profile (:mod:`~workbench.ui.dream_box`: by
+default a job process that outlives the page, which a page opened later attaches to).  Recorded as
+'refine' and 'dream' runs, with the data file.  Headless twins: :func:`workbench.analysis.refine.refine`,
 :func:`workbench.analysis.profile_fit.stack_from_profile`, :func:`workbench.analysis.uncertainty.dream_bands`.
 """
 
@@ -35,11 +36,10 @@ from ..analysis.refine import (
     verdict,
     wide_sigma,
 )
-from ..analysis.uncertainty import Bands, dream_bands, dream_joint_bands
+from ..analysis.uncertainty import Bands
 from ..events import Log, Progress, Record, Warning_
 from ..physics import FilmStack, reflectivity, sld_profile
 from ..plots.curves import convergence_template
-from ..plots.style import band_fill
 from ..store.recorded import recorded_run
 from .background import Job
 from .chart_widget import ChartWidget
@@ -47,9 +47,7 @@ from .common import Panel, Status, panel_guard, table_html
 from .context import AppContext
 from .contrasts_box import ContrastsBox, contrast_label
 from .curve_pair import CurvePair
-
-DREAM_MIN_SAMPLES = 100  # fewer posterior samples than this give no usable band
-N_DRAWS = 200  # posterior draws turned into R(Q) and SLD curves for the bands
+from .dream_box import DreamBox, drop_bands
 
 
 def _outward(lo: float, hi: float) -> tuple[float, float]:
@@ -103,7 +101,6 @@ class RefinePanel(Panel, W.VBox):
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        lim = ctx.limits
         style = {"description_width": "9em"}
         self.start_from = W.ToggleButtons(
             options=[("prediction", "prediction"), ("film stack", "stack")],
@@ -139,17 +136,6 @@ class RefinePanel(Panel, W.VBox):
         self.method.observe(self._method_changed, "value")
         self.run = W.Button(description="Refine", icon="play", button_style="primary")
         self.stop = W.Button(description="Stop", icon="stop", disabled=True)
-        self.samples = W.IntText(  # not Bounded: a value out of range is said, never silently changed
-            value=min(4000, lim.max_dream_samples),
-            description="DREAM samples",
-            tooltip=f"posterior samples DREAM draws ({DREAM_MIN_SAMPLES}–{lim.max_dream_samples}); "
-            f"the bands use {N_DRAWS} of them",
-            style=style,
-        )
-        self.burn = W.BoundedIntText(value=100, min=0, max=10000, description="burn-in", style=style)
-        self.dream = W.Button(
-            description="Uncertainty (DREAM)", icon="area-chart", disabled=True, layout=W.Layout(width="auto")
-        )
         self.export = W.Button(
             description="refl1d model",
             icon="file-code-o",
@@ -159,13 +145,8 @@ class RefinePanel(Panel, W.VBox):
         )
         self.export.add_class("wb-export-refl1d")
         self.export.on_click(self._export)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="DREAM", layout=W.Layout(width="30em"))
         self.status = Status()
-        self.dream_status = Status()
-        self.dream_status.add_class("wb-dream-status")
-        self.samples.add_class("wb-dream-samples")
         self.table = W.HTML()
-        self.dream_table = W.HTML()
         self.convergence = ChartWidget(convergence_template())
         self.curves = CurvePair(("data", "start", "fit"), ("start", "fit"), rq_title="Fit", markers=("data",))
         self.rq, self.sld = self.curves.rq, self.curves.sld
@@ -179,14 +160,15 @@ class RefinePanel(Panel, W.VBox):
         self.result: RefineResult | None = None
         self.bands: Bands | None = None
         self._iterations: list[tuple[int, float]] = []
-        self._dream_asked = 0
-        self._samples_note = ""  # said when the DREAM samples were brought into range
+        self.dreams = DreamBox(self)  # DREAM's widgets, its job process and its bands
+        d = self.dreams
+        self.samples, self.burn, self.dream, self.as_job = d.samples, d.burn, d.button, d.as_job
+        self.progress, self.dream_status, self.dream_table = d.progress, d.status, d.table
         self._loaded = None  # the prediction the free-parameter rows were made from
         self._job_kind = ""  # "refine" or "dream": the job last started
         self.load.on_click(self._load)
         self.run.on_click(self._run)
         self.stop.on_click(self._stop)
-        self.dream.on_click(self._dream)
         # a new prediction is loaded when the tab is shown (on_shown), not at once: fitting a stack to a
         # predicted profile takes seconds, which a Predict click should not wait for
         super().__init__(
@@ -203,12 +185,14 @@ class RefinePanel(Panel, W.VBox):
                 W.HBox([self.convergence]),
                 self.table,
                 W.HBox([self.samples, self.burn, self.dream, self.export]),
+                self.as_job,
                 W.HBox([self.progress, self.dream_status]),
                 self.dream_table,
                 self.curves.box,
             ]
         )
         self.add_class("wb-refine-panel")
+        self.dreams.attach()
 
     def _method_changed(self, change) -> None:
         self.de_settings.layout.display = "none" if change["new"] == "lsq" else ""
@@ -230,7 +214,9 @@ class RefinePanel(Panel, W.VBox):
         return self.contrasts_box.contrasts(first)
 
     def on_shown(self) -> None:
-        """Start from the current prediction when it is new (the bounds a user edited stay otherwise)."""
+        """Follow a DREAM job started meanwhile; start from the current prediction when it is new (the bounds a
+        user edited stay otherwise)."""
+        self.dreams.attach()
         prediction = self.ctx.prediction
         if prediction is None or prediction is self._loaded or (self.job is not None and self.job.running):
             return
@@ -261,9 +247,8 @@ class RefinePanel(Panel, W.VBox):
         self.joint = None
         self._contrasts_changed()
         self.result, self.bands = None, None
-        self.table.value, self.dream_table.value = "", ""
-        self.dream_status.value = ""
-        self.progress.value, self.progress.bar_style = 0, ""
+        self.table.value = ""
+        self.dreams.reset()
         self.dream.disabled = True
         self.status.show(f"start: {what}; data {self.data.source}, {len(self.data)} points", level)
         self._draw_start()
@@ -377,8 +362,8 @@ class RefinePanel(Panel, W.VBox):
             return result
 
         self.convergence.set_traces({"chi2": ([], [])})
-        self.table.value, self.dream_table.value, self.dream_status.value = "", "", ""
-        self.progress.value, self.progress.bar_style = 0, ""
+        self.table.value = ""
+        self.dreams.reset()
         self.result, self.bands = None, None
         self._drop_bands()
         self.curves.clear(rq=("fit",), sld=("fit",))
@@ -395,6 +380,7 @@ class RefinePanel(Panel, W.VBox):
             name="workbench-refine",
         ).start()
 
+    @panel_guard
     def _stop(self, _=None) -> None:
         if self.job is not None and self.job.running:
             self.job.stop("stopped from the Refine panel")
@@ -502,143 +488,16 @@ class RefinePanel(Panel, W.VBox):
     def _failed(self, exc: BaseException) -> None:
         self._idle()
         status = self._job_status()
-        if self.job is not None and self.job.cancelled:
+        if getattr(self.job, "cancelled", False):
             status.warn(f"stopped: {exc}")
         else:
             status.error(f"failed: {type(exc).__name__}: {exc}")
         if status is self.dream_status:
             self.progress.bar_style = "danger"
 
-    # ------------------------------------------------------------------ uncertainty
-    def _dream_samples(self) -> int:
-        """The samples asked for, raised or lowered into the allowed range with a note saying so."""
-        asked, top = int(self.samples.value), int(self.ctx.limits.max_dream_samples)
-        samples = min(max(asked, DREAM_MIN_SAMPLES), top)
-        if samples != asked:
-            self.samples.value = samples
-            why = f"the minimum is {DREAM_MIN_SAMPLES}" if asked < samples else f"the limit is {top}"
-            moved = "raised" if asked < samples else "lowered"
-            self._samples_note = f"samples {moved} from {asked} to {samples}: {why}"
-        else:
-            self._samples_note = ""
-        return samples
-
-    @panel_guard
-    def _dream(self, _=None) -> None:
-        if self._busy():
-            return
-        if self.result is None:
-            raise ValueError("refine first: DREAM samples around the fitted stack")
-        res, data, joint = self.result, self.data, self.joint
-        _, bounds = self.free()
-        free = {n: bounds[n] for n in res.names if n in bounds}
-        samples = self._dream_asked = self._dream_samples()
-        burn = int(self.burn.value)
-        registry = self.ctx.registry()
-        datas = [c.data for c in self._contrasts()] if joint else None
-        if joint and len(datas) != len(joint.contrasts):
-            raise ValueError("the contrasts changed since the fit: refine again before DREAM")
-
-        def work(reporter):
-            params = {"free": list(free), "bounds": free, "data": data.source, "samples": samples, "burn": burn}
-            name = f"uncertainty of {Path(str(data.source)).name}"
-            cm = (
-                recorded_run(registry, "dream", name=name, params=params, reporter=reporter)
-                if registry
-                else nullcontext(None)
-            )
-            with cm as run:
-                if joint:
-                    all_bands = dream_joint_bands(
-                        joint, datas, samples=samples, burn=burn, seed=0, n_draws=N_DRAWS, reporter=reporter
-                    )
-                    if run is not None:
-                        run.metrics.update(dream_metrics(all_bands[0], data.source, samples))
-                    return all_bands
-                bands = dream_bands(
-                    res.stack,
-                    data,
-                    free,
-                    scale=res.scale,
-                    background=res.background,
-                    samples=samples,
-                    burn=burn,
-                    seed=0,
-                    n_draws=N_DRAWS,
-                    reporter=reporter,
-                )
-                if run is not None:
-                    run.metrics.update(dream_metrics(bands, data.source, samples))
-            return bands
-
-        self.progress.value, self.progress.bar_style = 0, ""
-        self.run.disabled, self.dream.disabled, self.stop.disabled = True, True, False
-        note = f" ({self._samples_note})" if self._samples_note else ""
-        self.dream_status.show(f"DREAM: {samples} posterior samples…{note}", "warn" if note else "info")
-        self._job_kind = "dream"
-        self.job = Job(
-            work,
-            on_events=self._events,
-            on_done=self._bands_done,
-            on_error=self._failed,
-            max_rate=self.ctx.limits.max_updates_per_second,
-            name="workbench-dream",
-        ).start()
-
     def _drop_bands(self) -> None:
-        """Remove the DREAM bands of an earlier fit (they are the traces tagged ``band``)."""
-        for chart in (self.rq, self.sld):
-            kept = tuple(t for t in chart.data if t.meta != "band")
-            if len(kept) != len(chart.data):
-                chart.data = kept
-
-    def _bands_done(self, bands: Bands | list[Bands]) -> None:
-        per_contrast = bands if isinstance(bands, list) else [bands]
-        bands = per_contrast[0]
-        self.bands = bands
-        self._idle()
-        self.progress.value, self.progress.bar_style = self.progress.max, "success"
-        self._drop_bands()
-        draw_bands(self.curves, bands)
-        if len(per_contrast) > 1:
-            self.contrasts_box.show_bands(per_contrast, draw_bands)
-        rows = [
-            {
-                "parameter": parameter_label(r["name"]),
-                "median": f"{r['median']:.5g}",
-                "68 % interval": f"{r['lo68']:.5g} – {r['hi68']:.5g}",
-                "95 % interval": f"{r['lo95']:.5g} – {r['hi95']:.5g}",
-            }
-            for r in bands.parameter_table
-        ]
-        self.dream_table.value = "<b>DREAM posterior</b>" + table_html(rows)
-        text = (
-            f"DREAM: {self._dream_asked} samples asked, {bands.n_posterior} posterior samples kept, "
-            f"{bands.n_draws} of them drawn for the bands; {bands.seconds:.1f} s"
-        )
-        note = f"; {self._samples_note}" if self._samples_note else ""
-        if bands.converged:
-            self.dream_status.ok(text + note)
-        else:
-            self.dream_status.warn(f"{text}; not converged: raise samples or burn-in{note}")
-        self.ctx.runs_changed()
-
-
-def draw_bands(curves: CurvePair, bands: Bands) -> None:
-    """68 %/95 % bands of R(Q) and of the SLD profile on a chart pair (traces tagged ``band``)."""
-    for chart, x, levels in (
-        (curves.rq, bands.q, (("95 %", bands.r_95), ("68 %", bands.r_68))),
-        (curves.sld, bands.z, (("95 %", bands.sld_95), ("68 %", bands.sld_68))),
-    ):
-        add = curves.add_rq if chart is curves.rq else chart.add_scatter  # R(Q) bands follow the R(Q) view
-        kept = tuple(t for t in chart.data if t.meta != "band")
-        if len(kept) != len(chart.data):
-            chart.data = kept
-        with chart.batch_update():
-            for level, (lo, hi) in levels:
-                edge = {"mode": "lines", "line": {"width": 0}, "meta": "band", "legendgroup": level}
-                add(x=x, y=lo, name=f"{level} band (low)", showlegend=False, **edge)
-                add(x=x, y=hi, name=f"{level} band", fill="tonexty", fillcolor=band_fill(level), **edge)
+        """Remove the DREAM bands of an earlier fit."""
+        drop_bands(self.curves)
 
 
 def refine_metrics(result: RefineResult, source: str) -> dict:
@@ -649,18 +508,4 @@ def refine_metrics(result: RefineResult, source: str) -> dict:
     for name, value, sigma in zip(result.names, result.values, result.uncertainties):
         out[name] = float(value)
         out[f"{name}.sigma"] = float(sigma)
-    return out
-
-
-def dream_metrics(bands: Bands, source: str, samples: int) -> dict:
-    """What History shows of a DREAM run: the data file, samples asked and kept, and each posterior interval."""
-    out = {
-        "data": Path(source).name,
-        "samples": samples,
-        "posterior_samples": bands.n_posterior,
-        "band_draws": bands.n_draws,
-    }
-    out |= {"converged": bands.converged, "seconds": bands.seconds}
-    for r in bands.parameter_table:
-        out |= {f"{r['name']}.median": r["median"], f"{r['name']}.lo68": r["lo68"], f"{r['name']}.hi68": r["hi68"]}
     return out

@@ -14,8 +14,10 @@ one film, :func:`~workbench.analysis.corefine.corefine`): ``share`` and ``contra
 ``optimize=False`` skips the fit: DREAM samples around the stack as given (a fit done before),
 its χ² and Jacobian σ evaluated there.  Writes into ``out``: ``refinement.json``, ``fit.csv`` and
 ``profile.csv`` (one curve) or ``fit_<label>.csv`` / ``profile_<label>.csv`` (several), ``refl1d/``
-and ``bands/`` on request.  The fit's files are written before DREAM starts, so stopping DREAM
-keeps them (the run is then ``stopped``).
+and ``bands/`` on request (``Bands.to_csv``; ``refinement.json`` keeps what ``Bands.from_csv`` needs
+besides).  The fit's files are written before DREAM starts, so stopping DREAM keeps them (the run is
+then ``stopped``).  A recorded run's DREAM generations are steps of stage ``uncertainty`` (≤ 1 a
+second), so a page following the job shows its progress.
 """
 
 from __future__ import annotations

@@ -91,6 +91,19 @@ def test_a_panel_training_is_a_job_that_a_reopened_page_follows_and_stops(tmp_pa
     assert "queued (position 1)" in history._job_rows[queued][1].value
     history._job_rows[queued][2].click()  # Stop from History: it ends while queued, never trained
     assert wait_for_job(reg, queued, timeout=30).status == "stopped"
+    # Delete of a queued job: its waiting process ends and the run is gone
+    doomed = submit_job(ws, "train", panel.request(), name="doomed", limits=Limits(max_concurrent_jobs=1))
+    pid = reg.get_run(doomed).pid
+    history.refresh_list()
+    history.runs.value, history.confirm.value = doomed, True
+    history.delete.click()
+    assert history.status.level == "ok" and "deleted doomed" in history.status.text, history.status.text
+    assert doomed not in {r.id for r in reg.list_runs()}
+    _wait(
+        lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2],
+        30,
+        "the deleted job's process to end",
+    )
 
     # Stop from the reopened page: acknowledged within a second, the run ends stopped
     clicked = time.time()

@@ -38,6 +38,7 @@ LOSS_KEYS = ("train_loss", "train_loss_eval", "val_loss")
 _SIGMA_SUFFIXES = ("_sigma", "_uncertainty", "_err", ".sigma", ".uncertainty", ".err", "_1sigma")
 _SIGMA_PREFIXES = ("sigma.", "uncertainty.", "uncertainties.")
 JOB_POLL_SECONDS = 1.0
+QUEUED_STOP_SECONDS = 30.0  # a queued job acknowledges a stop within ~0.2 s once its process runs
 
 
 def kind_options(kinds: set[str]) -> list[tuple[str, str]]:
@@ -410,6 +411,11 @@ class HistoryPanel(Panel, W.VBox):
         row = self.registry.get_run(run_id)
         if row.status == "running":
             raise ValueError(f"{row.name} is still running; stop it first")
+        if row.status == "queued" and row.job is not None:  # its process waits for a slot: end it, then forget it
+            from ..batch.jobs import stop_job, wait_for_job  # ui may use batch; only a queued job's delete needs it
+
+            stop_job(self.registry, run_id, "deleted from the History tab while queued")
+            row = wait_for_job(self.registry, run_id, timeout=QUEUED_STOP_SECONDS)
         self.registry.delete_run(run_id)
         self.confirm.value = False
         self.details.value = ""

@@ -10,9 +10,9 @@ memory.
 
 Configurations (all in one run, so they share the machine's load; ``/proc/loadavg`` is printed):
 
-* ``preheated``  – `workbench start --preheat 1`: one preheated kernel, the offline template, Plotly's bundle
-  as a cached file, Plotly's JupyterLab renderer left out;
-* ``cold``       – the same with ``--preheat 0`` (the default): every page starts a kernel and runs the notebook.
+* ``preheated``  – `workbench start` as shipped (``--preheat 1``): one preheated kernel, the offline template,
+  Plotly's bundle as a cached file, Plotly's JupyterLab renderer left out;
+* ``cold``       – the same with ``--preheat 0``: every page starts a kernel and runs the notebook.
 
 Targets (issue 18, this 2-core machine): median ≤ 3 s, p95 ≤ 5 s, no load without a drawn chart, no
 external request, ≤ 2 kernels and ≤ 1.5 GB resident after the closed pages.

@@ -68,6 +68,19 @@ def wait_for_http(url: str, proc: subprocess.Popen, *, within: float, request_ti
     return False
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, *, within: float) -> bool:
+    """Wait until 127.0.0.1:``port`` accepts connections, without asking for a page (which would claim a
+    preheated kernel); False when ``proc`` exits or ``within`` seconds pass first."""
+    deadline = time.time() + within
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 def stop_server(proc: subprocess.Popen, grace: float = 60) -> None:
     """SIGTERM (servers shut their kernels down on it), then SIGKILL after ``grace`` seconds."""
     proc.terminate()

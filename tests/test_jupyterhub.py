@@ -77,6 +77,8 @@ c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = ["--allow-root", "--ServerApp.ip=127.0.0.1",
                   # the offline template (no CDN requests) for Voilà's server extension (admin guide, section 3)
                   "--VoilaConfiguration.template=workbench",
+                  # the app cell's ~600 widget messages must not be cut off after 4 s on a busy server (docs)
+                  "--VoilaExecutor.iopub_timeout=120",
                   # each Voilà render starts a kernel: cull idle ones, never one with a job or an open page
                   "--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60",
                   "--MappingKernelManager.cull_busy=False", "--MappingKernelManager.cull_connected=False"]

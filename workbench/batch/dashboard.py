@@ -18,7 +18,8 @@ from .notebooks import shipped_notebook
 DEFAULT_PORT = 8866
 DASHBOARD = "workbench"  # notebooks/workbench.ipynb
 DEFAULT_CULL_AFTER = 300.0  # seconds a kernel without a page and without a job is kept
-DEFAULT_PREHEAT = 0  # kernels that run the notebook before anyone asks (opt-in: see voila_command)
+DEFAULT_PREHEAT = 1  # kernels that run the notebook before anyone asks for it
+IOPUB_TIMEOUT = 120  # seconds Voilà waits for a cell's output after the cell finished (nbclient's default: 4)
 MAX_PREHEAT = 8  # each holds a built app (~300 MB)
 UNUSED_LABEXTENSION = "jupyterlab-plotly"
 TEMPLATE = "workbench"  # ui/jupyter/voila/templates/workbench: the lab template without requests to a CDN
@@ -51,9 +52,12 @@ def voila_command(
     down after that long idle (0: never); a page left open keeps its kernel.  ``preheat`` kernels (0: none)
     run the notebook up to its wait for a visitor (:func:`workbench.ui.app.open_for_visitor`) before anyone
     asks, so a page arrives with its app built; Voilà refills the pool after each visitor and never culls it.
-    Off by default: a page requested while a pool kernel is still running the notebook (right after the
-    server starts, or back-to-back visitors) sometimes never shows its widgets (Voilà 0.5.13; seen under
-    load in the browser tests, cause not yet found).
+
+    ``--VoilaExecutor.iopub_timeout``: the app's cell publishes ~600 widget ``comm_open`` messages (~0.5 MB)
+    and then its display; the server reads them after the cell's reply and, by nbclient's default, drops
+    whatever has not arrived 4 s later.  Under load (a visitor claiming the pool kernel while it still builds
+    the app, so the refill kernel starts beside it on 2 cores) the display was dropped and the page showed
+    no widgets, ever.  The wait ends at the cell's idle status, so a longer limit costs nothing otherwise.
     """
     if not 0 < port < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port}")
@@ -75,6 +79,7 @@ def voila_command(
         # Plotly's JupyterLab renderer (4.8 MB of JavaScript every page would parse) draws figure outputs,
         # which the dashboard has none of: its charts are widgets that load Plotly themselves
         f"--VoilaConfiguration.extension_denylist={UNUSED_LABEXTENSION}",
+        f"--VoilaExecutor.iopub_timeout={IOPUB_TIMEOUT}",
     ]
     if cull_after:
         cmd += [

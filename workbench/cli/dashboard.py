@@ -38,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--preheat",
         type=int,
         default=DEFAULT_PREHEAT,
-        help="kernels that build the dashboard before anyone opens it: pages open ~2x faster when visitors come "
-        "a while apart (0: none, the default; a page requested while one is still building may not draw)",
+        help="kernels that build the dashboard before anyone opens it, so pages open ~2x faster when visitors come "
+        "a while apart (0: none, every page starts its own kernel; default: %(default)s)",
     )
     start.set_defaults(func=cmd_start)
 
@@ -81,8 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--preheat",
         type=int,
         default=DEFAULT_PREHEAT,
-        help="kernels that build the dashboard before anyone opens it: pages open ~2x faster when visitors come "
-        "a while apart (0: none, the default; a page requested while one is still building may not draw)",
+        help="kernels that build the dashboard before anyone opens it, so pages open ~2x faster when visitors come "
+        "a while apart (0: none, every page starts its own kernel; default: %(default)s)",
     )
     da.set_defaults(func=cmd_dashboard)
 

@@ -185,3 +185,37 @@ class FollowedJob(_Threaded):
         except BaseException as exc:  # noqa: BLE001 - shown in the panel, never lost in a thread
             if self.on_error is not None:
                 self.on_error(exc)
+
+
+def live_job(registry: Any, kind: str) -> str | None:
+    """The newest queued or running job process of ``kind`` in the workspace's registry (None: none, or no registry).
+
+    What a panel attaches to when its page opens or its tab is shown."""
+    if registry is None:
+        return None
+    from ..store.registry import LIVE  # as above
+
+    live = [r for r in registry.list_runs(kind=kind) if r.status in LIVE and r.job is not None]
+    return live[0].id if live else None
+
+
+def follow_job(
+    ctx: Any,
+    run_id: str,
+    *,
+    on_update: Callable[[list[dict], list[dict], Any], None],
+    on_end: Callable[[Any], None],
+    on_error: Callable[[BaseException], None] | None,
+    name: str,
+) -> FollowedJob:
+    """A started :class:`FollowedJob` of ``run_id`` in the app's registry, polled at the app's update rate."""
+    rate = max(ctx.limits.max_updates_per_second, 0.1)
+    return FollowedJob(
+        ctx.registry(),
+        run_id,
+        on_update=on_update,
+        on_end=on_end,
+        on_error=on_error,
+        poll=max(0.5, 1.0 / rate),
+        name=name,
+    ).start()

@@ -28,8 +28,8 @@ from ..fileio import safe_name
 from ..forms import field_specs
 from ..plots.curves import profile_template, reflectivity_template
 from ..store.recorded import recorded_run
-from ..store.registry import LIVE, RunRow
-from .background import FollowedJob, Job
+from ..store.registry import RunRow
+from .background import FollowedJob, Job, follow_job, live_job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
@@ -234,16 +234,10 @@ class GeneratePanel(FormFields, Panel, W.VBox):
 
     def attach(self) -> str | None:
         """Follow the newest queued or running generation job of the workspace, if this panel follows nothing."""
-        if self.job is not None and self.job.running:
-            return None
-        registry = self.ctx.registry()
-        if registry is None:
-            return None
-        live = [r for r in registry.list_runs(kind="generate") if r.status in LIVE and r.job is not None]
-        if not live:
-            return None
-        self._follow(live[0].id)
-        return live[0].id
+        run_id = None if self.job is not None and self.job.running else live_job(self.ctx.registry(), "generate")
+        if run_id is not None:
+            self._follow(run_id)
+        return run_id
 
     def _follow(self, run_id: str) -> None:
         """Show the job ``run_id`` live from the registry: its progress so far first, then as it goes."""
@@ -253,15 +247,14 @@ class GeneratePanel(FormFields, Panel, W.VBox):
         self.status.info(f"generating as a job process (run {run_id})…")
         self.start.disabled, self.cancel.disabled = True, False
         self.ctx.runs_changed()  # History lists the new job, live
-        self.job = FollowedJob(
-            self.ctx.registry(),
+        self.job = follow_job(
+            self.ctx,
             run_id,
             on_update=self._job_update,
             on_end=self._job_done,
             on_error=self._failed,
-            poll=max(0.5, 1.0 / max(self.ctx.limits.max_updates_per_second, 0.1)),
             name="workbench-generate-follow",
-        ).start()
+        )
 
     def _job_update(self, steps: list[dict], logs: list[dict], run: RunRow) -> None:
         total = int((run.params.get("generator") or {}).get("num_curves") or 1)

@@ -29,9 +29,9 @@ from ..batch.sweep import grid, manifest_rows, parameter_sets_from_mapping, resu
 from ..events import Progress, Record, Warning_
 from ..fileio import safe_name
 from ..plots.sweep import sweep_figure
-from ..store.registry import LIVE, RunRow
+from ..store.registry import RunRow
 from ..store.workspace import Workspace
-from .background import FollowedJob, Job
+from .background import FollowedJob, Job, follow_job, live_job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .forms import fit, fit_em
@@ -259,14 +259,10 @@ class SweepPanel(Panel, W.VBox):
         """Follow the newest queued or running sweep job of the workspace, if this panel follows nothing."""
         if self.ctx is None or (self.job is not None and self.job.running):
             return None
-        registry = self.ctx.registry()
-        if registry is None:
-            return None
-        live = [r for r in registry.list_runs(kind="sweep") if r.status in LIVE and r.job is not None]
-        if not live:
-            return None
-        self._follow(live[0].id)
-        return live[0].id
+        run_id = live_job(self.ctx.registry(), "sweep")
+        if run_id is not None:
+            self._follow(run_id)
+        return run_id
 
     def _follow(self, run_id: str) -> None:
         """Show the sweep job ``run_id`` live: its runs from the sweep folder's manifest, progress from the registry."""
@@ -274,15 +270,14 @@ class SweepPanel(Panel, W.VBox):
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.info(f"sweeping as a job process (run {run_id})…")
         self.ctx.runs_changed()
-        self.job = FollowedJob(
-            self.ctx.registry(),
+        self.job = follow_job(
+            self.ctx,
             run_id,
             on_update=self._job_update,
             on_end=self._job_done,
             on_error=self._failed,
-            poll=max(0.5, 1.0 / max(self.ctx.limits.max_updates_per_second, 0.1)),
             name="workbench-sweep-follow",
-        ).start()
+        )
 
     def _job_rows(self, run: RunRow) -> None:
         request = (run.job or {}).get("request") or {}

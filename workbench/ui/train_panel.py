@@ -34,11 +34,11 @@ from ..fileio import safe_name
 from ..forms import clamp_values
 from ..models.settings import SETTINGS
 from ..plots.curves import loss_template
-from ..store.registry import LIVE, RunRow
+from ..store.registry import RunRow
 from ..training.on_the_fly import OnTheFly
 from ..training.trainer import TrainConfig
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
-from .background import FollowedJob, Job
+from .background import FollowedJob, Job, follow_job, live_job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard
 from .context import AppContext
@@ -457,15 +457,10 @@ class TrainPanel(FormFields, Panel, W.VBox):
 
         Its loss chart is caught up from the registry and goes on live; returns the run id (None: none).
         """
-        if self.job is not None and self.job.running:
+        run_id = None if self.job is not None and self.job.running else live_job(self.ctx.registry(), "train")
+        if run_id is None:
             return None
-        registry = self.ctx.registry()
-        if registry is None:
-            return None
-        live = [r for r in registry.list_runs(kind="train") if r.status in LIVE and r.job is not None]
-        if not live:
-            return None
-        run = live[0]
+        run = self.ctx.registry().get_run(run_id)
         try:
             request: TrainRequest | None = TrainRequest.from_params(run.params)
         except (TypeError, ValueError, KeyError):
@@ -484,17 +479,14 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.status.info(f"training as a job process (run {run_id})…")
         self._buttons_busy()
         self.ctx.runs_changed()  # History lists the new job, live
-        rate = max(self.ctx.limits.max_updates_per_second, 0.1)
-        self.job = FollowedJob(
-            self.ctx.registry(),
+        self.job = follow_job(
+            self.ctx,
             run_id,
             on_update=self._job_update,
             on_end=lambda run: self._job_done(run, request),
             on_error=self._failed,
-            poll=max(0.5, 1.0 / rate),
             name="workbench-train-follow",
         )
-        self.job.start()
 
     def _job_update(self, epochs: list[dict], logs: list[dict], run: RunRow) -> None:
         new = [dict(e) for e in epochs if "train_loss" in e or "val_loss" in e]

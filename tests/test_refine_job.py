@@ -12,16 +12,18 @@ import os
 import pathlib
 import time
 
+import numpy as np
 import pytest
 import refnx
 
 from workbench.batch.jobs import stop_job, submit_job, wait_for_job
 from workbench.cli.main import main
 from workbench.data.family import stack_meta
+from workbench.data.measured import load_measurement
 from workbench.events import Reporter
 from workbench.physics import FilmStack
 from workbench.store.workspace import Workspace
-from workbench.workflows.refinement import RefineRequest, run_refinement
+from workbench.workflows.refinement import RefineRequest, load_result, run_refinement
 
 START = 120.0  # s: a job process's start and its work on a loaded machine, well above what it takes
 STACK = FilmStack.from_pyreflect(
@@ -96,6 +98,40 @@ def test_a_refine_job_fits_in_its_own_process_exactly_as_in_process(tmp_path):
     assert (tmp_path / "job" / "fit.csv").read_text().startswith("q,r,dr,r_fit\n")
     assert run.metrics["chi2_per_point"] == pytest.approx(job["chi2_per_point"], rel=1e-12)
     assert run.params["data"] == str(_platypus().resolve()) and run.params["free"] == FREE
+
+
+def test_a_written_fit_loads_back_as_the_result_it_was_and_its_steps_reach_the_registry(tmp_path):
+    """load_result gives the RefineResult run_refinement returned (what a page following a refine job shows)."""
+    ws = Workspace(tmp_path / "ws")
+    out = tmp_path / "fit"
+    done = run_refinement(RefineRequest(**_request(out, method="auto", generations=40)), Reporter(), ws.registry)
+    fit = done.result
+    data = load_measurement(_platypus(), dq_convention="fwhm")
+    back = load_result(out, data)
+    assert back.names == fit.names == FREE
+    np.testing.assert_array_equal(back.values, fit.values)
+    np.testing.assert_array_equal(back.uncertainties, fit.uncertainties)
+    np.testing.assert_array_equal(back.covariance, fit.covariance)
+    assert (back.chi2, back.chi2_per_point, back.n_points) == (fit.chi2, fit.chi2_per_point, fit.n_points)
+    assert (back.start_chi2, back.scale, back.background) == (fit.start_chi2, fit.scale, fit.background)
+    assert back.bounds == fit.bounds and back.at_bound == fit.at_bound and back.undetermined == fit.undetermined
+    assert back.notes() == fit.notes() and back.history == fit.history and back.method == "auto"
+    assert back.converged == fit.converged and back.message == fit.message and back.n_left_out == fit.n_left_out
+    np.testing.assert_array_equal(back.q, fit.q)  # the data's own Q points
+    np.testing.assert_allclose(back.r_fit, fit.r_fit, rtol=1e-9)  # the CSV's 10 digits
+    np.testing.assert_allclose(back.profile[0], fit.profile[0], rtol=1e-9)
+    np.testing.assert_allclose(back.profile[1], fit.profile[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(back.probe.sigma, fit.probe.sigma)
+    assert back.stack.to_layer_desc() == fit.stack.to_layer_desc()
+    assert load_result(out).probe is None  # without the data: no resolution, the same numbers
+    # the fit's generations, then its polish's iterations, as steps of stage refine: the live χ² chart's points
+    steps = [e for e in ws.registry.epochs(done.run_id) if e["stage"] == "refine"]
+    assert steps and [e["step"] for e in steps] == sorted(e["step"] for e in steps)
+    assert {e["what"] for e in steps} <= {"generation", "iteration"} and steps[0]["what"] == "generation"
+    last = fit.history[-1]
+    assert steps[-1]["chi2"] == pytest.approx(last["chi2"], rel=1e-12) and steps[-1]["step"] == len(fit.history) - 1
+    with pytest.raises(ValueError, match=r"refinement\.json: no such file"):
+        load_result(tmp_path / "nothing")
 
 
 def test_a_dream_job_samples_around_the_given_stack_and_stops_within_seconds(tmp_path):

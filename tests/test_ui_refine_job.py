@@ -1,6 +1,6 @@
-"""The Refine panel's DREAM as a job process: followed through the registry, attached by a later page, stopped.
+"""The Refine panel's fit and DREAM as job processes: followed through the registry, attached by a later page, stopped.
 
-Each DREAM here is a real ``python -m workbench.batch.job_worker`` process (imports of torch, numba and
+Each fit or DREAM here is a real ``python -m workbench.batch.job_worker`` process (imports of torch, numba and
 bumps: ≈ 5–20 s on a loaded 2-core machine) sampling around a least-squares fit of refnx's measured
 polymer film ``e361r.txt`` (the curve of the co-refinement test in tests/test_ui_refine.py).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import time
 
@@ -49,8 +50,8 @@ def _wait(condition, timeout: float, what: str):
     return value
 
 
-def _fitted_panel(root: pathlib.Path) -> RefinePanel:
-    """A page whose Refine panel has fitted e361r.txt (least squares, three free parameters)."""
+def _page(root: pathlib.Path) -> RefinePanel:
+    """A page whose Refine panel starts from STACK against e361r.txt (three free parameters), nothing fitted."""
     ctx = AppContext(root, autosave_delay=0)
     shutil.copy(pathlib.Path(refnx.__file__).parent / "analysis" / "tests" / "e361r.txt", ctx.measured_dir)
     data = load_measurement(ctx.measured_dir / "e361r.txt")
@@ -58,9 +59,17 @@ def _fitted_panel(root: pathlib.Path) -> RefinePanel:
     ctx.announce(prediction=Prediction(data, data.r, (z[0], rho[0]), stack=STACK, model="params"))
     panel = RefinePanel(ctx)
     panel.on_shown()
+    return panel
+
+
+def _fitted_panel(root: pathlib.Path) -> RefinePanel:
+    """A page whose Refine panel has fitted e361r.txt in its kernel (least squares), the job tick on again."""
+    panel = _page(root)
+    panel.as_job.value = False
     panel.run.click()
     assert panel.job.join(60) and panel.result is not None, panel.status.text
     assert panel.result.names == ["solvent.roughness", "polymer.sld", "polymer.thickness"]
+    panel.as_job.value = True
     return panel
 
 
@@ -184,6 +193,97 @@ def test_bands_of_a_curve_the_job_cannot_reload_are_sampled_here_and_said_so(tmp
     assert not isinstance(panel.job, FollowedJob)
     assert "in this kernel: in memory is not a file the job can read" in panel.dream_status.text
     assert panel.job.join(JOB) and panel.bands is not None
+
+
+def _chi2_chart(panel: RefinePanel) -> tuple[np.ndarray, np.ndarray]:
+    trace = panel.convergence.trace("chi2")
+    return np.array(trace.x, dtype=float), np.array(trace.y, dtype=float)
+
+
+def test_a_fit_runs_as_a_job_shows_what_a_fit_here_shows_and_a_later_page_attaches(tmp_path):
+    panel = _page(tmp_path / "ws")
+    ctx = panel.ctx
+    assert panel.as_job.value  # the default, shared with DREAM
+    panel.run.click()
+    assert isinstance(panel.job, FollowedJob), panel.status.text
+    assert "job" in panel.status.text and panel.stop.disabled is False and panel.run.disabled
+    later = RefinePanel(AppContext(ctx.workspace.root, autosave_delay=0))  # a page opened while the fit runs
+    assert isinstance(later.job, FollowedJob) and later.job.run_id == panel.job.run_id
+    assert "fit job" in later.status.text and later.run.disabled
+    assert panel.job.join(JOB) and later.job.join(10)
+
+    run = ctx.registry().get_run(panel.job.run_id)
+    assert run.kind == "refine" and run.status == "completed", run.error
+    assert run.pid is not None and run.pid != os.getpid()  # fitted in its own process
+    assert run.metrics["data"] == "e361r.txt" and "polymer.thickness.sigma" in run.metrics  # History as for a fit here
+    out = pathlib.Path(run.params["out"])
+    assert out.parent == ctx.workspace.root / "exports" and out.name.startswith("fit-e361r-")
+    assert {"refinement.json", "fit.csv", "profile.csv"} <= {p.name for p in out.iterdir()}
+    job, job_table = panel.result, panel.table.value
+    assert job.names == ["solvent.roughness", "polymer.sld", "polymer.thickness"]
+    assert f"(job {run.id}; files in {out})" in panel.status.text, panel.status.text
+    assert panel.dream.disabled is False and panel.export.disabled is False and panel.stop.disabled
+    np.testing.assert_allclose(np.array(panel.rq.trace("fit").y), job.r_fit, rtol=1e-12)
+    # the live χ² chart: the fit's recorded iterations, ending at the fit's χ²
+    steps = [e for e in ctx.registry().epochs(run.id) if e["stage"] == "refine"]
+    x, chi2 = _chi2_chart(panel)
+    assert len(x) == len(steps) >= 2 and chi2[-1] == pytest.approx(job.history[-1]["chi2"], rel=1e-12)
+
+    # the same fit in this kernel (unticked): the same numbers and the same table
+    panel.as_job.value = False
+    panel.run.click()
+    assert not isinstance(panel.job, FollowedJob) and panel.job.join(60)
+    here = panel.result
+    assert here.names == job.names and here is not job
+    assert job.chi2_per_point == pytest.approx(here.chi2_per_point, rel=1e-6)
+    np.testing.assert_allclose(job.values, here.values, rtol=1e-6)
+    np.testing.assert_allclose(job.uncertainties, here.uncertainties, rtol=1e-6)
+    np.testing.assert_allclose(job.r_fit, here.r_fit, rtol=1e-6)
+    timeless = re.compile(r"\d+\.\d\d s<")  # the fit's seconds differ, nothing else
+    assert timeless.sub("", job_table) == timeless.sub("", panel.table.value)
+    assert "χ²/N = " in job_table and "polymer.thickness (Å)" in job_table and "± 1σ" in job_table
+
+    # the later page (no prediction of its own) drew the job's data, fit and table, and can run DREAM on it
+    assert later.result is not None and later.result.names == job.names
+    np.testing.assert_array_equal(later.result.values, job.values)
+    np.testing.assert_allclose(np.array(later.rq.trace("fit").y), job.r_fit, rtol=1e-12)
+    assert len(later.rq.trace("data").x) > 0 and str(later.data.source) == str(ctx.measured_dir / "e361r.txt")
+    assert timeless.sub("", later.table.value) == timeless.sub("", job_table)
+    assert later.dream.disabled is False and later.export.disabled is False and later.status.level == panel.status.level
+
+
+def test_stop_ends_a_long_de_fit_job_stopped_and_the_panel_says_so(tmp_path):
+    panel = _page(tmp_path / "ws")
+    panel.method.value = "de"
+    panel.population.value, panel.generations.value = 3000, 100000  # minutes of generations
+    panel.run.click()
+    assert isinstance(panel.job, FollowedJob), panel.status.text
+    run_id = panel.job.run_id
+    _wait(lambda: f"run {run_id}): step" in panel.status.text, JOB, "the first generations in the status")
+    assert len(_chi2_chart(panel)[0]) > 0  # and on the χ² chart
+    panel.stop.click()
+    assert panel.job.join(30)
+    run = panel.ctx.registry().get_run(run_id)
+    assert run.status == "stopped"
+    assert panel.status.level == "warn" and "fit stopped" in panel.status.text, panel.status.text
+    assert panel.result is None and panel.table.value == "" and panel.dream.disabled
+    assert panel.run.disabled is False and panel.stop.disabled is True
+    assert not (pathlib.Path(run.params["out"]) / "refinement.json").exists()
+    x, chi2 = _chi2_chart(panel)
+    assert len(x) >= 1 and np.all(np.diff(chi2) <= 0)  # DE's best χ² per generation never rises
+
+
+def test_a_joint_fit_runs_in_this_kernel_and_says_why(tmp_path):
+    """Several curves fitted together stay in the page's kernel (their result does not come back from a job)."""
+    panel = _page(tmp_path / "ws")
+    shutil.copy(panel.ctx.measured_dir / "e361r.txt", panel.ctx.measured_dir / "e361r_b.txt")
+    panel.contrasts_box.add.click()
+    panel.contrasts_box.rows[0].file.value = str(panel.ctx.measured_dir / "e361r_b.txt")
+    panel.run.click()
+    assert not isinstance(panel.job, FollowedJob)
+    assert "in this kernel: curves fitted together run here" in panel.status.text, panel.status.text
+    assert panel.job.join(60) and panel.joint is not None, panel.status.text
+    assert "in this kernel" in panel.status.text
 
 
 @pytest.fixture(autouse=True)

@@ -67,8 +67,8 @@ class DreamBox:
         self.as_job = W.Checkbox(
             value=bool(ctx.panel_settings("refine").get("as_job", True)),
             description=AS_JOB,
-            tooltip="DREAM as a job process any page, History or `workbench runs` can follow and stop; untick to "
-            "sample inside this page's kernel",
+            tooltip="the fit and DREAM as job processes any page, History or `workbench runs` can follow and stop; "
+            "untick to run them inside this page's kernel",
             indent=False,
             layout=W.Layout(width="32em"),
         )
@@ -149,18 +149,9 @@ class DreamBox:
         burn: int,
     ) -> tuple[RefineRequest | None, str]:
         """The job's request, or (None, why) when the curves or the fit cannot travel to a job as they are here."""
-        sources = [str(d.source) for d in datas]
-        conventions = {d.dq_convention_of_file for d in datas if d.dq_convention_of_file in ("fwhm", "sigma")}
-        convention = conventions.pop() if len(conventions) == 1 else None
-        for data, source in zip(datas, sources):
-            if not Path(source).is_file():
-                return None, f"{Path(source).name} is not a file the job can read"
-            try:
-                again = load_data(source, convention)
-            except ValueError as exc:
-                return None, f"the job could not reload {Path(source).name}: {exc}"
-            if not _same_curve(again.merge_duplicate_q(), data.merge_duplicate_q()):  # Predict merges stitched Q
-                return None, f"{Path(source).name} reloads differently from the curve fitted here"
+        sources, convention, why = job_data(datas)
+        if why:
+            return None, why
         fits = joint.contrasts if joint else [res]
         if len({f.scale for f in fits}) > 1 or len({f.background for f in fits}) > 1:
             return None, "each curve has its own fitted scale or background, which a DREAM job cannot carry"
@@ -369,6 +360,24 @@ class DreamBox:
         else:
             self.status.warn(f"{text}; not converged: raise samples or burn-in{note}")
         host.ctx.runs_changed()
+
+
+def job_data(datas: list[Measurement]) -> tuple[list[str], str | None, str]:
+    """(files, dQ convention, "") for curves a job can reload from their files exactly as they are here, or
+    ([], None, why not) (a curve made in memory, a file that reloads differently)."""
+    sources = [str(d.source) for d in datas]
+    conventions = {d.dq_convention_of_file for d in datas if d.dq_convention_of_file in ("fwhm", "sigma")}
+    convention = conventions.pop() if len(conventions) == 1 else None
+    for data, source in zip(datas, sources):
+        if not Path(source).is_file():
+            return [], None, f"{Path(source).name} is not a file the job can read"
+        try:
+            again = load_data(source, convention)
+        except ValueError as exc:
+            return [], None, f"the job could not reload {Path(source).name}: {exc}"
+        if not _same_curve(again.merge_duplicate_q(), data.merge_duplicate_q()):  # Predict merges stitched Q
+            return [], None, f"{Path(source).name} reloads differently from the curve fitted here"
+    return sources, convention, ""
 
 
 def _same_curve(a: Measurement, b: Measurement) -> bool:

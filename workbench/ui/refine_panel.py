@@ -3,7 +3,8 @@
 Choose the start (the prediction: a parameter model's stack, or for an SLD model the Film stack
 panel's stack fitted to the predicted profile; or the Film stack itself), tick the free parameters
 (those "vary" ticks in the Film stack) and edit their bounds, run the bounded least-squares fit in
-a worker thread with a live χ² convergence chart, read the verdict (from χ²/N, parameters at a
+a worker thread, or by default as a job process that outlives the page (:mod:`~workbench.ui.refine_job`),
+with a live χ² convergence chart, read the verdict (from χ²/N, parameters at a
 bound and undetermined σ) and the result table with 1σ uncertainties and units, and run bumps
 DREAM for 68 %/95 % posterior bands of R(Q) and the SLD profile (:mod:`~workbench.ui.dream_box`: by
 default a job process that outlives the page, which a page opened later attaches to).  Recorded as
@@ -41,6 +42,7 @@ from ..events import Log, Progress, Record, Warning_
 from ..physics import FilmStack, reflectivity, sld_profile
 from ..plots.curves import convergence_template
 from ..store.recorded import recorded_run
+from ..workflows.refinement import fit_metrics
 from .background import Job
 from .chart_widget import ChartWidget
 from .common import Panel, Status, panel_guard, table_html
@@ -48,6 +50,7 @@ from .context import AppContext
 from .contrasts_box import ContrastsBox, contrast_label
 from .curve_pair import CurvePair
 from .dream_box import DreamBox, drop_bands
+from .refine_job import JOINT_HERE, RefineJobs
 
 
 def _outward(lo: float, hi: float) -> tuple[float, float]:
@@ -160,6 +163,8 @@ class RefinePanel(Panel, W.VBox):
         self.result: RefineResult | None = None
         self.bands: Bands | None = None
         self._iterations: list[tuple[int, float]] = []
+        self._fit_note = ""  # said with the result (why a fit ran in this kernel)
+        self.fits = RefineJobs(self)  # the fit as a job process: followed, attached, read back
         self.dreams = DreamBox(self)  # DREAM's widgets, its job process and its bands
         d = self.dreams
         self.samples, self.burn, self.dream, self.as_job = d.samples, d.burn, d.button, d.as_job
@@ -192,7 +197,7 @@ class RefinePanel(Panel, W.VBox):
             ]
         )
         self.add_class("wb-refine-panel")
-        self.dreams.attach()
+        self.fits.attach() or self.dreams.attach()
 
     def _method_changed(self, change) -> None:
         self.de_settings.layout.display = "none" if change["new"] == "lsq" else ""
@@ -214,9 +219,9 @@ class RefinePanel(Panel, W.VBox):
         return self.contrasts_box.contrasts(first)
 
     def on_shown(self) -> None:
-        """Follow a DREAM job started meanwhile; start from the current prediction when it is new (the bounds a
-        user edited stay otherwise)."""
-        self.dreams.attach()
+        """Follow a fit or DREAM job started meanwhile; start from the current prediction when it is new (the bounds
+        a user edited stay otherwise)."""
+        self.fits.attach() or self.dreams.attach()
         prediction = self.ctx.prediction
         if prediction is None or prediction is self._loaded or (self.job is not None and self.job.running):
             return
@@ -338,8 +343,18 @@ class RefinePanel(Panel, W.VBox):
         contrasts = self._contrasts(**probe_start) if self.contrasts_box.rows else None
         shared = self.shared() if contrasts else None
         registry = self.ctx.registry()
-        self._iterations: list[tuple[int, float]] = []
-        self._generations = 0
+        what = f"{len(contrasts)} curves, " if contrasts else ""
+        doing = f"refining {what}{len(names)} parameters ({self.method.label})"
+        self._fit_note = ""
+        if self.as_job.value and registry is not None:
+            request, why = (None, JOINT_HERE) if contrasts else self.fits.request(names, bounds, options, probe_start)
+            if request is not None:
+                run_id = self.fits.submit(request)
+                self._clear_fit()
+                self.status.info(f"{doing} as a job process…")
+                self.fits.follow(run_id)
+                return
+            self._fit_note = f"in this kernel: {why}"
 
         def work(reporter):
             sources = [str(c.data.source) for c in contrasts] if contrasts else str(data.source)
@@ -358,18 +373,13 @@ class RefinePanel(Panel, W.VBox):
                 else:
                     result = refine(data, start, free=names, bounds=bounds, reporter=reporter, **probe_start, **options)
                 if run is not None:
-                    run.metrics.update(refine_metrics(result, data.source))
+                    run.metrics.update(fit_metrics(result, data.source))
             return result
 
-        self.convergence.set_traces({"chi2": ([], [])})
-        self.table.value = ""
-        self.dreams.reset()
-        self.result, self.bands = None, None
-        self._drop_bands()
-        self.curves.clear(rq=("fit",), sld=("fit",))
+        self._clear_fit()
         self.run.disabled, self.stop.disabled, self.dream.disabled = True, False, True
-        what = f"{len(contrasts)} curves, " if contrasts else ""
-        self.status.info(f"refining {what}{len(names)} parameters ({self.method.label})…")
+        note = f" ({self._fit_note})" if self._fit_note else ""
+        self.status.show(f"{doing}…{note}", "warn" if note else "info")
         self._job_kind = "refine"
         self.job = Job(
             work,
@@ -379,6 +389,17 @@ class RefinePanel(Panel, W.VBox):
             max_rate=self.ctx.limits.max_updates_per_second,
             name="workbench-refine",
         ).start()
+
+    def _clear_fit(self) -> None:
+        """No fit shown: an empty χ² chart, no table, bands or fit curves (a new fit starts)."""
+        self._iterations, self._generations = [], 0
+        self.convergence.set_traces({"chi2": ([], [])})
+        self.table.value = ""
+        self.dreams.reset()
+        self.result, self.bands = None, None
+        self._drop_bands()
+        self.curves.clear(rq=("fit",), sld=("fit",))
+        self.export.disabled = True
 
     @panel_guard
     def _stop(self, _=None) -> None:
@@ -481,6 +502,8 @@ class RefinePanel(Panel, W.VBox):
         text = f"refined {what or (Path(self.data.source).name if self.data is not None else 'the data')}: {words}"
         if result.n_left_out:
             text += f"; {result.n_left_out} point{'s' if result.n_left_out != 1 else ''} without an error bar left out"
+        if self._fit_note:
+            text += f" ({self._fit_note})"
         self.status.show(text, level)
         self.ctx.announce(refined=first)
         self.ctx.runs_changed()
@@ -498,14 +521,3 @@ class RefinePanel(Panel, W.VBox):
     def _drop_bands(self) -> None:
         """Remove the DREAM bands of an earlier fit."""
         drop_bands(self.curves)
-
-
-def refine_metrics(result: RefineResult, source: str) -> dict:
-    """What History shows of a refinement: the data file, χ²/N, the verdict, each value and its 1σ."""
-    level, words = verdict(result)
-    out = {"data": Path(source).name, "chi2_per_point": result.chi2_per_point, "converged": result.converged}
-    out |= {"verdict": words, "verdict_level": level}
-    for name, value, sigma in zip(result.names, result.values, result.uncertainties):
-        out[name] = float(value)
-        out[f"{name}.sigma"] = float(sigma)
-    return out

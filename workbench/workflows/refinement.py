@@ -17,7 +17,9 @@ its χ² and Jacobian σ evaluated there.  Writes into ``out``: ``refinement.jso
 and ``bands/`` on request (``Bands.to_csv``; ``refinement.json`` keeps what ``Bands.from_csv`` needs
 besides).  The fit's files are written before DREAM starts, so stopping DREAM keeps them (the run is
 then ``stopped``).  A recorded run's DREAM generations are steps of stage ``uncertainty`` (≤ 1 a
-second), so a page following the job shows its progress.
+second), and its fit's generations and iterations steps of stage ``refine`` (``step``, ``chi2``; ≤ 5 a
+second, the last always), so a page following the job shows its progress and a live χ² chart.
+:func:`load_result` reads a one-curve fit back from ``out`` as the :class:`RefineResult` it was.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ from ..analysis.refine import (
     _resolve,
     build_problem,
     refine,
+    verdict,
 )
 from ..analysis.uncertainty import STAGE as UNCERTAINTY_STAGE
 from ..analysis.uncertainty import Bands, dream_bands, dream_joint_bands
-from ..data.family import stack_from_meta
+from ..data.family import stack_from_meta, stack_meta
 from ..data.measured import Measurement, load_measurement
-from ..events import Cancelled, Progress, Reporter
+from ..events import Cancelled, Progress, Record, Reporter
 from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
 from ..store.recorded import recorded_run
@@ -354,10 +357,17 @@ def _fit(request: RefineRequest, prepared: Prepared, reporter: Reporter) -> Refi
     return result
 
 
-def fit_metrics(result: RefineResult | JointRefineResult) -> dict[str, Any]:
-    """What the run registry keeps of a fit (one curve or several): χ²/N, convergence and every value."""
-    values = {str(n): float(v) for n, v in zip(result.names, result.values)}
-    return {"chi2_per_point": result.chi2_per_point, "converged": result.converged, **values}
+def fit_metrics(result: RefineResult | JointRefineResult, source: str | Path | None = None) -> dict[str, Any]:
+    """What the run registry (History) keeps of a fit, one curve or several, in a job or a page's kernel alike:
+    the data file's name, χ²/N, convergence, the verdict, each value and its 1σ."""
+    level, words = verdict(result)
+    out: dict[str, Any] = {} if source is None else {"data": Path(str(source)).name}
+    out |= {"chi2_per_point": result.chi2_per_point, "converged": result.converged}
+    out |= {"verdict": words, "verdict_level": level}
+    for name, value, sigma in zip(result.names, result.values, result.uncertainties):
+        out[str(name)] = float(value)
+        out[f"{name}.sigma"] = float(sigma)
+    return out
 
 
 def run_refinement(
@@ -411,10 +421,18 @@ def _run(
     on_fit: Callable[[Any], None] | None,
     metrics: dict[str, Any] | None,
 ) -> None:
-    result = _fit(request, prepared, reporter)
+    fit_steps = _FitSteps(reporter) if metrics is not None and request.optimize else None  # a page follows them
+    if fit_steps is not None:
+        reporter.listeners.append(fit_steps)
+    try:
+        result = _fit(request, prepared, reporter)
+    finally:
+        if fit_steps is not None:
+            reporter.listeners.remove(fit_steps)
+            fit_steps.flush()
     outcome.result = result
     if metrics is not None:
-        metrics.update(fit_metrics(result))
+        metrics.update(fit_metrics(result, request.data[0]))
     out = outcome.out
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(result, JointRefineResult):
@@ -455,6 +473,40 @@ def _run(
             if request.optimize:  # a refine run's "converged" is its fit's
                 said["dream_converged"] = said.pop("converged")
             metrics.update(said)
+
+
+class _FitSteps:
+    """The fit's DE generations and least-squares iterations as recorded steps, ≤ 5 a second, the last kept.
+
+    ``Record(refine, "epoch", epoch=k, step=, chi2=, what=)``: ``step`` counts as the Refine panel's
+    χ² chart does (the generations, then the polish's iterations after them); ``what`` is
+    "generation" or "iteration".  A throttled entry is kept and written at the next chance or by
+    :meth:`flush` once the fit ends, so the chart ends at the fit's last χ².
+    """
+
+    def __init__(self, reporter: Reporter, every: float = 0.2) -> None:
+        self.reporter, self.every = reporter, every
+        self._last, self._count, self._generations = -math.inf, 0, 0
+        self._pending: dict[str, Any] | None = None
+
+    def __call__(self, event: Any) -> None:
+        if not isinstance(event, Record) or event.stage != STAGE or event.name not in ("generation", "iteration"):
+            return
+        if event.name == "generation":
+            self._generations = step = int(event.data["generation"])
+        else:
+            step = self._generations + int(event.data["iteration"])
+        self._pending = {"step": step, "chi2": float(event.data["chi2"]), "what": event.name}
+        if time.monotonic() - self._last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the step held back by the throttle, if any."""
+        if self._pending is None:
+            return
+        entry, self._pending = self._pending, None
+        self._last, self._count = time.monotonic(), self._count + 1
+        self.reporter.record(STAGE, "epoch", epoch=self._count, **entry)
 
 
 class _GenerationSteps:
@@ -585,11 +637,96 @@ def _summary(request: RefineRequest, result: RefineResult) -> dict[str, Any]:
         "undetermined": result.undetermined,
         "notes": result.notes(),
         "bounds": result.bounds,
+        "start_chi2": result.start_chi2,
+        "starts": result.starts,
+        "covariance": np.asarray(result.covariance).tolist(),
         "scale": result.scale,
         "background": result.background,
-        "stack": {"layer_desc": result.stack.to_layer_desc(), "layer_bound": result.stack.to_layer_bound()},
+        "stack": stack_meta(result.stack),
         "history": result.history,
     }
+
+
+def load_result(out: str | Path, data: Measurement | None = None) -> RefineResult:
+    """The one-curve fit a refinement wrote into ``out`` (``refinement.json``, ``fit.csv``, ``profile.csv``).
+
+    Names, values, σ, covariance, χ², flags, history and bounds come from ``refinement.json`` as
+    written; the curves from the CSVs (10 significant digits).  With ``data`` (the fitted file,
+    loaded) the result also gets the fit's exact Q points and probe (resolution), as DREAM and the
+    covariance bands need.  ValueError naming the file when it is missing, of several curves, or not a fit.
+    """
+    out = Path(out)
+    path = out / "refinement.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (the refinement wrote nothing there)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    if summary.get("labels"):
+        raise ValueError(f"{path}: a co-refinement of {len(summary['labels'])} curves, not one fit")
+    if "parameters" not in summary or "stack" not in summary:
+        raise ValueError(f"{path}: no fitted parameters recorded")
+    fit = _read_csv(out / "fit.csv", 4)
+    profile = _read_csv(out / "profile.csv", 2)
+    table = summary["parameters"]
+    names = [str(r["name"]) for r in table]
+    uncertainties = np.array([float(r["uncertainty"]) for r in table])
+    cov = summary.get("covariance")
+    scale, background = float(summary.get("scale", 1.0)), float(summary.get("background", 0.0))
+    q, probe = fit[:, 0], None
+    if data is not None:
+        q, probe = _fitted_probe(data, q, scale, background)
+    n = int(summary["points"])
+    return RefineResult(
+        stack=start_stack(summary["stack"]),
+        scale=scale,
+        background=background,
+        names=names,
+        values=np.array([float(r["value"]) for r in table]),
+        uncertainties=uncertainties,
+        covariance=np.array(cov, dtype=float) if cov is not None else np.diag(uncertainties**2),
+        chi2=float(summary["chi2"]),
+        chi2_per_point=float(summary["chi2_per_point"]),
+        n_points=n,
+        history=list(summary.get("history") or []),
+        q=q,
+        r_fit=fit[:, 3],
+        profile=(profile[:, 0], profile[:, 1]),
+        seconds=float(summary.get("seconds") or 0.0),
+        converged=bool(summary.get("converged")),
+        message=str(summary.get("message") or ""),
+        starts=int(summary.get("starts") or 1),
+        start_chi2=float(summary.get("start_chi2", float(summary.get("start_chi2_per_point", math.nan)) * n)),
+        bounds={str(k): (float(v[0]), float(v[1])) for k, v in (summary.get("bounds") or {}).items()},
+        probe=probe,
+        n_left_out=int(summary.get("left_out_points") or 0),
+        left_out_q=np.array(summary.get("left_out_q") or [], dtype=float),
+        at_bound=dict(summary.get("at_bound") or {}),
+        undetermined=dict(summary.get("undetermined") or {}),
+        method=str(summary.get("method") or "lsq"),
+    )
+
+
+def _read_csv(path: Path, columns: int) -> np.ndarray:
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (the refinement wrote nothing there)") from None
+    if table.shape[1] != columns:
+        raise ValueError(f"{path}: expected {columns} columns, found {table.shape[1]}")
+    return table
+
+
+def _fitted_probe(data: Measurement, q: np.ndarray, scale: float, background: float) -> tuple[np.ndarray, Probe]:
+    """The data's exact Q points nearest the written ones, and the probe the fit used on them (as build_problem)."""
+    m = data.merge_duplicate_q() if data.has_duplicate_q else data
+    idx = np.clip(np.searchsorted(m.q, q), 1, m.q.size - 1)
+    idx = np.where(np.abs(m.q[idx - 1] - q) < np.abs(m.q[idx] - q), idx - 1, idx)
+    if not np.allclose(m.q[idx], q, rtol=1e-8, atol=0):
+        raise ValueError(f"the fit's Q points are not those of {data.source}: load the file that was fitted")
+    sigma = m.probe(scale=scale, background=background).sigma[idx]
+    return m.q[idx], Probe(m.q[idx], dq=sigma, dq_is_fwhm=False, scale=scale, background=background)
 
 
 def _joint_summary(request: RefineRequest, result: JointRefineResult) -> dict[str, Any]:

@@ -32,9 +32,9 @@ from ..data.measured import Measurement
 from ..physics import PARAMETER_FIELDS
 from ..plots.style import band_fill
 from ..store.recorded import recorded_run
-from ..store.registry import LIVE, RunRow
+from ..store.registry import RunRow
 from ..workflows.refinement import RefineRequest, dream_metrics, load_data
-from .background import FollowedJob, Job
+from .background import Job, follow_job, live_job
 from .common import Status, guarded, table_html
 from .contrasts_box import contrast_label
 from .curve_pair import CurvePair
@@ -233,19 +233,14 @@ class DreamBox:
     def attach(self) -> str | None:
         """Follow the newest queued or running DREAM job of the workspace, if the panel runs nothing."""
         host = self.host
-        if host.job is not None and host.job.running:
+        run_id = None if host.job is not None and host.job.running else live_job(host.ctx.registry(), "dream")
+        if run_id is None:
             return None
-        registry = host.ctx.registry()
-        if registry is None:
-            return None
-        live = [r for r in registry.list_runs(kind="dream") if r.status in LIVE and r.job is not None]
-        if not live:
-            return None
-        if live[0].id != self.last_run_id:
+        if run_id != self.last_run_id:
             self._sampled = None  # started elsewhere: its fit is not necessarily this page's
-        self.status.info(f"DREAM job {live[0].id} is running: following it…")
-        self._follow(live[0].id)
-        return live[0].id
+        self.status.info(f"DREAM job {run_id} is running: following it…")
+        self._follow(run_id)
+        return run_id
 
     def _follow(self, run_id: str) -> None:
         host = self.host
@@ -254,15 +249,14 @@ class DreamBox:
         self._busy_buttons()
         host._job_kind = "dream"
         host.ctx.runs_changed()  # History lists the new job, live
-        host.job = FollowedJob(
-            host.ctx.registry(),
+        host.job = follow_job(
+            host.ctx,
             run_id,
             on_update=self._job_update,
             on_end=self._job_done,
             on_error=host._failed,
-            poll=max(0.5, 1.0 / max(host.ctx.limits.max_updates_per_second, 0.1)),
             name="workbench-dream-follow",
-        ).start()
+        )
 
     def _job_update(self, steps: list[dict], logs: list[dict], run: RunRow) -> None:
         for step in steps:

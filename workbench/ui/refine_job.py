@@ -24,7 +24,7 @@ from ..data.family import stack_from_meta, stack_meta
 from ..data.measured import Measurement
 from ..store.registry import LIVE, RunRow
 from ..workflows.refinement import RefineRequest, load_data, load_result
-from .background import FollowedJob
+from .background import follow_job
 from .contrasts_box import contrast_label
 from .dream_box import job_data
 
@@ -95,15 +95,14 @@ class RefineJobs:
         host.run.disabled, host.dream.disabled, host.export.disabled, host.stop.disabled = True, True, True, False
         host._job_kind, host._fit_note = "refine", ""
         host.ctx.runs_changed()  # History lists the new job, live
-        host.job = FollowedJob(
-            host.ctx.registry(),
+        host.job = follow_job(
+            host.ctx,
             run_id,
             on_update=self._update,
             on_end=self._end,
             on_error=host._failed,
-            poll=max(0.5, 1.0 / max(host.ctx.limits.max_updates_per_second, 0.1)),
             name="workbench-refine-follow",
-        ).start()
+        )
 
     def _update(self, steps: list[dict], logs: list[dict], run: RunRow) -> None:
         host = self.host

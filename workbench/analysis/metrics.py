@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+GOOD_CHI2 = 2.0  # χ²/N up to this: the model describes the data within about their error bars
+POOR_CHI2 = 3.0  # χ²/N above this: a poor fit (systematic misfit, or error bars too small)
+
 
 def r2_score(true: np.ndarray, pred: np.ndarray, axis=None) -> np.ndarray | float:
     """1 − SS_res / SS_tot (pooled over ``axis``; per column with ``axis=0``)."""

@@ -48,7 +48,7 @@ from ..physics.kernel_fast import reflectivity_fast
 from ..physics.kernel_torch import reflectivity_unsmeared
 from ..physics.resolution import needs_own_rule, stack_plan
 from ..physics.stack import PARAMETER_FIELDS
-from .metrics import parameter_unit
+from .metrics import GOOD_CHI2, POOR_CHI2, parameter_unit
 
 STAGE = "refine"
 PROBE_PARAMETERS = ("probe.scale", "probe.background")
@@ -146,10 +146,6 @@ class RefineResult:
                 "fix it at a known value or tighten its bounds"
             )
         return out
-
-
-GOOD_CHI2 = 2.0  # χ²/N up to this: the model describes the data within about their error bars
-POOR_CHI2 = 3.0  # χ²/N above this: a poor fit (systematic misfit, or error bars too small)
 
 
 def parameter_label(name: str) -> str:

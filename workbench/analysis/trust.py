@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .refine import POOR_CHI2
+from .metrics import POOR_CHI2  # not from refine: trust must not load scipy's optimizers (training imports it)
 
 MAX_COMPONENTS = 32  # leading principal components kept; the rest get a variance per input point
 EXPLAINED = 0.99999  # ... or fewer, once they explain this fraction of the variance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -189,7 +190,9 @@ def test_train_panel_trains_on_the_fly_pauses_and_resumes_at_the_batch_it_reache
     panel = TrainPanel(ctx)
     panel.on_the_fly.value = True
     assert panel.dataset.layout.display == "none" and panel.batches_per_epoch.layout.display == ""
-    panel.epochs.value, panel.batch_size.value, panel.batches_per_epoch.value = 2, 32, 10
+    assert panel.as_job.value  # on the fly too, a job process draws the curves from the request's stack
+    # epochs long enough that Pause (a registry command the job polls) lands inside the second one
+    panel.epochs.value, panel.batch_size.value, panel.batches_per_epoch.value = 2, 32, 300
     panel.width.value, panel.name.value = 8, "fly"
     panel.start.click()
     deadline = time.time() + 120
@@ -203,6 +206,30 @@ def test_train_panel_trains_on_the_fly_pauses_and_resumes_at_the_batch_it_reache
     assert "completed" in panel.status.text, panel.status.text
     run = ctx.registry().get_run(panel.last_run_id)
     assert run.status == "completed" and run.metrics["data_mode"] == "on-the-fly"
-    assert 0 < run.metrics["curves_trained"] < 2 * 10 * 32  # the resumed part: the rest was trained before the pause
+    assert run.job is not None and run.pid != os.getpid()
+    assert 0 < run.metrics["curves_trained"] < 2 * 300 * 32  # the resumed part: the rest was trained before the pause
     assert [h["epoch"] for h in panel.history] == [1, 2]
     assert load_model_bundle(tmp_path / "ws" / "models" / "fly").config["data"]["on_the_fly"] is True
+
+
+def test_cli_detaches_a_training_on_the_fly_as_a_job(tmp_path):
+    """`train --on-the-fly --detach`: the request carries the stack, so a job process draws the curves itself."""
+    from workbench.batch.jobs import wait_for_job
+
+    config = tmp_path / "otf.json"
+    config.write_text(json.dumps({"on_the_fly": {**SIZES, "generator": GRID}, "model": TINY}))
+    result = subprocess.run(
+        [
+            *(WORKBENCH, "train", "--on-the-fly", "--stack", "default", "--minutes", "0.05", "--threads", "1"),
+            *("--config", str(config), "--out", str(tmp_path / "m"), "--workspace", str(tmp_path / "ws"), "--detach"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = next(w for w in result.stdout.split() if "-train-" in w)
+    run = wait_for_job(Registry(tmp_path / "ws" / "registry.sqlite"), run_id, timeout=300)
+    assert run.status == "completed", run.error
+    assert run.metrics["data_mode"] == "on-the-fly" and run.job is not None
+    assert load_model_bundle(tmp_path / "m").config["data"]["on_the_fly"] is True

@@ -137,7 +137,7 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
             typed = request if isinstance(request, TrainRequest) else TrainRequest(**dict(request))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"the training request is not valid: {exc}") from None
-        if not typed.data.exists():
+        if typed.data is not None and not typed.data.exists():  # on the fly, the curves come with the request
             raise ValueError(f"data set {typed.data} does not exist")
         dumped = typed.model_dump(mode="json")
         return dumped, dumped, typed.run_name
@@ -155,7 +155,7 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
         raise ValueError(f"run {run.id} is a {run.kind} run; only training runs can be resumed")
     if run.status not in RESUMABLE:
         raise ValueError(f"run {run.id} ({run.name}) is {run.status}; only a paused, stopped or failed run resumes")
-    if not run.params.get("data") and not run.params.get("dataset"):
+    if not run.params.get("data") and not run.params.get("dataset") and not run.params.get("on_the_fly"):
         raise ValueError(f"run {run.id} does not record its data set, so it cannot be resumed")
     epochs = request.get("epochs")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):

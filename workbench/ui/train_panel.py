@@ -5,8 +5,9 @@ By default a training runs as a job — its own process, started by
 :func:`~workbench.batch.jobs.submit_job` like ``workbench train --detach`` — that outlives the page:
 the panel follows it through the run registry (epochs, log lines, status, about twice a second),
 Pause and Stop are registry commands, and a page opened later attaches to a running or queued
-training of the workspace with its loss chart caught up.  Fresh curves on the fly (and the
-"in this page" choice) train in a worker thread of the page's kernel instead, as before.  Either
+training of the workspace with its loss chart caught up; a training on the fly draws from the Film
+stack tab's stack as it was at Start (the request carries it).  The "in this page" choice trains in a
+worker thread of the page's kernel instead, as before.  Either
 way the loss chart and a streaming log (timings, warnings) update at most a few times per second
 while the notebook stays responsive.  The form is generated
 from the configuration models (:class:`~workbench.training.TrainConfig` and the model settings of
@@ -175,7 +176,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
             value=bool(saved.get("as_job", True)),
             description="run as a separate process (keeps training when this page is closed)",
             tooltip="a job process any page, History or `workbench runs` can follow, pause and stop; untick to "
-            "train inside this page's kernel (fresh curves on the fly always train there)",
+            "train inside this page's kernel",
             indent=False,
             layout=W.Layout(width="42em"),
         )
@@ -291,7 +292,6 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.batches_per_epoch.layout.display = self.held_out.layout.display = "" if fly else "none"
         self.dataset.layout.display = "none" if chi or fly else ""
         self.refresh.layout.display = "none" if chi or fly else ""
-        self.as_job.disabled = fly  # fresh curves come from this page's film stack: they train here
         self.request_form.box.layout.display = "none" if chi else ""
         for k, form in self.model_forms.items():
             form.box.layout.display = "" if k == kind else "none"
@@ -413,8 +413,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
             self._launch(request)
 
     def _as_job(self, request: TrainRequest) -> bool:
-        """Whether ``request`` trains as a job: chosen, and not on the fly (fresh curves train in this kernel)."""
-        return bool(self.as_job.value) and request.data is not None and self.ctx.registry() is not None
+        """Whether ``request`` trains as a job: chosen, with a registry (on the fly, the job draws from the Film stack
+        tab's stack as it was at Start: the request carries it, ties included)."""
+        return bool(self.as_job.value) and self.ctx.registry() is not None
 
     def _reset_views(self) -> None:
         self.history, self.log_lines = [], []

@@ -22,7 +22,8 @@ PEO_SLDS = [1.2, 1.15, 2.43, 2.45, 2.21, 3.24, 2.06, 3.38, 2.38, 2.08]
 
 
 @pytest.fixture
-def handfit(shared_data):
+def handfit(shared_data, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_EXAMPLE_DATA", str(shared_data))  # the example data may be read from the page
     return shared_data / "real" / "ornl-ref-l-212592" / "manual_fit_spreadsheet.csv"
 
 
@@ -178,8 +179,13 @@ def test_bad_ranges_and_ties_are_named_and_leave_the_stack(ctx, handfit, widget,
 def test_a_bad_source_file_is_named(ctx, tmp_path):
     panel = StackPanel(ctx)
     box = panel.family
-    box.path.value = str(tmp_path / "missing.csv")
+    box.path.value = str(ctx.workspace.root / "missing.csv")
     assert panel.status.level == "error" and "missing.csv" in panel.status.text
+    outside = tmp_path / "secret.yaml"  # a file of the server outside the workspace: never opened from the page
+    outside.write_text("stack: {layer_desc: [], layer_bound: []}\n")
+    box.path.value = str(outside)
+    assert panel.status.level == "error" and "only files in the workspace" in panel.status.text
+    assert "layer_desc" not in panel.status.text
     (ctx.workspace.root / "notes.yaml").write_text("just: text\n")
     box.list_files()
     assert "notes.yaml" in [label for label, _ in box.files.options]

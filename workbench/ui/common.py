@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import ipywidgets as W
@@ -112,3 +114,15 @@ def table_html(rows: list[dict[str, Any]], columns: list[str] | None = None, fmt
         for r in rows
     )
     return f"<table class='wb-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def readable_from_browser(workspace_root: Path, path: Path) -> bool:
+    """Whether a path typed in the page may be read: inside the workspace or the example-data folder
+    (``$WORKBENCH_EXAMPLE_DATA``) only.  In Voilà anyone who reaches the page types it, so no other file
+    of the server is opened (nor quoted back in an error message)."""
+    path = Path(path).resolve()
+    roots = [Path(workspace_root).resolve()]
+    example = os.environ.get("WORKBENCH_EXAMPLE_DATA")
+    if example:
+        roots.append(Path(example).resolve())
+    return any(path == r or r in path.parents for r in roots)

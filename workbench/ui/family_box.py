@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as W
 
 from ..data.family import FamilyError, Range, SampleFamily, load_source, parse_tie_text
-from .common import panel_guard
+from .common import panel_guard, readable_from_browser
 
 SOURCE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")
 RANGES = (
@@ -126,7 +126,13 @@ class FamilyBox(W.VBox):
         if not text:
             raise FamilyError("choose a source first: a hand-fit .csv, a refinement.json or a stack .yaml/.json")
         path = Path(text).expanduser()
-        return path if path.is_absolute() else self.ctx.workspace.root / path
+        path = path if path.is_absolute() else self.ctx.workspace.root / path
+        if not readable_from_browser(self.ctx.workspace.root, path):
+            raise FamilyError(
+                f"{path.name}: only files in the workspace ({self.ctx.workspace.root}) or the example data are read "
+                "from here; upload the file in the Files tab"
+            )
+        return path
 
     @panel_guard
     def _path_changed(self, change) -> None:

@@ -20,7 +20,6 @@ bundle are recorded the same way, and a run started here can be resumed by ``wor
 from __future__ import annotations
 
 import html
-import os
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,7 +40,7 @@ from ..training.trainer import TrainConfig
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
 from .background import FollowedJob, Job, follow_job, live_job
 from .chart_widget import ChartWidget
-from .common import Panel, Status, panel_guard
+from .common import Panel, Status, panel_guard, readable_from_browser
 from .context import AppContext
 from .forms import Form, FormFields, fit, fit_em
 
@@ -62,12 +61,7 @@ REQUEST_FIELDS = ("validation_split",)
 
 def chi_data_allowed(ctx: AppContext, folder: Path) -> bool:
     """χ data may come from inside the workspace or from the example-data folder only (browser input)."""
-    folder = folder.resolve()
-    roots = [ctx.workspace.root]
-    example = os.environ.get("WORKBENCH_EXAMPLE_DATA")
-    if example:
-        roots.append(Path(example).resolve())
-    return any(folder == r or r in folder.parents for r in roots)
+    return readable_from_browser(ctx.workspace.root, folder)
 
 
 class TrainPanel(FormFields, Panel, W.VBox):

@@ -119,6 +119,9 @@ def test_the_command_refuses_bad_input_before_training(dataset, tmp_path, capsys
     assert "an ensemble needs 2 to 32 members, got 1" in capsys.readouterr().err
     assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "3", "--detach"]) == 2
     assert "--detach does not apply to an ensemble" in capsys.readouterr().err
+    scheduler = ["--scheduler", "tcp://127.0.0.1:1"]
+    assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "3", *scheduler]) == 2
+    assert "--scheduler does not apply to an ensemble" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    for option in ("resume", "detach", "hub_repo"):
+    for option in ("resume", "detach", "scheduler", "hub_repo"):
         if getattr(args, option, None):
             raise ValueError(f"--{option.replace('_', '-')} does not apply to an ensemble (train its members again)")
     request = request_from_args(args)

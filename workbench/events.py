@@ -10,6 +10,7 @@ warning and then detached: a broken chart must not kill a training run.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -131,6 +132,28 @@ class Reporter:
 
     def check_stop(self) -> None:
         self.stop.check()
+
+
+def progress_steps(reporter: Reporter, stage: str, what: str, every: float = 1.0) -> Listener:
+    """A listener that turns ``stage``'s progress into numbered steps, ``Record(stage, "epoch", epoch=k,
+    <what>=done, total=...)``, at most every ``every`` s and always the last.
+
+    The run registry keeps records, not progress events, so a page that follows a job process (or opens
+    later) draws its progress bar from these steps.
+    """
+    state = {"step": 0, "last": -math.inf}
+
+    def listen(event: Event) -> None:
+        if not isinstance(event, Progress) or event.stage != stage:
+            return
+        now = time.monotonic()
+        if event.done < event.total and now - state["last"] < every:
+            return
+        state["step"] += 1
+        state["last"] = now
+        reporter.record(stage, "epoch", epoch=state["step"], **{what: int(event.done)}, total=int(event.total))
+
+    return listen
 
 
 def tqdm_listener(stage: str, desc: str | None = None, unit: str = "curves") -> Listener:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..events import Cancelled, Progress, Record, Reporter, log
+from ..events import Cancelled, Record, Reporter, log, progress_steps
 from ..store.recorded import recorded_run
 from ..store.registry import LIVE, Registry
 from ..store.workspace import Workspace
@@ -177,33 +177,13 @@ def _resume(registry: Registry, run_id: str, request: dict, reporter: Reporter) 
     ).status
 
 
-def progress_steps(registry: Registry, run_id: str, stage: str, what: str, every: float = 1.0) -> Callable[[Any], None]:
-    """A listener that records the job's progress as numbered steps (``what``: done, ``total``) at most every
-    ``every`` s, and always the last: a page that follows the job draws its progress bar from them."""
-    record = registry.listener(run_id)
-    state = {"step": 0, "last": 0.0}
-
-    def listen(event: Any) -> None:
-        if not isinstance(event, Progress) or event.stage != stage:
-            return
-        now = time.monotonic()
-        if event.done < event.total and now - state["last"] < every:
-            return
-        state["step"] += 1
-        state["last"] = now
-        data = {"epoch": state["step"], what: int(event.done), "total": int(event.total)}
-        record(Record(stage, "epoch", data))
-
-    return listen
-
-
 def _generate(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
     from ..data.family import stack_from_meta  # heavy (numba kernels): only a generation job needs it
     from ..data.generate import GeneratorConfig, generate_to_disk  # heavy (numba): as above
 
     stack = stack_from_meta(request["stack"])  # a sample family's ties travel with it
     config = GeneratorConfig(**request["config"])
-    reporter.listeners.append(progress_steps(registry, run_id, "generate", "curves"))
+    reporter.listeners.append(progress_steps(reporter, "generate", "curves"))  # a follower's progress bar
     with recorded_run(registry, "generate", run_id=run_id, resume=True, reporter=reporter) as run:
         out = generate_to_disk(
             stack, config, request["out"], reporter=reporter, overwrite=request["overwrite"], progress=False
@@ -224,7 +204,7 @@ def _sweep(registry: Registry, run_id: str, request: dict, reporter: Reporter) -
                 error = f": {event.data['error']}" if event.data.get("error") else ""
                 registry.log(run_id, f"run {event.data['label']} {event.data['status']}{error}", stage="sweep")
 
-    reporter.listeners.extend([log_ends, progress_steps(registry, run_id, "sweep", "runs")])
+    reporter.listeners.extend([log_ends, progress_steps(reporter, "sweep", "runs")])
     with recorded_run(registry, "sweep", run_id=run_id, resume=True, reporter=reporter) as run:
         result = run_sweep(
             request["notebook"],

@@ -330,7 +330,7 @@ class SampleFamily:
         for mode, patterns in self.ties:
             members = _tie_members(patterns, names, bounds, mode)
             (same if mode == "same" else together).append(members)
-        same_groups = _merge(same)
+        same_groups = merge_groups(same)
         for group in same_groups:  # one value (the mean) and one range (the union) per group
             keys = [_split(m) for m in group]
             values = [layers[names.index(n)][p] for n, p in keys]
@@ -339,7 +339,7 @@ class SampleFamily:
             for (n, p), m in zip(keys, group):
                 layers[names.index(n)][p] = mean
                 bounds[m] = (lo, hi)
-        groups = _merge(same_groups + together)
+        groups = merge_groups(same_groups + together)
         order = {m: col for col, m in enumerate(bounds)}
         ties = []
         for group in groups:
@@ -638,7 +638,7 @@ def _block_tie_varies(group: tuple[str, ...], bounds: dict[str, Any]) -> bool:
     return bool(varying)
 
 
-def _merge(groups: list[set[str]]) -> list[set[str]]:
+def merge_groups(groups: list[set[str]]) -> list[set[str]]:
     """Overlapping groups joined (A = B and B = C make one group)."""
     out: list[set[str]] = []
     for group in groups:

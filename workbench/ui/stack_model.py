@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..data.family import Block, FamilyError, FamilyStack, Range, SampleFamily, Tie, TieMode
+from ..data.family import Block, FamilyError, FamilyStack, Range, SampleFamily, Tie, TieMode, merge_groups
 from ..limits import Limits
 from ..physics import FilmStack, Layer, Probe, reflectivity, sld_profile
 from ..physics.probe import DEFAULT_DQ_OVER_Q_FWHM, DEFAULT_NUM_Q, DEFAULT_Q_MAX, DEFAULT_Q_MIN
@@ -189,19 +189,8 @@ def _spans(family: SampleFamily) -> list[Span]:
 
 def _merged(same: list[set[str]], together: list[set[str]]) -> set[tuple[str, frozenset[str]]]:
     """Tie groups as :meth:`SampleFamily.expand` joins them: overlaps merge; 'same' unless a 'together' joined."""
-
-    def merge(groups: list[set[str]]) -> list[set[str]]:
-        out: list[set[str]] = []
-        for g in groups:
-            g = set(g)
-            for other in [o for o in out if o & g]:
-                g |= other
-                out.remove(other)
-            out.append(g)
-        return out
-
-    same = merge(same)
-    return {("same" if g in same else "together", frozenset(g)) for g in merge(same + together)}
+    same = merge_groups(same)
+    return {("same" if g in same else "together", frozenset(g)) for g in merge_groups(same + together)}
 
 
 class StackModel:

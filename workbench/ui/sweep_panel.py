@@ -282,7 +282,10 @@ class SweepPanel(Panel, W.VBox):
     def _job_rows(self, run: RunRow) -> None:
         request = (run.job or {}).get("request") or {}
         rows = manifest_rows(request.get("out") or run.params.get("out"), request.get("runs") or [])
-        self.rows = {r["key"]: {"started": None, **r} for r in rows}
+        fresh = {r["key"]: {"started": None, **r} for r in rows}
+        if fresh == self.rows:
+            return  # polled twice a second: the table and the chart change only when a run does
+        self.rows = fresh
         done = sum(r["status"] in ("completed", "failed", "skipped") for r in rows)
         self.progress.max, self.progress.value = max(len(rows), 1), done
         self._draw_table()

@@ -54,7 +54,7 @@ from ..analysis.uncertainty import STAGE as UNCERTAINTY_STAGE
 from ..analysis.uncertainty import Bands, dream_bands, dream_joint_bands
 from ..data.family import stack_from_meta, stack_meta
 from ..data.measured import Measurement, load_measurement
-from ..events import Cancelled, Progress, Record, Reporter
+from ..events import Cancelled, Record, Reporter, progress_steps
 from ..fileio import write_text_atomic
 from ..physics import FilmStack, Probe
 from ..store.recorded import recorded_run
@@ -458,7 +458,9 @@ def _run(
         reporter.log(
             STAGE, f"DREAM: {request.dream_samples} samples around the {'fit' if request.optimize else 'stack'}"
         )
-        steps = _GenerationSteps(reporter) if metrics is not None else None  # recorded: a page follows them
+        steps = (
+            progress_steps(reporter, UNCERTAINTY_STAGE, "generation") if metrics is not None else None
+        )  # a page follows
         if steps is not None:
             reporter.listeners.append(steps)
         try:
@@ -507,28 +509,6 @@ class _FitSteps:
         entry, self._pending = self._pending, None
         self._last, self._count = time.monotonic(), self._count + 1
         self.reporter.record(STAGE, "epoch", epoch=self._count, **entry)
-
-
-class _GenerationSteps:
-    """DREAM's generations as recorded steps (``Record(uncertainty, "epoch", generation=, total=)``), ≤ 1 per second.
-
-    Progress events are not kept by the run registry; these steps are, so a page that follows the job
-    (or opens later) shows how far DREAM is.  The last generation is always recorded.
-    """
-
-    def __init__(self, reporter: Reporter, every: float = 1.0) -> None:
-        self.reporter, self.every, self._last = reporter, every, -math.inf
-
-    def __call__(self, event: Any) -> None:
-        if not isinstance(event, Progress) or event.stage != UNCERTAINTY_STAGE:
-            return
-        now = time.monotonic()
-        if now - self._last < self.every and event.done < event.total:
-            return
-        self._last = now
-        self.reporter.record(
-            UNCERTAINTY_STAGE, "epoch", epoch=int(event.done), generation=int(event.done), total=int(event.total)
-        )
 
 
 def dream_metrics(bands: Bands, samples: int) -> dict[str, Any]:

@@ -298,3 +298,16 @@ def test_ties_written_one_a_line():
     ]
     with pytest.raises(FamilyError, match=r"ties line 2: 'alike: a\.sld' starts with 'alike'"):
         parse_tie_text("a.sld\nalike: a.sld")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("sametogherPEOdS_*.,:#ld1 \n\t")) | st.characters(), max_size=40))
+def test_tie_text_from_the_panel_parses_or_names_its_line(text):
+    """Whatever is typed in the Sample family's ties box: ties, or a FamilyError saying what is wrong — never
+    another exception."""
+    try:
+        ties = parse_tie_text(text)
+    except FamilyError as exc:
+        assert str(exc)
+    else:
+        assert all(mode in ("same", "together") and patterns for mode, patterns in ties)

@@ -219,7 +219,12 @@ def model_arm(name: str, family: FilmStack, data, budget: float, args, work: Pat
         on_the_fly=OnTheFly.of(family, generator=GeneratorConfig(**GRID), batches_per_epoch=args.batches_per_epoch),
         out=work / f"model-{name}",
         train=TrainConfig(
-            epochs=100_000, minutes=train_seconds / 60, threads=args.threads, seed=args.seed, batch_size=64
+            epochs=100_000,
+            minutes=train_seconds / 60,
+            threads=args.threads,
+            seed=args.seed,
+            batch_size=64,
+            schedule=args.schedule,
         ),
         name=f"bench-real-loop-{name}",
     )
@@ -287,7 +292,14 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
         target="sld",
         on_the_fly=OnTheFly.of(FilmStack.default(), batches_per_epoch=args.batches_per_epoch),
         out=work / "model-default",
-        train=TrainConfig(epochs=100_000, minutes=budget / 60, threads=args.threads, seed=args.seed, batch_size=64),
+        train=TrainConfig(
+            epochs=100_000,
+            minutes=budget / 60,
+            threads=args.threads,
+            seed=args.seed,
+            batch_size=64,
+            schedule=args.schedule,
+        ),
         name="bench-real-loop-default",
     )
     outcome = run_training(request)
@@ -304,7 +316,10 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
 
 
 def print_report(res: dict[str, Any]) -> None:
-    print(f"\nREF_L 212592, budget {res['budget_s']:.0f} s per arm, torch threads {res['threads']}")
+    print(
+        f"\nREF_L 212592, budget {res['budget_s']:.0f} s per arm, torch threads {res['threads']}, "
+        f"learning-rate schedule {res['schedule']}"
+    )
     print(f"load average at start {res['load_start']}, at end {res['load_end']}")
     for arm in res["arms"]:
         if arm["arm"] in ("a", "b"):
@@ -339,6 +354,12 @@ def main() -> int:
     parser.add_argument("--batches-per-epoch", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the curve producer takes another core)")
     parser.add_argument("--max-nfev", type=int, default=2000)
+    parser.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=["none", "cosine"],
+        help="learning-rate schedule of the trainings (cosine: annealed to the time budget)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -350,6 +371,7 @@ def main() -> int:
     res: dict[str, Any] = {
         "budget_s": budget,
         "threads": args.threads,
+        "schedule": args.schedule,
         "load_start": [round(x, 2) for x in os.getloadavg()],
         "arms": [],
     }

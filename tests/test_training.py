@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -143,6 +144,54 @@ def test_a_time_budget_ends_the_run_at_a_batch_boundary_and_says_why(dataset, tm
     assert config["train"]["minutes"] == 1e-4 and config["train"]["run"]["stop_reason"] == out.stop_reason
     card = (out.bundle / "README.md").read_text()
     assert "weights of epoch 1 of 1" in card and "time budget" in card and "1 CPU threads" in card
+
+
+def test_cosine_schedule_anneals_to_the_time_budget(prepared):
+    """Given minutes and 1,000 epochs, the rate reaches ~0 when the clock runs out, not after epoch 1,000."""
+    rates = []
+    trainer = _trainer(
+        prepared, TrainConfig(epochs=1000, batch_size=32, learning_rate=1e-2, schedule="cosine", minutes=0.05)
+    )
+    trainer.reporter.listeners.append(
+        lambda e: rates.append(trainer.optimizer.param_groups[0]["lr"]) if isinstance(e, Progress) else None
+    )
+    trainer.config = trainer.config.model_copy(update={"progress_every": 1})
+    result = trainer.fit()
+    assert result.status == "time-limit" and result.epochs_done < 1000
+    assert rates[0] > 0.99e-2 and rates[-1] < 0.05e-2  # annealed to the deadline
+    assert all(b <= a for a, b in itertools.pairwise(rates))  # falls monotonically
+    halfway = rates[len(rates) // 2]
+    assert 0.2e-2 < halfway < 0.8e-2  # half a cosine: near half the rate mid-run
+
+
+def test_cosine_schedule_without_a_budget_ends_with_the_last_epoch(prepared):
+    rates = []
+    trainer = _trainer(
+        prepared, TrainConfig(epochs=3, batch_size=32, learning_rate=1e-2, schedule="cosine", progress_every=1)
+    )
+    trainer.reporter.listeners.append(
+        lambda e: rates.append(trainer.optimizer.param_groups[0]["lr"]) if isinstance(e, Progress) else None
+    )
+    assert trainer.fit().status == "completed"
+    per_epoch = len(rates) // 3
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] < 0.01e-2
+    assert rates[per_epoch] == pytest.approx(0.75e-2, rel=0.05)  # cos at a third of the way: (1 + cos(π/3)) / 2
+
+
+def test_time_before_a_pause_counts_against_the_budget(prepared, tmp_path):
+    """A run paused after its budget's worth of training is not handed a fresh budget on resume."""
+    ckpt = tmp_path / "budget.safetensors"
+    trainer = _trainer(prepared, TrainConfig(epochs=50, batch_size=32, minutes=10), checkpoint_path=ckpt)
+    trainer.reporter.listeners.append(lambda e: trainer.pause() if isinstance(e, Record) else None)
+    assert trainer.fit().status == "paused"
+    _, meta, _ = load_checkpoint(ckpt)
+    assert 0 < meta["seconds"] <= trainer.state.seconds
+    meta_seconds = 700.0  # as if 11 2/3 of the 10 minutes had been trained before the pause
+    resumed = Trainer.resume(ckpt, prepared.x, prepared.y)
+    resumed.state.seconds = meta_seconds
+    result = resumed.fit()
+    assert result.status == "time-limit" and "time budget of 10 min reached (700 s)" in result.stop_reason
+    assert result.epochs_done == 2  # the epoch it was in is validated, then the run ends
 
 
 def test_threads_are_set_for_the_run_and_restored(prepared, monkeypatch):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,11 +119,14 @@ def test_the_command_refuses_bad_input_before_training(dataset, tmp_path, capsys
     out = tmp_path / "e"
     assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "1", "--epochs", "1"]) == 2
     assert "an ensemble needs 2 to 32 members, got 1" in capsys.readouterr().err
-    assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "3", "--detach"]) == 2
-    assert "--detach does not apply to an ensemble" in capsys.readouterr().err
+    assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "3", "--resume", "x"]) == 2
+    assert "--resume does not apply to an ensemble" in capsys.readouterr().err
     scheduler = ["--scheduler", "tcp://127.0.0.1:1"]
     assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "3", *scheduler]) == 2
-    assert "--scheduler does not apply to an ensemble" in capsys.readouterr().err
+    assert "--scheduler places a --detach job on a Dask worker: add --detach" in capsys.readouterr().err
+    ws = ["--workspace", str(tmp_path / "ws")]
+    assert main(["ensemble", "--data", str(dataset), "--out", str(out), "--members", "1", "--detach", *ws]) == 2
+    assert "an ensemble needs 2 to 32 members, got 1" in capsys.readouterr().err  # refused before it is queued
     assert not out.exists()
 
 
@@ -154,3 +159,65 @@ def test_the_command_line_predicts_and_refines_with_an_ensemble(trained, shared_
         "predicted profile, fitted by its stack family"
         in json.loads((tmp_path / "refinement.json").read_text())["start"]
     )
+
+
+def test_an_on_the_fly_prior_bounds_ensemble_trains_as_a_job_and_calibrates_on_unseen_curves(tmp_path):
+    """Two members on their own streams, as one ensemble job: one loss curve member after member in the
+    registry, bands calibrated on fresh curves of a seed no member used, and bands inside narrowed bounds."""
+    from workbench.batch.jobs import submit_job
+    from workbench.store.workspace import Workspace
+    from workbench.training.on_the_fly import OnTheFly
+
+    ws = Workspace(tmp_path / "ws")
+    settings = OnTheFly.of(
+        FilmStack.default(),
+        generator=GeneratorConfig(num_q=80, sld_points=80),
+        batches_per_epoch=4,
+        fit_curves=64,
+        val_curves=64,
+        test_curves=64,
+    )
+    request = TrainRequest(
+        target="params",
+        on_the_fly=settings,
+        out=ws.models / "ens",
+        model={"kind": "param_bounds", "width": 8, "latent": 32},
+        train=TrainConfig(epochs=2, batch_size=16, seed=4, threads=1),
+    )
+    run_id = submit_job(ws, "ensemble", {**request.model_dump(mode="json"), "ensemble_members": 2})
+    registry = ws.registry
+    deadline = time.monotonic() + 240
+    while registry.get_run(run_id).status in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    run = registry.get_run(run_id)
+    assert run.status == "completed", (run.status, run.error, registry.logs(run_id)[-5:])
+    epochs = registry.epochs(run_id)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]  # member 2's epochs follow member 1's, none overwritten
+    assert [(e["member"], e["member_epoch"]) for e in epochs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    ens = load_model(run.model)
+    info = json.loads((Path(run.model) / "ensemble.json").read_text())
+    assert info["seeds"] == [4, 5] and info["calibration_seed"] == 6
+    cal = info["calibration"]
+    assert cal["validation_curves"] == 64 and cal["test_curves"] == 64
+    for level in LEVELS:
+        assert 0.0 <= cal["coverage"]["calibrated"][level]["all"] <= 1.0
+    assert cal["coverage"]["calibrated"]["95 %"]["all"] >= cal["coverage"]["calibrated"]["68 %"]["all"]
+    # the members drew different curves: their first-epoch losses differ
+    assert epochs[0]["train_loss"] != epochs[2]["train_loss"]
+    # bands inside narrowed prior bounds
+    names = ens.members[0].normalization["y"]["names"]
+    family = np.asarray(ens.members[0].normalization["y"]["bounds"])
+    lo, hi = family[0, 0], family[0, 0] + 0.5 * (family[0, 1] - family[0, 0])
+    curve = load_dataset_free_curve(settings)
+    bands = ensemble_bands(ens, curve, bounds={names[0]: [lo, hi]})
+    for level in LEVELS:
+        band_lo, band_hi = bands.bands[level]
+        assert lo <= band_lo[0, 0] <= band_hi[0, 0] <= hi
+
+
+def load_dataset_free_curve(settings) -> np.ndarray:
+    """One fresh curve of the family (stream seed 99), as a measured curve would come."""
+    from workbench.training.on_the_fly import fixed_sets
+
+    ds, split = fixed_sets(settings.model_copy(update={"fit_curves": 16, "val_curves": 16, "test_curves": 16}), 99)
+    return np.asarray(ds.nr[split["test"][:1]])

@@ -1,7 +1,7 @@
 """The whole REF_L loop in the panels, as a person drives it (issue 20): the hand fit's family → film stack →
-a prior-bounds model trained on the fly → a prediction of the measured REF_L file with its trust verdict, inside
-bounds typed in the Predict panel → a refinement from the prediction that fits better.  No browser: the widgets'
-values and clicks, and the jobs waited for."""
+an ensemble of two prior-bounds models trained on the fly against the clock (one job) → a prediction of the
+measured REF_L file with its bands and trust verdict, inside bounds typed in the Predict panel → a refinement
+from the prediction that fits better.  No browser: the widgets' values and clicks, and the jobs waited for."""
 
 from __future__ import annotations
 
@@ -50,19 +50,23 @@ def test_the_ref_l_loop_runs_in_the_panels(tmp_path, shared_data):
     b = film.bound(1, "thickness")
     assert (b.lo, b.hi) == pytest.approx((0.8 * film.layers[1].thickness, 1.2 * film.layers[1].thickness))
 
-    # Train tab: the prior-bounds parameter model on the fly, against the clock, on a tiny budget
+    # Train tab: an ensemble of two prior-bounds parameter models on the fly, against the clock, tiny budgets
     train = TrainPanel(ctx)
     train.model_kind.value = "param_bounds"
     assert train.on_the_fly.value and train.held_out.layout.display == ""
     train.held_out.value, train.batches_per_epoch.value = 64, 3
-    train.batch_size.value, train.epochs.value, train.minutes.value = 16, 5, 0.05
+    train.batch_size.value, train.epochs.value, train.minutes.value = 16, 2, 0.05
     train.width.value, train.latent.value = 8, 32
+    train.members.value = 2
     train.start.click()
-    wait(train.job)
+    assert train.pause.disabled and not train.stop.disabled  # an ensemble stops, it does not pause
+    wait(train.job, 240.0)
     assert train.status.level == "ok", train.status.text
-    assert train.bundle is not None and f"model bundle {train.bundle}" in train.status.text
+    assert train.bundle is not None and "ensemble of 2 models trained in" in train.status.text
+    assert "68 % band: covers" in train.metrics.value and "95 % band: covers" in train.metrics.value
     loss = train.loss.data[0]
-    assert len(loss.y) >= 1 and np.all(np.isfinite(loss.y))
+    assert len(loss.x) >= 2 and np.all(np.isfinite(loss.y))  # both members' epochs on one chart
+    assert list(loss.x) == list(range(1, len(loss.x) + 1))
 
     # Predict tab: the new model is chosen; its bounds box holds the training ranges
     predict = PredictPanel(ctx)
@@ -106,6 +110,13 @@ def test_the_ref_l_loop_runs_in_the_panels(tmp_path, shared_data):
     data, computed = predict.rq.data[0], predict.rq.data[1]
     assert len(data.x) > 300 and len(computed.y) == len(p.measurement.q) and np.all(np.array(computed.y) > 0)
     assert len(predict.sld.data[1].y) > 10 and p.stack is not None and len(p.stack.layers) == 23
+    # the ensemble's bands: each parameter's 68 % and 95 % intervals, inside the training ranges
+    assert p.bands is not None and p.bands.members == 2 and "Ensemble of 2 models" in predict.metrics.value
+    assert "68 % interval" in predict.metrics.value and "95 % interval" in predict.metrics.value
+    for row in p.bands.table():
+        i = box.names.index(row["name"])
+        assert box.family[i][0] <= row["lo95"] <= row["lo68"] <= row["value"] <= row["hi68"] <= row["hi95"]
+        assert row["hi95"] <= box.family[i][1]
 
     # Refine tab: start from the prediction, refine scale, background and the film's thicknesses
     refine = RefinePanel(ctx)

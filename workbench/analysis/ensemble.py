@@ -226,10 +226,19 @@ def calibrate_on_dataset(ensemble: Ensemble, dataset: str | Path | None = None) 
     ds = load_dataset(dataset if dataset is not None else ref.get("path"))
     if ref.get("content_hash") and ds.content_hash and ds.content_hash != ref["content_hash"]:
         raise ValueError(f"{ds.path} is not the data set the ensemble was trained on (content hash differs)")
-    rows = _split_rows(ensemble, ds.n)
+    return calibrate_on_split(ensemble, ds, _split_rows(ensemble, ds.n))
+
+
+def calibrate_on_split(ensemble: Ensemble, ds: Any, rows: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Calibrate on the curves ``rows["val"]`` of ``ds`` and measure coverage on ``rows["test"]``.
+
+    Neither set may hold a curve any member trained on: a data set's validation and test splits, or fresh
+    curves of an on-the-fly family drawn from a seed no member's stream used.
+    """
     if min(len(r) for r in rows.values()) < 10:
         raise ValueError(
-            f"{ds.path}: {len(rows['val'])} validation and {len(rows['test'])} test curves; calibration needs ≥ 10 each"
+            f"{getattr(ds, 'path', None) or 'the held-out curves'}: {len(rows['val'])} validation and "
+            f"{len(rows['test'])} test curves; calibration needs ≥ 10 each"
         )
     val = member_predictions(ensemble, np.asarray(ds.nr[rows["val"]]))
     calibration = calibrate(val, _truth(ensemble, ds, rows["val"]), ensemble.task)

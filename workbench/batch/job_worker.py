@@ -165,6 +165,15 @@ def _train(registry: Registry, run_id: str, request: dict, reporter: Reporter) -
     return run_training(TrainRequest(**request), reporter, registry, run_id=run_id).status
 
 
+def _ensemble(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
+    from ..workflows.ensemble import run_ensemble  # heavy (torch): only an ensemble job needs it
+    from ..workflows.training import TrainRequest  # as above
+
+    values = dict(request)
+    members = int(values.pop("ensemble_members"))
+    return run_ensemble(TrainRequest(**values), members, reporter, registry, run_id=run_id).status
+
+
 def _resume(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
     from ..workflows.training import TrainRequest, latest_checkpoint, run_training  # heavy (torch): training only
 
@@ -234,6 +243,7 @@ def _refine(registry: Registry, run_id: str, request: dict, reporter: Reporter) 
 
 RUNNERS: dict[str, Callable[[Registry, str, dict, Reporter], str]] = {
     "train": _train,
+    "ensemble": _ensemble,
     "resume": _resume,
     "generate": _generate,
     "sweep": _sweep,

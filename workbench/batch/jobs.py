@@ -43,7 +43,7 @@ from ..store.workspace import Workspace
 from .job_dask import DaskTarget, scheduler_address
 from .sweep import check_sweep, load_manifest, notebook_path, parameter_sets_from_mapping
 
-KINDS = ("generate", "train", "resume", "refine", "dream", "sweep")
+KINDS = ("generate", "train", "resume", "refine", "dream", "sweep", "ensemble")
 RESUMABLE = ("paused", "failed", "stopped")
 LOG_NAME = "job.log"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +68,8 @@ def submit_job(
     dict), ``"generate"`` (``{"stack": data.family.stack_meta(stack), "config": GeneratorConfig
     fields, "out": folder, "overwrite": False}``) or ``"resume"`` (``{"run_id": ..., "epochs": None}``:
     a paused, stopped or failed training continued from its latest checkpoint, in the same run).
+    ``"ensemble"`` (a training request's fields plus ``"ensemble_members": K``:
+    :func:`~workbench.workflows.ensemble.run_ensemble`, K members on a data set or on the fly, calibrated).
     ``"sweep"`` (``{"notebook": file or shipped name, "out": folder, "grid": {name: [values]} and/or
     "runs": [{...}], "fixed": {...}, "workers": 2, "processes": True, "timeout": None}``: :func:`run_sweep`).
     The request is checked here, so a bad one is a ``ValueError`` now, not a failed job later.
@@ -141,6 +143,8 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
             raise ValueError(f"data set {typed.data} does not exist")
         dumped = typed.model_dump(mode="json")
         return dumped, dumped, typed.run_name
+    if kind == "ensemble":
+        return _check_ensemble(request)
     if kind == "generate":
         return _check_generate(request)
     if kind == "sweep":
@@ -161,6 +165,23 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a whole number ≥ 1, got {epochs!r}")
     return {"run_id": run.id, "epochs": epochs}, {}, None
+
+
+def _check_ensemble(request: Any) -> tuple[dict, dict, str]:
+    from ..workflows.ensemble import check_request  # heavy (torch): only ensemble requests need it
+    from ..workflows.training import TrainRequest  # as above
+
+    values = dict(request) if isinstance(request, dict) else {}
+    members = values.pop("ensemble_members", None)
+    try:
+        typed = TrainRequest(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the ensemble's training request is not valid: {exc}") from None
+    check_request(typed, members)
+    if typed.data is not None and not typed.data.exists():
+        raise ValueError(f"data set {typed.data} does not exist")
+    dumped = {**typed.model_dump(mode="json"), "ensemble_members": members}
+    return dumped, dumped, typed.run_name
 
 
 def _check_generate(request: Any) -> tuple[dict, dict, str]:

@@ -463,17 +463,33 @@ def load_ensemble(
     folder: str | os.PathLike, *, device: str | torch.device = "cpu", limits: Limits | None = None
 ) -> Ensemble:
     """Load an ensemble's members (each checked as :func:`load_model_bundle` does) and check they belong together:
-    one task, one data set (content hash), one Q grid and the same preprocessing and split."""
+    one task, one data set (content hash), one Q grid and the same preprocessing and split.  Members trained on
+    the fly each drew their own stream (and fitted their normalisers on it), so they share instead one sample
+    family (the generation stack), one Q grid and the same preprocessing but for its seed."""
     folder = Path(folder)
     info = read_ensemble_info(folder, limits=limits)
     members = [load_model_bundle(folder / name, device=device, limits=limits) for name in info["members"]]
     first = members[0]
+    on_the_fly = all(m.config.get("data", {}).get("on_the_fly") for m in members)
+    shared = (
+        (
+            ("sample family", lambda b: b.config.get("data", {}).get("stack")),
+            (
+                "preprocessing",
+                lambda b: {k: v for k, v in b.normalization.get("preprocess", {}).items() if k != "seed"},
+            ),
+        )
+        if on_the_fly
+        else (
+            ("data set", lambda b: (b.config.get("data", {}).get("dataset") or {}).get("content_hash")),
+            ("preprocessing and split", lambda b: b.normalization.get("preprocess")),
+        )
+    )
     for m in members[1:]:
         for what, get in (
             ("task", lambda b: b.task),
-            ("data set", lambda b: (b.config.get("data", {}).get("dataset") or {}).get("content_hash")),
+            *shared,
             ("Q grid", lambda b: b.config.get("data", {}).get("q")),
-            ("preprocessing and split", lambda b: b.normalization.get("preprocess")),
             ("parameters", lambda b: b.normalization.get("y", {}).get("names")),
         ):
             if get(m) != get(first):

@@ -15,6 +15,11 @@ from the configuration models (:class:`~workbench.training.TrainConfig` and the 
 to the one training pipeline the command line uses too: the run, its checkpoints and its model
 bundle are recorded the same way, and a run started here can be resumed by ``workbench runs resume``
 (and the reverse, from the History tab).
+
+"ensemble members" above 1 trains an ensemble instead (:func:`~workbench.workflows.ensemble.run_ensemble`, as
+``workbench ensemble``), as one ``ensemble`` job or in the page: the members one after another on one loss
+chart, then the bands' coverage on held-out curves; the Predict tab draws the ensemble's bands.  An ensemble
+can be stopped, not paused.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, ClassVar
 import ipywidgets as W
 import torch
 
+from ..analysis.ensemble import coverage_lines
 from ..batch.jobs import submit_job
 from ..data.generate import GeneratorConfig
 from ..events import Log, Progress, Record, Timing, Warning_
@@ -34,9 +40,11 @@ from ..fileio import safe_name
 from ..forms import clamp_values
 from ..models.settings import SETTINGS
 from ..plots.curves import loss_template
+from ..store.model_bundle import MAX_MEMBERS, read_ensemble_info
 from ..store.registry import RunRow
 from ..training.on_the_fly import OnTheFly
 from ..training.trainer import TrainConfig
+from ..workflows.ensemble import EnsembleOutcome, check_request, run_ensemble
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
 from .background import FollowedJob, Job, follow_job, live_job
 from .chart_widget import ChartWidget
@@ -166,6 +174,18 @@ class TrainPanel(FormFields, Panel, W.VBox):
             input_em=20.0,
             description_em=label,
         )
+        self.members = fit(
+            W.BoundedIntText(
+                value=min(max(int(saved.get("ensemble_members", 1)), 1), MAX_MEMBERS),
+                min=1,
+                max=MAX_MEMBERS,
+                description="ensemble members",
+                tooltip="1: one model; 2 or more: an ensemble of that many, each trained with these settings (its own "
+                "seed, its own time budget), whose calibrated 68 %/95 % bands the Predict tab draws",
+            ),
+            description_em=label,
+        )
+        self.members.add_class("wb-members")
         self.as_job = W.Checkbox(
             value=bool(saved.get("as_job", True)),
             description="run as a separate process (keeps training when this page is closed)",
@@ -205,7 +225,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.model_kind.observe(self._kind_changed, "value")
         self.on_the_fly.observe(self._kind_changed, "value")
         watched = (self.model_kind, self.device, self.chi_folder, self.on_the_fly, self.batches_per_epoch)
-        for w in (*watched, self.held_out, self.as_job):
+        for w in (*watched, self.held_out, self.as_job, self.members):
             w.observe(self._remember, "value")
         for form in (self.train_form, self.request_form, *self.model_forms.values()):
             form.observe(self._remember)
@@ -223,6 +243,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
                 self.request_form.box,
                 self.device,
                 self.name,
+                self.members,
                 self.as_job,
             ]
         )
@@ -287,6 +308,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.dataset.layout.display = "none" if chi or fly else ""
         self.refresh.layout.display = "none" if chi or fly else ""
         self.request_form.box.layout.display = "none" if chi else ""
+        self.members.layout.display = "none" if chi else ""  # no ensembles of χ models
         for k, form in self.model_forms.items():
             form.box.layout.display = "" if k == kind else "none"
 
@@ -302,6 +324,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
             batches_per_epoch=self.batches_per_epoch.value,
             held_out_curves=self.held_out.value,
             as_job=self.as_job.value,
+            ensemble_members=self.members.value,
             **self.request_form.values(),
         )
 
@@ -400,11 +423,23 @@ class TrainPanel(FormFields, Panel, W.VBox):
         if self._busy():
             return
         request = self.request()
+        members = self.ensemble_size()
+        if members > 1:
+            check_request(request, members)  # refused (named) before anything starts
         self._reset_views()
-        if self._as_job(request):
+        if members > 1 and self._as_job(request):
+            job = {**request.model_dump(mode="json"), "ensemble_members": members}
+            self._follow(submit_job(self.ctx.workspace, "ensemble", job, limits=self.ctx.limits), request)
+        elif members > 1:
+            self._launch_ensemble(request, members)
+        elif self._as_job(request):
             self._follow(submit_job(self.ctx.workspace, "train", request, limits=self.ctx.limits), request)
         else:
             self._launch(request)
+
+    def ensemble_size(self) -> int:
+        """How many models Start trains: 1, or an ensemble's members (never for χ models)."""
+        return 1 if self.model_kind.value == "chi" else int(self.members.value)
 
     def _as_job(self, request: TrainRequest) -> bool:
         """Whether ``request`` trains as a job: chosen, with a registry (on the fly, the job draws from the Film stack
@@ -442,9 +477,49 @@ class TrainPanel(FormFields, Panel, W.VBox):
         )
         self.job.start()
 
-    def _buttons_busy(self) -> None:
+    def _launch_ensemble(self, request: TrainRequest, members: int) -> None:
+        """Train an ensemble of ``members`` in a worker thread of this kernel (Stop ends it; it cannot pause)."""
+        registry = self.ctx.registry()
+        self.status.info(f"training an ensemble of {members} models…")
+        self.progress.description = "batches"
+        self._buttons_busy(can_pause=False)
+        self.job = Job(
+            lambda reporter: run_ensemble(request, members, reporter, registry),
+            on_events=self._events,
+            on_done=self._ensemble_done,
+            on_error=self._failed,
+            max_rate=self.ctx.limits.max_updates_per_second,
+            name="workbench-ensemble",
+        )
+        self.job.start()
+
+    def _ensemble_done(self, out: EnsembleOutcome) -> None:
+        self._flush_log()
+        self.last_run_id = out.run_id
+        self.paused = None
+        if out.status != "completed":
+            self.status.warn(f"the ensemble was {out.status} in member {len(out.members)}; nothing was saved")
+        else:
+            self._ensemble_saved(out.path, len(out.members), out.seconds, out.calibration)
+        self._buttons_idle(False)
+        self.ctx.runs_changed()
+
+    def _ensemble_saved(self, path: Path, members: int, seconds: float, calibration: dict[str, Any]) -> None:
+        """Say what a finished ensemble gives (its bands' test coverage) and hand it to the Predict tab."""
+        self.bundle = path
+        self.progress.value, self.progress.bar_style = self.progress.max, "success"
+        self.status.ok(f"ensemble of {members} models trained in {seconds:.1f} s; saved as {path}")
+        lines = coverage_lines(calibration)
+        self.metrics.value = (
+            "<b>Bands</b> (calibrated, measured on held-out curves)<ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+            + "</ul>"
+        )
+        self.ctx.announce(bundle=path)
+
+    def _buttons_busy(self, can_pause: bool = True) -> None:
         self.start.disabled, self.resume.disabled = True, True
-        self.pause.disabled, self.stop.disabled = False, False
+        self.pause.disabled, self.stop.disabled = not can_pause, False
 
     # ------------------------------------------------------------------ job processes
     def attach(self) -> str | None:
@@ -452,7 +527,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
 
         Its loss chart is caught up from the registry and goes on live; returns the run id (None: none).
         """
-        run_id = None if self.job is not None and self.job.running else live_job(self.ctx.registry(), "train")
+        registry = self.ctx.registry()
+        busy = self.job is not None and self.job.running
+        run_id = None if busy else live_job(registry, "train") or live_job(registry, "ensemble")
         if run_id is None:
             return None
         run = self.ctx.registry().get_run(run_id)
@@ -471,8 +548,9 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.last_run_id = run_id
         self.progress.description = "epochs"
         self.progress.value, self.progress.bar_style = 0, ""
-        self.status.info(f"training as a job process (run {run_id})…")
-        self._buttons_busy()
+        ensemble = self.ctx.registry().get_run(run_id).kind == "ensemble"
+        self.status.info(f"training {'an ensemble ' if ensemble else ''}as a job process (run {run_id})…")
+        self._buttons_busy(can_pause=not ensemble)
         self.ctx.runs_changed()  # History lists the new job, live
         self.job = follow_job(
             self.ctx,
@@ -488,7 +566,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.history.extend(new)
         for line in logs:
             self._log(str(line.get("message", "")), str(line.get("level", "info")), at=line.get("time"))
-        total = int((run.params.get("train") or {}).get("epochs") or 0)
+        total = int((run.params.get("train") or {}).get("epochs") or 0) * int(run.params.get("ensemble_members") or 1)
         self.progress.max = max(total, len(self.history), 1)
         self.progress.value = min(len(self.history), self.progress.max)
         if new:
@@ -502,7 +580,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         elif run.status == "running" and self.history and new:
             last = self.history[-1]
             self.status.info(
-                f"epoch {last['epoch']}: train {last.get('train_loss', float('nan')):.4g}, "
+                f"{_epoch_words(last)}: train {last.get('train_loss', float('nan')):.4g}, "
                 f"validation {last.get('val_loss', float('nan')):.4g} (job process {run.pid})"
             )
         elif run.status == "running" and not self.history:
@@ -529,6 +607,11 @@ class TrainPanel(FormFields, Panel, W.VBox):
         elif run.status == "failed":
             self.paused = None
             self.status.error(f"training failed: {run.error or 'the job process ended without saying why'}")
+        elif run.kind == "ensemble":
+            self.paused = None
+            queued = float((run.job or {}).get("queued") or run.created)
+            calibration = read_ensemble_info(run.model).get("calibration", {}) if run.model else {}
+            self._ensemble_saved(Path(run.model), int(metrics.get("members") or 0), run.updated - queued, calibration)
         else:
             self.paused = None
             self.bundle = Path(run.model) if run.model else None
@@ -614,9 +697,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         if new_epoch:
             self._draw_loss()
             last = self.history[-1]
-            self.status.info(
-                f"epoch {last['epoch']}: train {last['train_loss']:.4g}, validation {last['val_loss']:.4g}"
-            )
+            self.status.info(f"{_epoch_words(last)}: train {last['train_loss']:.4g}, validation {last['val_loss']:.4g}")
         self._flush_log()
 
     def _log(self, message: str, level: str, at: float | None = None) -> None:
@@ -678,6 +759,13 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self._buttons_idle(False)
         self.status.error(f"training failed: {type(exc).__name__}: {exc}")
         self.ctx.runs_changed()
+
+
+def _epoch_words(record: dict[str, Any]) -> str:
+    """ "epoch 3", or "member 2 of the ensemble, epoch 1" for an ensemble's relayed epoch record."""
+    if "member" in record:
+        return f"member {record['member']} of the ensemble, epoch {record.get('member_epoch', record['epoch'])}"
+    return f"epoch {record['epoch']}"
 
 
 def _metrics_html(metrics: dict[str, Any]) -> str:

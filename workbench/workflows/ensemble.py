@@ -9,6 +9,16 @@ the request's seed for every member (:class:`MemberRequest`): a single model's s
 seed, but members with different splits would each have trained on the others' test curves, and the
 calibration on the validation split and the coverage on the test split would be meaningless.
 
+On the fly (``request.on_the_fly``), member ``i`` trains on the endless stream of seed ``seed + i``, so no
+two members see the same curve.  The bands are then calibrated and measured on fresh curves of the same
+family from seed ``seed + K``, which no member's stream used (:func:`calibrate_on_stream`): held out from
+every member, as a data set's validation and test splits are.  Each member gets the request's settings,
+its time budget included (K members of 10 minutes take 50 minutes).
+
+Events: each member's epoch records are relayed with the ensemble's running epoch count and the member's
+number (``epoch``, ``member``, ``member_epoch``), so the ensemble's run shows one loss curve, member after
+member, and no member's epochs overwrite another's in the registry.
+
 On disk (a folder): ``ensemble.json`` (format, member names, seeds, calibration and test coverage)
 and the member bundles ``member-0`` … ``member-{K−1}``.  Everything is written into a temporary folder
 beside the target and renamed into place when all members are trained and calibrated, so a
@@ -27,9 +37,9 @@ from typing import Any
 
 from pydantic import Field
 
-from ..analysis.ensemble import calibrate_on_dataset, coverage_lines
+from ..analysis.ensemble import calibrate_on_dataset, calibrate_on_split, coverage_lines
 from ..data.preprocess import PreprocessConfig
-from ..events import Reporter
+from ..events import Event, Record, Reporter
 from ..fileio import replace_folder
 from ..store.model_bundle import (
     MAX_MEMBERS,
@@ -40,6 +50,7 @@ from ..store.model_bundle import (
 )
 from ..store.recorded import recorded_run
 from ..store.registry import Registry
+from ..training.on_the_fly import OnTheFly, fixed_sets
 from .training import TrainingOutcome, TrainRequest, run_training
 
 
@@ -72,11 +83,6 @@ def check_request(request: TrainRequest, k: int) -> None:
         raise ValueError(f"an ensemble needs 2 to {MAX_MEMBERS} members, got {k!r}")
     if request.target == "chi":
         raise ValueError("ensembles are for NR → SLD and NR → parameter models (--target sld or params), not χ")
-    if request.data is None:
-        raise ValueError(
-            "an ensemble trains on a data set (--data): its members share its validation and test curves, on which "
-            "the bands are calibrated and measured; on-the-fly data has no fixed split to share"
-        )
     out = request.out
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; an ensemble is written as a folder")
@@ -85,15 +91,31 @@ def check_request(request: TrainRequest, k: int) -> None:
 
 
 def run_ensemble(
-    request: TrainRequest, k: int, reporter: Reporter | None = None, registry: Registry | None = None
+    request: TrainRequest,
+    k: int,
+    reporter: Reporter | None = None,
+    registry: Registry | None = None,
+    *,
+    run_id: str | None = None,
 ) -> EnsembleOutcome:
-    """Train ``k`` members as ``request`` says, calibrate their bands, write the ensemble to ``request.out``."""
+    """Train ``k`` members as ``request`` says, calibrate their bands, write the ensemble to ``request.out``.
+
+    ``run_id``: the queued run of an ``ensemble`` job (:func:`~workbench.batch.jobs.submit_job`) to record into.
+    """
     check_request(request, k)
     reporter = reporter if reporter is not None else Reporter()
     if registry is None:
         return _train(request, k, reporter, None)
     params = {**request.model_dump(mode="json"), "ensemble_members": k}
-    with recorded_run(registry, "ensemble", name=request.run_name, params=params, reporter=reporter) as run:
+    with recorded_run(
+        registry,
+        "ensemble",
+        name=request.run_name,
+        params=params,
+        reporter=reporter,
+        run_id=run_id,
+        resume=run_id is not None,
+    ) as run:
         outcome = _train(request, k, run.reporter, run.id)
         if outcome.status != "completed":
             run.status = outcome.status
@@ -127,7 +149,7 @@ def _train(request: TrainRequest, k: int, reporter: Reporter, run_id: str | None
                     "train": request.train.model_copy(update={"seed": seed}),
                 }
             )
-            outcome = run_training(member, reporter)
+            outcome = run_training(member, _relay(reporter, i, sum(o.epochs_done for o in outcomes)))
             outcomes.append(outcome)
             if not outcome.finished:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -136,8 +158,17 @@ def _train(request: TrainRequest, k: int, reporter: Reporter, run_id: str | None
         info: dict[str, Any] = {"name": request.run_name, "members": names, "seeds": seeds}
         info["target"], info["split_seed"] = request.target, request.train.seed
         ensemble = Ensemble([load_model_bundle(tmp / n) for n in names], info, tmp)
-        reporter.log("ensemble", "calibrating the bands on the validation split, measuring them on the test split")
-        info["calibration"] = calibrate_on_dataset(ensemble, request.data)
+        if request.on_the_fly is not None:
+            info["calibration_seed"] = request.train.seed + k
+            reporter.log(
+                "ensemble",
+                f"calibrating the bands on fresh curves of the family (seed {request.train.seed + k}, which no member "
+                "trained on), measuring them on as many others",
+            )
+            info["calibration"] = calibrate_on_stream(ensemble, request.on_the_fly, request.train.seed + k)
+        else:
+            reporter.log("ensemble", "calibrating the bands on the validation split, measuring them on the test split")
+            info["calibration"] = calibrate_on_dataset(ensemble, request.data)
         write_ensemble_info(tmp, info)
         replace_folder(tmp, out)
     except BaseException:
@@ -148,3 +179,31 @@ def _train(request: TrainRequest, k: int, reporter: Reporter, run_id: str | None
     return EnsembleOutcome(
         "completed", out, outcomes, info["calibration"], seconds=time.perf_counter() - t0, run_id=run_id
     )
+
+
+def calibrate_on_stream(ensemble: Ensemble, settings: OnTheFly, seed: int) -> dict[str, Any]:
+    """Calibrate an on-the-fly ensemble on fresh curves of its family from stream ``seed``, measure on others.
+
+    The curves are the fixed validation and test sets of that stream (``settings.val_curves`` and
+    ``test_curves``), drawn over the family's whole ranges: a prior-bounds ensemble is calibrated for
+    predictions inside its family's ranges, its default.
+    """
+    few = settings.model_copy(update={"fit_curves": 16})  # the normalisation set is not needed here
+    ds, split = fixed_sets(few, seed)
+    return calibrate_on_split(ensemble, ds, {"val": split["val"], "test": split["test"]})
+
+
+def _relay(reporter: Reporter, member: int, epochs_before: int) -> Reporter:
+    """A member's reporter: its events go to ``reporter`` (epochs counted on from the members before), and it
+    honours the ensemble's stop and pause."""
+
+    def forward(event: Event) -> None:
+        if isinstance(event, Record) and event.name == "epoch" and "epoch" in event.data:
+            n = int(event.data["epoch"])
+            data = {**event.data, "epoch": epochs_before + n, "member": member + 1, "member_epoch": n}
+            event = Record(event.stage, event.name, data, time=event.time)
+        reporter.emit(event)
+
+    relay = Reporter([forward], stop=reporter.stop)
+    relay.pause = reporter.pause
+    return relay

@@ -210,6 +210,18 @@ def polish(data, start: FilmStack, bounds, clock: Clock, family: FilmStack, seed
         candidate = scattered(start, family, 0.1, rng)
 
 
+def train_config(args, seconds: float) -> TrainConfig:
+    """The arms' training settings: until the clock (``seconds``), batches of 64, the chosen schedule."""
+    return TrainConfig(
+        epochs=100_000,
+        minutes=seconds / 60,
+        threads=args.threads,
+        seed=args.seed,
+        batch_size=64,
+        schedule=args.schedule,
+    )
+
+
 def model_arm(name: str, family: FilmStack, data, budget: float, args, work: Path) -> dict[str, Any]:
     bounds = fit_bounds(family)
     clock = Clock(budget, chi2_per_point(data, family, bounds)[1])
@@ -218,14 +230,7 @@ def model_arm(name: str, family: FilmStack, data, budget: float, args, work: Pat
         target="params",
         on_the_fly=OnTheFly.of(family, generator=GeneratorConfig(**GRID), batches_per_epoch=args.batches_per_epoch),
         out=work / f"model-{name}",
-        train=TrainConfig(
-            epochs=100_000,
-            minutes=train_seconds / 60,
-            threads=args.threads,
-            seed=args.seed,
-            batch_size=64,
-            schedule=args.schedule,
-        ),
+        train=train_config(args, train_seconds),
         name=f"bench-real-loop-{name}",
     )
     outcome = run_training(request)
@@ -292,14 +297,7 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
         target="sld",
         on_the_fly=OnTheFly.of(FilmStack.default(), batches_per_epoch=args.batches_per_epoch),
         out=work / "model-default",
-        train=TrainConfig(
-            epochs=100_000,
-            minutes=budget / 60,
-            threads=args.threads,
-            seed=args.seed,
-            batch_size=64,
-            schedule=args.schedule,
-        ),
+        train=train_config(args, budget),
         name="bench-real-loop-default",
     )
     outcome = run_training(request)

@@ -146,16 +146,21 @@ def test_a_time_budget_ends_the_run_at_a_batch_boundary_and_says_why(dataset, tm
     assert "weights of epoch 1 of 1" in card and "time budget" in card and "1 CPU threads" in card
 
 
-def test_cosine_schedule_anneals_to_the_time_budget(prepared):
-    """Given minutes and 1,000 epochs, the rate reaches ~0 when the clock runs out, not after epoch 1,000."""
-    rates = []
+def _cosine_rates(prepared, **config) -> tuple[Trainer, list[float]]:
+    """A cosine-schedule trainer at lr 1e-2 and the list its learning rate is recorded into, batch by batch."""
+    rates: list[float] = []
     trainer = _trainer(
-        prepared, TrainConfig(epochs=1000, batch_size=32, learning_rate=1e-2, schedule="cosine", minutes=0.05)
+        prepared, TrainConfig(batch_size=32, learning_rate=1e-2, schedule="cosine", progress_every=1, **config)
     )
     trainer.reporter.listeners.append(
         lambda e: rates.append(trainer.optimizer.param_groups[0]["lr"]) if isinstance(e, Progress) else None
     )
-    trainer.config = trainer.config.model_copy(update={"progress_every": 1})
+    return trainer, rates
+
+
+def test_cosine_schedule_anneals_to_the_time_budget(prepared):
+    """Given minutes and 1,000 epochs, the rate reaches ~0 when the clock runs out, not after epoch 1,000."""
+    trainer, rates = _cosine_rates(prepared, epochs=1000, minutes=0.05)
     result = trainer.fit()
     assert result.status == "time-limit" and result.epochs_done < 1000
     assert rates[0] > 0.99e-2 and rates[-1] < 0.05e-2  # annealed to the deadline
@@ -165,13 +170,7 @@ def test_cosine_schedule_anneals_to_the_time_budget(prepared):
 
 
 def test_cosine_schedule_without_a_budget_ends_with_the_last_epoch(prepared):
-    rates = []
-    trainer = _trainer(
-        prepared, TrainConfig(epochs=3, batch_size=32, learning_rate=1e-2, schedule="cosine", progress_every=1)
-    )
-    trainer.reporter.listeners.append(
-        lambda e: rates.append(trainer.optimizer.param_groups[0]["lr"]) if isinstance(e, Progress) else None
-    )
+    trainer, rates = _cosine_rates(prepared, epochs=3)
     assert trainer.fit().status == "completed"
     per_epoch = len(rates) // 3
     assert rates[0] == pytest.approx(1e-2) and rates[-1] < 0.01e-2

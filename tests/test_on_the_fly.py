@@ -233,3 +233,43 @@ def test_cli_detaches_a_training_on_the_fly_as_a_job(tmp_path):
     assert run.status == "completed", run.error
     assert run.metrics["data_mode"] == "on-the-fly" and run.job is not None
     assert load_model_bundle(tmp_path / "m").config["data"]["on_the_fly"] is True
+
+
+def test_train_panel_trains_an_ensemble_in_the_page_and_a_stopped_one_leaves_nothing(tmp_path):
+    """'ensemble members' 2, trained in the kernel: both members on one loss chart, the bands' coverage shown,
+    the ensemble announced to the Predict tab; a second one stopped during its first member writes nothing."""
+    from workbench.store.model_bundle import is_ensemble, load_model
+    from workbench.ui.context import AppContext  # the panel test only: ipywidgets
+    from workbench.ui.train_panel import TrainPanel
+
+    ctx = AppContext(tmp_path / "ws", autosave_delay=0)
+    announced = []
+    ctx.follow("bundle", announced.append)
+    panel = TrainPanel(ctx)
+    panel.on_the_fly.value, panel.as_job.value = True, False
+    panel.held_out.value, panel.batches_per_epoch.value = 32, 2
+    panel.epochs.value, panel.batch_size.value, panel.width.value = 2, 16, 8
+    panel.members.value, panel.name.value = 2, "ens"
+    panel.start.click()
+    assert panel.pause.disabled and not panel.stop.disabled  # an ensemble stops, it does not pause
+    panel.job.join(300)
+    assert panel.status.level == "ok" and "ensemble of 2 models trained in" in panel.status.text, panel.status.text
+    folder = tmp_path / "ws" / "models" / "ens"
+    assert is_ensemble(folder) and len(load_model(folder).members) == 2 and announced[-1] == folder
+    assert [h["epoch"] for h in panel.history] == [1, 2, 3, 4]
+    assert [h["member"] for h in panel.history] == [1, 1, 2, 2]
+    assert list(panel.loss.data[0].x) == [1, 2, 3, 4]
+    assert "68 % band: covers" in panel.metrics.value
+    assert ctx.registry().get_run(panel.last_run_id).kind == "ensemble"
+    assert ctx.panel_settings("train")["ensemble_members"] == 2  # saved with the page's settings
+
+    panel.name.value, panel.batches_per_epoch.value = "ens2", 10_000
+    panel.start.click()
+    deadline = time.time() + 120
+    while panel.progress.value < 1 and time.time() < deadline:  # the first member's batches are running
+        time.sleep(0.05)
+    panel.stop.click()
+    panel.job.join(120)
+    assert panel.status.level == "warn" and "nothing was saved" in panel.status.text, panel.status.text
+    assert not (tmp_path / "ws" / "models" / "ens2").exists()
+    assert not [p for p in (tmp_path / "ws" / "models").iterdir() if p.name.startswith(".")]

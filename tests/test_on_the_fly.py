@@ -273,3 +273,21 @@ def test_train_panel_trains_an_ensemble_in_the_page_and_a_stopped_one_leaves_not
     assert panel.status.level == "warn" and "nothing was saved" in panel.status.text, panel.status.text
     assert not (tmp_path / "ws" / "models" / "ens2").exists()
     assert not [p for p in (tmp_path / "ws" / "models").iterdir() if p.name.startswith(".")]
+
+
+def test_cli_trains_an_ensemble_on_the_fly_with_bands_calibrated_on_unseen_curves(tmp_path, capsys):
+    from workbench.cli.main import main
+    from workbench.store.model_bundle import load_model, read_ensemble_info
+
+    config = tmp_path / "otf.json"
+    config.write_text(json.dumps({"on_the_fly": {**SIZES, "generator": GRID, "batches_per_epoch": 2}, "model": TINY}))
+    out = tmp_path / "ens"
+    args = ["ensemble", "--members", "2", "--on-the-fly", "--stack", "default", "--epochs", "2", "--threads", "1"]
+    assert main([*args, "--config", str(config), "--out", str(out), "--workspace", str(tmp_path / "ws")]) == 0
+    printed = capsys.readouterr().out
+    assert f"ensemble of 2 models written to {out}" in printed and "68 % band: covers" in printed
+    info = read_ensemble_info(out)
+    assert info["calibration_seed"] == 2 and info["calibration"]["test_curves"] == SIZES["test_curves"]
+    members = load_model(out).members
+    assert [m.config["train"]["seed"] for m in members] == [0, 1]
+    assert all(m.config["data"]["on_the_fly"] for m in members)

@@ -271,7 +271,12 @@ def test_walkthrough_of_the_whole_loop(voila, shared_data):
         nfev.fill("60")
         nfev.press("Enter")
         page.locator(".wb-refine-panel button", has_text="Refine").click()
-        _wait_text(page, ".wb-refine-panel", "χ²/N =")
+        _wait_text(page, ".wb-refine-panel", "χ²/N =")  # the result table comes first, then the status line
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.wb-refine-panel .wb-status'))"
+            ".some(e => e.textContent.includes('refined') && e.textContent.includes('χ²/N'))",
+            timeout=60_000,
+        )
         status = _status_text(page, ".wb-refine-panel")
         chi2 = float(status.split("χ²/N")[1].split()[0].strip(",;:"))
         # the verdict follows from the numbers: a poor fit is never shown as a plain success

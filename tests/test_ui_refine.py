@@ -136,6 +136,7 @@ def test_the_verdict_names_parameters_at_a_bound_and_an_error_bar_wider_than_the
     narrow = replace(res, bounds={**res.bounds, "layer_3.sld": (value - 1e-4, value + 1e-4)})
     level, words = verdict(narrow)
     assert level == "warn" and "1 of 2 undetermined (layer_3.sld)" in words
+    assert words.startswith(f"fit needs attention: χ²/N {narrow.chi2_per_point:.3g}; ")  # the number comes first
     # χ²/N between 2 and 3 without other faults: acceptable; above 3: poor
     assert verdict(replace(res, chi2_per_point=2.5)) == ("ok", verdict(replace(res, chi2_per_point=2.5))[1])
     assert verdict(replace(res, chi2_per_point=2.5))[1].startswith("acceptable fit")

@@ -183,8 +183,10 @@ def verdict(result: RefineResult) -> tuple[str, str]:
     if not result.converged:
         reasons.append(f"did not converge ({result.message}): raise max evaluations")
     if reasons:
-        word = "poor fit" if not math.isfinite(x2) or x2 > POOR_CHI2 else "fit needs attention"
-        return "warn", f"{word}: " + "; ".join(reasons)
+        poor = not math.isfinite(x2) or x2 > POOR_CHI2
+        if not poor:  # the number a person reads first, whatever else needs attention
+            reasons.insert(0, f"χ²/N {x2:.3g}")
+        return "warn", f"{'poor fit' if poor else 'fit needs attention'}: " + "; ".join(reasons)
     word = "good fit" if x2 <= GOOD_CHI2 else "acceptable fit"
     return "ok", f"{word}: χ²/N {x2:.3g}, all {n} parameters inside their bounds and determined"
 

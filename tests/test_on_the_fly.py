@@ -262,6 +262,11 @@ def test_train_panel_trains_an_ensemble_in_the_page_and_a_stopped_one_leaves_not
     assert "68 % band: covers" in panel.metrics.value
     assert ctx.registry().get_run(panel.last_run_id).kind == "ensemble"
     assert ctx.panel_settings("train")["ensemble_members"] == 2  # saved with the page's settings
+    from workbench.ui.history_panel import HistoryPanel, kind_options
+
+    assert "ensemble" in [value for _, value in HistoryPanel(ctx).kind.options]
+    order = [value for _, value in kind_options({"sweep", "search", "ensemble", "train"})]
+    assert order == ["", "train", "ensemble", "sweep", "search"]  # next to the trainings, in the loop's order
 
     panel.name.value, panel.batches_per_epoch.value = "ens2", 10_000
     panel.start.click()

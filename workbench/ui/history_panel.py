@@ -32,7 +32,8 @@ from .context import AppContext
 from .predict_panel import metrics_html
 
 # the order of the loop; kinds recorded by other surfaces (sweep, search, ...) follow alphabetically
-KIND_ORDER = ("generate", "train", "predict", "refine", "dream", "sweep")
+KIND_ORDER = ("generate", "train", "ensemble", "predict", "refine", "dream", "sweep")
+TRAINING_DATA = ("train", "ensemble", "generate", "sweep")  # kinds whose ``data`` parameter is their data set
 LOSS_KEYS = ("train_loss", "train_loss_eval", "val_loss")
 # how a run may record a parameter's 1σ beside its value: "<name>_sigma", "sigma.<name>", ...
 _SIGMA_SUFFIXES = ("_sigma", "_uncertainty", "_err", ".sigma", ".uncertainty", ".err", "_1sigma")
@@ -53,7 +54,7 @@ def dataset_name(registry: Registry, row: RunRow) -> str:
         found = registry.get_dataset(row.dataset_hash)
         if found and found.get("path"):
             return Path(found["path"]).name
-    data = row.params.get("data") if row.kind in ("train", "generate", "sweep") else None
+    data = row.params.get("data") if row.kind in TRAINING_DATA else None
     if data:
         return Path(str(data)).name
     return f"content hash {row.dataset_hash[:16]}" if row.dataset_hash else ""
@@ -323,7 +324,7 @@ class HistoryPanel(Panel, W.VBox):
         if ds:
             out.append({"field": "data set", "value": ds})
         data = params.get("data") or (row.metrics or {}).get("data")
-        if data and row.kind not in ("train", "generate", "sweep"):
+        if data and row.kind not in TRAINING_DATA:
             source = {"test sample": "data set", "measured file": "measured file", "χ data folder": "χ data folder"}
             label = "fitted file" if row.kind in ("refine", "dream") else source.get(params.get("source"), "data")
             out.append({"field": label, "value": Path(str(data)).name})

@@ -166,12 +166,10 @@ def _train(registry: Registry, run_id: str, request: dict, reporter: Reporter) -
 
 
 def _ensemble(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:
-    from ..workflows.ensemble import run_ensemble  # heavy (torch): only an ensemble job needs it
-    from ..workflows.training import TrainRequest  # as above
+    from ..workflows.ensemble import from_params, run_ensemble  # heavy (torch): only an ensemble job needs it
 
-    values = dict(request)
-    members = int(values.pop("ensemble_members"))
-    return run_ensemble(TrainRequest(**values), members, reporter, registry, run_id=run_id).status
+    train_request, members = from_params(request)
+    return run_ensemble(train_request, int(members), reporter, registry, run_id=run_id).status
 
 
 def _resume(registry: Registry, run_id: str, request: dict, reporter: Reporter) -> str:

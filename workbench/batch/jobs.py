@@ -133,14 +133,7 @@ def submit_job(
 def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, str | None]:
     """(the request as JSON, the run's params, a default run name); ValueError naming what is wrong."""
     if kind == "train":
-        from ..workflows.training import TrainRequest  # heavy (torch): only training requests need its types
-
-        try:
-            typed = request if isinstance(request, TrainRequest) else TrainRequest(**dict(request))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"the training request is not valid: {exc}") from None
-        if typed.data is not None and not typed.data.exists():  # on the fly, the curves come with the request
-            raise ValueError(f"data set {typed.data} does not exist")
+        typed = _check_train(request)
         dumped = typed.model_dump(mode="json")
         return dumped, dumped, typed.run_name
     if kind == "ensemble":
@@ -167,20 +160,27 @@ def _check_request(reg: Registry, kind: str, request: Any) -> tuple[dict, dict, 
     return {"run_id": run.id, "epochs": epochs}, {}, None
 
 
+def _check_train(request: Any) -> Any:
+    """A training request (a TrainRequest or its dict) typed, its data set checked to exist."""
+    from ..workflows.training import TrainRequest  # heavy (torch): only training requests need its types
+
+    try:
+        typed = request if isinstance(request, TrainRequest) else TrainRequest(**dict(request))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the training request is not valid: {exc}") from None
+    if typed.data is not None and not typed.data.exists():  # on the fly, the curves come with the request
+        raise ValueError(f"data set {typed.data} does not exist")
+    return typed
+
+
 def _check_ensemble(request: Any) -> tuple[dict, dict, str]:
-    from ..workflows.ensemble import check_request  # heavy (torch): only ensemble requests need it
-    from ..workflows.training import TrainRequest  # as above
+    from ..workflows.ensemble import MEMBERS, check_request, ensemble_params  # heavy (torch): ensembles only
 
     values = dict(request) if isinstance(request, dict) else {}
-    members = values.pop("ensemble_members", None)
-    try:
-        typed = TrainRequest(**values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the ensemble's training request is not valid: {exc}") from None
+    members = values.pop(MEMBERS, None)
+    typed = _check_train(values)
     check_request(typed, members)
-    if typed.data is not None and not typed.data.exists():
-        raise ValueError(f"data set {typed.data} does not exist")
-    dumped = {**typed.model_dump(mode="json"), "ensemble_members": members}
+    dumped = ensemble_params(typed, members)
     return dumped, dumped, typed.run_name
 
 

@@ -17,7 +17,7 @@ import sys
 from ..analysis.ensemble import coverage_lines
 from ..batch.jobs import submit_job
 from ..events import Reporter, tqdm_listener
-from ..workflows.ensemble import run_ensemble
+from ..workflows.ensemble import ensemble_params, run_ensemble
 from .common import interrupts, print_epochs, registry_of, workspace_of
 from .train import add_parser as add_train_parser
 from .train import request_from_args
@@ -46,7 +46,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         raise ValueError("--scheduler places a --detach job on a Dask worker: add --detach")
     request = request_from_args(args)
     if args.detach:
-        job = {**request.model_dump(mode="json"), "ensemble_members": args.members}
+        job = ensemble_params(request, args.members)
         run_id = submit_job(workspace_of(args), "ensemble", job, scheduler=args.scheduler)
         print(run_id)
         print(f"training the ensemble as a job; follow it with: workbench runs watch {run_id}", file=sys.stderr)

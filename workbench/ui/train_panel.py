@@ -44,7 +44,7 @@ from ..store.model_bundle import MAX_MEMBERS, read_ensemble_info
 from ..store.registry import RunRow
 from ..training.on_the_fly import OnTheFly
 from ..training.trainer import TrainConfig
-from ..workflows.ensemble import EnsembleOutcome, check_request, run_ensemble
+from ..workflows.ensemble import MEMBERS, EnsembleOutcome, check_request, ensemble_params, run_ensemble
 from ..workflows.training import RESUMABLE, TrainingOutcome, TrainRequest, resume_training, run_training
 from .background import FollowedJob, Job, follow_job, live_job
 from .chart_widget import ChartWidget
@@ -428,7 +428,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
             check_request(request, members)  # refused (named) before anything starts
         self._reset_views()
         if members > 1 and self._as_job(request):
-            job = {**request.model_dump(mode="json"), "ensemble_members": members}
+            job = ensemble_params(request, members)
             self._follow(submit_job(self.ctx.workspace, "ensemble", job, limits=self.ctx.limits), request)
         elif members > 1:
             self._launch_ensemble(request, members)
@@ -566,7 +566,7 @@ class TrainPanel(FormFields, Panel, W.VBox):
         self.history.extend(new)
         for line in logs:
             self._log(str(line.get("message", "")), str(line.get("level", "info")), at=line.get("time"))
-        total = int((run.params.get("train") or {}).get("epochs") or 0) * int(run.params.get("ensemble_members") or 1)
+        total = int((run.params.get("train") or {}).get("epochs") or 0) * int(run.params.get(MEMBERS) or 1)
         self.progress.max = max(total, len(self.history), 1)
         self.progress.value = min(len(self.history), self.progress.max)
         if new:

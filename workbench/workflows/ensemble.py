@@ -77,6 +77,21 @@ class EnsembleOutcome:
     run_id: str | None = None
 
 
+MEMBERS = "ensemble_members"  # the member count beside a training request's fields (a run's params, a job's request)
+
+
+def ensemble_params(request: TrainRequest, k: int) -> dict[str, Any]:
+    """An ensemble's run parameters and job request: the training request's fields and the member count."""
+    return {**request.model_dump(mode="json"), MEMBERS: k}
+
+
+def from_params(params: dict[str, Any]) -> tuple[TrainRequest, Any]:
+    """(the training request, the member count as given) of :func:`ensemble_params`' dict; checked by the caller."""
+    values = dict(params)
+    members = values.pop(MEMBERS, None)
+    return TrainRequest(**values), members
+
+
 def check_request(request: TrainRequest, k: int) -> None:
     """Refuse what cannot make an ensemble, before anything is trained."""
     if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= MAX_MEMBERS:
@@ -106,7 +121,7 @@ def run_ensemble(
     reporter = reporter if reporter is not None else Reporter()
     if registry is None:
         return _train(request, k, reporter, None)
-    params = {**request.model_dump(mode="json"), "ensemble_members": k}
+    params = ensemble_params(request, k)
     with recorded_run(
         registry,
         "ensemble",

@@ -41,6 +41,7 @@ Run from the repository root, on a quiet machine (the load average is printed at
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -231,6 +232,7 @@ def model_arm(name: str, family: FilmStack, data, budget: float, args, work: Pat
         on_the_fly=OnTheFly.of(family, generator=GeneratorConfig(**GRID), batches_per_epoch=args.batches_per_epoch),
         out=work / f"model-{name}",
         train=train_config(args, train_seconds),
+        model=dict(args.model),
         name=f"bench-real-loop-{name}",
     )
     outcome = run_training(request)
@@ -298,6 +300,7 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
         on_the_fly=OnTheFly.of(FilmStack.default(), batches_per_epoch=args.batches_per_epoch),
         out=work / "model-default",
         train=train_config(args, budget),
+        model=dict(args.model),
         name="bench-real-loop-default",
     )
     outcome = run_training(request)
@@ -316,7 +319,7 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
 def print_report(res: dict[str, Any]) -> None:
     print(
         f"\nREF_L 212592, budget {res['budget_s']:.0f} s per arm, torch threads {res['threads']}, "
-        f"learning-rate schedule {res['schedule']}"
+        f"learning-rate schedule {res['schedule']}, model settings {res.get('model') or 'the defaults'}"
     )
     print(f"load average at start {res['load_start']}, at end {res['load_end']}")
     for arm in res["arms"]:
@@ -358,6 +361,13 @@ def main() -> int:
         choices=["none", "cosine"],
         help="learning-rate schedule of the trainings (cosine: annealed to the time budget)",
     )
+    parser.add_argument(
+        "--model",
+        type=json.loads,
+        default={},
+        help='architecture settings of the trained models, as JSON (e.g. \'{"width": 32, "stem_stride": 2}\'); '
+        "default: the model kinds' defaults",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -370,6 +380,7 @@ def main() -> int:
         "budget_s": budget,
         "threads": args.threads,
         "schedule": args.schedule,
+        "model": args.model,
         "load_start": [round(x, 2) for x in os.getloadavg()],
         "arms": [],
     }

@@ -117,6 +117,11 @@ def _wait_stack_drawn(page, timeout: float = 300_000) -> list:
     return _chart_y(page, ".wb-stack-panel")
 
 
+def _border_color(locator) -> str:
+    """The computed colour of an element's top border, as the browser draws it."""
+    return locator.evaluate("el => getComputedStyle(el).borderTopColor")
+
+
 def _wait_stack_changed(page, before: list, timeout: float) -> None:
     page.wait_for_function(
         f"() => {{ const el = document.querySelector('.wb-stack-panel .js-plotly-plot');"
@@ -199,8 +204,11 @@ def test_walkthrough_of_the_whole_loop(voila, shared_data):
         page.wait_for_selector(".wb-row-2-thickness.wb-out-of-bounds", state="visible", timeout=60_000)
         _wait_text(page, ".wb-stack-panel", "is outside its bounds", 60_000)
         _shoot(page, "tab-1-film-stack-out-of-bounds.png")
+        assert _border_color(box) == "rgb(207, 34, 46)"  # the flagged number box is drawn red
         page.locator(".wb-row-2-thickness .wb-widen button, .wb-row-2-thickness button.wb-widen").first.click()
         page.wait_for_selector(".wb-row-2-thickness.wb-out-of-bounds", state="detached", timeout=60_000)
+        assert _border_color(box) != "rgb(207, 34, 46)"
+        assert page.locator(".wb-row-2-thickness .wb-widen").count() == 0  # the button goes with the flag
         _wait_text(page, ".wb-stack-panel", "bounds widened", 60_000)
         _shoot(page, "tab-1-film-stack.png")
         _tab(page, "Probe", ".wb-probe-panel")

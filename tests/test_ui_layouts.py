@@ -43,5 +43,7 @@ def test_a_shared_layout_refuses_to_change(tmp_path):
     with pytest.raises(TraitError, match="shared Layout cannot change"):
         row.slider.layout.display = "none"
     assert wb.stack.layers[2].row("sld").slider.layout.display is None
-    row.number.layout.border = "1px solid red"  # the number box has its own: flagging one row flags only it
-    assert wb.stack.layers[2].row("sld").number.layout.border != "1px solid red"
+    row.number.value = 500.0  # outside its bounds: only this row is flagged (by its CSS class)
+    other = wb.stack.layers[2].row("sld")
+    assert "wb-out-of-bounds" in row._dom_classes and "wb-out-of-bounds" not in other._dom_classes
+    assert row.widen in row.children and other.widen not in other.children

@@ -9,6 +9,7 @@ from ipywidgets.widgets.widget_string import LabelStyle, TextStyle
 from traitlets import TraitError
 
 BOUND_WIDTH = "9em"
+NUMBER_WIDTH = "7.5em"
 
 
 def frozen(widget: W.Widget) -> W.Widget:
@@ -31,9 +32,9 @@ class Looks:
 
     Every widget has a Layout and a style model of its own unless given one; the 32 parameter rows of a
     default stack made ~500 of the app's 1,064 widget models, each created in the kernel and sent to,
-    built and laid out by the browser on every page load (554 now).  Only layouts no code changes are
-    shared, and they are :func:`frozen` (a row's number box and "widen" button keep their own: flagging
-    changes them per row).
+    built and laid out by the browser on every page load.  Only layouts no code changes are shared, and
+    they are :func:`frozen`: a flagged row is marked by a CSS class instead, and its "widen bounds" button is
+    made only when first needed.
     """
 
     def __init__(self) -> None:
@@ -41,6 +42,8 @@ class Looks:
         self.slider = frozen(W.Layout(width="16em"))
         self.vary = frozen(W.Layout(width="5em"))
         self.bound = frozen(W.Layout(width=BOUND_WIDTH))
+        self.number = frozen(W.Layout(width=NUMBER_WIDTH))
+        self.auto_width = frozen(W.Layout(width="auto"))
         self.row = frozen(W.Layout())
         self.icon_button = frozen(W.Layout(width="3em"))
         self.name = frozen(W.Layout(width="12em"))

@@ -34,8 +34,9 @@ from .family_box import BlockBox, FamilyBox
 from .looks import Looks
 from .stack_model import LABELS, UNITS, applicable, compute_preview, short, shown
 
-NUMBER_WIDTH = "7.5em"  # each number box gets its own Layout: a shared one hides them all together
 FLAG_BORDER = "2px solid #cf222e"
+# A flagged row's number box turns red by its row's class, so every number box can share one Layout.
+FLAG_CSS = f"<style>.wb-out-of-bounds .wb-number input {{ border: {FLAG_BORDER}; }}</style>"
 
 
 HELP = {
@@ -79,7 +80,7 @@ class ParameterRow(W.HBox):
             step=step,
             disabled=not enabled,
             tooltip=f"{HELP[par]}, {UNITS[par]}: the start and central value",
-            layout=W.Layout(width=NUMBER_WIDTH),
+            layout=looks.number,
             style=looks.number_style,
         )
         self.number.add_class("wb-number")
@@ -108,22 +109,15 @@ class ParameterRow(W.HBox):
             tooltip=f"highest value sampled and fitted, {UNITS[par]}",
             style=looks.bound_style,
         )
-        self.widen = W.Button(
-            description="widen bounds",
-            icon="arrows-h",
-            tooltip="stretch min–max just enough to include the value",
-            layout=W.Layout(width="auto", display="none"),
-            style=looks.button_style,
-        )
-        self.widen.add_class("wb-widen")
-        self.widen.on_click(self._widen)
+        self._widen_button: W.Button | None = None  # made when the value first leaves its bounds
         self._sync = False
         self.slider.observe(self._slider_changed, "value")
         self.number.observe(self._number_changed, "value")
         for w in (self.vary, self.lo, self.hi):
             w.observe(self._bound_changed, "value")
         label = W.Label(f"{LABELS[par]} ({UNITS[par]})", layout=looks.label, style=looks.label_style)
-        super().__init__([label, self.slider, self.number, self.vary, self.lo, self.hi, self.widen], layout=looks.row)
+        self._fields = (label, self.slider, self.number, self.vary, self.lo, self.hi)
+        super().__init__(self._fields, layout=looks.row)
         self.add_class(f"wb-row-{i}-{par}")
         self.flag()
 
@@ -135,9 +129,10 @@ class ParameterRow(W.HBox):
     def flag(self) -> str | None:
         """Mark the row when its value lies outside the bounds it varies in; returns the message, or None."""
         out = self.panel.ctx.stack.outside(self.i, self.par)
-        self.number.layout.border = FLAG_BORDER if out else ""
-        self.widen.layout.display = "" if out else "none"
-        (self.add_class if out else self.remove_class)("wb-out-of-bounds")
+        (self.add_class if out else self.remove_class)("wb-out-of-bounds")  # FLAG_CSS turns the number box red
+        children = (*self._fields, self.widen) if out else self._fields
+        if self.children != children:
+            self.children = children
         return out.message if out else None
 
     def sync(self) -> None:
@@ -223,6 +218,21 @@ class ParameterRow(W.HBox):
         lo, hi = model.set_bound(self.i, self.par, self.lo.value, self.hi.value)
         self._show_bounds(lo, hi)
         self._report(f"{self.what} varies in {short(lo)}–{short(hi)} {unit}")
+
+    @property
+    def widen(self) -> W.Button:
+        """The row's "widen bounds" button, shown while the value lies outside its bounds (made on first need)."""
+        if self._widen_button is None:
+            self._widen_button = W.Button(
+                description="widen bounds",
+                icon="arrows-h",
+                tooltip="stretch min–max just enough to include the value",
+                layout=self.panel.looks.auto_width,
+                style=self.panel.looks.button_style,
+            )
+            self._widen_button.add_class("wb-widen")
+            self._widen_button.on_click(self._widen)
+        return self._widen_button
 
     @panel_guard
     def _widen(self, _=None) -> None:
@@ -366,8 +376,10 @@ class StackPanel(Panel, W.VBox):
         self._build_layers()
         charts = W.HBox([self.rq, self.sld], layout=W.Layout(width="100%"))
         toolbar = W.HBox([self.add, self.collapse, self.expand, self.reset])
+        flag_css = W.HTML(FLAG_CSS, layout=self.looks.row)
         super().__init__(
             [
+                flag_css,
                 self.curves.views.chooser,
                 charts,
                 self.timing,

@@ -220,6 +220,7 @@ def train_config(args, seconds: float) -> TrainConfig:
         seed=args.seed,
         batch_size=64,
         schedule=args.schedule,
+        scaling=args.scaling,
     )
 
 
@@ -319,7 +320,8 @@ def default_arm(budget: float, args, work: Path) -> dict[str, Any]:
 def print_report(res: dict[str, Any]) -> None:
     print(
         f"\nREF_L 212592, budget {res['budget_s']:.0f} s per arm, torch threads {res['threads']}, "
-        f"learning-rate schedule {res['schedule']}, model settings {res.get('model') or 'the defaults'}"
+        f"learning-rate schedule {res['schedule']}, model settings {res.get('model') or 'the defaults'}, "
+        f"scaling {res.get('scaling', 'minmax')}"
     )
     print(f"load average at start {res['load_start']}, at end {res['load_end']}")
     for arm in res["arms"]:
@@ -362,6 +364,9 @@ def main() -> int:
         help="learning-rate schedule of the trainings (cosine: annealed to the time budget)",
     )
     parser.add_argument(
+        "--scaling", default="minmax", choices=["minmax", "standard"], help="how the trainings scale log R and SLD"
+    )
+    parser.add_argument(
         "--model",
         type=json.loads,
         default={},
@@ -381,6 +386,7 @@ def main() -> int:
         "threads": args.threads,
         "schedule": args.schedule,
         "model": args.model,
+        "scaling": args.scaling,
         "load_start": [round(x, 2) for x in os.getloadavg()],
         "arms": [],
     }

@@ -273,6 +273,26 @@ def test_sld_workflow_bundle_round_trip_and_resume_checks(dataset, tmp_path):
     json.loads((tmp_path / "m" / "normalization.json").read_text())  # plain JSON, no pickle
 
 
+@pytest.mark.parametrize(
+    ("scaling", "method", "per_point"), [("standard", "zscore", True), ("minmax", "minmax", False)]
+)
+def test_the_chosen_scaling_is_trained_with_and_kept_in_the_bundle(dataset, tmp_path, scaling, method, per_point):
+    request = TrainRequest(
+        data=dataset.path, out=tmp_path / "m", model=TINY, train=TrainConfig(epochs=1, batch_size=64, scaling=scaling)
+    )
+    run_training(request)
+    norm = load_model_bundle(tmp_path / "m").normalization
+    assert norm["preprocess"]["normalization"] == norm["x"]["method"] == norm["y"]["method"] == method
+    stats = norm["x"]["stats"]["std" if method == "zscore" else "max"]
+    assert np.size(stats) == (dataset.nr.shape[2] if per_point else 1)  # one scale per Q point, or one for all
+    x = prepare(dataset, "sld", PreprocessConfig(**{k: norm["preprocess"][k] for k in ("normalization", "per_point")}))
+    if per_point:  # every Q point of the training curves has mean 0 and spread 1 (total reflection: R = 1, no spread)
+        train = np.asarray(x.x[np.sort(x.split["train"])])
+        spread = train.std(axis=0)
+        assert np.allclose(train.mean(axis=0), 0, atol=1e-3)
+        assert np.all(np.isclose(spread, 1, atol=1e-2) | (spread == 0)) and np.mean(spread > 0) > 0.9
+
+
 def test_resume_refuses_a_different_data_set(dataset, tmp_path):
     ckpt = tmp_path / "run.safetensors"
     reporter = Reporter()

@@ -40,7 +40,11 @@ def workspace(tmp_path_factory):
     ctx = AppContext(root, autosave_delay=0)
     config = GeneratorConfig(num_curves=1000, seed=5, sld_points=120)
     ds = generate_to_disk(FilmStack.default(), config, ctx.workspace.datasets / "ds", progress=False)
-    for target, name, model in (("sld", "sld1", TINY), ("params", "par1", {})):
+    for target, name, model, scaling in (
+        ("sld", "sld1", TINY, "minmax"),
+        ("params", "par1", {}, "minmax"),
+        ("sld", "sld-standard", TINY, "standard"),
+    ):
         run_training(
             TrainRequest(
                 target=target,
@@ -48,7 +52,7 @@ def workspace(tmp_path_factory):
                 out=ctx.workspace.models / name,
                 name=name,
                 model=model,
-                train=TrainConfig(epochs=1, batch_size=32, device="cpu"),
+                train=TrainConfig(epochs=1, batch_size=32, device="cpu", scaling=scaling),
             )
         )
     return root
@@ -91,7 +95,7 @@ def test_training_keeps_the_held_out_distances_in_the_bundle(workspace):
     assert np.all(np.diff(q) >= 0) and 0.5 < q[dist["percentiles"].index(50.0)] < 1.5  # a typical curve is ≈ 1
 
 
-@pytest.mark.parametrize("model", ["sld1", "par1"])
+@pytest.mark.parametrize("model", ["sld1", "par1", "sld-standard"])
 def test_a_much_thicker_film_is_outside_the_training_distribution_and_the_family_is_not(workspace, model):
     bundle = load_model_bundle(workspace / "models" / model)
     # layer_2 at 2000–2500 Å with sharp interfaces: the default family reaches at most 240 Å

@@ -298,8 +298,13 @@ def _input_noise(bundle: ModelBundle, r: np.ndarray, dr: np.ndarray | None) -> n
     """The measurement's variance in the network's input units (log10 R, normalised), where it is known."""
     pre = bundle.normalization["preprocess"]
     x_norm = bundle.normalization["x"]
-    if dr is None or not pre["apply_log_transform"] or x_norm.get("method") != "minmax" or x_norm.get("per_point"):
-        return None  # only the default preprocessing (global min–max of log R) is translated
-    span = float(np.ravel(x_norm["stats"]["max"])[0] - np.ravel(x_norm["stats"]["min"])[0]) or 1.0
+    method, stats = x_norm.get("method"), x_norm.get("stats") or {}
+    if dr is None or not pre["apply_log_transform"] or method not in ("minmax", "zscore"):
+        return None
+    if method == "minmax":
+        scale = np.ravel(np.asarray(stats["max"], dtype=np.float64) - np.asarray(stats["min"], dtype=np.float64))
+    else:
+        scale = np.ravel(np.asarray(stats["std"], dtype=np.float64))
+    scale = np.where(scale > 0, scale, 1.0)  # one value (global) or one per Q point, as the normaliser divides
     rel = np.abs(dr) / np.maximum(r, pre["clip_min"])
-    return (np.minimum(rel, 10.0) / (np.log(10.0) * span)) ** 2
+    return (np.minimum(rel, 10.0) / (np.log(10.0) * scale)) ** 2

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.dataset import load_dataset
-from ..data.preprocess import PreprocessConfig
+from ..data.preprocess import PreprocessConfig, scaling_settings
 from ..events import Cancelled, Event, Record, Reporter, StopSignal
 from ..store.recorded import recorded_run
 from ..store.workspace import Workspace
@@ -225,7 +225,6 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
     outer = reporter or Reporter()
     ds = load_dataset(config.dataset)
     v = config.validation_split
-    preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=config.seed)
     registry = None
     if config.workspace:
         registry = Workspace(config.workspace).registry
@@ -236,6 +235,8 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
             params, config.kind, {"epochs": config.epochs, "seed": config.seed, "device": config.device, **config.fixed}
         )
         train = TrainConfig(**settings["train"])
+        scaling = scaling_settings(train.scaling)
+        preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=config.seed, **scaling)
         stop = StopSignal()
 
         def study_stop() -> bool:

@@ -76,6 +76,30 @@ class TrainConfig(BaseModel):
             },
         },
     )
+    scaling: Literal["minmax", "standard"] = Field(
+        "minmax",
+        description=(
+            "how log R (and an SLD model's profiles) are scaled for the network: min–max — all points together into "
+            "[0, 1], pyreflect's way; standard — each Q (and z) point to mean 0 and spread 1 over the training "
+            "curves. Standard learns synthetic curves faster, but a measured curve's background and noise at high Q "
+            "lie many spreads away from the training curves there, and its predictions then go to the bounds"
+        ),
+        json_schema_extra={
+            "label": "scaling",
+            "choice_labels": {"minmax": "min–max (pyreflect)", "standard": "standard, per point"},
+        },
+    )
+    profile_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        description=(
+            "parameter models: weight of the SLD-profile term in the loss (the mean squared difference between the "
+            "predicted and the true stack's SLD profiles), so that each parameter counts as much as it changes the "
+            "film; 0: the parameters' squared error only. Not used by SLD models or the prior-bounds model"
+        ),
+        json_schema_extra={"label": "profile weight"},
+    )
     minutes: float | None = Field(
         None,
         gt=0,

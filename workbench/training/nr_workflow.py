@@ -19,12 +19,15 @@ import torch
 from ..analysis.metrics import nr_metrics, parameter_metrics, sld_metrics
 from ..analysis.profile_nr import reflectivity_of_profile
 from ..data.dataset import Dataset, dataset_hash, load_dataset
+from ..data.family import stack_from_meta
 from ..data.parameters import free_parameter_columns
-from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, split_indices
+from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, scaling_settings, split_indices
 from ..events import Reporter
 from ..models import build_model
+from ..models.task import Task
 from ..physics import Probe
 from .checkpoint import load_checkpoint
+from .profile_loss import profile_task
 from .trainer import TrainConfig, Trainer, TrainResult
 
 Target = Literal["sld", "params"]
@@ -122,10 +125,10 @@ def train_nr_model(
     """Train an NR → SLD (``target="sld"``) or NR → parameters (``"params"``) model."""
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     train = train or TrainConfig()
-    pre = preprocess or PreprocessConfig(seed=train.seed)
+    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
+    pre = preprocess or PreprocessConfig(seed=train.seed, **scaling_settings(train.scaling))
     prep = prepare(ds, target, pre)
     n_q, n_z = ds.nr.shape[2], ds.sld.shape[2]
-    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
     if model_config["kind"] == "param_bounds":
         raise ValueError(
             "the prior-bounds parameter model (param_bounds) trains on fresh curves, each drawn inside its own random "
@@ -138,8 +141,17 @@ def train_nr_model(
     torch.manual_seed(train.seed)
     net = build_model(model_config)
     context = {"target": target, "dataset": _dataset_ref(ds), "normalization": prep.normalization, "name": name}
+    task = loss_task(target, model_config["kind"], ds, prep, train.profile_weight)
     trainer = Trainer(
-        net, prep.x, prep.y, prep.split, train, reporter=reporter, checkpoint_path=checkpoint_path, context=context
+        net,
+        prep.x,
+        prep.y,
+        prep.split,
+        train,
+        task=task,
+        reporter=reporter,
+        checkpoint_path=checkpoint_path,
+        context=context,
     )
     result = trainer.fit()
     return _finish(trainer, result, ds, prep, name)
@@ -166,9 +178,24 @@ def resume_nr_training(
         )
     pre = PreprocessConfig(**context["normalization"]["preprocess"])
     prep = prepare(ds, context["target"], pre)
-    trainer = Trainer.resume(checkpoint_path, prep.x, prep.y, reporter=reporter, epochs=epochs)
+    task = loss_task(context["target"], meta["model_config"]["kind"], ds, prep, resumed_profile_weight(meta))
+    trainer = Trainer.resume(checkpoint_path, prep.x, prep.y, task=task, reporter=reporter, epochs=epochs)
     result = trainer.fit()
     return _finish(trainer, result, ds, prep, context.get("name"))
+
+
+def loss_task(target: Target, kind: str, ds: Dataset, prep: Prepared, profile_weight: float) -> Task | None:
+    """The training loss: a parameter model's (``param``) with the SLD-profile term of its family's stack, else
+    None (the trainer's plain MSE)."""
+    stack_info = ds.meta.get("stack")
+    if target != "params" or kind != "param" or not stack_info or not profile_weight:
+        return None
+    return profile_task(stack_from_meta(stack_info), prep.normalization["y"]["columns"], profile_weight)
+
+
+def resumed_profile_weight(meta: dict[str, Any]) -> float:
+    """The profile weight a checkpoint was trained with (0 for checkpoints from before the setting existed)."""
+    return float(meta["train_config"].get("profile_weight", 0.0))
 
 
 def _finish(trainer: Trainer, result: TrainResult, ds: Dataset, prep: Prepared, name: str | None) -> Outcome:

@@ -31,13 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..data.dataset import Dataset, dataset_hash
 from ..data.family import stack_from_meta, stack_meta
 from ..data.generate import GeneratorConfig, compute_chunk
-from ..data.preprocess import PreprocessConfig
+from ..data.preprocess import PreprocessConfig, scaling_settings
 from ..data.sampling import BLOCK, ParameterSampler
 from ..events import Reporter
 from ..models import build_model
 from ..physics.stack import FilmStack, StackError
 from .checkpoint import load_checkpoint
-from .nr_workflow import Outcome, Prepared, Target, _finish, prepare
+from .nr_workflow import Outcome, Prepared, Target, _finish, loss_task, prepare, resumed_profile_weight
 from .prior_bounds import KIND as PRIOR_BOUNDS
 from .prior_bounds import SubRangeSampler, positions, prepare_ranged, range_inputs
 from .trainer import STAGE, TrainConfig, Trainer, TrainResult
@@ -345,10 +345,11 @@ def train_on_the_fly(
 ) -> Outcome:
     """Train an NR → SLD or NR → parameters model on fresh curves of ``settings.stack``, seeded by ``train.seed``."""
     train = train or TrainConfig()
-    pre = (preprocess or PreprocessConfig()).model_copy(update={"seed": train.seed})
+    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
+    scaling = scaling_settings(train.scaling)
+    pre = (preprocess or PreprocessConfig(**scaling)).model_copy(update={"seed": train.seed})
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
-    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
     ds, prep = _trainer_parts(settings, target, pre, model_config)
     reporter.log(STAGE, f"fixed normalisation/validation/test curves: {ds.n} in {time.perf_counter() - t0:.1f} s")
     n_q, n_z = ds.nr.shape[2], ds.sld.shape[2]
@@ -364,6 +365,7 @@ def train_on_the_fly(
         prep.y,
         prep.split,
         train,
+        task=loss_task(target, model_config["kind"], ds, prep, train.profile_weight),
         reporter=reporter,
         checkpoint_path=checkpoint_path,
         context=_context(settings, target, ds, prep, name),
@@ -383,7 +385,8 @@ def resume_on_the_fly(
     pre = PreprocessConfig(**context["normalization"]["preprocess"])
     target = context["target"]
     ds, prep = _trainer_parts(settings, target, pre, meta["model_config"])
-    trainer = OnTheFlyTrainer.resume(checkpoint_path, prep.x, prep.y, reporter=reporter, epochs=epochs)
+    task = loss_task(target, meta["model_config"]["kind"], ds, prep, resumed_profile_weight(meta))
+    trainer = OnTheFlyTrainer.resume(checkpoint_path, prep.x, prep.y, task=task, reporter=reporter, epochs=epochs)
     return _run(trainer, settings, ds, prep, target, context.get("name"))
 
 

@@ -60,8 +60,7 @@ class MemberRequest(TrainRequest):
     split_seed: int = Field(0, ge=0, description="seed of the train/validation/test split, shared by all members")
 
     def preprocess(self) -> PreprocessConfig:
-        v = self.validation_split
-        return PreprocessConfig(split=(1 - 2 * v, v, v), seed=self.split_seed)
+        return super().preprocess().model_copy(update={"seed": self.split_seed})
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analysis.trust import distribution_of_features
-from ..data.preprocess import PreprocessConfig
+from ..data.preprocess import PreprocessConfig, scaling_settings
 from ..events import Event, Record, Reporter
 from ..models.build import MODEL_KINDS
 from ..models.settings import model_settings
@@ -117,7 +117,8 @@ class TrainRequest(SplitSettings):
 
     def preprocess(self) -> PreprocessConfig:
         v = self.validation_split
-        return PreprocessConfig(split=(1 - 2 * v, v, v), seed=self.train.seed)
+        scaling = scaling_settings(self.train.scaling)
+        return PreprocessConfig(split=(1 - 2 * v, v, v), seed=self.train.seed, **scaling)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainRequest:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.dataset import load_dataset
-from ..data.preprocess import PreprocessConfig, scaling_settings
 from ..events import Cancelled, Event, Record, Reporter, StopSignal
 from ..store.recorded import recorded_run
 from ..store.workspace import Workspace
@@ -235,8 +234,7 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
             params, config.kind, {"epochs": config.epochs, "seed": config.seed, "device": config.device, **config.fixed}
         )
         train = TrainConfig(**settings["train"])
-        scaling = scaling_settings(train.scaling)
-        preprocess = PreprocessConfig(split=(1 - 2 * v, v, v), seed=config.seed, **scaling)
+        preprocess = train.preprocess(v, seed=config.seed)
         stop = StopSignal()
 
         def study_stop() -> bool:

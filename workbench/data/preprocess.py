@@ -41,24 +41,6 @@ class PreprocessConfig(BaseModel):
         return self
 
 
-SCALINGS: dict[str, tuple[Method, bool]] = {"minmax": ("minmax", False), "standard": ("zscore", True)}
-
-
-def scaling_settings(scaling: str) -> dict[str, Any]:
-    """The :class:`PreprocessConfig` fields of a training's ``scaling`` (``TrainConfig.scaling``).
-
-    ``standard`` standardises each Q and z point, so the high-Q fringes, a few hundredths of the log R
-    range, weigh as much as the critical edge: on the default stack, trained on the fly for 3 minutes, test
-    SLD R² 0.969 against 0.961 with min–max. On the measured REF_L curve the same scaling sent a parameter
-    model's prediction to the bounds (its high-Q points lie many spreads from the training curves), so
-    min–max stays the default (benchmarks/README.md).
-    """
-    if scaling not in SCALINGS:
-        raise ValueError(f"unknown scaling {scaling!r}; expected one of {', '.join(SCALINGS)}")
-    method, per_point = SCALINGS[scaling]
-    return {"normalization": method, "per_point": per_point}
-
-
 def log_reflectivity(r: np.ndarray, clip_min: float = 1e-8) -> np.ndarray:
     """log10(clip(R, clip_min)): finite for R ≤ 0 too."""
     return np.log10(np.clip(r, clip_min, None))

@@ -10,6 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..data.preprocess import PreprocessConfig
+
+# TrainConfig.scaling → PreprocessConfig's (normalization, per_point)
+SCALINGS = {"minmax": ("minmax", False), "standard": ("zscore", True)}
+
 
 class TrainConfig(BaseModel):
     """Training settings; pyreflect's names are the labels, ``limit`` names the :class:`~workbench.limits.Limits` cap.
@@ -153,6 +158,22 @@ class TrainConfig(BaseModel):
         description="how often the progress bar and the log are updated",
         json_schema_extra={"label": "progress every", "unit": "batches"},
     )
+
+    def preprocess(self, validation_split: float | None = None, seed: int | None = None) -> PreprocessConfig:
+        """The preprocessing this training uses: its ``scaling``, split seeded by ``seed`` (default: the run's).
+
+        ``standard`` standardises each Q and z point, so the high-Q fringes, a few hundredths of the log R
+        range, weigh as much as the critical edge: on the default stack, trained on the fly for 3 minutes,
+        test SLD R² 0.969 against 0.961 with min–max. On the measured REF_L curve the same scaling sent a
+        parameter model's prediction to the bounds (its high-Q points lie many spreads from the training
+        curves), so min–max stays the default (benchmarks/README.md).
+        """
+        method, per_point = SCALINGS[self.scaling]
+        v = validation_split
+        split = {} if v is None else {"split": (1 - 2 * v, v, v)}
+        return PreprocessConfig(
+            normalization=method, per_point=per_point, seed=self.seed if seed is None else seed, **split
+        )
 
 
 class SplitSettings(BaseModel):

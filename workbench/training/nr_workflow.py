@@ -21,7 +21,7 @@ from ..analysis.profile_nr import reflectivity_of_profile
 from ..data.dataset import Dataset, dataset_hash, load_dataset
 from ..data.family import stack_from_meta
 from ..data.parameters import free_parameter_columns
-from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, scaling_settings, split_indices
+from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, split_indices
 from ..events import Reporter
 from ..models import build_model
 from ..models.task import Task
@@ -125,8 +125,8 @@ def train_nr_model(
     """Train an NR → SLD (``target="sld"``) or NR → parameters (``"params"``) model."""
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     train = train or TrainConfig()
-    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
-    pre = preprocess or PreprocessConfig(seed=train.seed, **scaling_settings(train.scaling))
+    model_config = default_model_config(target, model)
+    pre = preprocess or train.preprocess()
     prep = prepare(ds, target, pre)
     n_q, n_z = ds.nr.shape[2], ds.sld.shape[2]
     if model_config["kind"] == "param_bounds":
@@ -182,6 +182,11 @@ def resume_nr_training(
     trainer = Trainer.resume(checkpoint_path, prep.x, prep.y, task=task, reporter=reporter, epochs=epochs)
     result = trainer.fit()
     return _finish(trainer, result, ds, prep, context.get("name"))
+
+
+def default_model_config(target: Target, model: dict[str, Any] | None) -> dict[str, Any]:
+    """``model`` with its kind filled in: the compact model for SLD, the parameter regressor for parameters."""
+    return {"kind": "compact" if target == "sld" else "param", **(model or {})}
 
 
 def loss_task(target: Target, kind: str, ds: Dataset, prep: Prepared, profile_weight: float) -> Task | None:

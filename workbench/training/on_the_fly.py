@@ -31,13 +31,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..data.dataset import Dataset, dataset_hash
 from ..data.family import stack_from_meta, stack_meta
 from ..data.generate import GeneratorConfig, compute_chunk
-from ..data.preprocess import PreprocessConfig, scaling_settings
+from ..data.preprocess import PreprocessConfig
 from ..data.sampling import BLOCK, ParameterSampler
 from ..events import Reporter
 from ..models import build_model
 from ..physics.stack import FilmStack, StackError
 from .checkpoint import load_checkpoint
-from .nr_workflow import Outcome, Prepared, Target, _finish, loss_task, prepare, resumed_profile_weight
+from .nr_workflow import (
+    Outcome,
+    Prepared,
+    Target,
+    _finish,
+    default_model_config,
+    loss_task,
+    prepare,
+    resumed_profile_weight,
+)
 from .prior_bounds import KIND as PRIOR_BOUNDS
 from .prior_bounds import SubRangeSampler, positions, prepare_ranged, range_inputs
 from .trainer import STAGE, TrainConfig, Trainer, TrainResult
@@ -345,9 +354,8 @@ def train_on_the_fly(
 ) -> Outcome:
     """Train an NR → SLD or NR → parameters model on fresh curves of ``settings.stack``, seeded by ``train.seed``."""
     train = train or TrainConfig()
-    model_config = {"kind": "compact" if target == "sld" else "param", **(model or {})}
-    scaling = scaling_settings(train.scaling)
-    pre = (preprocess or PreprocessConfig(**scaling)).model_copy(update={"seed": train.seed})
+    model_config = default_model_config(target, model)
+    pre = (preprocess or train.preprocess()).model_copy(update={"seed": train.seed})
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
     ds, prep = _trainer_parts(settings, target, pre, model_config)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analysis.trust import distribution_of_features
-from ..data.preprocess import PreprocessConfig, scaling_settings
+from ..data.preprocess import PreprocessConfig
 from ..events import Event, Record, Reporter
 from ..models.build import MODEL_KINDS
 from ..models.settings import model_settings
@@ -116,9 +116,7 @@ class TrainRequest(SplitSettings):
         return "on-the-fly" if self.on_the_fly is not None else "data set"
 
     def preprocess(self) -> PreprocessConfig:
-        v = self.validation_split
-        scaling = scaling_settings(self.train.scaling)
-        return PreprocessConfig(split=(1 - 2 * v, v, v), seed=self.train.seed, **scaling)
+        return self.train.preprocess(self.validation_split)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainRequest:

@@ -364,7 +364,10 @@ def main() -> int:
         help="learning-rate schedule of the trainings (cosine: annealed to the time budget)",
     )
     parser.add_argument(
-        "--scaling", default="minmax", choices=["minmax", "standard"], help="how the trainings scale log R and SLD"
+        "--scaling",
+        default="auto",
+        choices=["auto", "minmax", "standard"],
+        help="how the trainings scale log R and SLD",
     )
     parser.add_argument(
         "--model",

@@ -7,7 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from workbench.data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, nr_features, split_indices
+from workbench.data.family import SampleFamily
+from workbench.data.generate import GeneratorConfig, generate
+from workbench.data.measured import load_measurement
+from workbench.data.preprocess import (
+    STD_FLOOR,
+    Normalizer,
+    PreprocessConfig,
+    log_reflectivity,
+    nr_features,
+    split_indices,
+)
 
 
 def test_log_transform_is_finite_for_zero_and_negative_r():
@@ -58,3 +68,29 @@ def test_nr_features_take_log_of_r_only():
     assert np.allclose(nr_features(nr, PreprocessConfig(apply_log_transform=False)), 1e-4)
     with pytest.raises(ValueError, match="split fractions"):
         PreprocessConfig(split=(0.5, 0.6, 0.1))
+
+
+def test_per_point_scaling_keeps_a_measured_curve_near_the_training_curves(shared_data):
+    """Below the critical edge every synthetic R is 1, so a point's spread is ~0; the measured REF_L curve
+    (R = 0.94 there) must still land within a few spreads of the training curves, not 10⁸ away."""
+    folder = shared_data / "real" / "ornl-ref-l-212592"
+    family = SampleFamily.from_dict(
+        {"from": str(folder / "manual_fit_spreadsheet.csv"), "ranges": {"thickness": "20%", "sld": 0.5}}
+    ).expand()
+    grid = {"q_min": 0.0084, "q_max": 0.269, "num_q": 350}
+    synthetic = generate(family, GeneratorConfig(num_curves=256, seed=1, sld_points=50, **grid))
+    log_r = nr_features(synthetic.nr, PreprocessConfig())
+    measured = load_measurement(folder / "REFL_212592_reduced.txt", dq_convention="fwhm")
+    x = log_reflectivity(np.interp(synthetic.nr[0, 0], measured.q, measured.r))[None]
+
+    floored = Normalizer("zscore", per_point=True, std_floor=STD_FLOOR).fit(log_r)
+    bare = Normalizer("zscore", per_point=True).fit(log_r)
+    flat = np.asarray(bare.stats["std"]) < 1e-6
+    assert flat.any()  # the premise: points where the training curves do not vary
+    assert np.abs(bare.transform(x)).max() > 1e4
+    z = floored.transform(x)[0]
+    assert np.abs(z[flat]).max() < 5
+    assert np.abs(z).max() < 30  # the noisy high-Q tail lies off the training curves, but not absurdly
+    # where the training curves do vary, the floor changes nothing
+    varied = np.asarray(bare.stats["std"]) > STD_FLOOR * 3 * np.std(log_r)
+    np.testing.assert_allclose(np.asarray(floored.stats["std"])[varied], np.asarray(bare.stats["std"])[varied])

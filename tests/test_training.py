@@ -16,7 +16,7 @@ from workbench.data.dataset import load_dataset
 from workbench.data.generate import GeneratorConfig, generate_to_disk
 from workbench.data.measured import load_measurement
 from workbench.data.parameters import stacks_from_parameters
-from workbench.data.preprocess import PreprocessConfig
+from workbench.data.preprocess import STD_FLOOR, PreprocessConfig, nr_features
 from workbench.events import Log, Progress, Record, Reporter
 from workbench.models import build_model
 from workbench.physics import FilmStack
@@ -274,7 +274,8 @@ def test_sld_workflow_bundle_round_trip_and_resume_checks(dataset, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("scaling", "method", "per_point"), [("standard", "zscore", True), ("minmax", "minmax", False)]
+    ("scaling", "method", "per_point"),
+    [("standard", "zscore", True), ("minmax", "minmax", False), ("auto", "zscore", True)],
 )
 def test_the_chosen_scaling_is_trained_with_and_kept_in_the_bundle(dataset, tmp_path, scaling, method, per_point):
     request = TrainRequest(
@@ -286,11 +287,23 @@ def test_the_chosen_scaling_is_trained_with_and_kept_in_the_bundle(dataset, tmp_
     stats = norm["x"]["stats"]["std" if method == "zscore" else "max"]
     assert np.size(stats) == (dataset.nr.shape[2] if per_point else 1)  # one scale per Q point, or one for all
     x = prepare(dataset, "sld", PreprocessConfig(**{k: norm["preprocess"][k] for k in ("normalization", "per_point")}))
-    if per_point:  # every Q point of the training curves has mean 0 and spread 1 (total reflection: R = 1, no spread)
+    if per_point:  # every Q point of the training curves has mean 0 and spread 1, except where they hardly vary
         train = np.asarray(x.x[np.sort(x.split["train"])])
         spread = train.std(axis=0)
         assert np.allclose(train.mean(axis=0), 0, atol=1e-3)
-        assert np.all(np.isclose(spread, 1, atol=1e-2) | (spread == 0)) and np.mean(spread > 0) > 0.9
+        assert np.all(spread <= 1.01) and np.mean(np.isclose(spread, 1, atol=1e-2)) > 0.9
+        # total reflection (R = 1 in every curve): scaled by the floor, not blown up
+        log_r = nr_features(dataset.nr[np.sort(x.split["train"])], PreprocessConfig())
+        assert np.min(norm["x"]["stats"]["std"]) == pytest.approx(STD_FLOOR * log_r.std(), rel=1e-3)
+
+
+def test_auto_scaling_is_standard_for_the_sld_model_and_min_max_for_the_others():
+    auto = TrainConfig()
+    assert auto.scaling == "auto"
+    assert auto.preprocess(kind="compact").normalization == "zscore" and auto.preprocess(kind="compact").per_point
+    for kind in ("param", "param_bounds", "parity_cnn", None):
+        assert auto.preprocess(kind=kind).normalization == "minmax", kind
+    assert TrainConfig(scaling="minmax").preprocess(kind="compact").normalization == "minmax"
 
 
 def test_resume_refuses_a_different_data_set(dataset, tmp_path):

@@ -234,7 +234,7 @@ def make_objective(config: SearchConfig, reporter: Reporter | None = None):
             params, config.kind, {"epochs": config.epochs, "seed": config.seed, "device": config.device, **config.fixed}
         )
         train = TrainConfig(**settings["train"])
-        preprocess = train.preprocess(v, seed=config.seed)
+        preprocess = train.preprocess(v, seed=config.seed, kind=config.kind)
         stop = StopSignal()
 
         def study_stop() -> bool:

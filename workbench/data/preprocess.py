@@ -64,6 +64,21 @@ def split_indices(
     }
 
 
+# For curves and profiles standardised per point, each point's spread is at least this share of its row's.
+# Below the critical edge every training curve has R = 1, so the spread there is ~1e-9 and a measured 0.94
+# would land 10⁸ spreads away: the network then answers with nonsense (a REF_L profile at ±10⁵).  1 % of
+# log R's spread is ~0.02 decades, a 5 % change in R.
+STD_FLOOR = 0.01
+
+
+def _row_spread(mean: np.ndarray, mean_sq: np.ndarray) -> np.ndarray:
+    """The spread of each row's values over all its points (shape of ``mean``), from per-point moments."""
+    axis = mean.ndim - 1  # the points axis: (points,) or (rows, points)
+    row_mean = mean.mean(axis=axis, keepdims=True)
+    row_var = mean_sq.mean(axis=axis, keepdims=True) - row_mean**2
+    return np.broadcast_to(np.sqrt(np.maximum(row_var, 0.0)), mean.shape)
+
+
 @dataclass
 class Normalizer:
     """Scales arrays of shape (N, rows, points) (or (N, features)) with statistics from the training split."""
@@ -71,6 +86,7 @@ class Normalizer:
     method: Method = "minmax"
     per_point: bool = False
     stats: dict[str, list] = field(default_factory=dict)
+    std_floor: float = 0.0  # zscore per point: each point's spread ≥ this share of its row's (see STD_FLOOR)
 
     def fit(self, x: np.ndarray, chunk: int = 65536) -> Normalizer:
         """Fit on ``x`` — pass only the training rows.  Streams through memory-mapped arrays."""
@@ -100,6 +116,8 @@ class Normalizer:
         else:
             mean = total / count
             std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+            if self.per_point and self.std_floor > 0:
+                std = np.maximum(std, self.std_floor * _row_spread(mean, sq / count))
             self.stats = {"mean": mean.tolist(), "std": std.tolist()}
         return self
 

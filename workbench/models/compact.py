@@ -99,11 +99,11 @@ class CompactNR2SLD(nn.Module):
         self,
         n_q: int = 308,
         n_z: int = 900,
-        width: int = 32,
+        width: int = 16,
         stages: int = 4,
         latent: int = 256,
         dropout: float = 0.1,
-        stem_stride: int = 2,
+        stem_stride: int = 8,
         act: str = "relu",
     ):
         super().__init__()

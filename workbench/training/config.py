@@ -81,17 +81,21 @@ class TrainConfig(BaseModel):
             },
         },
     )
-    scaling: Literal["minmax", "standard"] = Field(
-        "minmax",
+    scaling: Literal["auto", "minmax", "standard"] = Field(
+        "auto",
         description=(
             "how log R (and an SLD model's profiles) are scaled for the network: min–max — all points together into "
             "[0, 1], pyreflect's way; standard — each Q (and z) point to mean 0 and spread 1 over the training "
-            "curves. Standard learns synthetic curves faster, but a measured curve's background and noise at high Q "
-            "lie many spreads away from the training curves there, and its predictions then go to the bounds"
+            "curves, so the high-Q fringes weigh as much as the critical edge; auto — standard for the compact "
+            "NR → SLD model, min–max for parameter models and pyreflect's CNN"
         ),
         json_schema_extra={
             "label": "scaling",
-            "choice_labels": {"minmax": "min–max (pyreflect)", "standard": "standard, per point"},
+            "choice_labels": {
+                "auto": "auto (per model)",
+                "minmax": "min–max (pyreflect)",
+                "standard": "standard, per point",
+            },
         },
     )
     profile_weight: float = Field(
@@ -159,16 +163,23 @@ class TrainConfig(BaseModel):
         json_schema_extra={"label": "progress every", "unit": "batches"},
     )
 
-    def preprocess(self, validation_split: float | None = None, seed: int | None = None) -> PreprocessConfig:
-        """The preprocessing this training uses: its ``scaling``, split seeded by ``seed`` (default: the run's).
+    def scaling_for(self, kind: str | None) -> str:
+        """The scaling a model of ``kind`` trains with: ``auto`` resolved (standard for "compact", else min–max).
 
-        ``standard`` standardises each Q and z point, so the high-Q fringes, a few hundredths of the log R
-        range, weigh as much as the critical edge: on the default stack, trained on the fly for 3 minutes,
-        test SLD R² 0.969 against 0.961 with min–max. On the measured REF_L curve the same scaling sent a
-        parameter model's prediction to the bounds (its high-Q points lie many spreads from the training
-        curves), so min–max stays the default (benchmarks/README.md).
+        Measured side by side (benchmarks/README.md, 3 minutes on the fly): the compact NR → SLD model's test
+        SLD R² on the default stack 0.969 with standard against 0.961 with min–max, and on the REF_L curve its
+        profile scores χ²/N 54 against 98.  A parameter model of the REF_L hand-fit family started at χ²/N 41
+        with standard against 26 with min–max, so parameter models keep min–max; pyreflect's CNN keeps its own.
         """
-        method, per_point = SCALINGS[self.scaling]
+        if self.scaling != "auto":
+            return self.scaling
+        return "standard" if kind == "compact" else "minmax"
+
+    def preprocess(
+        self, validation_split: float | None = None, seed: int | None = None, kind: str | None = None
+    ) -> PreprocessConfig:
+        """What a ``kind`` model trains with: its scaling, the split seeded by ``seed`` (default: the run's)."""
+        method, per_point = SCALINGS[self.scaling_for(kind)]
         v = validation_split
         split = {} if v is None else {"split": (1 - 2 * v, v, v)}
         return PreprocessConfig(

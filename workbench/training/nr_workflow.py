@@ -21,7 +21,7 @@ from ..analysis.profile_nr import reflectivity_of_profile
 from ..data.dataset import Dataset, dataset_hash, load_dataset
 from ..data.family import stack_from_meta
 from ..data.parameters import free_parameter_columns
-from ..data.preprocess import Normalizer, PreprocessConfig, log_reflectivity, split_indices
+from ..data.preprocess import STD_FLOOR, Normalizer, PreprocessConfig, log_reflectivity, split_indices
 from ..events import Reporter
 from ..models import build_model
 from ..models.task import Task
@@ -77,11 +77,15 @@ def prepare(ds: Dataset, target: Target, pre: PreprocessConfig, split: dict[str,
         r = np.asarray(nr[:, 1, :], dtype=np.float64)
         return log_reflectivity(r, pre.clip_min) if pre.apply_log_transform else r
 
-    x_norm = Normalizer(pre.normalization, pre.per_point).fit(Features(ds.nr, log_r, np.sort(train)))
+    x_norm = Normalizer(pre.normalization, pre.per_point, std_floor=STD_FLOOR).fit(
+        Features(ds.nr, log_r, np.sort(train))
+    )
     x = Features(ds.nr, lambda a: x_norm.transform(log_r(a)))
     normalization = {"preprocess": pre.model_dump(mode="json"), "x": x_norm.to_dict()}
     if target == "sld":
-        y_norm = Normalizer(pre.normalization, pre.per_point).fit(Features(ds.sld, None, np.sort(train)))
+        y_norm = Normalizer(pre.normalization, pre.per_point, std_floor=STD_FLOOR).fit(
+            Features(ds.sld, None, np.sort(train))
+        )
         y = Features(ds.sld, y_norm.transform)
         normalization["y"] = y_norm.to_dict()
         return Prepared(x, y, split, normalization)
@@ -126,7 +130,7 @@ def train_nr_model(
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     train = train or TrainConfig()
     model_config = default_model_config(target, model)
-    pre = preprocess or train.preprocess()
+    pre = preprocess or train.preprocess(kind=model_config["kind"])
     prep = prepare(ds, target, pre)
     n_q, n_z = ds.nr.shape[2], ds.sld.shape[2]
     if model_config["kind"] == "param_bounds":

@@ -355,7 +355,7 @@ def train_on_the_fly(
     """Train an NR → SLD or NR → parameters model on fresh curves of ``settings.stack``, seeded by ``train.seed``."""
     train = train or TrainConfig()
     model_config = default_model_config(target, model)
-    pre = (preprocess or train.preprocess()).model_copy(update={"seed": train.seed})
+    pre = (preprocess or train.preprocess(kind=model_config["kind"])).model_copy(update={"seed": train.seed})
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
     ds, prep = _trainer_parts(settings, target, pre, model_config)

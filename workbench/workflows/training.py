@@ -116,7 +116,7 @@ class TrainRequest(SplitSettings):
         return "on-the-fly" if self.on_the_fly is not None else "data set"
 
     def preprocess(self) -> PreprocessConfig:
-        return self.train.preprocess(self.validation_split)
+        return self.train.preprocess(self.validation_split, kind=self.model["kind"])
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainRequest:

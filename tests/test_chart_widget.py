@@ -4,33 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import plotly
 import plotly.graph_objects as go
+import pytest
 from jupyter_core.paths import jupyter_data_dir
+from plotly.offline import get_plotlyjs_version
 
 from workbench.ui.chart_widget import ChartWidget, PlotlyBundle, publish_bundle, shared_bundle
 from workbench.ui.context import AppContext
 from workbench.ui.stack_panel import StackPanel
 
-PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+BASIC = Path(__file__).parents[1] / "workbench" / "ui" / "static" / "plotly-basic.min.js"
 
 
 def test_charts_ship_a_small_module_and_share_one_plotly_bundle():
     first = ChartWidget(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])))
     second = ChartWidget()
     plain = go.FigureWidget(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])))
-    assert len(first._esm) < 10_000 and len(plain._esm) > 4_000_000
+    assert len(first._esm) < 12_000 and len(plain._esm) > 4_000_000
     assert first.data[0].y == (3, 4)  # otherwise a FigureWidget like any other
     bundle = shared_bundle()
     assert isinstance(bundle, PlotlyBundle) and bundle.source == ""  # the page loads it as a file
     # published once where the Jupyter server serves labextensions files, named by its content hash
     path, _, version = bundle.path.partition("?v=")
     served = Path(jupyter_data_dir()) / "labextensions" / path
-    assert served.read_text(encoding="utf-8") == PLOTLY_BUNDLE.read_text(encoding="utf-8") == plain._esm
+    assert served.read_text(encoding="utf-8") == BASIC.read_text(encoding="utf-8")
+    assert served.stat().st_size < len(plain._esm) / 3  # the basic bundle, not plotly.py's full widget bundle
     assert version in path and len(version) == 16
     # a page that cannot load the file asks the kernel, which answers with the source once
     bundle._answer(bundle, {"request": "source"}, [])
-    assert bundle.source == plain._esm
+    assert bundle.source == BASIC.read_text(encoding="utf-8")
     # the browser finds the bundle through a model reference in each chart's state
     assert first.get_state()["_plotly_bundle"] == second.get_state()["_plotly_bundle"] == f"IPY_MODEL_{bundle.model_id}"
     old = bundle.model_id
@@ -68,3 +70,17 @@ def test_the_bundle_manifest_names_the_current_file_for_the_early_import(tmp_pat
     assert publish_bundle(tmp_path) == path and json.loads((static / MANIFEST).read_text()) == {"path": path}
     template = Path(__file__).parents[1] / "workbench/ui/jupyter/voila/templates/workbench/index.html.j2"
     assert "workbench-plotly/static/current.json" in template.read_text()
+
+
+def test_the_basic_bundle_is_the_plotly_js_that_plotly_py_was_built_for():
+    """Figures are validated by plotly.py against its plotly.js schema: the page must draw with that version."""
+    head = BASIC.read_text(encoding="utf-8")[:200]
+    assert f"plotly.js (basic - minified) v{get_plotlyjs_version()}" in head
+
+
+def test_a_trace_the_basic_bundle_cannot_draw_is_refused_by_name():
+    with pytest.raises(ValueError, match="not heatmap"):
+        ChartWidget(go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])))
+    chart = ChartWidget(go.Figure(go.Bar(x=[1], y=[2])))
+    with pytest.raises(ValueError, match="scatter"):
+        chart.add_traces([go.Contour(z=[[1, 2], [3, 4]])])

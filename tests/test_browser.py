@@ -403,7 +403,7 @@ def test_a_page_asked_for_while_the_pool_kernel_builds_the_app_draws_both_charts
 
 
 def test_charts_load_and_update_in_a_slow_browser(voila):
-    """Plotly's 5 MB bundle parses in ~1.7 s here; at 4× slower the old per-chart bundle timed out."""
+    """At 4× slower, Plotly's old 5 MB per-chart bundle timed out; the basic bundle must load and follow here too."""
     problems: list[str] = []
     with chromium() as browser:
         page = watched_page(browser, problems)

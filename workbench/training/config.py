@@ -166,10 +166,11 @@ class TrainConfig(BaseModel):
     def scaling_for(self, kind: str | None) -> str:
         """The scaling a model of ``kind`` trains with: ``auto`` resolved (standard for "compact", else min–max).
 
-        Measured side by side (benchmarks/README.md, 3 minutes on the fly): the compact NR → SLD model's test
-        SLD R² on the default stack 0.969 with standard against 0.961 with min–max, and on the REF_L curve its
-        profile scores χ²/N 54 against 98.  A parameter model of the REF_L hand-fit family started at χ²/N 41
-        with standard against 26 with min–max, so parameter models keep min–max; pyreflect's CNN keeps its own.
+        Measured side by side (benchmarks/README.md, 3 minutes on the fly, the compact model's 16-channel stride-8
+        defaults): default-stack test SLD R² 0.969 with standard against 0.961 with min–max; on the REF_L curve
+        its profile scores χ²/N 54 (the old 32-channel min–max default: 98).  Standard needs the spread floor
+        (``STD_FLOOR``).  A parameter model of the REF_L hand-fit family started at χ²/N 41 with standard against
+        26 with min–max, so parameter models keep min–max; pyreflect's CNN keeps pyreflect's.
         """
         if self.scaling != "auto":
             return self.scaling

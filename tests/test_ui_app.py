@@ -129,7 +129,7 @@ def test_workbench_tabs_chart_download_history_and_resume(tmp_path):
     wb.generate.name.value = "d"
     wb.generate.start.click()
     assert wb.generate.job.join(300)
-    wb.train.epochs.value = 4  # enough that the pause lands before the last epoch
+    wb.train.epochs.value = 30  # enough that the pause lands before the last epoch (an epoch here takes ~0.1 s)
     wb.train.name.value = "m"
     wb.train.start.click()
     deadline = time.time() + 120
